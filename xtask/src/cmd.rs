@@ -1,0 +1,94 @@
+//! Running subprocesses: every command is printed before it runs, and failures name it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Change to the workspace root (the parent of xtask's manifest directory).
+pub fn enter_workspace_root() -> Result<(), String> {
+    let root = workspace_root();
+    std::env::set_current_dir(&root).map_err(|e| format!("cannot enter {}: {e}", root.display()))
+}
+
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+/// A command to run, printed as it starts.
+pub struct Cmd {
+    command: Command,
+    shown: String,
+}
+
+impl Cmd {
+    pub fn new(program: &str) -> Cmd {
+        Cmd {
+            command: Command::new(program),
+            shown: program.to_owned(),
+        }
+    }
+
+    pub fn arg(mut self, arg: impl AsRef<str>) -> Cmd {
+        let arg = arg.as_ref();
+        self.shown.push(' ');
+        self.shown.push_str(arg);
+        self.command.arg(arg);
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Cmd
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for arg in args {
+            self = self.arg(arg);
+        }
+        self
+    }
+
+    pub fn env(mut self, key: &str, value: impl AsRef<std::ffi::OsStr>) -> Cmd {
+        self.command.env(key, value);
+        self
+    }
+
+    /// Run to completion with inherited stdio; a non-zero exit is an error.
+    pub fn run(mut self) -> Result<(), String> {
+        eprintln!("$ {}", self.shown);
+        let status = self
+            .command
+            .status()
+            .map_err(|e| format!("cannot run `{}`: {e}", self.shown))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("`{}` failed ({status})", self.shown))
+        }
+    }
+
+    /// Run quietly and return stdout; a non-zero exit is an error carrying stderr.
+    pub fn output(mut self) -> Result<String, String> {
+        let output = self
+            .command
+            .output()
+            .map_err(|e| format!("cannot run `{}`: {e}", self.shown))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        } else {
+            Err(format!(
+                "`{}` failed ({}): {}",
+                self.shown,
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    }
+}
+
+/// Whether a program is on PATH.
+pub fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}

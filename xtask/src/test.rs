@@ -1,0 +1,38 @@
+//! `cargo xtask test`: the README's test command. Everything CI checks, in order.
+
+use crate::cmd::Cmd;
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    if let Some(extra) = args.first() {
+        return Err(format!("test takes no arguments, got `{extra}`"));
+    }
+    crate::deps::ensure()?;
+    Cmd::new("cargo")
+        .args(["fmt", "--all", "--", "--check"])
+        .run()?;
+    Cmd::new("cargo")
+        .args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])
+        .run()?;
+    // The no_std core must build for a bare-metal target: it does no I/O.
+    Cmd::new("cargo")
+        .args([
+            "check",
+            "-p",
+            "amber-core",
+            "--no-default-features",
+            "--target",
+            "aarch64-unknown-none",
+        ])
+        .run()?;
+    // Integration tests drive the real pkg binary, so build it first.
+    Cmd::new("cargo").args(["build", "-p", "amber-pkg"]).run()?;
+    Cmd::new("cargo").args(["test", "--workspace"]).run()?;
+    Ok(())
+}
