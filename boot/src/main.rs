@@ -2,30 +2,60 @@
 //! `reboot`, chosen by the name it was started as (argv[0]).
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
+/// Print one `amber: ...` line on the console (init's standard output).
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::say(format_args!($($arg)*))
+    };
+}
+
+mod cmdline;
+mod console;
+mod control;
+mod disk;
+mod init;
+mod modules;
+mod mounts;
+mod net;
+mod output;
+mod service;
+mod shutdown;
+mod supervisor;
+mod sys;
+
+fn say(message: std::fmt::Arguments) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(format_args!("amber: {message}\n"));
+}
+
 fn main() -> ExitCode {
-    let args: Vec<OsString> = std::env::args_os().collect();
-    let called = args
-        .first()
-        .and_then(|arg0| Path::new(arg0).file_name())
-        .and_then(|name| name.to_str())
-        .unwrap_or("amber")
-        .to_owned();
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    let mut called = command_name(args.first());
+    // `amber pkg ...` is the same as `pkg ...`, for when no links exist yet.
+    if called == "amber" && args.len() > 1 {
+        args.remove(0);
+        called = command_name(args.first());
+    }
     match called.as_str() {
         "pkg" => amber_pkg::cli::main(args),
-        // `amber pkg ...` is the same as `pkg ...`, for when no links exist yet.
-        "amber" if args.get(1).is_some_and(|a| a == "pkg") => {
-            amber_pkg::cli::main(args.into_iter().skip(1))
-        }
-        "init" | "svc" | "poweroff" | "reboot" => {
-            eprintln!("{called}: not built yet (the boot issue adds init and the supervisor)");
-            ExitCode::FAILURE
-        }
+        "init" => init::main(args),
+        "svc" => control::svc_main(args),
+        "poweroff" => control::power_main(true, args),
+        "reboot" => control::power_main(false, args),
         _ => {
             eprintln!("amber: unknown command name {called:?}; link this binary as init, pkg, svc, poweroff or reboot");
             ExitCode::from(2)
         }
     }
+}
+
+fn command_name(arg0: Option<&OsString>) -> String {
+    arg0.and_then(|arg0| Path::new(arg0).file_name())
+        .and_then(|name| name.to_str())
+        .unwrap_or("amber")
+        .to_owned()
 }

@@ -10,6 +10,7 @@ extern crate alloc;
 
 pub mod base64;
 pub mod blake2b;
+pub mod generation;
 pub mod hash;
 pub mod index;
 pub mod meta;

@@ -1,1 +1,576 @@
-//! TODO(owner): being written.
+//! The `.pkg/meta` file inside every package image (DESIGN §3): what the package is, in a strict line format.
+//!
+//! ```text
+//! name busybox
+//! version 1.36.1-r2
+//! arch x86_64
+//! deps musl>=1.2,zlib
+//! provides sh,vi
+//! description The Swiss army knife of embedded Linux
+//! license GPL-2.0-only
+//! size 812345
+//! recipe 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+//! ```
+//!
+//! The rules, all enforced by [`Meta::parse`]; anything else is an error naming
+//! the 1-based line:
+//!
+//! - UTF-8; every line ends with `\n`, the last one too; no empty lines, no
+//!   `\r`, tabs or other control characters, no leading, trailing or doubled
+//!   spaces.
+//! - Each line is `KEY VALUE`, or the bare `KEY` when the value is empty. All
+//!   nine keys appear exactly once, in the order shown; unknown, repeated,
+//!   out-of-order and missing keys are errors.
+//! - `name`: a package name; `version`: a whole version, revision included
+//!   (`crate::version`); `arch`: `[a-z0-9_]+`, at most 32 bytes.
+//! - `deps`: comma-separated dependencies, `provides`: comma-separated package
+//!   names, each list without repeats; empty when bare.
+//! - `description` (at most 1024 bytes) and `license` (an SPDX expression, at
+//!   most 256 bytes of printable ASCII): free text, may be empty.
+//! - `size`: the installed payload in bytes, a decimal `u64` without leading
+//!   zeros. It is not the image file size, which the index carries.
+//! - `recipe`: the SHA-256 build identity of the recipe as 64 lowercase hex
+//!   digits, or bare when the package was not built from a recipe.
+//!
+//! [`Meta::to_text`] writes exactly this form, so `Meta::parse(&meta.to_text())`
+//! gives back `meta` for every valid `meta`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::fmt::Write as _;
+
+use crate::index::{
+    check_line_shape, is_valid_arch, lines, parse_decimal, parse_dependencies, parse_name_list,
+    parse_sha256, push_hex, push_list, HashError, LineShapeError, ListError,
+};
+use crate::version::{is_valid_name, Dependency, PackageId, Version, VersionError};
+
+/// The longest description accepted, in bytes.
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+
+/// The longest license expression accepted, in bytes.
+pub const MAX_LICENSE_LEN: usize = 256;
+
+/// The keys in the order they must appear.
+const KEYS: [&str; 9] = [
+    "name",
+    "version",
+    "arch",
+    "deps",
+    "provides",
+    "description",
+    "license",
+    "size",
+    "recipe",
+];
+
+/// What a package says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Meta {
+    pub name: String,
+    pub version: Version,
+    pub arch: String,
+    pub deps: Vec<Dependency>,
+    pub provides: Vec<String>,
+    pub description: String,
+    pub license: String,
+    /// Installed payload size in bytes.
+    pub size: u64,
+    /// SHA-256 build identity of the recipe, if built from one.
+    pub recipe: Option<[u8; 32]>,
+}
+
+/// Why a `.pkg/meta` file was rejected, and on which line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaError {
+    /// The 1-based line number.
+    pub line: usize,
+    pub reason: MetaErrorReason,
+}
+
+/// What was wrong with a `.pkg/meta` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetaErrorReason {
+    /// The text does not end with a newline: probably cut short.
+    MissingFinalNewline,
+    /// Empty line, control character, or bad spacing.
+    Shape(LineShapeError),
+    UnknownKey(String),
+    DuplicateKey(&'static str),
+    /// The key is known but belongs elsewhere; the second field is the key expected here.
+    OutOfOrder(&'static str, &'static str),
+    /// The file ended before this key.
+    MissingKey(&'static str),
+    /// `name`, `version`, `arch` and `size` need a value.
+    EmptyValue(&'static str),
+    BadName,
+    BadVersion(VersionError),
+    BadArch,
+    BadList(&'static str, ListError),
+    /// The value is longer than its limit.
+    TooLong(&'static str),
+    /// The license has characters other than printable ASCII.
+    BadLicense,
+    BadSize,
+    BadRecipe(HashError),
+}
+
+impl fmt::Display for MetaErrorReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use MetaErrorReason::*;
+        match self {
+            MissingFinalNewline => f.write_str("last line does not end with a newline"),
+            Shape(error) => write!(f, "{error}"),
+            UnknownKey(key) => write!(f, "unknown key {key:?}"),
+            DuplicateKey(key) => write!(f, "{key} is given twice"),
+            OutOfOrder(found, expected) => {
+                write!(f, "{found} is out of order (expected {expected} here)")
+            }
+            MissingKey(key) => write!(f, "{key} is missing"),
+            EmptyValue(key) => write!(f, "{key} is empty"),
+            BadName => f.write_str("invalid package name"),
+            BadVersion(error) => write!(f, "{error}"),
+            BadArch => f.write_str("arch is not [a-z0-9_]+ of at most 32 bytes"),
+            BadList(key, error) => write!(f, "{key} {error}"),
+            TooLong(key) => write!(f, "{key} is too long"),
+            BadLicense => f.write_str("license is not printable ASCII"),
+            BadSize => f.write_str("size is not a decimal number"),
+            BadRecipe(error) => write!(f, "recipe hash {error}"),
+        }
+    }
+}
+
+impl fmt::Display for MetaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "meta line {}: {}", self.line, self.reason)
+    }
+}
+
+impl core::error::Error for MetaError {}
+
+impl Meta {
+    /// Parses a `.pkg/meta` file (see the module documentation for the rules).
+    pub fn parse(text: &str) -> Result<Meta, MetaError> {
+        let (lines, unterminated) = lines(text);
+        if let Some(line) = unterminated {
+            return Err(MetaError {
+                line,
+                reason: MetaErrorReason::MissingFinalNewline,
+            });
+        }
+        // One slot per key, filled in order; `next` is the key expected next.
+        let mut values: [&str; KEYS.len()] = [""; KEYS.len()];
+        let mut next = 0;
+        let mut last_line = 0;
+        for (number, line) in lines {
+            last_line = number;
+            let fail = |reason| MetaError {
+                line: number,
+                reason,
+            };
+            check_line_shape(line).map_err(|error| fail(MetaErrorReason::Shape(error)))?;
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            let Some(position) = KEYS.iter().position(|known| *known == key) else {
+                return Err(fail(MetaErrorReason::UnknownKey(String::from(key))));
+            };
+            if position < next {
+                return Err(fail(MetaErrorReason::DuplicateKey(KEYS[position])));
+            }
+            if position > next {
+                // `next < position < KEYS.len()`, so `KEYS[next]` exists.
+                return Err(fail(MetaErrorReason::OutOfOrder(
+                    KEYS[position],
+                    KEYS[next],
+                )));
+            }
+            check_value(KEYS[position], value).map_err(fail)?;
+            values[position] = value;
+            next = position + 1;
+        }
+        if let Some(missing) = KEYS.get(next) {
+            return Err(MetaError {
+                line: last_line + 1,
+                reason: MetaErrorReason::MissingKey(missing),
+            });
+        }
+        let [name, version, arch, deps, provides, description, license, size, recipe] = values;
+        // Every value passed `check_value`, so these conversions succeed; the
+        // errors are still mapped rather than unwrapped, to the key's line.
+        let at = |key: &str| KEYS.iter().position(|known| *known == key).unwrap_or(0) + 1;
+        let fail = |key, reason| MetaError {
+            line: at(key),
+            reason,
+        };
+        Ok(Meta {
+            name: String::from(name),
+            version: Version::parse(version)
+                .map_err(|error| fail("version", MetaErrorReason::BadVersion(error)))?,
+            arch: String::from(arch),
+            deps: list(deps, parse_dependencies)
+                .map_err(|error| fail("deps", MetaErrorReason::BadList("deps", error)))?,
+            provides: list(provides, parse_name_list)
+                .map_err(|error| fail("provides", MetaErrorReason::BadList("provides", error)))?,
+            description: String::from(description),
+            license: String::from(license),
+            size: parse_decimal(size).ok_or(fail("size", MetaErrorReason::BadSize))?,
+            recipe: if recipe.is_empty() {
+                None
+            } else {
+                Some(
+                    parse_sha256(recipe)
+                        .map_err(|error| fail("recipe", MetaErrorReason::BadRecipe(error)))?,
+                )
+            },
+        })
+    }
+
+    /// Writes the meta in its one canonical form (module documentation).
+    pub fn to_text(&self) -> String {
+        let mut out = String::with_capacity(256 + self.description.len());
+        let mut line = |key: &str, value: &dyn Fn(&mut String)| {
+            out.push_str(key);
+            let start = out.len();
+            out.push(' ');
+            value(&mut out);
+            // An empty value is written as the bare key.
+            if out.len() == start + 1 {
+                out.truncate(start);
+            }
+            out.push('\n');
+        };
+        line("name", &|out| out.push_str(&self.name));
+        line("version", &|out| out.push_str(self.version.as_str()));
+        line("arch", &|out| out.push_str(&self.arch));
+        line("deps", &|out| push_list(out, &self.deps));
+        line("provides", &|out| push_list(out, &self.provides));
+        line("description", &|out| out.push_str(&self.description));
+        line("license", &|out| out.push_str(&self.license));
+        line("size", &|out| {
+            let _ = write!(out, "{}", self.size);
+        });
+        line("recipe", &|out| {
+            if let Some(hash) = &self.recipe {
+                push_hex(out, hash);
+            }
+        });
+        out
+    }
+
+    /// The package identity, `name-version`.
+    pub fn id(&self) -> PackageId {
+        PackageId {
+            name: self.name.clone(),
+            version: self.version.clone(),
+        }
+    }
+}
+
+/// Parses a list value; the bare key means an empty list.
+fn list<T>(value: &str, parse: fn(&str) -> Result<Vec<T>, ListError>) -> Result<Vec<T>, ListError> {
+    if value.is_empty() {
+        Ok(Vec::new())
+    } else {
+        parse(value)
+    }
+}
+
+/// Checks one value against the rules of its key.
+fn check_value(key: &'static str, value: &str) -> Result<(), MetaErrorReason> {
+    let required = matches!(key, "name" | "version" | "arch" | "size");
+    if required && value.is_empty() {
+        return Err(MetaErrorReason::EmptyValue(key));
+    }
+    match key {
+        "name" if !is_valid_name(value) => Err(MetaErrorReason::BadName),
+        "version" => Version::parse(value)
+            .map(drop)
+            .map_err(MetaErrorReason::BadVersion),
+        "arch" if !is_valid_arch(value) => Err(MetaErrorReason::BadArch),
+        "deps" => list(value, parse_dependencies)
+            .map(drop)
+            .map_err(|error| MetaErrorReason::BadList("deps", error)),
+        "provides" => list(value, parse_name_list)
+            .map(drop)
+            .map_err(|error| MetaErrorReason::BadList("provides", error)),
+        "description" if value.len() > MAX_DESCRIPTION_LEN => {
+            Err(MetaErrorReason::TooLong("description"))
+        }
+        "license" if value.len() > MAX_LICENSE_LEN => Err(MetaErrorReason::TooLong("license")),
+        "license" if !value.bytes().all(|b| b.is_ascii_graphic() || b == b' ') => {
+            Err(MetaErrorReason::BadLicense)
+        }
+        "size" if parse_decimal(value).is_none() => Err(MetaErrorReason::BadSize),
+        "recipe" if !value.is_empty() => parse_sha256(value)
+            .map(drop)
+            .map_err(MetaErrorReason::BadRecipe),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    const RECIPE: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    fn full() -> String {
+        format!(
+            "name busybox\nversion 1.36.1-r2\narch x86_64\ndeps musl>=1.2,zlib\nprovides sh,vi\n\
+             description The Swiss army knife of embedded Linux\nlicense GPL-2.0-only\n\
+             size 812345\nrecipe {RECIPE}\n"
+        )
+    }
+
+    /// Renders a parse like rust-analyzer's `check(input, expect)`: `ok NAME-VERSION`
+    /// or the error's Display.
+    fn check(text: &str, expect: &str) {
+        let got = match Meta::parse(text) {
+            Ok(meta) => format!("ok {}", meta.id()),
+            Err(error) => error.to_string(),
+        };
+        assert_eq!(got, expect, "input:\n{text}");
+    }
+
+    /// The full example with one line replaced (or removed, for an empty `with`).
+    fn edit(key: &str, with: &str) -> String {
+        full()
+            .lines()
+            .filter_map(|line| {
+                let own = line.split(' ').next() == Some(key);
+                match (own, with.is_empty()) {
+                    (true, true) => None,
+                    (true, false) => Some(format!("{with}\n")),
+                    (false, _) => Some(format!("{line}\n")),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parses_the_example() {
+        let meta = Meta::parse(&full()).unwrap();
+        assert_eq!(meta.name, "busybox");
+        assert_eq!(meta.version.as_str(), "1.36.1-r2");
+        assert_eq!(meta.arch, "x86_64");
+        assert_eq!(
+            meta.deps,
+            vec![
+                Dependency::parse("musl>=1.2").unwrap(),
+                Dependency::any("zlib")
+            ]
+        );
+        assert_eq!(meta.provides, ["sh", "vi"]);
+        assert_eq!(meta.description, "The Swiss army knife of embedded Linux");
+        assert_eq!(meta.license, "GPL-2.0-only");
+        assert_eq!(meta.size, 812_345);
+        assert_eq!(meta.recipe.map(|r| r[0]), Some(0x9f));
+        assert_eq!(meta.to_text(), full());
+    }
+
+    #[test]
+    fn empty_values_are_bare_keys() {
+        let text = "name a\nversion 1\narch aarch64\ndeps\nprovides\ndescription\nlicense\n\
+                    size 0\nrecipe\n";
+        let meta = Meta::parse(text).unwrap();
+        assert!(meta.deps.is_empty() && meta.provides.is_empty());
+        assert_eq!((meta.description.as_str(), meta.license.as_str()), ("", ""));
+        assert_eq!(meta.recipe, None);
+        assert_eq!(meta.to_text(), text);
+    }
+
+    #[test]
+    fn round_trip() {
+        let table = [
+            Meta {
+                name: "a".into(),
+                version: Version::parse("0").unwrap(),
+                arch: "x86_64".into(),
+                deps: vec![],
+                provides: vec![],
+                description: String::new(),
+                license: String::new(),
+                size: 0,
+                recipe: None,
+            },
+            Meta {
+                name: "libstdc++".into(),
+                version: Version::parse("13.2.1_git20231014-r0").unwrap(),
+                arch: "aarch64".into(),
+                deps: vec![
+                    Dependency::parse("musl~1.2").unwrap(),
+                    Dependency::any("libgcc"),
+                ],
+                provides: vec!["libstdc++6".into()],
+                description: "GNU C++ library: ünïcode, \"quotes\" = fine".into(),
+                license: "GPL-3.0-or-later WITH GCC-exception-3.1".into(),
+                size: u64::MAX,
+                recipe: Some([0xab; 32]),
+            },
+        ];
+        for meta in table {
+            let text = meta.to_text();
+            assert_eq!(Meta::parse(&text), Ok(meta), "{text}");
+        }
+    }
+
+    #[test]
+    fn errors() {
+        let table: &[(String, &str)] = &[
+            (String::new(), "meta line 1: name is missing"),
+            (
+                full().trim_end().into(),
+                "meta line 9: last line does not end with a newline",
+            ),
+            (format!("{}\n", full()), "meta line 10: empty line"),
+            (
+                full().replace('\n', "\r\n"),
+                "meta line 1: control character (tab, carriage return, ...)",
+            ),
+            (
+                edit("name", "name  busybox"),
+                "meta line 1: leading, trailing or doubled space",
+            ),
+            (
+                edit("name", "name busybox "),
+                "meta line 1: leading, trailing or doubled space",
+            ),
+            (
+                edit("name", " name busybox"),
+                "meta line 1: leading, trailing or doubled space",
+            ),
+            (
+                edit("description", "description a\tb"),
+                "meta line 6: control character (tab, carriage return, ...)",
+            ),
+            (edit("name", "name"), "meta line 1: name is empty"),
+            (
+                edit("name", "name Busybox"),
+                "meta line 1: invalid package name",
+            ),
+            (
+                edit("name", "name busybox-1"),
+                "meta line 1: invalid package name",
+            ),
+            (
+                edit("name", "Name busybox"),
+                "meta line 1: unknown key \"Name\"",
+            ),
+            (
+                edit("name", "name=busybox"),
+                "meta line 1: unknown key \"name=busybox\"",
+            ),
+            (
+                edit("name", ""),
+                "meta line 1: version is out of order (expected name here)",
+            ),
+            (
+                edit("version", ""),
+                "meta line 2: arch is out of order (expected version here)",
+            ),
+            (edit("version", "version"), "meta line 2: version is empty"),
+            (
+                edit("version", "version 1.36.1-x"),
+                "meta line 2: version has an unexpected '-' at byte 6",
+            ),
+            (
+                edit("arch", "arch x86-64"),
+                "meta line 3: arch is not [a-z0-9_]+ of at most 32 bytes",
+            ),
+            (edit("arch", "arch"), "meta line 3: arch is empty"),
+            (
+                edit("deps", "deps musl,"),
+                "meta line 4: deps has a bad item: dependency has an invalid package name",
+            ),
+            (
+                edit("deps", "deps musl,musl"),
+                "meta line 4: deps names the same thing twice",
+            ),
+            (
+                edit("deps", "deps musl, zlib"),
+                "meta line 4: deps has a bad item: dependency has an invalid package name",
+            ),
+            (
+                edit("provides", "provides sh,sh"),
+                "meta line 5: provides names the same thing twice",
+            ),
+            (
+                edit("provides", "provides sh>=1"),
+                "meta line 5: provides has an invalid package name",
+            ),
+            (
+                edit("description", &format!("description {}", "x".repeat(1025))),
+                "meta line 6: description is too long",
+            ),
+            (
+                edit("license", "license GPL-2.0-only OR MIT"),
+                "ok busybox-1.36.1-r2",
+            ),
+            (
+                edit("license", "license ©"),
+                "meta line 7: license is not printable ASCII",
+            ),
+            (
+                edit("license", &format!("license {}", "x".repeat(257))),
+                "meta line 7: license is too long",
+            ),
+            (edit("size", "size"), "meta line 8: size is empty"),
+            (
+                edit("size", "size 01"),
+                "meta line 8: size is not a decimal number",
+            ),
+            (
+                edit("size", "size -1"),
+                "meta line 8: size is not a decimal number",
+            ),
+            (
+                edit("size", "size 18446744073709551616"),
+                "meta line 8: size is not a decimal number",
+            ),
+            (edit("recipe", "recipe"), "ok busybox-1.36.1-r2"),
+            (
+                edit("recipe", "recipe 0"),
+                "meta line 9: recipe hash is not 64 hex digits",
+            ),
+            (
+                edit("recipe", &format!("recipe {}", RECIPE.to_uppercase())),
+                "meta line 9: recipe hash must be lowercase hex",
+            ),
+            (
+                edit("recipe", &format!("recipe {RECIPE}x")),
+                "meta line 9: recipe hash has a character that is not a hex digit",
+            ),
+            (edit("recipe", ""), "meta line 9: recipe is missing"),
+            (
+                format!("{}recipe {RECIPE}\n", full()),
+                "meta line 10: recipe is given twice",
+            ),
+            (
+                format!("{}name x\n", full()),
+                "meta line 10: name is given twice",
+            ),
+            (
+                format!("{}homepage x\n", full()),
+                "meta line 10: unknown key \"homepage\"",
+            ),
+            (
+                "name a\nname a\n".into(),
+                "meta line 2: name is given twice",
+            ),
+            (
+                "version 1\nname a\n".into(),
+                "meta line 1: version is out of order (expected name here)",
+            ),
+            (
+                "name a\nversion 1\narch x\n".into(),
+                "meta line 4: deps is missing",
+            ),
+        ];
+        for (text, expect) in table {
+            check(text, expect);
+        }
+    }
+}

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 
+use crate::context::{Context, Report};
 use crate::error::Error;
+use crate::json::Json;
 
 /// The store directory on the device.
 pub const DEFAULT_ROOT: &str = "/data/pkg";
@@ -23,6 +25,9 @@ pub struct Args {
     /// print one JSON document instead of text
     #[argh(switch)]
     pub json: bool,
+    /// fail at once instead of waiting when another pkg command holds the store
+    #[argh(switch)]
+    pub no_wait: bool,
     #[argh(subcommand)]
     pub command: Command,
 }
@@ -30,9 +35,142 @@ pub struct Args {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum Command {
+    Update(UpdateArgs),
+    Add(AddArgs),
+    Del(DelArgs),
+    List(ListArgs),
+    Info(InfoArgs),
+    Search(SearchArgs),
+    Which(WhichArgs),
+    Upgrade(UpgradeArgs),
+    Verify(VerifyArgs),
+    Gc(GcArgs),
+    Rollback(RollbackArgs),
+    Key(KeyArgs),
+    Repo(RepoArgs),
     Keygen(KeygenArgs),
     Pack(PackArgs),
-    Repo(RepoArgs),
+}
+
+#[derive(FromArgs, Debug)]
+/// Fetch and verify the index of every repository.
+#[argh(subcommand, name = "update")]
+pub struct UpdateArgs {}
+
+#[derive(FromArgs, Debug)]
+/// Install packages: NAME, NAME with a constraint (busybox>=1.36), or ./file.squashfs.
+#[argh(subcommand, name = "add")]
+pub struct AddArgs {
+    /// install local images that no trusted index vouches for
+    #[argh(switch)]
+    pub allow_untrusted: bool,
+    /// what to install
+    #[argh(positional, greedy)]
+    pub packages: Vec<String>,
+}
+
+#[derive(FromArgs, Debug)]
+/// Remove packages, and the dependencies nothing else needs.
+#[argh(subcommand, name = "del")]
+pub struct DelArgs {
+    /// package names
+    #[argh(positional, greedy)]
+    pub packages: Vec<String>,
+}
+
+#[derive(FromArgs, Debug)]
+/// List the installed packages.
+#[argh(subcommand, name = "list")]
+pub struct ListArgs {}
+
+#[derive(FromArgs, Debug)]
+/// Show a package: installed, or in a repository.
+#[argh(subcommand, name = "info")]
+pub struct InfoArgs {
+    /// the package name
+    #[argh(positional)]
+    pub name: String,
+}
+
+#[derive(FromArgs, Debug)]
+/// Find packages whose name or provides contain WORD.
+#[argh(subcommand, name = "search")]
+pub struct SearchArgs {
+    /// the word to look for
+    #[argh(positional)]
+    pub word: String,
+}
+
+#[derive(FromArgs, Debug)]
+/// Name the installed package that holds PATH (/bin/sh, /ro/bin/sh, bin/sh).
+#[argh(subcommand, name = "which")]
+pub struct WhichArgs {
+    /// the path to look up
+    #[argh(positional)]
+    pub path: String,
+}
+
+#[derive(FromArgs, Debug)]
+/// Upgrade every installed package to the newest version allowed.
+#[argh(subcommand, name = "upgrade")]
+pub struct UpgradeArgs {}
+
+#[derive(FromArgs, Debug)]
+/// Hash every image again and compare with what was verified at install.
+#[argh(subcommand, name = "verify")]
+pub struct VerifyArgs {}
+
+#[derive(FromArgs, Debug)]
+/// Remove old generations and the images only they used.
+#[argh(subcommand, name = "gc")]
+pub struct GcArgs {
+    /// how many of the newest generations to keep (default 3)
+    #[argh(option, default = "3")]
+    pub keep: u64,
+}
+
+#[derive(FromArgs, Debug)]
+/// Return to the previous generation.
+#[argh(subcommand, name = "rollback")]
+pub struct RollbackArgs {}
+
+#[derive(FromArgs, Debug)]
+/// Trusted keys.
+#[argh(subcommand, name = "key")]
+pub struct KeyArgs {
+    #[argh(subcommand)]
+    pub command: KeyCommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum KeyCommand {
+    Add(KeyAddArgs),
+    List(KeyListArgs),
+    Del(KeyDelArgs),
+}
+
+#[derive(FromArgs, Debug)]
+/// Trust a minisign public key file.
+#[argh(subcommand, name = "add")]
+pub struct KeyAddArgs {
+    /// the public key file
+    #[argh(positional)]
+    pub file: PathBuf,
+}
+
+#[derive(FromArgs, Debug)]
+/// List the trusted keys.
+#[argh(subcommand, name = "list")]
+pub struct KeyListArgs {}
+
+#[derive(FromArgs, Debug)]
+/// Stop trusting a key.
+#[argh(subcommand, name = "del")]
+pub struct KeyDelArgs {
+    /// the key id, as `pkg key list` shows it
+    #[argh(positional)]
+    pub id: String,
 }
 
 #[derive(FromArgs, Debug)]
@@ -97,7 +235,36 @@ pub struct RepoArgs {
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
 pub enum RepoCommand {
+    Add(RepoAddArgs),
+    List(RepoListArgs),
+    Del(RepoDelArgs),
     Index(RepoIndexArgs),
+}
+
+#[derive(FromArgs, Debug)]
+/// Add a repository: an http(s):// or file:// URL or a path, with optional mirrors.
+#[argh(subcommand, name = "add")]
+pub struct RepoAddArgs {
+    /// the repository URL
+    #[argh(positional)]
+    pub url: String,
+    /// a mirror of the same repository, tried in order when the first fails
+    #[argh(option)]
+    pub mirror: Vec<String>,
+}
+
+#[derive(FromArgs, Debug)]
+/// List the repositories.
+#[argh(subcommand, name = "list")]
+pub struct RepoListArgs {}
+
+#[derive(FromArgs, Debug)]
+/// Remove a repository.
+#[argh(subcommand, name = "del")]
+pub struct RepoDelArgs {
+    /// the repository URL, as `pkg repo list` shows it
+    #[argh(positional)]
+    pub url: String,
 }
 
 #[derive(FromArgs, Debug)]
@@ -113,7 +280,7 @@ pub struct RepoIndexArgs {
     /// the index serial (default: the current time in seconds)
     #[argh(option)]
     pub serial: Option<u64>,
-    /// expiry, in seconds from now (default 30 days)
+    /// when the index expires, in unix seconds (default: 30 days from now)
     #[argh(option)]
     pub expires: Option<u64>,
 }
@@ -157,18 +324,52 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
 }
 
 fn run(args: Args) -> Result<(), Error> {
-    match args.command {
-        #[cfg(feature = "host")]
-        Command::Keygen(keygen) => crate::keygen::run(&keygen),
-        #[cfg(feature = "host")]
-        Command::Pack(pack) => crate::pack::run(&pack),
+    let context = Context::new(&args);
+    let report = match args.command {
+        Command::Update(_) => crate::maintain::update(&context),
+        Command::Add(add) => crate::install::add(&context, &add.packages, add.allow_untrusted),
+        Command::Del(del) => crate::install::del(&context, &del.packages),
+        Command::Upgrade(_) => crate::install::upgrade(&context),
+        Command::List(_) => crate::query::list(&context),
+        Command::Info(info) => crate::query::info(&context, &info.name),
+        Command::Search(search) => crate::query::search(&context, &search.word),
+        Command::Which(which) => crate::query::which(&context, &which.path),
+        Command::Verify(_) => crate::maintain::verify(&context),
+        Command::Gc(gc) => crate::maintain::gc(&context, gc.keep),
+        Command::Rollback(_) => crate::maintain::rollback(&context),
+        Command::Key(key) => crate::admin::key(&context, key.command),
         #[cfg(feature = "host")]
         Command::Repo(RepoArgs {
             command: RepoCommand::Index(index),
-        }) => crate::repo_index::run(&index),
+        }) => crate::repo_index::run(&index).map(|()| Report::empty()),
+        #[cfg(feature = "host")]
+        Command::Keygen(keygen) => crate::keygen::run(&keygen).map(|()| Report::empty()),
+        #[cfg(feature = "host")]
+        Command::Pack(pack) => crate::pack::run(&pack).map(|()| Report::empty()),
         #[cfg(not(feature = "host"))]
-        Command::Keygen(_) | Command::Pack(_) | Command::Repo(_) => Err(Error::usage(
+        Command::Repo(RepoArgs {
+            command: RepoCommand::Index(_),
+        })
+        | Command::Keygen(_)
+        | Command::Pack(_) => Err(Error::usage(
             "this command exists only in the host build of pkg",
         )),
+        Command::Repo(repo) => crate::admin::repo(&context, repo.command),
+    };
+    match report {
+        Ok(report) => {
+            report.print(context.json);
+            Ok(())
+        }
+        Err(error) => {
+            if context.json {
+                let json = Json::object([
+                    ("ok", Json::Bool(false)),
+                    ("error", Json::string(error.to_string())),
+                ]);
+                println!("{}", json.render());
+            }
+            Err(error)
+        }
     }
 }

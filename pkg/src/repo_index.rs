@@ -1,8 +1,223 @@
-//! TODO(owner): being written.
+//! `pkg repo index`: write a repository's `index` and its minisign signature `index.minisig`.
+//!
+//! The index is always signed prehashed (`ED`, minisign's default), with a trusted comment
+//! in minisign's style that also carries the serial, so `minisign -V` shows which index
+//! a signature belongs to.
+
+use std::path::Path;
+
+use amber_core::index::{is_valid_arch, Entry, Index};
+use amber_core::minisign::{self, SecretKey};
 
 use crate::cli::RepoIndexArgs;
-use crate::error::Error;
+use crate::durable;
+use crate::error::{Context, Error};
 
-pub fn run(_args: &RepoIndexArgs) -> Result<(), Error> {
-    Err(Error::new("repo_index: not built yet"))
+/// The file names inside `<repo>/<arch>/` (DESIGN §4).
+pub const INDEX_FILE: &str = "index";
+pub const SIGNATURE_FILE: &str = "index.minisig";
+
+/// The untrusted comment of index signatures; like every untrusted comment, only a hint.
+const UNTRUSTED_COMMENT: &str = "signature from amber pkg repo index";
+
+/// Indexes expire this long after they are signed unless `--expires` says otherwise.
+const DEFAULT_LIFETIME: u64 = 30 * 24 * 3600;
+
+/// `pkg repo index DIR --secret-key F [--serial N] [--expires UNIX]`: read every image's
+/// `.pkg/meta`, hash the image, and write the signed index. DIR is `<repo>/<arch>` and
+/// its name is the architecture; every image must say the same.
+pub fn run(args: &RepoIndexArgs) -> Result<(), Error> {
+    let dir = &args.dir;
+    let arch = dir
+        .file_name()
+        .and_then(|name| name.to_str())
+        .filter(|name| is_valid_arch(name))
+        .ok_or_else(|| {
+            Error::usage(format!(
+                "{}: name the <repo>/<arch> directory (x86_64, aarch64, ...)",
+                dir.display()
+            ))
+        })?
+        .to_owned();
+    let key_text = std::fs::read_to_string(&args.secret_key).context(args.secret_key.display())?;
+    let secret = SecretKey::parse_file(&key_text).context(args.secret_key.display())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let serial = args.serial.unwrap_or(now);
+    let expires = args.expires.unwrap_or(now + DEFAULT_LIFETIME);
+    let mut packages = Vec::new();
+    let mut images: Vec<_> = std::fs::read_dir(dir)
+        .context(dir.display())?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "squashfs"))
+        .collect();
+    images.sort();
+    for path in images {
+        let meta = crate::image::read_meta(&path)?;
+        let entry = Entry {
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            size: std::fs::metadata(&path).context(path.display())?.len(),
+            sha256: crate::install::hash_file(&path)?,
+            deps: meta.deps.clone(),
+            provides: meta.provides.clone(),
+        };
+        let expected = entry.file_name();
+        if path.file_name().and_then(|n| n.to_str()) != Some(expected.as_str()) {
+            return Err(Error::new(format!(
+                "{}: its meta says {}, so it must be named {expected}",
+                path.display(),
+                entry.id()
+            )));
+        }
+        entry
+            .check_meta(&arch, &meta)
+            .map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+        packages.push(entry);
+    }
+    let index = Index {
+        arch,
+        serial,
+        expires,
+        packages,
+    };
+    write_signed_index(dir, &index, &secret, &trusted_comment(now, serial))?;
+    println!(
+        "{}: {} packages, serial {serial}, expires {expires}",
+        dir.join(INDEX_FILE).display(),
+        index.packages.len()
+    );
+    Ok(())
+}
+
+/// The trusted comment of an index signature, in minisign's `key:value<TAB>...` style:
+/// `timestamp:1732300000<TAB>file:index<TAB>serial:1732300000`.
+pub fn trusted_comment(timestamp: u64, serial: u64) -> String {
+    format!("timestamp:{timestamp}\tfile:{INDEX_FILE}\tserial:{serial}")
+}
+
+/// Write `index` and its signature into `dir`, each atomically and durably (temporary
+/// file, fsync, rename, fsync of the directory). The signature is checked against the
+/// key's public half before anything is written, so a broken key never publishes.
+///
+/// The two files are replaced one after the other; a client that fetches between the two
+/// renames sees a pair whose signature does not match and refuses it, as it must.
+pub fn write_signed_index(
+    dir: &Path,
+    index: &Index,
+    secret: &SecretKey,
+    trusted_comment: &str,
+) -> Result<(), Error> {
+    let text = index.write();
+    let signature = minisign::sign(
+        secret,
+        text.as_bytes(),
+        trusted_comment,
+        UNTRUSTED_COMMENT,
+        true,
+    )
+    .map_err(|error| Error::new(format!("trusted comment: {error}")))?;
+    minisign::verify(&[secret.public_key()], text.as_bytes(), &signature)
+        .map_err(|error| Error::new(format!("signature self-check failed: {error}")))?;
+    durable::write_atomic(&dir.join(INDEX_FILE), text.as_bytes())?;
+    durable::write_atomic(&dir.join(SIGNATURE_FILE), signature.as_bytes())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amber_core::minisign::{verify, KeyPair};
+    use std::fs;
+    use std::path::PathBuf;
+
+    /// A fresh directory under the build's target directory, removed when dropped.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/test-tmp")
+                .join(format!("repo-index-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            TempDir(path)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn index() -> Index {
+        let text = "amber-index 1\narch aarch64\nserial 7\nexpires 1735000000\n\
+                    pkg busybox 1.36.1-r2 size=812345 sha256=\
+                    ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad \
+                    deps=musl provides=sh,vi\n";
+        amber_core::index::parse(text).unwrap()
+    }
+
+    #[test]
+    fn trusted_comment_follows_minisign_style() {
+        assert_eq!(
+            trusted_comment(1732300000, 7),
+            "timestamp:1732300000\tfile:index\tserial:7"
+        );
+    }
+
+    #[test]
+    fn writes_index_and_verifying_signature() {
+        let dir = TempDir::new("write");
+        let pair = KeyPair::from_seed([9; 32], [1, 2, 3, 4, 5, 6, 7, 8]).unwrap();
+        let index = index();
+        write_signed_index(&dir.0, &index, &pair.secret, &trusted_comment(100, 7)).unwrap();
+
+        let text = fs::read_to_string(dir.0.join("index")).unwrap();
+        assert_eq!(text, index.write());
+        let signature = fs::read_to_string(dir.0.join("index.minisig")).unwrap();
+        let verified = verify(&[pair.public], text.as_bytes(), &signature).unwrap();
+        assert_eq!(
+            verified.trusted_comment,
+            "timestamp:100\tfile:index\tserial:7"
+        );
+        assert_eq!(verified.algorithm, minisign::Algorithm::Prehashed);
+        // No temporary files are left behind.
+        let mut names: Vec<String> = fs::read_dir(&dir.0)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["index", "index.minisig"]);
+    }
+
+    #[test]
+    fn rewriting_replaces_both_files() {
+        let dir = TempDir::new("rewrite");
+        let pair = KeyPair::from_seed([9; 32], [1; 8]).unwrap();
+        let mut index = index();
+        write_signed_index(&dir.0, &index, &pair.secret, &trusted_comment(1, 7)).unwrap();
+        index.serial = 8;
+        write_signed_index(&dir.0, &index, &pair.secret, &trusted_comment(2, 8)).unwrap();
+        let text = fs::read_to_string(dir.0.join("index")).unwrap();
+        assert!(text.contains("\nserial 8\n"));
+        let signature = fs::read_to_string(dir.0.join("index.minisig")).unwrap();
+        verify(&[pair.public], text.as_bytes(), &signature).unwrap();
+    }
+
+    #[test]
+    fn bad_trusted_comment_writes_nothing() {
+        let dir = TempDir::new("comment");
+        let pair = KeyPair::from_seed([9; 32], [1; 8]).unwrap();
+        let error = write_signed_index(&dir.0, &index(), &pair.secret, "a\nb").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "trusted comment: comment contains CR, LF or NUL"
+        );
+        assert_eq!(fs::read_dir(&dir.0).unwrap().count(), 0);
+    }
 }

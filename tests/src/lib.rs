@@ -1,5 +1,9 @@
 //! Helpers shared by the workspace integration tests: temporary directories, the path of
-//! the built `pkg` binary, and running commands with their output captured.
+//! the built `pkg` binary, running commands with their output captured, and a
+//! programmable HTTP server.
+
+pub mod fixture;
+pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -54,6 +54,43 @@ impl Cmd {
         self
     }
 
+    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Cmd {
+        self.command.current_dir(dir);
+        self
+    }
+
+    /// Print the command and start it with the given standard streams.
+    pub fn spawn(
+        mut self,
+        stdin: std::process::Stdio,
+        stdout: std::process::Stdio,
+    ) -> Result<std::process::Child, String> {
+        eprintln!("$ {}", self.shown);
+        self.command
+            .stdin(stdin)
+            .stdout(stdout)
+            .spawn()
+            .map_err(|e| format!("cannot run `{}`: {e}", self.shown))
+    }
+
+    /// Run quietly and return stdout as bytes; a non-zero exit is an error carrying stderr.
+    pub fn output_bytes(mut self) -> Result<Vec<u8>, String> {
+        let output = self
+            .command
+            .output()
+            .map_err(|e| format!("cannot run `{}`: {e}", self.shown))?;
+        if output.status.success() {
+            Ok(output.stdout)
+        } else {
+            Err(format!(
+                "`{}` failed ({}): {}",
+                self.shown,
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ))
+        }
+    }
+
     /// Run to completion with inherited stdio; a non-zero exit is an error.
     pub fn run(mut self) -> Result<(), String> {
         eprintln!("$ {}", self.shown);

@@ -180,6 +180,64 @@ pub fn split_inode_ref(reference: u64) -> (u64, u16) {
     (reference >> 16, (reference & 0xFFFF) as u16)
 }
 
+/// The bits of a metadata block header that hold the stored size.
+pub const METADATA_SIZE_MASK: u16 = 0x7FFF;
+/// The bits of a data block size word that hold the stored size.
+pub const DATA_SIZE_MASK: u32 = 0x00FF_FFFF;
+/// Bytes of one fragment table entry: start u64, size word u32, unused u32.
+pub const FRAGMENT_ENTRY_SIZE: u64 = 16;
+/// Bytes of one id table entry (a u32 uid or gid).
+pub const ID_ENTRY_SIZE: u64 = 4;
+/// Bytes of one lookup table pointer (a u64 to a metadata block).
+pub const TABLE_POINTER_SIZE: u64 = 8;
+/// Bytes of the header every inode starts with: type, mode, uid index, gid index,
+/// mtime, inode number.
+pub const INODE_HEADER_SIZE: usize = 16;
+/// Bytes of a directory header: entry count minus one, inode block, base inode number.
+pub const DIR_HEADER_SIZE: usize = 12;
+/// Bytes of a directory entry before its name: inode offset, inode number delta, type,
+/// name length minus one.
+pub const DIR_ENTRY_SIZE: usize = 8;
+/// Bytes of a directory index entry before its name: listing offset, directory block,
+/// name length minus one.
+pub const DIR_INDEX_SIZE: usize = 12;
+/// A directory inode's size counts this many bytes more than its listing.
+pub const DIR_SIZE_EXTRA: u64 = 3;
+/// The longest symlink target Linux accepts (PATH_MAX without the NUL).
+pub const MAX_SYMLINK: usize = 4095;
+
+/// Split a metadata block header into (stored size, compressed).
+pub fn metadata_header(header: u16) -> (u16, bool) {
+    (
+        header & METADATA_SIZE_MASK,
+        header & METADATA_UNCOMPRESSED == 0,
+    )
+}
+
+/// Split a data block size word into (stored size, compressed). A word of 0 is a
+/// sparse block: nothing stored, the block reads as zeros.
+pub fn data_block_size(word: u32) -> (u32, bool) {
+    (word & DATA_SIZE_MASK, word & DATA_UNCOMPRESSED == 0)
+}
+
+/// How many metadata blocks a lookup table (id, fragment, export) of `count` entries of
+/// `entry_size` bytes fills; its index holds one pointer per block.
+pub fn lookup_table_blocks(count: u64, entry_size: u64) -> u64 {
+    count
+        .saturating_mul(entry_size)
+        .div_ceil(METADATA_SIZE as u64)
+}
+
+/// Whether `name` may appear in a directory: 1 to [`MAX_NAME`] bytes, no `/` or NUL,
+/// and neither `.` nor `..`.
+pub fn is_valid_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name != b"."
+        && name != b".."
+        && !name.iter().any(|&byte| byte == b'/' || byte == 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +260,45 @@ mod tests {
         assert_eq!(&bytes[0..4], b"hsqs");
         assert_eq!(Superblock::decode(&bytes), superblock);
         assert_eq!(split_inode_ref(superblock.root_inode_ref), (0x1234, 0x56));
+    }
+
+    #[test]
+    fn block_words_split() {
+        assert_eq!(metadata_header(0x8000 | 12), (12, false));
+        assert_eq!(metadata_header(8192), (8192, true));
+        assert_eq!(data_block_size(0), (0, true));
+        assert_eq!(data_block_size(DATA_UNCOMPRESSED | 4096), (4096, false));
+        assert_eq!(data_block_size(1234), (1234, true));
+        assert_eq!(lookup_table_blocks(0, ID_ENTRY_SIZE), 0);
+        assert_eq!(lookup_table_blocks(1, ID_ENTRY_SIZE), 1);
+        assert_eq!(lookup_table_blocks(2048, ID_ENTRY_SIZE), 1);
+        assert_eq!(lookup_table_blocks(2049, ID_ENTRY_SIZE), 2);
+        assert_eq!(lookup_table_blocks(513, FRAGMENT_ENTRY_SIZE), 2);
+        assert_eq!(
+            lookup_table_blocks(u64::MAX, FRAGMENT_ENTRY_SIZE),
+            u64::MAX / 8192 + 1
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        let long = [b'a'; MAX_NAME + 1];
+        for (name, valid) in [
+            (&b"a"[..], true),
+            (b"with space", true),
+            (b"new\nline", true),
+            ("\u{e9}t\u{e9}".as_bytes(), true),
+            (&long[..MAX_NAME], true),
+            (&long[..], false),
+            (b"", false),
+            (b".", false),
+            (b"..", false),
+            (b"...", true),
+            (b"a/b", false),
+            (b"/", false),
+            (b"a\0b", false),
+        ] {
+            assert_eq!(is_valid_name(name), valid, "{name:?}");
+        }
     }
 }

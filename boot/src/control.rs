@@ -1,0 +1,287 @@
+//! The control socket protocol and its clients: `svc`, `poweroff` and `reboot`.
+//!
+//! A client connects to the unix stream socket (/run/amber/control, mode 0600, and init
+//! also checks that the peer runs as its own user, root), writes one request line and
+//! reads the answer until init closes the connection:
+//!
+//! ```text
+//! request:  status [NAME] | start NAME | stop NAME | restart NAME | log NAME
+//!           | rescan | poweroff | reboot
+//! answer:   ok|fail|usage, a newline, then text
+//! ```
+//!
+//! `svc` prints the text of `ok` on stdout and exits 0; for `fail` it prints
+//! `svc: <text>` on stderr and exits 1; `usage` (and its own usage errors) exit 2.
+//! `stop` and `restart` are answered once the service's process has exited.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::sys;
+
+/// Where init listens on the device.
+pub const SOCKET: &str = "/run/amber/control";
+
+/// The longest request line init reads.
+pub const MAX_REQUEST: usize = 256;
+
+/// One request to init.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    Status(Option<String>),
+    Start(String),
+    Stop(String),
+    Restart(String),
+    Log(String),
+    Rescan,
+    PowerOff,
+    Reboot,
+}
+
+impl Request {
+    /// Parse the words of a request (a command line's, or a received line's).
+    pub fn parse<S: AsRef<str>>(words: &[S]) -> Result<Request, String> {
+        let words: Vec<&str> = words.iter().map(AsRef::as_ref).collect();
+        let named = |make: fn(String) -> Request, command: &str, rest: &[&str]| match rest {
+            [name] => Ok(make((*name).to_owned())),
+            _ => Err(format!("{command} takes one service name")),
+        };
+        match words.split_first() {
+            Some((&"status", [])) => Ok(Request::Status(None)),
+            Some((&"status", [name])) => Ok(Request::Status(Some((*name).to_owned()))),
+            Some((&"status", _)) => Err("status takes at most one service name".into()),
+            Some((&"start", rest)) => named(Request::Start, "start", rest),
+            Some((&"stop", rest)) => named(Request::Stop, "stop", rest),
+            Some((&"restart", rest)) => named(Request::Restart, "restart", rest),
+            Some((&"log", rest)) => named(Request::Log, "log", rest),
+            Some((&"rescan", [])) => Ok(Request::Rescan),
+            Some((&"poweroff", [])) => Ok(Request::PowerOff),
+            Some((&"reboot", [])) => Ok(Request::Reboot),
+            Some((command, _)) => Err(format!("unknown command {command:?}")),
+            None => Err("no command".into()),
+        }
+    }
+
+    /// The request as the line sent on the socket.
+    pub fn line(&self) -> String {
+        match self {
+            Request::Status(None) => "status\n".into(),
+            Request::Status(Some(name)) => format!("status {name}\n"),
+            Request::Start(name) => format!("start {name}\n"),
+            Request::Stop(name) => format!("stop {name}\n"),
+            Request::Restart(name) => format!("restart {name}\n"),
+            Request::Log(name) => format!("log {name}\n"),
+            Request::Rescan => "rescan\n".into(),
+            Request::PowerOff => "poweroff\n".into(),
+            Request::Reboot => "reboot\n".into(),
+        }
+    }
+}
+
+/// Init's answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Answer {
+    Ok(String),
+    Fail(String),
+    Usage(String),
+}
+
+impl Answer {
+    pub fn encode(&self) -> Vec<u8> {
+        let (word, text) = match self {
+            Answer::Ok(text) => ("ok", text),
+            Answer::Fail(text) => ("fail", text),
+            Answer::Usage(text) => ("usage", text),
+        };
+        format!("{word}\n{text}").into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Answer> {
+        let text = String::from_utf8_lossy(bytes);
+        let (word, rest) = text.split_once('\n')?;
+        let rest = rest.to_owned();
+        match word {
+            "ok" => Some(Answer::Ok(rest)),
+            "fail" => Some(Answer::Fail(rest)),
+            "usage" => Some(Answer::Usage(rest)),
+            _ => None,
+        }
+    }
+}
+
+/// Send one request and read the whole answer.
+pub fn ask(socket: &Path, request: &Request, timeout: Duration) -> io::Result<Answer> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.write_all(request.line().as_bytes())?;
+    let mut bytes = Vec::new();
+    stream.read_to_end(&mut bytes)?;
+    Answer::decode(&bytes).ok_or_else(|| io::Error::other("init sent an answer that is not one"))
+}
+
+const SVC_USAGE: &str = "usage: svc [--socket PATH] status [NAME] | start NAME | stop NAME | restart NAME | log NAME | rescan";
+
+/// `svc`: talk to init about services.
+pub fn svc_main(args: Vec<OsString>) -> ExitCode {
+    let Some(mut words) = utf8_args("svc", args) else {
+        return ExitCode::from(2);
+    };
+    if matches!(words.first().map(String::as_str), Some("-h" | "--help" | "help")) {
+        println!("{SVC_USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    let socket = match take_socket(&mut words) {
+        Ok(socket) => socket,
+        Err(message) => return usage("svc", &message, SVC_USAGE),
+    };
+    let request = match Request::parse(&words) {
+        Ok(Request::PowerOff | Request::Reboot) => {
+            return usage("svc", "use the poweroff and reboot commands", SVC_USAGE)
+        }
+        Ok(request) => request,
+        Err(message) => return usage("svc", &message, SVC_USAGE),
+    };
+    // A stop waits for the service to exit, which init bounds by its stop timeout.
+    finish("svc", ask(&socket, &request, Duration::from_secs(30)), &socket)
+}
+
+/// `poweroff` and `reboot`: ask init to stop everything and power off or reboot. With
+/// `-f`, do it at once without init: sync and call reboot(2).
+pub fn power_main(power_off: bool, args: Vec<OsString>) -> ExitCode {
+    let command = if power_off { "poweroff" } else { "reboot" };
+    let help = format!("usage: {command} [-f] [--socket PATH]");
+    let Some(mut words) = utf8_args(command, args) else {
+        return ExitCode::from(2);
+    };
+    let socket = match take_socket(&mut words) {
+        Ok(socket) => socket,
+        Err(message) => return usage(command, &message, &help),
+    };
+    match words.as_slice() {
+        [] => {}
+        [flag] if flag == "-f" => {
+            sys::sync();
+            let how = if power_off { sys::RB_POWER_OFF } else { sys::RB_AUTOBOOT };
+            eprintln!("{command}: {}", sys::reboot(how));
+            return ExitCode::FAILURE;
+        }
+        [flag] if flag == "-h" || flag == "--help" => {
+            println!("{help}");
+            return ExitCode::SUCCESS;
+        }
+        _ => return usage(command, "unexpected arguments", &help),
+    }
+    let request = if power_off { Request::PowerOff } else { Request::Reboot };
+    finish(command, ask(&socket, &request, Duration::from_secs(10)), &socket)
+}
+
+fn utf8_args(command: &str, args: Vec<OsString>) -> Option<Vec<String>> {
+    let words: Result<Vec<String>, _> = args.into_iter().skip(1).map(OsString::into_string).collect();
+    if words.is_err() {
+        eprintln!("{command}: arguments must be UTF-8");
+    }
+    words.ok()
+}
+
+/// Remove a leading `--socket PATH` (for tests) and return the socket to use.
+fn take_socket(words: &mut Vec<String>) -> Result<PathBuf, String> {
+    if words.first().map(String::as_str) != Some("--socket") {
+        return Ok(PathBuf::from(SOCKET));
+    }
+    if words.len() < 2 {
+        return Err("--socket needs a path".into());
+    }
+    let path = words.remove(1);
+    words.remove(0);
+    Ok(PathBuf::from(path))
+}
+
+fn usage(command: &str, message: &str, help: &str) -> ExitCode {
+    eprintln!("{command}: {message}\n{help}");
+    ExitCode::from(2)
+}
+
+fn finish(command: &str, answer: io::Result<Answer>, socket: &Path) -> ExitCode {
+    match answer {
+        Ok(Answer::Ok(text)) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Ok(Answer::Fail(text)) => {
+            eprint!("{command}: {text}");
+            ExitCode::FAILURE
+        }
+        Ok(Answer::Usage(text)) => {
+            eprint!("{command}: {text}");
+            ExitCode::from(2)
+        }
+        Err(error) => {
+            eprintln!("{command}: {}: {error}", socket.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests() {
+        let cases: &[(&str, Result<Request, &str>)] = &[
+            ("status", Ok(Request::Status(None))),
+            ("status web", Ok(Request::Status(Some("web".into())))),
+            ("start web", Ok(Request::Start("web".into()))),
+            ("stop web", Ok(Request::Stop("web".into()))),
+            ("restart web", Ok(Request::Restart("web".into()))),
+            ("log web", Ok(Request::Log("web".into()))),
+            ("rescan", Ok(Request::Rescan)),
+            ("poweroff", Ok(Request::PowerOff)),
+            ("reboot", Ok(Request::Reboot)),
+            ("", Err("no command")),
+            ("start", Err("start takes one service name")),
+            ("stop a b", Err("stop takes one service name")),
+            ("status a b", Err("status takes at most one")),
+            ("reboot now", Err("unknown command \"reboot\"")),
+            ("launch web", Err("unknown command \"launch\"")),
+        ];
+        for (line, expected) in cases {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match (Request::parse(&words), expected) {
+                (Ok(got), Ok(want)) => {
+                    assert_eq!(&got, want);
+                    assert_eq!(got.line().trim_end(), *line);
+                }
+                (Err(got), Err(want)) => assert!(got.contains(want), "{line:?}: {got}"),
+                (got, _) => panic!("{line:?}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn answers() {
+        for answer in [
+            Answer::Ok("web running\n".into()),
+            Answer::Fail("web: no such service\n".into()),
+            Answer::Usage(String::new()),
+        ] {
+            assert_eq!(Answer::decode(&answer.encode()), Some(answer));
+        }
+        assert_eq!(Answer::decode(b"ok"), None);
+        assert_eq!(Answer::decode(b"maybe\nx"), None);
+    }
+
+    #[test]
+    fn socket_option() {
+        let mut words: Vec<String> = ["--socket", "/tmp/c", "status"].map(String::from).to_vec();
+        assert_eq!(take_socket(&mut words), Ok(PathBuf::from("/tmp/c")));
+        assert_eq!(words, ["status"]);
+        let mut words = vec!["status".to_string()];
+        assert_eq!(take_socket(&mut words), Ok(PathBuf::from(SOCKET)));
+        assert!(take_socket(&mut vec!["--socket".to_string()]).is_err());
+    }
+}

@@ -1,0 +1,132 @@
+//! `init`: PID 1. Mounts the kernel filesystems, loads modules, mounts /data, then hands
+//! over to the supervisor (store, network, services, console) and finally shuts down.
+//!
+//! Not being PID 1, `init --root DIR` runs only the supervisor, with every path under DIR
+//! (services in DIR/ro/svc and DIR/etc/amber/svc, the control socket at
+//! DIR/run/amber/control), short restart delays, no store, network or console shell, as a
+//! subreaper so orphans come to it: the mode the tests and the RSS measurement use.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cmdline::CommandLine;
+use crate::supervisor::{self, Backoff, Network, Shell, Store};
+use crate::{control, disk, modules, mounts, net, shutdown, sys};
+
+/// The search path of init, its services and the console shell.
+pub const PATH: &str = "/amber/bin:/bin:/sbin:/usr/bin:/usr/sbin";
+
+pub fn main(args: Vec<OsString>) -> ExitCode {
+    if std::process::id() == 1 {
+        boot();
+    }
+    match args.get(1..) {
+        Some([flag, root]) if flag == "--root" => supervise_for_test(Path::new(root)),
+        _ => {
+            eprintln!("init: not PID 1; to run the supervisor under a directory for tests: init --root DIR");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn boot() -> ! {
+    let handed_over = sys::boot_time();
+    say!("init (kernel handed over at {} ms)", handed_over.as_millis());
+    sys::set_umask(0o022);
+    std::env::set_var("PATH", PATH);
+    std::env::set_var("HOME", "/");
+    if std::env::var_os("TERM").is_none() {
+        std::env::set_var("TERM", "linux");
+    }
+    mounts::early();
+    sys::disable_ctrl_alt_del();
+    modules::load_all(Path::new("/etc/amber/modules"), Path::new("/amber/modules"));
+    let command_line = CommandLine::read();
+    disk::mount_data(Duration::from_secs(5));
+
+    let file = std::fs::read_to_string("/etc/amber/network").ok();
+    let network = match net::configure(file.as_deref(), &command_line) {
+        Ok(Some(config)) => Network::Static(config),
+        Ok(None) => Network::Loopback,
+        Err(error) => {
+            say!("network: /etc/amber/network or amber.ip=: {error}; bringing up lo only");
+            Network::Loopback
+        }
+    };
+    let config = supervisor::Config {
+        service_dirs: vec![PathBuf::from("/ro/svc"), PathBuf::from("/etc/amber/svc")],
+        control_socket: PathBuf::from(control::SOCKET),
+        store: Some(Store {
+            program: PathBuf::from("/init"),
+            arg0: "pkg".into(),
+            args: ["store", "mount", "/ro", "--foreground"].map(String::from).to_vec(),
+            mount_point: PathBuf::from("/ro"),
+            ready_timeout: Duration::from_secs(10),
+        }),
+        network,
+        shell: Some(Shell {
+            program: PathBuf::from("/bin/sh"),
+            terminal: PathBuf::from("/dev/console"),
+        }),
+        backoff: Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            reset_after: Duration::from_secs(30),
+        },
+        stop_timeout: Duration::from_secs(5),
+        rescan_every: Some(Duration::from_secs(10)),
+        log_size: 8 * 1024,
+        handed_over,
+    };
+    let outcome = match supervisor::run(config) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            say!("supervisor: {error}; rebooting in 10 s");
+            std::thread::sleep(Duration::from_secs(10));
+            supervisor::Outcome::Reboot
+        }
+    };
+    shutdown::finish(outcome)
+}
+
+fn supervise_for_test(root: &Path) -> ExitCode {
+    let root = match root.canonicalize() {
+        Ok(root) => root,
+        Err(error) => {
+            eprintln!("init: {}: {error}", root.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Err(error) = sys::become_subreaper() {
+        eprintln!("init: cannot become a subreaper: {error}");
+        return ExitCode::FAILURE;
+    }
+    let config = supervisor::Config {
+        service_dirs: vec![root.join("ro/svc"), root.join("etc/amber/svc")],
+        control_socket: root.join("run/amber/control"),
+        store: None,
+        network: Network::Unmanaged,
+        shell: None,
+        backoff: Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(800),
+            reset_after: Duration::from_secs(2),
+        },
+        stop_timeout: Duration::from_secs(1),
+        rescan_every: None,
+        log_size: 8 * 1024,
+        handed_over: sys::boot_time(),
+    };
+    match supervisor::run(config) {
+        Ok(outcome) => {
+            say!("supervisor stopped ({outcome:?})");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("init: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! Service files: the strict, line-based description of one supervised program, and the
+//! directories they are read from.
+//!
+//! A service is a file named after the service (`/ro/svc/dropbear`, no extension) holding
+//! one `key value` pair per line:
+//!
+//! ```text
+//! # comments and blank lines are ignored; so is everything after " #"
+//! command /bin/dropbear -F -R -p 22   # required, once; words split on blanks,
+//!                                     # '...' and "..." quote (no escapes)
+//! needs network                       # optional, repeatable: services to wait for
+//! restart always                      # always (default) | on-failure | never
+//! start auto                          # auto (default) | manual (only `svc start`)
+//! env TZ=UTC                          # optional, repeatable
+//! ```
+//!
+//! A file with an unknown key, a repeated single key, a bad value or no `command` is not a
+//! service: it is skipped with one log line naming the file, the line and the reason.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Names the supervisor defines itself; a file cannot take them.
+pub const BUILT_IN: [&str; 3] = ["store", "network", "console"];
+
+/// Service files larger than this are refused rather than read into memory.
+const MAX_FILE_SIZE: u64 = 16 * 1024;
+
+/// When a service is started again after it exits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Restart {
+    Always,
+    OnFailure,
+    /// A one-shot task: it is "up" for the services that need it once it exited with 0.
+    Never,
+}
+
+/// What a service file says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Definition {
+    pub command: Vec<String>,
+    pub needs: Vec<String>,
+    pub restart: Restart,
+    pub manual: bool,
+    pub env: Vec<(String, String)>,
+}
+
+/// A parse error: the line number (1-based, 0 for the file as a whole) and the reason.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            f.write_str(&self.reason)
+        } else {
+            write!(f, "line {}: {}", self.line, self.reason)
+        }
+    }
+}
+
+/// A service name: `[a-z0-9][a-z0-9._-]*`, at most 64 bytes.
+pub fn valid_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 64
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes.iter().all(|&b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'_' || b == b'-'
+        })
+}
+
+/// Split a value into words: blanks separate words, `'...'` and `"..."` quote (without
+/// escapes), and an unquoted `#` at the start of a word begins a comment.
+pub fn split_words(text: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_ascii_whitespace()).is_some() {}
+        match chars.peek() {
+            None | Some('#') => return Ok(words),
+            Some(_) => {}
+        }
+        let mut word = String::new();
+        while let Some(c) = chars.next_if(|c| !c.is_ascii_whitespace()) {
+            if c == '\'' || c == '"' {
+                loop {
+                    match chars.next() {
+                        Some(q) if q == c => break,
+                        Some(other) => word.push(other),
+                        None => return Err(format!("unterminated {c} quote")),
+                    }
+                }
+            } else {
+                word.push(c);
+            }
+        }
+        words.push(word);
+    }
+}
+
+/// Parse the text of a service file.
+pub fn parse(text: &str) -> Result<Definition, ParseError> {
+    let mut command = None;
+    let mut needs = Vec::new();
+    let mut restart = None;
+    let mut manual = None;
+    let mut env = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let error = |reason: String| ParseError {
+            line: index + 1,
+            reason,
+        };
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (key, rest) = line
+            .split_once(|c: char| c.is_ascii_whitespace())
+            .unwrap_or((line, ""));
+        let words = split_words(rest).map_err(error)?;
+        if words.is_empty() {
+            return Err(error(format!("{key}: missing value")));
+        }
+        let one = |what: &str| -> Result<String, ParseError> {
+            match words.as_slice() {
+                [word] => Ok(word.clone()),
+                _ => Err(error(format!("{key}: expected one {what}"))),
+            }
+        };
+        let twice = || error(format!("{key}: given twice"));
+        match key {
+            "command" => {
+                if command.is_some() {
+                    return Err(twice());
+                }
+                if !words[0].starts_with('/') {
+                    return Err(error(format!(
+                        "command: {:?} is not an absolute path",
+                        words[0]
+                    )));
+                }
+                command = Some(words);
+            }
+            "needs" => {
+                for need in words {
+                    if !valid_name(&need) {
+                        return Err(error(format!("needs: {need:?} is not a service name")));
+                    }
+                    if !needs.contains(&need) {
+                        needs.push(need);
+                    }
+                }
+            }
+            "restart" => {
+                if restart.is_some() {
+                    return Err(twice());
+                }
+                restart = Some(match one("policy")?.as_str() {
+                    "always" => Restart::Always,
+                    "on-failure" => Restart::OnFailure,
+                    "never" => Restart::Never,
+                    other => {
+                        return Err(error(format!(
+                            "restart: {other:?} is not always, on-failure or never"
+                        )))
+                    }
+                });
+            }
+            "start" => {
+                if manual.is_some() {
+                    return Err(twice());
+                }
+                manual = Some(match one("mode")?.as_str() {
+                    "auto" => false,
+                    "manual" => true,
+                    other => return Err(error(format!("start: {other:?} is not auto or manual"))),
+                });
+            }
+            "env" => {
+                for pair in words {
+                    match pair.split_once('=') {
+                        Some((name, value))
+                            if !name.is_empty()
+                                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+                        {
+                            env.push((name.to_owned(), value.to_owned()))
+                        }
+                        _ => return Err(error(format!("env: {pair:?} is not NAME=VALUE"))),
+                    }
+                }
+            }
+            other => return Err(error(format!("unknown key {other:?}"))),
+        }
+    }
+    let Some(command) = command else {
+        return Err(ParseError {
+            line: 0,
+            reason: "no command line".into(),
+        });
+    };
+    Ok(Definition {
+        command,
+        needs,
+        restart: restart.unwrap_or(Restart::Always),
+        manual: manual.unwrap_or(false),
+        env,
+    })
+}
+
+/// Read every service of `dirs`; a later directory's file replaces an earlier one's of the
+/// same name (so `/etc/amber/svc` overrides `/ro/svc`). A missing directory has no
+/// services; every file that is not a valid service is reported through `report` and
+/// left out.
+pub fn load(dirs: &[PathBuf], report: &mut dyn FnMut(String)) -> BTreeMap<String, Definition> {
+    let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                report(format!("{}: skipped: name is not UTF-8", entry.path().display()));
+                continue;
+            };
+            // Hidden files are editors' and tools' temporary files, not services.
+            if name.starts_with('.') {
+                continue;
+            }
+            if !valid_name(name) {
+                report(format!(
+                    "{}: skipped: not a service name ([a-z0-9][a-z0-9._-]*)",
+                    entry.path().display()
+                ));
+                continue;
+            }
+            if BUILT_IN.contains(&name) {
+                report(format!(
+                    "{}: skipped: {name} is a built-in service",
+                    entry.path().display()
+                ));
+                continue;
+            }
+            found.insert(name.to_owned(), entry.path());
+        }
+    }
+    let mut services = BTreeMap::new();
+    for (name, path) in found {
+        match read(&path) {
+            Ok(definition) => {
+                services.insert(name, definition);
+            }
+            Err(reason) => report(format!("{}: skipped: {reason}", path.display())),
+        }
+    }
+    services
+}
+
+fn read(path: &Path) -> Result<Definition, String> {
+    let metadata = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !metadata.is_file() {
+        return Err("not a regular file".into());
+    }
+    if metadata.len() > MAX_FILE_SIZE {
+        return Err(format!("larger than {MAX_FILE_SIZE} bytes"));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+    parse(&text).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn good_files() {
+        let cases: &[(&str, Definition)] = &[
+            (
+                "command /bin/dropbear -F -R -p 22\nneeds network\nrestart always   # always\n",
+                Definition {
+                    command: words(&["/bin/dropbear", "-F", "-R", "-p", "22"]),
+                    needs: words(&["network"]),
+                    restart: Restart::Always,
+                    manual: false,
+                    env: vec![],
+                },
+            ),
+            (
+                "# a one-shot\n\n  command /bin/sh -c 'echo a  b; exit 0' \"x y\"z\nrestart never\nneeds a b\nneeds a c\nstart manual\nenv TZ=UTC A_1=x=y\n",
+                Definition {
+                    command: words(&["/bin/sh", "-c", "echo a  b; exit 0", "x yz"]),
+                    needs: words(&["a", "b", "c"]),
+                    restart: Restart::Never,
+                    manual: true,
+                    env: vec![("TZ".into(), "UTC".into()), ("A_1".into(), "x=y".into())],
+                },
+            ),
+            (
+                "command\t/sbin/x #comment\nrestart on-failure\n",
+                Definition {
+                    command: words(&["/sbin/x"]),
+                    needs: vec![],
+                    restart: Restart::OnFailure,
+                    manual: false,
+                    env: vec![],
+                },
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(parse(text).as_ref(), Ok(expected), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn bad_files() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("", 0, "no command line"),
+            ("# only a comment\n", 0, "no command line"),
+            ("needs network\n", 0, "no command line"),
+            ("command /bin/a\ncommand /bin/b\n", 2, "command: given twice"),
+            ("command bin/a\n", 1, "not an absolute path"),
+            ("command\n", 1, "command: missing value"),
+            ("command # nothing\n", 1, "command: missing value"),
+            ("command /bin/a\nuser nobody\n", 2, "unknown key \"user\""),
+            ("Command /bin/a\n", 1, "unknown key \"Command\""),
+            ("command /bin/a\nrestart sometimes\n", 2, "is not always, on-failure or never"),
+            ("command /bin/a\nrestart always\nrestart never\n", 3, "restart: given twice"),
+            ("command /bin/a\nrestart always never\n", 2, "expected one policy"),
+            ("command /bin/a\nneeds Net\n", 2, "is not a service name"),
+            ("command /bin/a\nstart later\n", 2, "is not auto or manual"),
+            ("command /bin/a\nenv =x\n", 2, "is not NAME=VALUE"),
+            ("command /bin/a\nenv X\n", 2, "is not NAME=VALUE"),
+            ("command /bin/sh -c 'echo\n", 1, "unterminated ' quote"),
+        ];
+        for (text, line, reason) in cases {
+            let error = parse(text).expect_err(text);
+            assert_eq!(error.line, *line, "{text:?}: {error}");
+            assert!(error.reason.contains(reason), "{text:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        for good in ["dropbear", "a", "0", "ntp.d", "my_svc-2"] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", "-x", ".x", "_x", "A", "a b", "a/b", &"a".repeat(65)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn later_directory_overrides_and_bad_files_are_reported() {
+        let dir = std::env::temp_dir().join(format!("amber-boot-service-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (packages, admin) = (dir.join("ro"), dir.join("etc"));
+        std::fs::create_dir_all(&packages).unwrap();
+        std::fs::create_dir_all(&admin).unwrap();
+        std::fs::write(packages.join("web"), "command /bin/httpd\n").unwrap();
+        std::fs::write(packages.join("ntp"), "command /bin/ntpd\n").unwrap();
+        std::fs::write(admin.join("web"), "command /bin/httpd -p 8080\n").unwrap();
+        std::fs::write(admin.join("bad"), "command /bin/x\nfoo bar\n").unwrap();
+        std::fs::write(admin.join("network"), "command /bin/x\n").unwrap();
+        std::fs::write(admin.join("Upper"), "command /bin/x\n").unwrap();
+        std::fs::write(admin.join(".web.swp"), "junk").unwrap();
+        let mut reports = Vec::new();
+        let services = load(
+            &[packages, admin.clone(), dir.join("missing")],
+            &mut |line| reports.push(line),
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(services.keys().collect::<Vec<_>>(), ["ntp", "web"]);
+        assert_eq!(services["web"].command, words(&["/bin/httpd", "-p", "8080"]));
+        reports.sort();
+        assert_eq!(reports.len(), 3, "{reports:?}");
+        assert!(reports[0].ends_with("Upper: skipped: not a service name ([a-z0-9][a-z0-9._-]*)"));
+        assert!(reports[1].ends_with("bad: skipped: line 2: unknown key \"foo\""));
+        assert!(reports[2].ends_with("network: skipped: network is a built-in service"));
+    }
+}

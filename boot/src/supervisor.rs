@@ -1,0 +1,1211 @@
+//! The service supervisor: one single-threaded poll(2) loop that starts services in
+//! dependency order, restarts them with backoff, captures their output, reaps every child
+//! (orphans included), supervises the FUSE store and the console shell, and answers the
+//! control socket. Everything it touches comes from [`Config`], so tests run it in a
+//! temporary directory without being PID 1.
+//!
+//! Units: the built-ins `store` (the FUSE store; ready once its mount point is mounted),
+//! `network` (ready once configured) and `console` (the shell), then one unit per service
+//! file. Every service implicitly needs `store`, since its program lives in /ro. A unit
+//! starts once everything it needs is ready; a service is ready while it runs, except a
+//! `restart never` one, which is ready once it exited with status 0 (a one-shot task).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::control::{Answer, Request, MAX_REQUEST};
+use crate::output::{self, LogRing, Pipe};
+use crate::service::{self, Definition, Restart};
+use crate::sys::{self, Exit, Reaped};
+use crate::{console, mounts, net};
+
+/// How often the store's mount point is checked while the store starts.
+const STORE_POLL: Duration = Duration::from_millis(5);
+/// How often a missing network interface is looked for, and for how long.
+const NETWORK_RETRY: Duration = Duration::from_millis(20);
+const NETWORK_WAIT: Duration = Duration::from_secs(5);
+/// How often a missing console shell is looked for.
+const SHELL_CHECK: Duration = Duration::from_secs(5);
+/// How long a client may take to send its request or read the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most this many control connections at once; more are closed at once.
+const MAX_CONNECTIONS: usize = 16;
+
+/// Restart delays: `initial`, doubling up to `max`, back to `initial` once a process
+/// stayed up for `reset_after`.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+    pub reset_after: Duration,
+}
+
+/// The FUSE store process and its mount point.
+#[derive(Debug)]
+pub struct Store {
+    pub program: PathBuf,
+    pub arg0: String,
+    pub args: Vec<String>,
+    pub mount_point: PathBuf,
+    /// A store that has not mounted after this long is killed and started again.
+    pub ready_timeout: Duration,
+}
+
+/// What the `network` unit does.
+#[derive(Debug)]
+pub enum Network {
+    /// Nothing (tests): the unit is up at once.
+    Unmanaged,
+    /// Bring up lo only.
+    Loopback,
+    /// lo, then the configured interface.
+    Static(net::Config),
+}
+
+/// The console shell.
+#[derive(Debug)]
+pub struct Shell {
+    pub program: PathBuf,
+    pub terminal: PathBuf,
+}
+
+/// Everything the supervisor uses from the outside world.
+#[derive(Debug)]
+pub struct Config {
+    /// Service directories; a later one's file replaces an earlier one's of the same name.
+    pub service_dirs: Vec<PathBuf>,
+    pub control_socket: PathBuf,
+    /// None: no store is supervised and `store` is up at once (tests).
+    pub store: Option<Store>,
+    pub network: Network,
+    pub shell: Option<Shell>,
+    pub backoff: Backoff,
+    /// How long a stopped process gets between SIGTERM and SIGKILL.
+    pub stop_timeout: Duration,
+    /// How often the service directories are read again (besides `svc rescan`, SIGHUP,
+    /// and the store coming up).
+    pub rescan_every: Option<Duration>,
+    /// Bytes of output kept per service for `svc log`.
+    pub log_size: usize,
+    /// The boot clock when init started, for the `amber: ready` line.
+    pub handed_over: Duration,
+}
+
+/// Why the supervisor returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    PowerOff,
+    Reboot,
+}
+
+enum Kind {
+    Store(Option<Store>),
+    Network(Network),
+    Shell(Shell),
+    Service(Definition),
+}
+
+/// What happens once a stopping process has exited.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Then {
+    Stop,
+    Restart,
+    Remove,
+}
+
+enum State {
+    /// Not running. It starts once `want` is set and what it needs is ready.
+    Idle,
+    Running {
+        pid: i32,
+        since: Instant,
+    },
+    Stopping {
+        pid: i32,
+        kill_at: Option<Instant>,
+        then: Then,
+    },
+    Backoff {
+        until: Instant,
+    },
+    /// Exited and not restarted (`restart never` or `on-failure` after success).
+    Exited(Exit),
+    Failed(String),
+    /// The network interface does not exist yet.
+    Configuring {
+        until: Instant,
+        next_try: Instant,
+    },
+    /// The console shell's program does not exist yet.
+    Missing {
+        next_check: Instant,
+    },
+    /// A unit without a process that is done: the network, an unsupervised store.
+    Up,
+}
+
+struct Unit {
+    name: String,
+    kind: Kind,
+    state: State,
+    /// Whether it should be running (cleared by `svc stop` and by shutdown).
+    want: bool,
+    /// For the store: its mount point is mounted.
+    mounted: bool,
+    removed: bool,
+    needs: Vec<String>,
+    /// The next restart delay.
+    delay: Duration,
+    restarts: u32,
+    log: LogRing,
+}
+
+impl Unit {
+    fn pid(&self) -> Option<i32> {
+        match self.state {
+            State::Running { pid, .. } | State::Stopping { pid, .. } => Some(pid),
+            _ => None,
+        }
+    }
+
+    fn ready(&self) -> bool {
+        match (&self.kind, &self.state) {
+            (_, State::Up) => true,
+            (Kind::Store(_), State::Running { .. }) => self.mounted,
+            (Kind::Service(definition), State::Running { .. }) => {
+                definition.restart != Restart::Never
+            }
+            (Kind::Service(definition), State::Exited(exit)) => {
+                definition.restart == Restart::Never && exit.success()
+            }
+            (Kind::Shell(_), State::Running { .. }) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether it may still become ready without anyone asking.
+    fn coming(&self) -> bool {
+        match self.state {
+            State::Idle => self.want,
+            State::Running { .. } | State::Configuring { .. } | State::Backoff { .. } => true,
+            State::Stopping { then, .. } => then == Then::Restart,
+            _ => false,
+        }
+    }
+
+    /// Log a supervisor event on the console and in the unit's log.
+    fn report(&mut self, message: &str) {
+        say!("{}: {message}", self.name);
+        self.log.push(format!("amber: {message}").as_bytes());
+    }
+}
+
+struct Connection {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    /// Answer once this unit is no longer stopping.
+    waiting_for: Option<String>,
+    answered: bool,
+    deadline: Instant,
+}
+
+struct Supervisor {
+    config: Config,
+    units: Vec<Unit>,
+    pipes: Vec<Pipe>,
+    connections: Vec<Connection>,
+    listener: UnixListener,
+    signals: sys::SignalFd,
+    shutdown: Option<(Outcome, Instant)>,
+    announced_ready: bool,
+    hinted_shell: bool,
+    next_rescan: Option<Instant>,
+    /// Service-file problems already reported, so a periodic rescan does not repeat them.
+    reported: HashSet<String>,
+}
+
+/// Run until a poweroff or reboot is asked for and every process is stopped.
+pub fn run(mut config: Config) -> io::Result<Outcome> {
+    let signals = sys::SignalFd::new(&[
+        sys::SIGCHLD,
+        sys::SIGTERM,
+        sys::SIGINT,
+        sys::SIGUSR1,
+        sys::SIGUSR2,
+        sys::SIGHUP,
+    ])?;
+    let listener = listen(&config.control_socket)?;
+    let mut units = Vec::new();
+    let log_size = config.log_size;
+    let unit = |name: &str, kind: Kind, needs: &[&str]| Unit {
+        name: name.to_owned(),
+        kind,
+        state: State::Idle,
+        want: true,
+        mounted: false,
+        removed: false,
+        needs: needs.iter().map(|need| need.to_string()).collect(),
+        delay: config.backoff.initial,
+        restarts: 0,
+        log: LogRing::new(log_size),
+    };
+    units.push(unit("store", Kind::Store(config.store.take()), &[]));
+    let network = std::mem::replace(&mut config.network, Network::Unmanaged);
+    units.push(unit("network", Kind::Network(network), &[]));
+    if let Some(shell) = config.shell.take() {
+        units.push(unit("console", Kind::Shell(shell), &["store"]));
+    }
+    let mut supervisor = Supervisor {
+        config,
+        units,
+        pipes: Vec::new(),
+        connections: Vec::new(),
+        listener,
+        signals,
+        shutdown: None,
+        announced_ready: false,
+        hinted_shell: false,
+        next_rescan: None,
+        reported: HashSet::new(),
+    };
+    let now = Instant::now();
+    supervisor.rescan(now);
+    loop {
+        let now = Instant::now();
+        if let Some(outcome) = supervisor.step(now) {
+            return Ok(outcome);
+        }
+        supervisor.wait(now)?;
+    }
+}
+
+fn listen(path: &std::path::Path) -> io::Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
+    }
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Send a signal to a process group, or to the process if it left its group.
+fn signal_group(pid: i32, signal: libc::c_int) {
+    if sys::kill(-pid, signal).is_err() {
+        let _ = sys::kill(pid, signal);
+    }
+}
+
+/// A duration as people read it: 850ms, 4.2s, 12s, 3m05s, 2h10m.
+pub fn human(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if duration < Duration::from_secs(1) {
+        format!("{}ms", duration.as_millis())
+    } else if seconds < 10 {
+        format!("{}.{}s", seconds, duration.subsec_millis() / 100)
+    } else if seconds < 60 {
+        format!("{seconds}s")
+    } else if seconds < 3600 {
+        format!("{}m{:02}s", seconds / 60, seconds % 60)
+    } else {
+        format!("{}h{:02}m", seconds / 3600, seconds / 60 % 60)
+    }
+}
+
+/// Start a process with its stdout and stderr on a new pipe; returns its pid and the
+/// pipe's read end.
+fn spawn_piped(command: &mut Command) -> io::Result<(i32, File)> {
+    let (read, write) = sys::pipe()?;
+    command
+        .stdin(Stdio::null())
+        .stdout(write.try_clone()?)
+        .stderr(write)
+        .current_dir("/")
+        .process_group(0);
+    let child = command.spawn()?;
+    Ok((child.id() as i32, read))
+}
+
+impl Supervisor {
+    fn find(&self, name: &str) -> Option<usize> {
+        self.units.iter().position(|unit| unit.name == name)
+    }
+
+    /// Everything that is due at `now`; Some when the supervisor is done.
+    fn step(&mut self, now: Instant) -> Option<Outcome> {
+        self.timers(now);
+        let done = match self.shutdown {
+            None => {
+                self.start_ready(now);
+                None
+            }
+            Some(_) => self.shutdown_progress(now),
+        };
+        self.answer_waiters(now);
+        self.check_ready();
+        done
+    }
+
+    fn timers(&mut self, now: Instant) {
+        let mut store_came_up = false;
+        for index in 0..self.units.len() {
+            let unit = &mut self.units[index];
+            match unit.state {
+                State::Backoff { until } if until <= now => unit.state = State::Idle,
+                State::Missing { next_check } if next_check <= now => unit.state = State::Idle,
+                State::Stopping {
+                    pid,
+                    kill_at: Some(kill_at),
+                    then,
+                } if kill_at <= now => {
+                    unit.report(&format!(
+                        "still running {} after SIGTERM; sending SIGKILL",
+                        human(self.config.stop_timeout)
+                    ));
+                    signal_group(pid, sys::SIGKILL);
+                    unit.state = State::Stopping {
+                        pid,
+                        kill_at: None,
+                        then,
+                    };
+                }
+                State::Configuring { until, next_try } if next_try <= now => {
+                    self.configure_network(index, now, until)
+                }
+                State::Running { pid, since } if !unit.mounted => {
+                    if let Kind::Store(Some(store)) = &unit.kind {
+                        if mounts::is_mounted(&store.mount_point) {
+                            unit.mounted = true;
+                            let message = format!(
+                                "mounted at {} ({} ms after start)",
+                                store.mount_point.display(),
+                                now.duration_since(since).as_millis()
+                            );
+                            unit.report(&message);
+                            store_came_up = true;
+                        } else if now.duration_since(since) >= store.ready_timeout {
+                            let message = format!(
+                                "{} not mounted after {}; killing the store",
+                                store.mount_point.display(),
+                                human(store.ready_timeout)
+                            );
+                            unit.report(&message);
+                            signal_group(pid, sys::SIGKILL);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        // The store's services (/ro/svc) are only visible once it is mounted.
+        let rescan_due = self.next_rescan.is_some_and(|at| at <= now);
+        if store_came_up || rescan_due {
+            self.rescan(now);
+        }
+        let before = self.connections.len();
+        self.connections
+            .retain(|connection| connection.waiting_for.is_some() || connection.deadline > now);
+        if self.connections.len() != before {
+            say!("control: closed {} idle connection(s)", before - self.connections.len());
+        }
+    }
+
+    /// Start every wanted, idle unit whose needs are ready, until nothing changes (a unit
+    /// that is ready at once, like the network, can let others start).
+    fn start_ready(&mut self, now: Instant) {
+        loop {
+            let startable: Vec<usize> = (0..self.units.len())
+                .filter(|&index| {
+                    let unit = &self.units[index];
+                    unit.want && matches!(unit.state, State::Idle) && self.unmet_need(unit).is_none()
+                })
+                .collect();
+            if startable.is_empty() {
+                return;
+            }
+            for index in startable {
+                self.start(index, now);
+            }
+        }
+    }
+
+    /// The first need of `unit` that is not ready.
+    fn unmet_need<'a>(&self, unit: &'a Unit) -> Option<&'a str> {
+        unit.needs
+            .iter()
+            .find(|need| !self.find(need).is_some_and(|index| self.units[index].ready()))
+            .map(String::as_str)
+    }
+
+    fn start(&mut self, index: usize, now: Instant) {
+        let unit = &mut self.units[index];
+        let spawned = match &unit.kind {
+            Kind::Store(None) => {
+                unit.state = State::Up;
+                return;
+            }
+            Kind::Network(_) => return self.configure_network(index, now, now + NETWORK_WAIT),
+            Kind::Shell(shell) => {
+                if !shell.program.exists() {
+                    if !self.hinted_shell {
+                        self.hinted_shell = true;
+                        say!(
+                            "console: no {} yet; `pkg add busybox` installs one, and it starts here by itself",
+                            shell.program.display()
+                        );
+                    }
+                    unit.state = State::Missing {
+                        next_check: now + SHELL_CHECK,
+                    };
+                    return;
+                }
+                console::spawn_shell(&shell.program, &shell.terminal).map(|pid| (pid, None))
+            }
+            Kind::Store(Some(store)) => {
+                // A store that died leaves a mount answering ENOTCONN: detach it first.
+                if mounts::is_mounted(&store.mount_point) {
+                    match sys::unmount(&store.mount_point, sys::MNT_DETACH) {
+                        Ok(()) => say!("store: detached the old mount at {}", store.mount_point.display()),
+                        Err(error) => say!("store: unmount {}: {error}", store.mount_point.display()),
+                    }
+                }
+                let mut command = Command::new(&store.program);
+                command.arg0(&store.arg0).args(&store.args);
+                spawn_piped(&mut command).map(|(pid, pipe)| (pid, Some(pipe)))
+            }
+            Kind::Service(definition) => {
+                let mut command = Command::new(&definition.command[0]);
+                command
+                    .args(&definition.command[1..])
+                    .envs(definition.env.iter().map(|(name, value)| (name, value)));
+                spawn_piped(&mut command).map(|(pid, pipe)| (pid, Some(pipe)))
+            }
+        };
+        match spawned {
+            Ok((pid, pipe)) => {
+                unit.state = State::Running { pid, since: now };
+                unit.mounted = false;
+                unit.report(&format!("started (pid {pid})"));
+                if let Some(pipe) = pipe {
+                    self.pipes.push(Pipe::new(unit.name.clone(), pipe));
+                }
+            }
+            Err(error) => {
+                let program = match &unit.kind {
+                    Kind::Service(definition) => definition.command[0].clone(),
+                    Kind::Store(Some(store)) => store.program.display().to_string(),
+                    Kind::Shell(shell) => shell.program.display().to_string(),
+                    _ => String::new(),
+                };
+                self.exited(index, now, Err(format!("cannot start {program}: {error}")));
+            }
+        }
+    }
+
+    fn configure_network(&mut self, index: usize, now: Instant, until: Instant) {
+        let unit = &mut self.units[index];
+        let Kind::Network(network) = &unit.kind else {
+            return;
+        };
+        let mut messages = Vec::new();
+        let first = !matches!(unit.state, State::Configuring { .. });
+        if first && !matches!(network, Network::Unmanaged) {
+            if let Err(error) = net::loopback_up() {
+                messages.push(format!("lo: {error}"));
+            }
+        }
+        let result = match network {
+            Network::Unmanaged | Network::Loopback => Ok(()),
+            Network::Static(config) => net::apply(config),
+        };
+        let state = match result {
+            Ok(()) => {
+                messages.push(match network {
+                    Network::Unmanaged => "up (not managed here)".to_owned(),
+                    Network::Loopback => "up: lo only (no /etc/amber/network, no amber.ip=)".to_owned(),
+                    Network::Static(config) => format!("up: {config}"),
+                });
+                State::Up
+            }
+            Err(error) if net::no_such_interface(&error) && now < until => State::Configuring {
+                until,
+                next_try: now + NETWORK_RETRY,
+            },
+            Err(error) => {
+                let message = match network {
+                    Network::Static(config) if net::no_such_interface(&error) => format!(
+                        "{}: no such interface after {}",
+                        config.interface,
+                        human(NETWORK_WAIT)
+                    ),
+                    Network::Static(config) => format!("{}: {error}", config.interface),
+                    _ => format!("lo: {error}"),
+                };
+                messages.push(message.clone());
+                State::Failed(message)
+            }
+        };
+        unit.state = state;
+        for message in messages {
+            unit.report(&message);
+        }
+    }
+
+    /// A unit's process ended (`Ok`) or could not be started (`Err`).
+    fn exited(&mut self, index: usize, now: Instant, how: Result<Exit, String>) {
+        let backoff = self.config.backoff;
+        let shutting_down = self.shutdown.is_some();
+        let unit = &mut self.units[index];
+        unit.mounted = false;
+        let text = match &how {
+            Ok(exit) => exit.to_string(),
+            Err(message) => message.clone(),
+        };
+        let (ran, then) = match unit.state {
+            State::Running { since, .. } => (now.duration_since(since), None),
+            State::Stopping { then, .. } => (Duration::ZERO, Some(then)),
+            _ => (Duration::ZERO, None),
+        };
+        match then {
+            Some(Then::Stop) => {
+                unit.state = State::Idle;
+                unit.report(&format!("stopped ({text})"));
+            }
+            Some(Then::Restart) => {
+                unit.state = State::Idle;
+                unit.delay = backoff.initial;
+                unit.report(&format!("stopped for a restart ({text})"));
+            }
+            Some(Then::Remove) => {
+                unit.state = State::Idle;
+                unit.removed = true;
+                unit.report(&format!("stopped and removed ({text})"));
+            }
+            None => {
+                let success = matches!(how, Ok(exit) if exit.success());
+                let restart = !shutting_down
+                    && unit.want
+                    && match &unit.kind {
+                        Kind::Service(definition) => match definition.restart {
+                            Restart::Always => true,
+                            Restart::OnFailure => !success,
+                            Restart::Never => false,
+                        },
+                        _ => true,
+                    };
+                if restart {
+                    if ran >= backoff.reset_after {
+                        unit.delay = backoff.initial;
+                    }
+                    let delay = unit.delay;
+                    unit.delay = (delay * 2).min(backoff.max);
+                    unit.restarts += 1;
+                    unit.state = State::Backoff { until: now + delay };
+                    unit.report(&format!("{text}; restarting in {}", human(delay)));
+                } else {
+                    unit.state = match how {
+                        Ok(exit) => State::Exited(exit),
+                        Err(message) => State::Failed(message),
+                    };
+                    unit.report(&text);
+                }
+            }
+        }
+    }
+
+    /// Ask a unit's process to stop: SIGTERM (SIGHUP for the shell), SIGKILL after the
+    /// stop timeout. A unit without a process is settled at once.
+    fn stop(&mut self, index: usize, now: Instant, then: Then) {
+        let kill_at = Some(now + self.config.stop_timeout);
+        let unit = &mut self.units[index];
+        match unit.state {
+            State::Running { pid, .. } => {
+                let signal = match unit.kind {
+                    Kind::Shell(_) => sys::SIGHUP,
+                    _ => sys::SIGTERM,
+                };
+                signal_group(pid, signal);
+                signal_group(pid, libc::SIGCONT);
+                unit.state = State::Stopping { pid, kill_at, then };
+            }
+            State::Stopping { pid, kill_at, .. } => {
+                unit.state = State::Stopping { pid, kill_at, then };
+            }
+            _ => match then {
+                Then::Remove => unit.removed = true,
+                Then::Restart | Then::Stop => {
+                    if !matches!(unit.state, State::Up) {
+                        unit.state = State::Idle;
+                    }
+                }
+            },
+        }
+    }
+
+    /// Read the service directories again: add new services, stop removed ones, keep
+    /// changed definitions for their next start.
+    fn rescan(&mut self, now: Instant) {
+        let mut problems = Vec::new();
+        let definitions = service::load(&self.config.service_dirs, &mut |line| problems.push(line));
+        let problems: HashSet<String> = problems.into_iter().collect();
+        for problem in &problems {
+            if !self.reported.contains(problem) {
+                say!("{problem}");
+            }
+        }
+        self.reported = problems;
+
+        for index in 0..self.units.len() {
+            let unit = &self.units[index];
+            if matches!(unit.kind, Kind::Service(_)) && !definitions.contains_key(&unit.name) {
+                self.units[index].want = false;
+                self.units[index].report("service file removed; stopping");
+                self.stop(index, now, Then::Remove);
+            }
+        }
+        self.units.retain(|unit| !unit.removed);
+
+        for (name, definition) in definitions {
+            let mut needs: Vec<String> = vec!["store".into()];
+            needs.extend(definition.needs.iter().filter(|need| *need != "store").cloned());
+            match self.find(&name) {
+                Some(index) => {
+                    let unit = &mut self.units[index];
+                    if let Kind::Service(old) = &mut unit.kind {
+                        if *old != definition {
+                            *old = definition;
+                            unit.needs = needs;
+                            if unit.pid().is_some() {
+                                unit.report("service file changed; `svc restart` applies it");
+                            }
+                        }
+                    }
+                }
+                None => self.units.push(Unit {
+                    name,
+                    want: !definition.manual,
+                    kind: Kind::Service(definition),
+                    state: State::Idle,
+                    mounted: false,
+                    removed: false,
+                    needs,
+                    delay: self.config.backoff.initial,
+                    restarts: 0,
+                    log: LogRing::new(self.config.log_size),
+                }),
+            }
+        }
+        self.mark_cycles();
+        self.next_rescan = self.config.rescan_every.map(|every| now + every);
+    }
+
+    /// A service that needs itself, through any chain of needs, can never start.
+    fn mark_cycles(&mut self) {
+        const CYCLE: &str = "dependency cycle";
+        for index in 0..self.units.len() {
+            let cyclic = self.in_cycle(index);
+            let unit = &mut self.units[index];
+            match &unit.state {
+                State::Idle if cyclic => {
+                    unit.report(&format!("{CYCLE} (through {})", unit.needs.join(", ")));
+                    unit.state = State::Failed(CYCLE.into());
+                }
+                State::Failed(reason) if !cyclic && reason == CYCLE => unit.state = State::Idle,
+                _ => {}
+            }
+        }
+    }
+
+    fn in_cycle(&self, start: usize) -> bool {
+        let target = self.units[start].name.as_str();
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut stack: Vec<&str> = self.units[start].needs.iter().map(String::as_str).collect();
+        while let Some(name) = stack.pop() {
+            if name == target {
+                return true;
+            }
+            if seen.insert(name) {
+                if let Some(index) = self.find(name) {
+                    stack.extend(self.units[index].needs.iter().map(String::as_str));
+                }
+            }
+        }
+        false
+    }
+
+    fn request_shutdown(&mut self, outcome: Outcome, now: Instant) {
+        if self.shutdown.is_some() {
+            return;
+        }
+        say!(
+            "{}: stopping services",
+            match outcome {
+                Outcome::PowerOff => "power off",
+                Outcome::Reboot => "reboot",
+            }
+        );
+        let deadline = now + self.config.stop_timeout * 2 + Duration::from_secs(2);
+        self.shutdown = Some((outcome, deadline));
+        for index in 0..self.units.len() {
+            self.units[index].want = false;
+            if matches!(self.units[index].kind, Kind::Service(_) | Kind::Shell(_)) {
+                self.stop(index, now, Then::Stop);
+            }
+        }
+    }
+
+    /// Services first, then the store their programs live in.
+    fn shutdown_progress(&mut self, now: Instant) -> Option<Outcome> {
+        let (outcome, deadline) = self.shutdown?;
+        let services_down = self
+            .units
+            .iter()
+            .all(|unit| matches!(unit.kind, Kind::Store(_)) || unit.pid().is_none());
+        if services_down {
+            if let Some(index) = self.find("store") {
+                if matches!(self.units[index].state, State::Running { .. }) {
+                    self.stop(index, now, Then::Stop);
+                }
+            }
+        }
+        let running: Vec<&str> = self
+            .units
+            .iter()
+            .filter(|unit| unit.pid().is_some())
+            .map(|unit| unit.name.as_str())
+            .collect();
+        if running.is_empty() {
+            return Some(outcome);
+        }
+        if now >= deadline {
+            say!("shutdown: gave up waiting for {}", running.join(", "));
+            return Some(outcome);
+        }
+        None
+    }
+
+    /// Print `amber: ready` once: the store mounted, the network settled, and every wanted
+    /// service started (or waiting on something that cannot come up by itself).
+    fn check_ready(&mut self) {
+        if self.announced_ready || self.shutdown.is_some() {
+            return;
+        }
+        let store_ready = self.find("store").is_some_and(|index| self.units[index].ready());
+        let network_settled = self.find("network").is_some_and(|index| {
+            matches!(self.units[index].state, State::Up | State::Failed(_))
+        });
+        let services_pending = self.units.iter().any(|unit| {
+            matches!(unit.kind, Kind::Service(_))
+                && (matches!(unit.state, State::Idle) && unit.want
+                    || matches!(unit.state, State::Running { .. }) && !unit.ready())
+                && unit.needs.iter().all(|need| {
+                    self.find(need).is_some_and(|index| {
+                        let need = &self.units[index];
+                        need.ready() || need.coming()
+                    })
+                })
+        });
+        if store_ready && network_settled && !services_pending {
+            self.announced_ready = true;
+            let handed_over = self.config.handed_over;
+            let now = sys::boot_time();
+            say!(
+                "ready in {} ms (kernel handed over at {} ms)",
+                now.saturating_sub(handed_over).as_millis(),
+                handed_over.as_millis()
+            );
+        }
+    }
+
+    /// The earliest time something is due.
+    fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        let units = self.units.iter().filter_map(|unit| match unit.state {
+            State::Backoff { until } => Some(until),
+            State::Missing { next_check } => Some(next_check),
+            State::Stopping { kill_at, .. } => kill_at,
+            State::Configuring { next_try, .. } => Some(next_try),
+            State::Running { .. } if matches!(unit.kind, Kind::Store(Some(_))) && !unit.mounted => {
+                Some(now + STORE_POLL)
+            }
+            _ => None,
+        });
+        let connections = self
+            .connections
+            .iter()
+            .filter(|connection| connection.waiting_for.is_none())
+            .map(|connection| connection.deadline);
+        units
+            .chain(connections)
+            .chain(self.next_rescan)
+            .chain(self.shutdown.map(|(_, deadline)| deadline))
+            .min()
+    }
+
+    /// Wait for the next event or deadline and handle what happened.
+    fn wait(&mut self, now: Instant) -> io::Result<()> {
+        let connections_start = 2 + self.pipes.len();
+        let mut fds = Vec::with_capacity(connections_start + self.connections.len());
+        fds.push(sys::poll_entry(self.signals.fd(), sys::POLLIN));
+        fds.push(sys::poll_entry(self.listener.as_raw_fd(), sys::POLLIN));
+        for pipe in &self.pipes {
+            fds.push(sys::poll_entry(pipe.file.as_raw_fd(), sys::POLLIN));
+        }
+        for connection in &self.connections {
+            let events = if !connection.output.is_empty() {
+                sys::POLLOUT
+            } else if !connection.answered && connection.waiting_for.is_none() {
+                sys::POLLIN
+            } else {
+                0
+            };
+            fds.push(sys::poll_entry(connection.stream.as_raw_fd(), events));
+        }
+        let timeout = self
+            .next_deadline(now)
+            .map(|deadline| deadline.saturating_duration_since(now));
+        sys::poll(&mut fds, timeout)?;
+        let now = Instant::now();
+
+        // Output first, so a service's last words are logged before its exit is.
+        let pipe_events = &fds[2..2 + self.pipes.len()];
+        let units = &mut self.units;
+        let mut closed = Vec::new();
+        for (index, pipe) in self.pipes.iter_mut().enumerate() {
+            if pipe_events[index].revents == 0 {
+                continue;
+            }
+            let open = pipe.drain(&mut |name, line| {
+                output::echo(name, line);
+                if let Some(unit) = units.iter_mut().find(|unit| unit.name == name) {
+                    unit.log.push(line);
+                }
+            });
+            if !open {
+                closed.push(index);
+            }
+        }
+        for index in closed.into_iter().rev() {
+            self.pipes.swap_remove(index);
+        }
+
+        if fds[0].revents != 0 {
+            while let Some(signal) = self.signals.read() {
+                match signal {
+                    sys::SIGCHLD => {}
+                    sys::SIGTERM | sys::SIGINT => self.request_shutdown(Outcome::Reboot, now),
+                    sys::SIGUSR1 | sys::SIGUSR2 => self.request_shutdown(Outcome::PowerOff, now),
+                    sys::SIGHUP => self.rescan(now),
+                    _ => {}
+                }
+            }
+            self.reap(now);
+        }
+
+        let connection_events: Vec<i16> = fds[connections_start..]
+            .iter()
+            .map(|fd| fd.revents)
+            .collect();
+        for (index, revents) in connection_events.into_iter().enumerate() {
+            if revents != 0 {
+                self.serve(index, revents, now);
+            }
+        }
+        self.connections
+            .retain(|connection| !(connection.answered && connection.output.is_empty()));
+
+        if fds[1].revents != 0 {
+            self.accept(now);
+        }
+        Ok(())
+    }
+
+    fn reap(&mut self, now: Instant) {
+        while let Reaped::Child(pid, exit) = sys::reap_any() {
+            // Anything else is an orphan that was reparented to us: reaping it is all.
+            if let Some(index) = self.units.iter().position(|unit| unit.pid() == Some(pid)) {
+                self.exited(index, now, Ok(exit));
+            }
+        }
+        self.units.retain(|unit| !unit.removed);
+    }
+
+    fn accept(&mut self, now: Instant) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            let mut connection = Connection {
+                stream,
+                input: Vec::new(),
+                output: Vec::new(),
+                waiting_for: None,
+                answered: false,
+                deadline: now + CLIENT_TIMEOUT,
+            };
+            let allowed = sys::peer_uid(&connection.stream).ok() == Some(sys::effective_uid());
+            if self.connections.len() >= MAX_CONNECTIONS
+                || !allowed
+                || connection.stream.set_nonblocking(true).is_err()
+            {
+                let answer = if allowed { "too many connections\n" } else { "permission denied\n" };
+                let _ = connection.stream.set_nonblocking(true);
+                let _ = connection.stream.write_all(&Answer::Fail(answer.into()).encode());
+                continue;
+            }
+            self.connections.push(connection);
+        }
+    }
+
+    fn serve(&mut self, index: usize, revents: i16, now: Instant) {
+        let connection = &mut self.connections[index];
+        if revents & sys::POLLOUT != 0 && !connection.output.is_empty() {
+            match connection.stream.write(&connection.output) {
+                Ok(written) => {
+                    connection.output.drain(..written);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => connection.output.clear(),
+            }
+            return;
+        }
+        if connection.answered || connection.waiting_for.is_some() {
+            // The client hung up while waiting: forget it.
+            connection.answered = true;
+            connection.output.clear();
+            connection.waiting_for = None;
+            return;
+        }
+        let mut buffer = [0u8; MAX_REQUEST];
+        let line = match connection.stream.read(&mut buffer) {
+            Ok(0) | Err(_) => {
+                connection.answered = true;
+                return;
+            }
+            Ok(count) => {
+                connection.input.extend_from_slice(&buffer[..count]);
+                match connection.input.iter().position(|&b| b == b'\n') {
+                    Some(end) => String::from_utf8_lossy(&connection.input[..end]).into_owned(),
+                    None if connection.input.len() > MAX_REQUEST => {
+                        self.answer(index, Answer::Usage("request too long\n".into()), now);
+                        return;
+                    }
+                    None => return,
+                }
+            }
+        };
+        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        let answer = match Request::parse(&words) {
+            Ok(request) => self.handle(index, request, now),
+            Err(message) => Some(Answer::Usage(format!("{message}\n"))),
+        };
+        if let Some(answer) = answer {
+            self.answer(index, answer, now);
+        }
+    }
+
+    fn answer(&mut self, index: usize, answer: Answer, now: Instant) {
+        let connection = &mut self.connections[index];
+        connection.output = answer.encode();
+        connection.answered = true;
+        connection.waiting_for = None;
+        connection.deadline = now + CLIENT_TIMEOUT;
+        // Most answers fit the socket buffer at once.
+        if let Ok(written) = connection.stream.write(&connection.output) {
+            connection.output.drain(..written);
+        }
+    }
+
+    /// Answer the clients of `svc stop` and `svc restart` whose service has stopped.
+    fn answer_waiters(&mut self, now: Instant) {
+        for index in 0..self.connections.len() {
+            let Some(name) = &self.connections[index].waiting_for else {
+                continue;
+            };
+            let settled = match self.find(name) {
+                None => Some(format!("{name}: stopped and removed\n")),
+                Some(unit) if !matches!(self.units[unit].state, State::Stopping { .. }) => {
+                    Some(self.status_line(unit, now, 0))
+                }
+                Some(_) => None,
+            };
+            if let Some(text) = settled {
+                self.answer(index, Answer::Ok(text), now);
+            }
+        }
+    }
+
+    /// Carry out a request; None when the answer comes later (stop and restart).
+    fn handle(&mut self, connection: usize, request: Request, now: Instant) -> Option<Answer> {
+        let name = match &request {
+            Request::Status(None) => {
+                let width = self.units.iter().map(|unit| unit.name.len()).max().unwrap_or(0);
+                let text: String = (0..self.units.len())
+                    .map(|index| self.status_line(index, now, width))
+                    .collect();
+                return Some(Answer::Ok(text));
+            }
+            Request::Rescan => {
+                self.rescan(now);
+                self.start_ready(now);
+                let services = self
+                    .units
+                    .iter()
+                    .filter(|unit| matches!(unit.kind, Kind::Service(_)))
+                    .count();
+                return Some(Answer::Ok(format!("{services} services\n")));
+            }
+            Request::PowerOff => {
+                self.request_shutdown(Outcome::PowerOff, now);
+                return Some(Answer::Ok("powering off\n".into()));
+            }
+            Request::Reboot => {
+                self.request_shutdown(Outcome::Reboot, now);
+                return Some(Answer::Ok("rebooting\n".into()));
+            }
+            Request::Status(Some(name))
+            | Request::Start(name)
+            | Request::Stop(name)
+            | Request::Restart(name)
+            | Request::Log(name) => name.clone(),
+        };
+        let Some(index) = self.find(&name) else {
+            return Some(Answer::Fail(format!("{name}: no such service\n")));
+        };
+        if self.shutdown.is_some() && matches!(request, Request::Start(_) | Request::Restart(_)) {
+            return Some(Answer::Fail("shutting down\n".into()));
+        }
+        let unit = &mut self.units[index];
+        let fixed = match unit.kind {
+            Kind::Store(None) => Some("is not supervised here"),
+            Kind::Network(_) if matches!(request, Request::Stop(_)) => {
+                Some("cannot be stopped (`svc restart network` applies the configuration again)")
+            }
+            _ => None,
+        };
+        match request {
+            Request::Status(_) => Some(Answer::Ok(self.status_line(index, now, 0))),
+            Request::Log(_) => Some(Answer::Ok(unit.log.text())),
+            _ if fixed.is_some() => Some(Answer::Fail(format!("{name}: {}\n", fixed.unwrap_or("")))),
+            Request::Stop(_) => {
+                unit.want = false;
+                if unit.pid().is_some() {
+                    self.stop(index, now, Then::Stop);
+                    self.connections[connection].waiting_for = Some(name);
+                    return None;
+                }
+                if !matches!(unit.state, State::Up) {
+                    unit.state = State::Idle;
+                }
+                Some(Answer::Ok(self.status_line(index, now, 0)))
+            }
+            Request::Start(_) | Request::Restart(_) => {
+                let restart = matches!(request, Request::Restart(_));
+                unit.want = true;
+                unit.delay = self.config.backoff.initial;
+                match unit.state {
+                    State::Running { .. } | State::Stopping { .. } if restart => {
+                        self.stop(index, now, Then::Restart);
+                        self.connections[connection].waiting_for = Some(name);
+                        return None;
+                    }
+                    State::Stopping { .. } => self.stop(index, now, Then::Restart),
+                    State::Running { .. } | State::Configuring { .. } => {}
+                    State::Up if !restart => {}
+                    State::Failed(ref reason) if reason == "dependency cycle" => {}
+                    _ => unit.state = State::Idle,
+                }
+                self.start_ready(now);
+                self.check_ready();
+                Some(Answer::Ok(self.status_line(index, now, 0)))
+            }
+            Request::Rescan | Request::PowerOff | Request::Reboot => None,
+        }
+    }
+
+    /// One line of `svc status`: name, state, details.
+    fn status_line(&self, index: usize, now: Instant, width: usize) -> String {
+        let unit = &self.units[index];
+        let (state, mut detail) = match &unit.state {
+            State::Idle if unit.want => match self.unmet_need(unit) {
+                Some(need) if self.find(need).is_none() => {
+                    ("waiting", format!("for {need}, which does not exist"))
+                }
+                Some(need) => ("waiting", format!("for {need}")),
+                None => ("starting", String::new()),
+            },
+            State::Idle => ("stopped", String::new()),
+            State::Running { pid, since } => {
+                let mut detail = format!("pid {pid}, up {}", human(now.duration_since(*since)));
+                if let Kind::Store(Some(store)) = &unit.kind {
+                    if unit.mounted {
+                        detail += &format!(", mounted at {}", store.mount_point.display());
+                    } else {
+                        detail += ", not mounted yet";
+                    }
+                }
+                ("running", detail)
+            }
+            State::Stopping { pid, .. } => ("stopping", format!("pid {pid}")),
+            State::Backoff { until } => (
+                "backoff",
+                format!("restart in {}", human(until.saturating_duration_since(now))),
+            ),
+            State::Exited(exit) => ("exited", exit.to_string()),
+            State::Failed(reason) => ("failed", reason.clone()),
+            State::Configuring { .. } => ("waiting", "for its network interface".into()),
+            State::Missing { .. } => match &unit.kind {
+                Kind::Shell(shell) => (
+                    "waiting",
+                    format!("for {} (pkg add busybox)", shell.program.display()),
+                ),
+                _ => ("waiting", String::new()),
+            },
+            State::Up => (
+                "up",
+                match &unit.kind {
+                    Kind::Network(Network::Static(config)) => config.to_string(),
+                    Kind::Network(Network::Loopback) => "lo only".into(),
+                    _ => "not supervised".into(),
+                },
+            ),
+        };
+        if unit.restarts > 0 {
+            if !detail.is_empty() {
+                detail += ", ";
+            }
+            detail += &format!("{} restarts", unit.restarts);
+        }
+        let line = format!("{:<width$}  {:<8}  {detail}", unit.name, state);
+        format!("{}\n", line.trim_end())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let cases = [
+            (Duration::from_millis(850), "850ms"),
+            (Duration::from_millis(4250), "4.2s"),
+            (Duration::from_secs(12), "12s"),
+            (Duration::from_secs(185), "3m05s"),
+            (Duration::from_secs(7800), "2h10m"),
+        ];
+        for (duration, text) in cases {
+            assert_eq!(human(duration), text);
+        }
+    }
+}

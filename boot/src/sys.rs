@@ -1,0 +1,436 @@
+//! Thin, safe wrappers around the Linux system calls init needs; all of the crate's
+//! `unsafe` lives in this file.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+pub use libc::{
+    MNT_DETACH, MS_NOATIME, MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REMOUNT, RB_AUTOBOOT,
+    RB_POWER_OFF, SIGCHLD, SIGHUP, SIGINT, SIGKILL, SIGTERM, SIGUSR1, SIGUSR2,
+};
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn c_path(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| io::ErrorKind::InvalidInput.into())
+}
+
+fn c_str(text: &str) -> io::Result<CString> {
+    CString::new(text).map_err(|_| io::ErrorKind::InvalidInput.into())
+}
+
+/// mount(2).
+pub fn mount(
+    source: &str,
+    target: &Path,
+    fstype: &str,
+    flags: libc::c_ulong,
+    data: &str,
+) -> io::Result<()> {
+    let (source, target, fstype, data) =
+        (c_str(source)?, c_path(target)?, c_str(fstype)?, c_str(data)?);
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
+    check(unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    })?;
+    Ok(())
+}
+
+/// umount2(2).
+pub fn unmount(target: &Path, flags: libc::c_int) -> io::Result<()> {
+    let target = c_path(target)?;
+    // SAFETY: `target` is a valid NUL-terminated string.
+    check(unsafe { libc::umount2(target.as_ptr(), flags) })?;
+    Ok(())
+}
+
+/// finit_module(2): load the kernel module in `file` with the parameter string `params`.
+pub fn finit_module(file: &File, params: &str) -> io::Result<()> {
+    let params = c_str(params)?;
+    // SAFETY: the descriptor is open for the duration of the call and `params` is a valid
+    // NUL-terminated string; flags 0.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_finit_module,
+            file.as_raw_fd(),
+            params.as_ptr(),
+            0 as libc::c_int,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// reboot(2) with RB_POWER_OFF or RB_AUTOBOOT; returns only if the kernel refused.
+pub fn reboot(how: libc::c_int) -> io::Error {
+    // SAFETY: reboot takes no pointers; on success it does not return.
+    unsafe { libc::reboot(how) };
+    io::Error::last_os_error()
+}
+
+/// Make Ctrl-Alt-Del send SIGINT to init instead of rebooting at once.
+pub fn disable_ctrl_alt_del() {
+    // SAFETY: reboot(RB_DISABLE_CAD) takes no pointers and only changes a kernel flag.
+    unsafe { libc::reboot(libc::RB_DISABLE_CAD) };
+}
+
+/// sync(2).
+pub fn sync() {
+    // SAFETY: sync takes no arguments.
+    unsafe { libc::sync() };
+}
+
+/// The time since boot on the kernel's clock (the one printk stamps its lines with).
+pub fn boot_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) };
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+/// Become the parent of orphaned descendants, as PID 1 is; used when supervising for tests.
+pub fn become_subreaper() -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer argument, no pointers.
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) })?;
+    Ok(())
+}
+
+/// kill(2); a negative `pid` names a process group.
+pub fn kill(pid: i32, signal: libc::c_int) -> io::Result<()> {
+    // SAFETY: kill takes no pointers.
+    check(unsafe { libc::kill(pid, signal) })?;
+    Ok(())
+}
+
+/// How a reaped child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exited with status {code}"),
+            Exit::Signal(signal) => write!(f, "killed by signal {signal}"),
+        }
+    }
+}
+
+/// What one non-blocking waitpid(-1) found.
+#[derive(Debug)]
+pub enum Reaped {
+    Child(i32, Exit),
+    /// Children exist but none has exited.
+    Nothing,
+    NoChildren,
+}
+
+/// Reap one exited child of any kind (orphans included) without blocking.
+pub fn reap_any() -> Reaped {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `status` is a valid, writable int.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+    if pid < 0 {
+        return Reaped::NoChildren;
+    }
+    if pid == 0 {
+        return Reaped::Nothing;
+    }
+    let exit = if libc::WIFSIGNALED(status) {
+        Exit::Signal(libc::WTERMSIG(status))
+    } else {
+        Exit::Code(libc::WEXITSTATUS(status))
+    };
+    Reaped::Child(pid, exit)
+}
+
+/// A signalfd for a set of signals, which are blocked for normal delivery.
+pub struct SignalFd(OwnedFd);
+
+impl SignalFd {
+    pub fn new(signals: &[libc::c_int]) -> io::Result<SignalFd> {
+        // SAFETY: a zeroed sigset_t is a valid value to pass to sigemptyset, which
+        // initializes it; the set only lives on this stack frame.
+        let fd = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for &signal in signals {
+                libc::sigaddset(&mut set, signal);
+            }
+            check(libc::sigprocmask(
+                libc::SIG_BLOCK,
+                &set,
+                std::ptr::null_mut(),
+            ))?;
+            check(libc::signalfd(
+                -1,
+                &set,
+                libc::SFD_NONBLOCK | libc::SFD_CLOEXEC,
+            ))?
+        };
+        // SAFETY: signalfd returned a new descriptor that nothing else owns.
+        Ok(SignalFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    /// The next pending signal, if any.
+    pub fn read(&self) -> Option<libc::c_int> {
+        // SAFETY: signalfd_siginfo is plain data; zero is a valid value.
+        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+        let size = std::mem::size_of::<libc::signalfd_siginfo>();
+        // SAFETY: the buffer is a valid, writable signalfd_siginfo of `size` bytes.
+        let got = unsafe { libc::read(self.0.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+        (got == size as isize).then_some(info.ssi_signo as libc::c_int)
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+pub use libc::{POLLIN, POLLOUT};
+
+/// One entry of a poll(2) set.
+pub type PollFd = libc::pollfd;
+
+pub fn poll_entry(fd: RawFd, events: i16) -> PollFd {
+    PollFd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+/// poll(2); an interruption by a signal counts as "nothing ready".
+pub fn poll(fds: &mut [PollFd], timeout: Option<Duration>) -> io::Result<()> {
+    let timeout = match timeout {
+        // Round up, so a deadline 0.3 ms away is not polled for in a busy loop.
+        Some(timeout) => timeout.as_micros().div_ceil(1000).min(60_000) as libc::c_int,
+        None => -1,
+    };
+    // SAFETY: `fds` is a valid, writable slice of pollfd of the given length.
+    let ret = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+    match check(ret) {
+        Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// A close-on-exec pipe: (read end, non-blocking; write end).
+pub fn pipe() -> io::Result<(File, File)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 returned two new descriptors that nothing else owns.
+    let (read, write) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    // SAFETY: fcntl on a descriptor we own, with integer arguments.
+    check(unsafe { libc::fcntl(fds[0], libc::F_SETFL, libc::O_NONBLOCK) })?;
+    Ok((read, write))
+}
+
+/// The user id of the process at the other end of a unix socket.
+pub fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: u32::MAX,
+        gid: u32::MAX,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid and writable; the kernel writes at most `len` bytes.
+    check(unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    })?;
+    Ok(cred.uid)
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and takes no arguments.
+    unsafe { libc::geteuid() }
+}
+
+/// Set the file mode creation mask.
+pub fn set_umask(mask: u32) {
+    // SAFETY: umask takes an integer and cannot fail.
+    unsafe { libc::umask(mask as libc::mode_t) };
+}
+
+/// Make the child started by `command` a session leader whose controlling terminal is the
+/// terminal already set as its standard input.
+pub fn controlling_terminal(command: &mut Command) {
+    // SAFETY: between fork and exec the closure only calls async-signal-safe functions
+    // (setsid, ioctl) and allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            check(libc::setsid())?;
+            check(libc::ioctl(0, libc::TIOCSCTTY as _, 1 as libc::c_int))?;
+            Ok(())
+        });
+    }
+}
+
+/// An AF_INET datagram socket for the interface and routing ioctls.
+pub fn inet_socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket takes integer arguments.
+    let fd = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    // SAFETY: socket returned a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// A `struct sockaddr_in` for an IPv4 address, as the bytes of a `struct sockaddr`.
+fn sockaddr_in(address: Ipv4Addr) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    bytes[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+    bytes[4..8].copy_from_slice(&address.octets());
+    bytes
+}
+
+/// `struct ifreq`: the interface name and a union, at most 24 bytes on 64-bit kernels.
+#[repr(C)]
+struct InterfaceRequest {
+    name: [u8; 16],
+    data: [u8; 24],
+    _align: [u64; 0],
+}
+
+fn interface_request(interface: &str) -> io::Result<InterfaceRequest> {
+    let mut request = InterfaceRequest {
+        name: [0; 16],
+        data: [0; 24],
+        _align: [],
+    };
+    let bytes = interface.as_bytes();
+    if bytes.is_empty() || bytes.len() > 15 || bytes.contains(&0) {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    request.name[..bytes.len()].copy_from_slice(bytes);
+    Ok(request)
+}
+
+fn interface_ioctl(
+    socket: &OwnedFd,
+    request: libc::c_ulong,
+    ifreq: &mut InterfaceRequest,
+) -> io::Result<()> {
+    // SAFETY: `ifreq` is a valid, writable struct ifreq (the kernel copies at most its size),
+    // and every request used here takes a struct ifreq.
+    check(unsafe { libc::ioctl(socket.as_raw_fd(), request as _, ifreq as *mut InterfaceRequest) })?;
+    Ok(())
+}
+
+/// SIOCSIFADDR or SIOCSIFNETMASK: set an IPv4 address of an interface.
+fn set_interface_address(
+    socket: &OwnedFd,
+    interface: &str,
+    request: libc::c_ulong,
+    address: Ipv4Addr,
+) -> io::Result<()> {
+    let mut ifreq = interface_request(interface)?;
+    ifreq.data[..16].copy_from_slice(&sockaddr_in(address));
+    interface_ioctl(socket, request, &mut ifreq)
+}
+
+pub fn set_address(socket: &OwnedFd, interface: &str, address: Ipv4Addr) -> io::Result<()> {
+    set_interface_address(socket, interface, libc::SIOCSIFADDR as _, address)
+}
+
+pub fn set_netmask(socket: &OwnedFd, interface: &str, mask: Ipv4Addr) -> io::Result<()> {
+    set_interface_address(socket, interface, libc::SIOCSIFNETMASK as _, mask)
+}
+
+/// Set IFF_UP (and IFF_RUNNING) on an interface, keeping its other flags.
+pub fn interface_up(socket: &OwnedFd, interface: &str) -> io::Result<()> {
+    let mut ifreq = interface_request(interface)?;
+    interface_ioctl(socket, libc::SIOCGIFFLAGS as _, &mut ifreq)?;
+    let flags = i16::from_ne_bytes([ifreq.data[0], ifreq.data[1]])
+        | (libc::IFF_UP | libc::IFF_RUNNING) as i16;
+    ifreq.data[..2].copy_from_slice(&flags.to_ne_bytes());
+    interface_ioctl(socket, libc::SIOCSIFFLAGS as _, &mut ifreq)
+}
+
+/// `struct rtentry` from <linux/route.h>.
+#[repr(C)]
+struct RouteEntry {
+    pad1: libc::c_ulong,
+    destination: [u8; 16],
+    gateway: [u8; 16],
+    genmask: [u8; 16],
+    flags: libc::c_ushort,
+    pad2: libc::c_short,
+    pad3: libc::c_ulong,
+    pad4: *mut libc::c_void,
+    metric: libc::c_short,
+    device: *mut libc::c_char,
+    mtu: libc::c_ulong,
+    window: libc::c_ulong,
+    irtt: libc::c_ushort,
+}
+
+/// SIOCADDRT: a default route through `gateway`.
+pub fn add_default_route(socket: &OwnedFd, gateway: Ipv4Addr) -> io::Result<()> {
+    let mut route = RouteEntry {
+        pad1: 0,
+        destination: sockaddr_in(Ipv4Addr::UNSPECIFIED),
+        gateway: sockaddr_in(gateway),
+        genmask: sockaddr_in(Ipv4Addr::UNSPECIFIED),
+        flags: libc::RTF_UP | libc::RTF_GATEWAY,
+        pad2: 0,
+        pad3: 0,
+        pad4: std::ptr::null_mut(),
+        metric: 0,
+        device: std::ptr::null_mut(),
+        mtu: 0,
+        window: 0,
+        irtt: 0,
+    };
+    // SAFETY: `route` is a valid, writable struct rtentry whose device pointer is null (the
+    // kernel picks the interface from the gateway).
+    check(unsafe {
+        libc::ioctl(
+            socket.as_raw_fd(),
+            libc::SIOCADDRT as _,
+            &mut route as *mut RouteEntry,
+        )
+    })?;
+    Ok(())
+}

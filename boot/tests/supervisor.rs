@@ -1,0 +1,411 @@
+//! The supervisor end to end on the host: `init --root DIR` supervising small shell-script
+//! services in a temporary directory, driven with `svc`, `poweroff` and signals.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_amber");
+const WAIT: Duration = Duration::from_secs(15);
+
+/// A supervisor running in its own temporary directory; stopped and cleaned up on drop.
+struct Supervisor {
+    child: Child,
+    root: PathBuf,
+    /// Every line it printed, with when the test saw it.
+    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+}
+
+/// A service file: (directory under the root, name, text). The directory is `ro/svc` (a
+/// package's) or `etc/amber/svc` (the administrator's).
+type ServiceFile<'a> = (&'a str, &'a str, &'a str);
+
+impl Supervisor {
+    fn start(test: &str, services: &[ServiceFile]) -> Supervisor {
+        let root = std::env::temp_dir().join(format!("amber-boot-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for dir in ["ro/svc", "etc/amber/svc"] {
+            std::fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for (dir, name, text) in services {
+            write_service(&root, dir, name, text);
+        }
+        let mut child = Command::new(BINARY)
+            .arg0("init")
+            .arg("--root")
+            .arg(&root)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the supervisor");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        let sink = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[{}] {line}", std::process::id());
+                sink.lock().unwrap().push((Instant::now(), line));
+            }
+        });
+        let supervisor = Supervisor { child, root, lines };
+        supervisor.wait_for_line("amber: ready in ");
+        supervisor
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.root.join(name)
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.root.join("run/amber/control")
+    }
+
+    /// Run `svc` (or another command name) against this supervisor: (exit code, stdout,
+    /// stderr).
+    fn command(&self, name: &str, args: &[&str]) -> (i32, String, String) {
+        let output = Command::new(BINARY)
+            .arg0(name)
+            .arg("--socket")
+            .arg(self.socket())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    fn svc(&self, args: &[&str]) -> (i32, String, String) {
+        self.command("svc", args)
+    }
+
+    fn has_line(&self, text: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|(_, line)| line.contains(text))
+    }
+
+    /// When the first line containing `text` was seen; panics after [`WAIT`].
+    fn wait_for_line(&self, text: &str) -> Instant {
+        let started = Instant::now();
+        loop {
+            let found = self
+                .lines
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(_, line)| line.contains(text))
+                .map(|(at, _)| *at);
+            if let Some(at) = found {
+                return at;
+            }
+            assert!(started.elapsed() < WAIT, "no line with {text:?} after {WAIT:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// When each line containing `text` was seen.
+    fn times_of(&self, text: &str) -> Vec<Instant> {
+        let lines = self.lines.lock().unwrap();
+        lines.iter().filter(|(_, line)| line.contains(text)).map(|(at, _)| *at).collect()
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// The pid `svc status NAME` shows, if it runs.
+    fn service_pid(&self, name: &str) -> Option<i32> {
+        let (_, status, _) = self.svc(&["status", name]);
+        let after = status.split("pid ").nth(1)?;
+        after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    }
+
+    /// Wait for the supervisor to exit by itself; its exit code.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let started = Instant::now();
+        while started.elapsed() < timeout {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        // SIGTERM asks for a shutdown: services are stopped before it exits.
+        if self.child.try_wait().ok().flatten().is_none() {
+            // SAFETY: kill takes no pointers; the pid is our own child's.
+            unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+            if self.wait_exit(Duration::from_secs(5)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+fn write_service(root: &Path, dir: &str, name: &str, text: &str) {
+    let text = text.replace("ROOT", &root.display().to_string());
+    std::fs::write(root.join(dir).join(name), text).unwrap();
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie still answers kill(pid, 0); look at its state too.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+    !matches!(state, None | Some("Z") | Some("X"))
+}
+
+/// Children of `pid` that are zombies: exited but not reaped.
+fn zombie_children(pid: i32) -> Vec<String> {
+    let mut zombies = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[1] == pid.to_string() && fields[0] == "Z" {
+            zombies.push(stat);
+        }
+    }
+    zombies
+}
+
+#[test]
+fn independent_services_start_in_parallel() {
+    // Each waits for the other to have started: only a parallel start lets both finish.
+    let rendezvous = |me: &str, other: &str| {
+        format!(
+            "command /bin/sh -c 'touch ROOT/{me}.started; while [ ! -e ROOT/{other}.started ]; do sleep 0.02; done; echo {me}-met-{other}; exec sleep 30'\n"
+        )
+    };
+    let (a, b) = (rendezvous("a", "b"), rendezvous("b", "a"));
+    let supervisor = Supervisor::start("parallel", &[("ro/svc", "a", &a), ("ro/svc", "b", &b)]);
+    supervisor.wait_for_line("a: a-met-b");
+    supervisor.wait_for_line("b: b-met-a");
+}
+
+#[test]
+fn dependents_start_after_what_they_need() {
+    let supervisor = Supervisor::start(
+        "needs",
+        &[
+            // A one-shot: what needs it starts once it exited with 0.
+            ("ro/svc", "setup", "command /bin/sh -c 'sleep 0.3; touch ROOT/setup.done'\nrestart never\n"),
+            (
+                "ro/svc",
+                "web",
+                "command /bin/sh -c 'if [ -e ROOT/setup.done ]; then echo after-setup; else echo too-early; fi; exec sleep 30'\nneeds setup\n",
+            ),
+            // A daemon: what needs it starts once it runs.
+            ("ro/svc", "daemon", "command /bin/sh -c 'exec sleep 30'\n"),
+            ("etc/amber/svc", "client", "command /bin/sh -c 'echo client-up; exec sleep 30'\nneeds daemon network\n"),
+            ("ro/svc", "lost", "command /bin/sh -c 'exec sleep 30'\nneeds nothing-like-it\n"),
+            ("ro/svc", "x", "command /bin/sh -c 'exec sleep 30'\nneeds y\n"),
+            ("ro/svc", "y", "command /bin/sh -c 'exec sleep 30'\nneeds x\n"),
+        ],
+    );
+    supervisor.wait_for_line("web: after-setup");
+    assert!(!supervisor.has_line("too-early"));
+    let daemon = supervisor.wait_for_line("amber: daemon: started");
+    let client = supervisor.wait_for_line("amber: client: started");
+    assert!(daemon <= client);
+    supervisor.wait_for_line("client: client-up");
+
+    let (code, status, _) = supervisor.svc(&["status"]);
+    assert_eq!(code, 0);
+    let line = |name: &str| {
+        status
+            .lines()
+            .find(|line| line.split_whitespace().next() == Some(name))
+            .unwrap_or_else(|| panic!("no {name} in {status}"))
+            .to_owned()
+    };
+    assert!(line("setup").contains("exited    exited with status 0"), "{status}");
+    assert!(line("web").contains("running"), "{status}");
+    assert!(line("lost").contains("waiting   for nothing-like-it, which does not exist"), "{status}");
+    assert!(line("x").contains("failed    dependency cycle"), "{status}");
+    assert!(line("y").contains("failed    dependency cycle"), "{status}");
+    assert!(line("store").contains("up        not supervised"), "{status}");
+    assert!(line("network").contains("up"), "{status}");
+}
+
+#[test]
+fn crashing_services_restart_with_growing_delays() {
+    let supervisor = Supervisor::start(
+        "backoff",
+        &[
+            ("ro/svc", "crash", "command /bin/sh -c 'echo run; exit 3'\nrestart always\n"),
+            ("ro/svc", "done", "command /bin/sh -c 'echo once; exit 0'\nrestart on-failure\n"),
+            ("ro/svc", "fails", "command /bin/sh -c 'echo once; exit 1'\nrestart never\n"),
+            ("ro/svc", "missing", "command /no/such/program\nrestart always\n"),
+        ],
+    );
+    // Test delays: 100 ms doubling to at most 800 ms: runs at about 0, .1, .3, .7, 1.5, 2.3 s.
+    let started = Instant::now();
+    let runs = loop {
+        let runs = supervisor.times_of("crash: run");
+        if runs.len() >= 6 {
+            break runs;
+        }
+        assert!(started.elapsed() < WAIT, "only {} runs", runs.len());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let gaps: Vec<Duration> = runs.windows(2).map(|pair| pair[1] - pair[0]).collect();
+    assert!(gaps[0] >= Duration::from_millis(90), "{gaps:?}");
+    assert!(gaps[1] > gaps[0] + Duration::from_millis(50), "{gaps:?}");
+    assert!(gaps[2] > gaps[1] + Duration::from_millis(100), "{gaps:?}");
+    assert!(gaps[3] >= Duration::from_millis(750), "{gaps:?}");
+    assert!(gaps[4] >= Duration::from_millis(750) && gaps[4] < Duration::from_millis(1500), "capped: {gaps:?}");
+    assert!(supervisor.has_line("amber: crash: exited with status 3; restarting in 100ms"));
+
+    let (_, status, _) = supervisor.svc(&["status", "crash"]);
+    assert!(status.contains("restarts"), "{status}");
+    let (_, status, _) = supervisor.svc(&["status", "done"]);
+    assert!(status.contains("exited    exited with status 0"), "{status}");
+    let (_, status, _) = supervisor.svc(&["status", "fails"]);
+    assert!(status.contains("exited    exited with status 1"), "{status}");
+    assert_eq!(supervisor.times_of("done: once").len(), 1);
+    assert_eq!(supervisor.times_of("fails: once").len(), 1);
+    supervisor.wait_for_line("amber: missing: cannot start /no/such/program: ");
+}
+
+#[test]
+fn output_is_logged_and_svc_commands_work() {
+    let supervisor = Supervisor::start(
+        "commands",
+        &[
+            ("ro/svc", "talker", "command /bin/sh -c 'echo hello; echo to-stderr >&2; exec sleep 30'\n"),
+            ("ro/svc", "later", "command /bin/sh -c 'echo later-up; exec sleep 30'\nstart manual\n"),
+            (
+                "ro/svc",
+                "stubborn",
+                "command /bin/sh -c 'trap \"\" TERM; echo armed; while :; do sleep 0.05; done'\n",
+            ),
+        ],
+    );
+    supervisor.wait_for_line("talker: hello");
+    supervisor.wait_for_line("talker: to-stderr");
+    let (code, log, _) = supervisor.svc(&["log", "talker"]);
+    assert_eq!(code, 0);
+    assert!(log.contains("hello\n") && log.contains("to-stderr\n"), "{log}");
+    assert!(log.contains("amber: started (pid "), "{log}");
+
+    let first = supervisor.service_pid("talker").expect("talker runs");
+    let (code, out, _) = supervisor.svc(&["stop", "talker"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("talker") && out.contains("stopped"), "{out}");
+    assert!(!alive(first), "stop answers once the process is gone");
+    let (code, out, _) = supervisor.svc(&["start", "talker"]);
+    assert_eq!(code, 0, "{out}");
+    let second = supervisor.service_pid("talker").expect("talker runs again");
+    assert_ne!(first, second);
+    let (code, out, _) = supervisor.svc(&["restart", "talker"]);
+    assert_eq!(code, 0, "{out}");
+    let third = supervisor.service_pid("talker").expect("talker runs after a restart");
+    assert_ne!(second, third);
+    assert!(!alive(second));
+
+    // A manual service waits for `svc start`.
+    let (_, status, _) = supervisor.svc(&["status", "later"]);
+    assert!(status.contains("stopped"), "{status}");
+    assert!(!supervisor.has_line("later-up"));
+    assert_eq!(supervisor.svc(&["start", "later"]).0, 0);
+    supervisor.wait_for_line("later: later-up");
+
+    // One that ignores SIGTERM is killed after the stop timeout (1 s here).
+    supervisor.wait_for_line("stubborn: armed");
+    let started = Instant::now();
+    let (code, out, _) = supervisor.svc(&["stop", "stubborn"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    assert!(supervisor.has_line("amber: stubborn: still running 1.0s after SIGTERM; sending SIGKILL"));
+
+    let (code, _, err) = supervisor.svc(&["status", "nope"]);
+    assert_eq!((code, err.as_str()), (1, "svc: nope: no such service\n"));
+    let (code, _, err) = supervisor.svc(&["frobnicate"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = supervisor.svc(&["start"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = supervisor.svc(&["stop", "network"]);
+    assert_eq!(code, 1, "{err}");
+    let (code, _, _) = Supervisor::command(&supervisor, "svc", &[]);
+    assert_eq!(code, 2);
+
+    // Idle memory of this (debug, glibc) build, for the record.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", supervisor.pid())).unwrap();
+    let rss = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap_or("");
+    eprintln!("idle supervisor (debug build): {rss}");
+}
+
+#[test]
+fn orphans_are_reaped() {
+    let supervisor = Supervisor::start(
+        "orphans",
+        &[(
+            "ro/svc",
+            "forker",
+            "command /bin/sh -c 'sleep 0.2 & sleep 0.3 & sleep 0.4 & echo forked; exit 0'\nrestart never\n",
+        )],
+    );
+    supervisor.wait_for_line("forker: forked");
+    // The sleeps outlive their parent, become the supervisor's, exit, and must be reaped.
+    std::thread::sleep(Duration::from_millis(1200));
+    let zombies = zombie_children(supervisor.pid());
+    assert!(zombies.is_empty(), "unreaped: {zombies:?}");
+}
+
+#[test]
+fn service_files_are_overridden_checked_and_rescanned() {
+    let mut supervisor = Supervisor::start(
+        "rescan",
+        &[
+            ("ro/svc", "web", "command /bin/sh -c 'echo from-package; exec sleep 30'\n"),
+            ("etc/amber/svc", "web", "command /bin/sh -c 'echo from-admin; exec sleep 30'\n"),
+            ("etc/amber/svc", "bad", "command /bin/true\nuser root\n"),
+        ],
+    );
+    supervisor.wait_for_line("web: from-admin");
+    assert!(!supervisor.has_line("from-package"));
+    assert!(supervisor.has_line("bad: skipped: line 2: unknown key \"user\""));
+    let (code, _, _) = supervisor.svc(&["status", "bad"]);
+    assert_eq!(code, 1);
+
+    // A package brings a new service: `svc rescan` starts it.
+    write_service(&supervisor.root, "ro/svc", "fresh", "command /bin/sh -c 'echo fresh-up; exec sleep 30'\n");
+    assert_eq!(supervisor.svc(&["rescan"]).0, 0);
+    supervisor.wait_for_line("fresh: fresh-up");
+    // Its removal (and SIGHUP, like `svc rescan`) stops it.
+    std::fs::remove_file(supervisor.path("ro/svc/fresh")).unwrap();
+    // SAFETY: kill takes no pointers; the pid is our own child's.
+    unsafe { libc::kill(supervisor.pid(), libc::SIGHUP) };
+    supervisor.wait_for_line("amber: fresh: stopped and removed");
+    let (code, _, _) = supervisor.svc(&["status", "fresh"]);
+    assert_eq!(code, 1);
+
+    // poweroff: services get SIGTERM, the supervisor stops.
+    write_service(
+        &supervisor.root,
+        "ro/svc",
+        "graceful",
+        "command /bin/sh -c 'trap \"echo got-term; exit 0\" TERM; echo armed; while :; do sleep 0.05; done'\n",
+    );
+    assert_eq!(supervisor.svc(&["rescan"]).0, 0);
+    supervisor.wait_for_line("graceful: armed");
+    let (code, out, err) = supervisor.command("poweroff", &[]);
+    assert_eq!((code, out.as_str()), (0, "powering off\n"), "{err}");
+    assert_eq!(supervisor.wait_exit(Duration::from_secs(5)), Some(0));
+    supervisor.wait_for_line("graceful: got-term");
+    supervisor.wait_for_line("amber: supervisor stopped (PowerOff)");
+}

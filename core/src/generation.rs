@@ -1,0 +1,253 @@
+//! Generations: the world the user asked for and the packages it resolved to, as one
+//! strict text file per generation (DESIGN §5).
+//!
+//! ```text
+//! amber-generation 1
+//! number 4
+//! parent 3
+//! world busybox
+//! world dropbear>=2022.83
+//! pkg busybox 1.36.1-r2 size=812345 sha256=<64 hex> deps=musl provides=sh,vi
+//! pkg musl 1.2.4-r0 size=402112 sha256=<64 hex>
+//! ```
+//!
+//! - `number` is this generation's number (1 and up; 0 is the empty store);
+//!   `parent` is the generation it was made from, omitted for the first.
+//! - `world` lines are the requests the user made, as dependencies, sorted.
+//! - `pkg` lines are index lines ([`crate::index`]): the resolved closure, sorted, each
+//!   with the size and hash its image was verified against, so a generation can be
+//!   checked and solved again without any repository.
+//!
+//! Like the index, every malformed line is an error naming its line number.
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+use core::fmt::Write as _;
+
+use crate::index::{check_line_shape, lines, parse_decimal, parse_package, Entry, IndexErrorReason};
+use crate::version::{Dependency, DependencyError};
+
+const MAGIC: &str = "amber-generation 1";
+
+/// One generation of installed packages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Generation {
+    pub number: u64,
+    pub parent: Option<u64>,
+    /// What the user asked for, sorted.
+    pub world: Vec<Dependency>,
+    /// The resolved closure, sorted by name then version.
+    pub packages: Vec<Entry>,
+}
+
+/// Why a generation file was rejected, and on which line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerationError {
+    pub line: usize,
+    pub reason: GenerationErrorReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GenerationErrorReason {
+    MissingFinalNewline,
+    BadHeader(&'static str),
+    BadWorld(DependencyError),
+    BadPackage(IndexErrorReason),
+    UnknownLine,
+    NotSorted,
+}
+
+impl fmt::Display for GenerationErrorReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GenerationErrorReason::MissingFinalNewline => {
+                f.write_str("last line does not end with a newline")
+            }
+            GenerationErrorReason::BadHeader(expected) => write!(f, "expected {expected}"),
+            GenerationErrorReason::BadWorld(error) => write!(f, "world: {error}"),
+            GenerationErrorReason::BadPackage(error) => write!(f, "{error}"),
+            GenerationErrorReason::UnknownLine => f.write_str("unknown line"),
+            GenerationErrorReason::NotSorted => f.write_str("not sorted, or a duplicate"),
+        }
+    }
+}
+
+impl fmt::Display for GenerationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "generation line {}: {}", self.line, self.reason)
+    }
+}
+
+impl core::error::Error for GenerationError {}
+
+impl Generation {
+    /// The state of a store where nothing was ever installed.
+    pub fn empty() -> Generation {
+        Generation {
+            number: 0,
+            parent: None,
+            world: Vec::new(),
+            packages: Vec::new(),
+        }
+    }
+
+    /// Parse a generation file.
+    pub fn parse(text: &str) -> Result<Generation, GenerationError> {
+        let (numbered, unterminated) = lines(text);
+        if let Some(line) = unterminated {
+            return Err(GenerationError {
+                line,
+                reason: GenerationErrorReason::MissingFinalNewline,
+            });
+        }
+        let mut numbered = numbered.peekable();
+        let mut header = |expected: &'static str| {
+            let (line, text) = numbered.next().unwrap_or((1, ""));
+            let fail = move || GenerationError {
+                line,
+                reason: GenerationErrorReason::BadHeader(expected),
+            };
+            check_line_shape(text).map_err(|_| fail())?;
+            Ok::<_, GenerationError>((line, text, fail))
+        };
+        let (_, magic, fail) = header(MAGIC)?;
+        if magic != MAGIC {
+            return Err(fail());
+        }
+        let (_, number, fail) = header("number N")?;
+        let number = number
+            .strip_prefix("number ")
+            .and_then(parse_decimal)
+            .ok_or_else(fail)?;
+        let mut generation = Generation {
+            number,
+            parent: None,
+            world: Vec::new(),
+            packages: Vec::new(),
+        };
+        for (line, text) in numbered {
+            let fail = |reason| GenerationError { line, reason };
+            check_line_shape(text)
+                .map_err(|e| fail(GenerationErrorReason::BadPackage(IndexErrorReason::Shape(e))))?;
+            if let Some(parent) = text.strip_prefix("parent ") {
+                if generation.parent.is_some()
+                    || !generation.world.is_empty()
+                    || !generation.packages.is_empty()
+                {
+                    return Err(fail(GenerationErrorReason::UnknownLine));
+                }
+                let parent = parse_decimal(parent)
+                    .ok_or(fail(GenerationErrorReason::BadHeader("parent N")))?;
+                generation.parent = Some(parent);
+            } else if let Some(world) = text.strip_prefix("world ") {
+                if !generation.packages.is_empty() {
+                    return Err(fail(GenerationErrorReason::UnknownLine));
+                }
+                let dependency = Dependency::parse(world)
+                    .map_err(|e| fail(GenerationErrorReason::BadWorld(e)))?;
+                if let Some(last) = generation.world.last() {
+                    if last.to_string() >= dependency.to_string() {
+                        return Err(fail(GenerationErrorReason::NotSorted));
+                    }
+                }
+                generation.world.push(dependency);
+            } else if text.starts_with("pkg ") {
+                let entry =
+                    parse_package(text).map_err(|e| fail(GenerationErrorReason::BadPackage(e)))?;
+                if let Some(last) = generation.packages.last() {
+                    if (&last.name, &last.version) >= (&entry.name, &entry.version) {
+                        return Err(fail(GenerationErrorReason::NotSorted));
+                    }
+                }
+                generation.packages.push(entry);
+            } else {
+                return Err(fail(GenerationErrorReason::UnknownLine));
+            }
+        }
+        Ok(generation)
+    }
+
+    /// The one canonical text of this generation: world and packages sorted.
+    pub fn write(&self) -> String {
+        let mut world: Vec<String> = self.world.iter().map(|d| d.to_string()).collect();
+        world.sort();
+        world.dedup();
+        let mut packages: Vec<&Entry> = self.packages.iter().collect();
+        packages.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.version.cmp(&b.version)));
+        let mut out = String::new();
+        let _ = writeln!(out, "{MAGIC}\nnumber {}", self.number);
+        if let Some(parent) = self.parent {
+            let _ = writeln!(out, "parent {parent}");
+        }
+        for dependency in world {
+            let _ = writeln!(out, "world {dependency}");
+        }
+        for entry in packages {
+            entry.write_line(&mut out);
+        }
+        out
+    }
+
+    /// The package with this name, if installed.
+    pub fn package(&self, name: &str) -> Option<&Entry> {
+        self.packages.iter().find(|entry| entry.name == name)
+    }
+
+    /// Whether the user asked for a package by name (it is in the world).
+    pub fn is_explicit(&self, entry: &Entry) -> bool {
+        self.world
+            .iter()
+            .any(|dependency| entry.has_or_provides(&dependency.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    const HASH: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn example() -> String {
+        format!(
+            "amber-generation 1\nnumber 4\nparent 3\nworld busybox\nworld dropbear>=2022.83\n\
+             pkg busybox 1.36.1-r2 size=812345 sha256={HASH} deps=musl provides=sh,vi\n\
+             pkg musl 1.2.4-r0 size=402112 sha256={HASH}\n"
+        )
+    }
+
+    #[test]
+    fn round_trips() {
+        let text = example();
+        let generation = Generation::parse(&text).unwrap();
+        assert_eq!(generation.number, 4);
+        assert_eq!(generation.parent, Some(3));
+        assert_eq!(generation.world.len(), 2);
+        assert_eq!(generation.packages.len(), 2);
+        assert_eq!(generation.write(), text);
+        assert!(generation.is_explicit(generation.package("busybox").unwrap()));
+        assert!(!generation.is_explicit(generation.package("musl").unwrap()));
+        let empty = Generation::empty();
+        assert_eq!(Generation::parse(&empty.write()).unwrap(), empty);
+    }
+
+    #[test]
+    fn malformed_generations_name_the_line() {
+        let cases = [
+            ("amber-generation 2\nnumber 1\n", "generation line 1: expected amber-generation 1"),
+            ("amber-generation 1\nnumber x\n", "generation line 2: expected number N"),
+            ("amber-generation 1\nnumber 1", "generation line 2: last line does not end with a newline"),
+            ("amber-generation 1\nnumber 1\nworld b\nworld a\n", "generation line 4: not sorted, or a duplicate"),
+            ("amber-generation 1\nnumber 1\nworld A\n", "generation line 3: world: "),
+            ("amber-generation 1\nnumber 1\nhello\n", "generation line 3: unknown line"),
+            ("amber-generation 1\nnumber 1\npkg a 1 size=1 sha256=00\n", "generation line 3: "),
+        ];
+        for (text, expect) in cases {
+            let error = Generation::parse(text).unwrap_err().to_string();
+            assert!(error.starts_with(expect), "{text:?}: {error}");
+        }
+        let text = example().replace("pkg musl", "pkg aaa");
+        assert!(Generation::parse(&text).is_err());
+    }
+}

@@ -1,0 +1,77 @@
+//! What every command is given (the checked command line and the environment) and
+//! what it returns (a report printed as text or as one JSON document).
+
+use std::path::PathBuf;
+
+use crate::cli::{Args, DEFAULT_ROOT};
+use crate::http::Limits;
+use crate::json::Json;
+use crate::repo::Clock;
+
+/// The resolved global options and environment of one pkg run.
+pub struct Context {
+    pub root: PathBuf,
+    pub json: bool,
+    /// Wait for the store lock rather than failing at once.
+    pub wait: bool,
+    /// The architecture packages are installed for: this binary's, or `AMBER_ARCH`
+    /// (used by image builds that prepare another architecture's store).
+    pub arch: String,
+    pub clock: Clock,
+    /// Fetch limits; `AMBER_FETCH_TIMEOUT` (seconds) scales the timeouts.
+    pub limits: Limits,
+}
+
+impl Context {
+    pub fn new(args: &Args) -> Context {
+        let limits = match std::env::var("AMBER_FETCH_TIMEOUT")
+            .ok()
+            .and_then(|t| t.parse().ok())
+        {
+            Some(seconds) => Limits::with_timeout(seconds),
+            None => Limits::default(),
+        };
+        Context {
+            root: args
+                .root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT)),
+            json: args.json,
+            wait: !args.no_wait,
+            arch: std::env::var("AMBER_ARCH").unwrap_or_else(|_| std::env::consts::ARCH.to_owned()),
+            clock: Clock::system(),
+            limits,
+        }
+    }
+}
+
+/// The outcome of a command: lines for people and a JSON document for programs.
+pub struct Report {
+    pub text: String,
+    pub json: Json,
+}
+
+impl Report {
+    /// A report with nothing to say beyond success.
+    pub fn empty() -> Report {
+        Report {
+            text: String::new(),
+            json: Json::object([("ok", Json::Bool(true))]),
+        }
+    }
+
+    pub fn new(text: String, json: Json) -> Report {
+        Report { text, json }
+    }
+
+    pub fn print(&self, json: bool) {
+        if json {
+            println!("{}", self.json.render());
+        } else if !self.text.is_empty() {
+            print!("{}", self.text);
+            if !self.text.ends_with('\n') {
+                println!();
+            }
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! The store under `--root`: where images, generations, keys, repositories and serials
+//! live, and the only code that knows those paths.
+//!
+//! ```text
+//! <root>/lock                     held by the one pkg command that may write
+//! <root>/keys/<KEYID>.pub         trusted minisign public keys
+//! <root>/repos                    one repository per line: URL [MIRROR-URL]...
+//! <root>/images/<id>.squashfs     verified images, never modified once renamed in
+//! <root>/indexes/<repo>/index     the last index accepted from each repository,
+//! <root>/indexes/<repo>/index.minisig   with its signature (verified again on use)
+//! <root>/state/generations/<N>    generation N: the world and the resolved packages
+//! <root>/state/current            the number of the current generation
+//! <root>/state/serials            the highest serial accepted per repository
+//! ```
+//!
+//! Every write goes through [`crate::durable`]: temp file, fsync, rename, fsync dir.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use amber_core::generation::Generation;
+use amber_core::hash::{sha256, to_hex};
+use amber_core::index::Entry;
+use amber_core::minisign::PublicKey;
+
+use crate::durable;
+use crate::error::{Context, Error};
+use crate::lock::StoreLock;
+
+/// A store directory.
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Open a store for reading; nothing is created.
+    pub fn open(root: &Path) -> Store {
+        Store {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// Open a store for writing: create its directories, take the lock, and remove the
+    /// temporary files a killed command may have left.
+    pub fn open_locked(root: &Path, wait: bool) -> Result<(Store, StoreLock), Error> {
+        let store = Store::open(root);
+        durable::create_dir_all_durable(root)?;
+        let lock = StoreLock::acquire(root, wait)?;
+        for dir in [
+            store.keys_dir(),
+            store.images_dir(),
+            store.generations_dir(),
+            store.root.join("indexes"),
+        ] {
+            durable::create_dir_all_durable(&dir)?;
+        }
+        store.clean_temp_files()?;
+        Ok((store, lock))
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn keys_dir(&self) -> PathBuf {
+        self.root.join("keys")
+    }
+
+    pub fn images_dir(&self) -> PathBuf {
+        self.root.join("images")
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+
+    fn generations_dir(&self) -> PathBuf {
+        self.state_dir().join("generations")
+    }
+
+    fn repos_file(&self) -> PathBuf {
+        self.root.join("repos")
+    }
+
+    fn serials_file(&self) -> PathBuf {
+        self.state_dir().join("serials")
+    }
+
+    fn current_file(&self) -> PathBuf {
+        self.state_dir().join("current")
+    }
+
+    /// The image file of a package.
+    pub fn image_path(&self, entry: &Entry) -> PathBuf {
+        self.images_dir().join(entry.file_name())
+    }
+
+    /// The directory holding a repository's last accepted index.
+    pub fn index_dir(&self, repo_url: &str) -> PathBuf {
+        let digest = sha256(repo_url.as_bytes());
+        self.root.join("indexes").join(&to_hex(&digest)[..16])
+    }
+
+    /// Remove temp files left by a killed command, everywhere pkg writes.
+    fn clean_temp_files(&self) -> Result<(), Error> {
+        let mut dirs = vec![
+            self.root.clone(),
+            self.keys_dir(),
+            self.images_dir(),
+            self.state_dir(),
+            self.generations_dir(),
+        ];
+        if let Ok(entries) = fs::read_dir(self.root.join("indexes")) {
+            dirs.extend(entries.flatten().map(|e| e.path()));
+        }
+        for dir in dirs {
+            durable::clean_temp_files(&dir)?;
+        }
+        Ok(())
+    }
+
+    // Keys.
+
+    /// The trusted keys, sorted by key id. An unreadable or malformed key file is an
+    /// error: silently trusting fewer keys would hide a broken setup.
+    pub fn trusted_keys(&self) -> Result<Vec<PublicKey>, Error> {
+        let mut keys = Vec::new();
+        for path in sorted_files(&self.keys_dir(), ".pub")? {
+            let text = fs::read_to_string(&path).context(path.display())?;
+            let key = PublicKey::parse_file(&text).context(path.display())?;
+            keys.push(key);
+        }
+        keys.sort_by_key(|key| key.key_id_hex());
+        Ok(keys)
+    }
+
+    /// Trust a key; returns false when it was trusted already.
+    pub fn add_key(&self, key: &PublicKey) -> Result<bool, Error> {
+        let path = self.key_path(&key.key_id_hex());
+        if let Ok(text) = fs::read_to_string(&path) {
+            // Signatures name their key by id, so two keys with one id cannot both be
+            // trusted: only the first would ever be tried.
+            return match PublicKey::parse_file(&text) {
+                Ok(existing) if existing.key == key.key => Ok(false),
+                _ => Err(Error::new(format!(
+                    "key {}: a different key with this id is already trusted",
+                    key.key_id_hex()
+                ))),
+            };
+        }
+        durable::write_atomic(&path, key.to_file_string().as_bytes())?;
+        Ok(true)
+    }
+
+    /// Stop trusting a key; returns false when it was not trusted.
+    pub fn remove_key(&self, key_id_hex: &str) -> Result<bool, Error> {
+        let path = self.key_path(key_id_hex);
+        if !path.exists() {
+            return Ok(false);
+        }
+        durable::remove_durable(&path)?;
+        Ok(true)
+    }
+
+    fn key_path(&self, key_id_hex: &str) -> PathBuf {
+        self.keys_dir().join(format!("{key_id_hex}.pub"))
+    }
+
+    // Repositories.
+
+    /// The configured repositories, each a list of URLs: the first names the
+    /// repository (its serial is kept under that name), the others are mirrors.
+    pub fn repositories(&self) -> Result<Vec<Vec<String>>, Error> {
+        let path = self.repos_file();
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::new(format!("{}: {e}", path.display()))),
+        };
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+            .map(|line| line.split_whitespace().map(str::to_owned).collect())
+            .collect())
+    }
+
+    /// Replace the repository list.
+    pub fn set_repositories(&self, repos: &[Vec<String>]) -> Result<(), Error> {
+        let mut text = String::new();
+        for urls in repos {
+            text.push_str(&urls.join(" "));
+            text.push('\n');
+        }
+        durable::write_atomic(&self.repos_file(), text.as_bytes())
+    }
+
+    // Serials.
+
+    /// The highest serial accepted from each repository.
+    pub fn serials(&self) -> Result<BTreeMap<String, u64>, Error> {
+        let path = self.serials_file();
+        let text = match fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) => return Err(Error::new(format!("{}: {e}", path.display()))),
+        };
+        let mut serials = BTreeMap::new();
+        for (number, line) in text.lines().enumerate() {
+            let parsed = line
+                .rsplit_once(' ')
+                .and_then(|(url, serial)| Some((url, serial.parse::<u64>().ok()?)));
+            let Some((url, serial)) = parsed else {
+                return Err(Error::new(format!(
+                    "{} line {}: not `URL SERIAL`",
+                    path.display(),
+                    number + 1
+                )));
+            };
+            serials.insert(url.to_owned(), serial);
+        }
+        Ok(serials)
+    }
+
+    /// Remember the serial accepted from a repository (only ever raised by callers).
+    pub fn set_serial(&self, repo_url: &str, serial: u64) -> Result<(), Error> {
+        let mut serials = self.serials()?;
+        serials.insert(repo_url.to_owned(), serial);
+        let mut text = String::new();
+        for (url, serial) in serials {
+            text.push_str(&format!("{url} {serial}\n"));
+        }
+        durable::create_dir_all_durable(&self.state_dir())?;
+        durable::write_atomic(&self.serials_file(), text.as_bytes())
+    }
+
+    // Generations.
+
+    /// The numbers of the generations on disk, ascending.
+    pub fn generation_numbers(&self) -> Result<Vec<u64>, Error> {
+        let dir = self.generations_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::new(format!("{}: {e}", dir.display()))),
+        };
+        let mut numbers: Vec<u64> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .collect();
+        numbers.sort_unstable();
+        Ok(numbers)
+    }
+
+    /// Read generation `number`.
+    pub fn generation(&self, number: u64) -> Result<Generation, Error> {
+        let path = self.generations_dir().join(number.to_string());
+        let text = fs::read_to_string(&path).context(path.display())?;
+        let generation = Generation::parse(&text).context(path.display())?;
+        if generation.number != number {
+            return Err(Error::new(format!(
+                "{}: says it is generation {}",
+                path.display(),
+                generation.number
+            )));
+        }
+        Ok(generation)
+    }
+
+    /// The number of the current generation, if any was made.
+    pub fn current_number(&self) -> Result<Option<u64>, Error> {
+        let path = self.current_file();
+        match fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| Error::new(format!("{}: not a generation number", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::new(format!("{}: {e}", path.display()))),
+        }
+    }
+
+    /// The current generation, or an empty generation 0 on a fresh store.
+    pub fn current(&self) -> Result<Generation, Error> {
+        match self.current_number()? {
+            Some(number) => self.generation(number),
+            None => Ok(Generation::empty()),
+        }
+    }
+
+    /// Write a new generation and make it current. The generation file is durable
+    /// before `current` names it, so a crash leaves the old or the new one current.
+    pub fn commit(&self, generation: &Generation) -> Result<(), Error> {
+        for entry in &generation.packages {
+            let path = self.image_path(entry);
+            if !path.is_file() {
+                return Err(Error::new(format!(
+                    "{}: image missing, refusing to switch",
+                    entry.id()
+                )));
+            }
+        }
+        let path = self.generations_dir().join(generation.number.to_string());
+        durable::write_atomic(&path, generation.write().as_bytes())?;
+        crate::failpoint::hit("commit:generation_written");
+        self.switch_to(generation.number)
+    }
+
+    /// Make an existing generation current.
+    pub fn switch_to(&self, number: u64) -> Result<(), Error> {
+        durable::write_atomic(&self.current_file(), format!("{number}\n").as_bytes())
+    }
+
+    /// Remove a generation file (never the current one: callers check).
+    pub fn remove_generation(&self, number: u64) -> Result<(), Error> {
+        durable::remove_durable(&self.generations_dir().join(number.to_string()))
+    }
+
+    /// The image files present, by file name.
+    pub fn image_files(&self) -> Result<Vec<PathBuf>, Error> {
+        sorted_files(&self.images_dir(), ".squashfs")
+    }
+}
+
+/// The files in `dir` whose names end with `suffix`, sorted; a missing dir is empty.
+fn sorted_files(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, Error> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::new(format!("{}: {e}", dir.display()))),
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.context(dir.display())?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.ends_with(suffix) && !name.starts_with(durable::TEMP_PREFIX) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,87 @@
+//! `cargo xtask build --board B`: cross-build the device binary and report its size.
+//!
+//! The binary is built with the size-optimized release profile, the standard library
+//! rebuilt for size (`-Z build-std`) and panics that abort at once without formatting
+//! (DESIGN §8). That needs unstable flags, allowed on the pinned stable toolchain by
+//! `RUSTC_BOOTSTRAP=1`, as the Linux kernel's Rust build does; host builds stay plain
+//! stable. The device build has its own target directory so it never invalidates the
+//! host build's artifacts.
+
+use crate::args::Args;
+use crate::board::Board;
+use crate::cmd::Cmd;
+use crate::util::{size, step};
+use std::path::PathBuf;
+
+/// The device build's target directory.
+pub const TARGET_DIR: &str = "target/device";
+
+const PACKAGE: &str = "amber-boot";
+const BINARY: &str = "amber";
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let args = Args::parse("build", args, &["--board"], &[])?;
+    let board = args.board()?;
+    let binary = device_binary(&board)?;
+    let bytes = file_size(&binary)?;
+    let verdict = if bytes <= board.budget.binary_bytes {
+        "within"
+    } else {
+        "OVER"
+    };
+    println!(
+        "{}: {} {verdict} the budget of {}",
+        binary.display(),
+        size(bytes),
+        size(board.budget.binary_bytes)
+    );
+    Ok(())
+}
+
+/// Build the device binary for the board's target; returns its path.
+pub fn device_binary(board: &Board) -> Result<PathBuf, String> {
+    let rustflags = [
+        "-Zunstable-options",
+        "-Cpanic=immediate-abort",
+        "-Ctarget-feature=+crt-static",
+    ];
+    step(&format!(
+        "device binary for {} (RUSTC_BOOTSTRAP=1 RUSTFLAGS=\"{}\")",
+        board.rust_target,
+        rustflags.join(" ")
+    ));
+    Cmd::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "--package",
+            PACKAGE,
+            "--bin",
+            BINARY,
+            "--target",
+            &board.rust_target,
+            "--target-dir",
+            TARGET_DIR,
+            "-Z",
+            "build-std=std,panic_abort",
+        ])
+        .env("RUSTC_BOOTSTRAP", "1")
+        // The encoded form wins over RUSTFLAGS and over the target's rustflags in
+        // .cargo/config.toml, whatever the caller's environment holds.
+        .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
+        .run()?;
+    let binary = PathBuf::from(TARGET_DIR)
+        .join(&board.rust_target)
+        .join("release")
+        .join(BINARY);
+    if !binary.is_file() {
+        return Err(format!("cargo built no {}", binary.display()));
+    }
+    Ok(binary)
+}
+
+pub fn file_size(path: &std::path::Path) -> Result<u64, String> {
+    std::fs::metadata(path)
+        .map(|metadata| metadata.len())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}

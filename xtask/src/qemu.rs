@@ -1,0 +1,241 @@
+//! Booting a board's image in qemu under software emulation (TCG, never KVM), either on
+//! this terminal or with the serial console on pipes for tests to drive ([`Guest`]).
+//!
+//! The guest's only network is qemu's user network with `restrict=on` and one
+//! `guestfwd` from 10.0.2.100:8080 to 127.0.0.1:PORT on the host (DESIGN §7).
+
+use crate::board::Board;
+use crate::cmd::Cmd;
+use crate::util::path_str;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+/// The guest address the repository is reached at (see the board's `repos`).
+pub const REPO_GUEST_ADDRESS: &str = "10.0.2.100:8080";
+
+/// What the kernel prints as it hands over to the initramfs's /init.
+pub const HANDOVER: &str = "Run /init as init process";
+
+/// The files qemu boots from.
+#[derive(Debug, Clone)]
+pub struct Boot {
+    pub vmlinuz: PathBuf,
+    pub initramfs: PathBuf,
+    pub disk: PathBuf,
+}
+
+impl Boot {
+    pub fn from_images(images: &crate::image::Images) -> Boot {
+        Boot {
+            vmlinuz: images.vmlinuz.clone(),
+            initramfs: images.initramfs.clone(),
+            disk: images.disk.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    /// Serial console and qemu's monitor (Ctrl-A C; Ctrl-A X quits) on this terminal.
+    Terminal,
+    /// Serial console on pipes, for [`Guest`].
+    Piped,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The port on 127.0.0.1 that the guest's 10.0.2.100:8080 is forwarded to.
+    /// Something must listen there before qemu starts.
+    pub repo_port: u16,
+    /// Discard the guest's writes to the disk (qemu's snapshot=on), for tests.
+    pub snapshot: bool,
+    pub console: Console,
+    /// Extra qemu arguments, appended last.
+    pub extra: Vec<String>,
+}
+
+/// The qemu command line for a board.
+pub fn command(board: &Board, boot: &Boot, options: &Options) -> Result<Cmd, String> {
+    let mut drive = format!("if=none,id=disk0,format=raw,file={}", path_str(&boot.disk)?);
+    if options.snapshot {
+        drive.push_str(",snapshot=on");
+    }
+    let serial = match options.console {
+        Console::Terminal => "mon:stdio",
+        Console::Piped => "stdio",
+    };
+    Ok(Cmd::new(board.arch.qemu_system())
+        .args([
+            "-accel",
+            "tcg",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+        ])
+        // Reboots and panics (panic=-1 on the command line) end qemu, so a failed
+        // boot ends the run instead of looping.
+        .arg("-no-reboot")
+        .args(["-machine", &board.qemu.machine, "-cpu", &board.qemu.cpu])
+        .args(["-m", &format!("{}M", board.qemu.memory_mib)])
+        .args(["-serial", serial])
+        .args(["-kernel", path_str(&boot.vmlinuz)?])
+        .args(["-initrd", path_str(&boot.initramfs)?])
+        .args(["-append", &board.cmdline])
+        .args(["-drive", &drive, "-device", "virtio-blk-pci,drive=disk0"])
+        .args([
+            "-netdev".to_owned(),
+            format!(
+                "user,id=n0,restrict=on,guestfwd=tcp:{REPO_GUEST_ADDRESS}-tcp:127.0.0.1:{}",
+                options.repo_port
+            ),
+            "-device".to_owned(),
+            "virtio-net-pci,netdev=n0".to_owned(),
+        ])
+        .args(&options.extra))
+}
+
+/// A running guest whose serial console is on pipes.
+///
+/// Output is collected by a reader thread; [`Guest::expect`] waits for text to appear
+/// after what the previous `expect` matched. Dropping the guest kills qemu.
+pub struct Guest {
+    child: Child,
+    input: Option<ChildStdin>,
+    output: Receiver<Vec<u8>>,
+    transcript: Vec<u8>,
+    /// Where the next `expect` starts looking in the transcript.
+    cursor: usize,
+    started: Instant,
+    /// Copy the console to stderr as it arrives, so a failing test shows the boot.
+    echo: bool,
+}
+
+impl Guest {
+    /// Start qemu with the console on pipes.
+    pub fn start(
+        board: &Board,
+        boot: &Boot,
+        options: &Options,
+        echo: bool,
+    ) -> Result<Guest, String> {
+        let options = Options {
+            console: Console::Piped,
+            ..options.clone()
+        };
+        let mut child = command(board, boot, &options)?.spawn(Stdio::piped(), Stdio::piped())?;
+        let started = Instant::now();
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let (sender, output) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            loop {
+                match stdout.read(&mut buffer) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if sender.send(buffer[..n].to_vec()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Ok(Guest {
+            input: child.stdin.take(),
+            child,
+            output,
+            transcript: Vec::new(),
+            cursor: 0,
+            started,
+            echo,
+        })
+    }
+
+    /// Wait until `text` appears on the console; returns the time since qemu started.
+    /// Fails when qemu exits or `timeout` passes first, with the console's last lines.
+    pub fn expect(&mut self, text: &str, timeout: Duration) -> Result<Duration, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(found) = find(&self.transcript[self.cursor..], text.as_bytes()) {
+                self.cursor += found + text.len();
+                return Ok(self.started.elapsed());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(bytes) => {
+                    if self.echo {
+                        let mut stderr = std::io::stderr();
+                        let _ = stderr.write_all(&bytes);
+                        let _ = stderr.flush();
+                    }
+                    self.transcript.extend_from_slice(&bytes);
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(format!(
+                        "no `{text}` on the console within {}s; last lines:\n{}",
+                        timeout.as_secs(),
+                        self.tail(20)
+                    ))
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
+                    return Err(format!(
+                        "qemu ended ({status}) before `{text}` appeared; last lines:\n{}",
+                        self.tail(20)
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Type `text` on the serial console.
+    // Used by end-to-end tests that drive the device's shell; nothing else types yet.
+    #[allow(dead_code)]
+    pub fn send(&mut self, text: &str) -> Result<(), String> {
+        let input = self.input.as_mut().ok_or("the console's input is closed")?;
+        input
+            .write_all(text.as_bytes())
+            .and_then(|()| input.flush())
+            .map_err(|e| format!("cannot write to the console: {e}"))
+    }
+
+    /// Everything the console printed so far.
+    pub fn transcript(&self) -> String {
+        String::from_utf8_lossy(&self.transcript).into_owned()
+    }
+
+    fn tail(&self, lines: usize) -> String {
+        let text = self.transcript();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Stop qemu and return the whole console transcript.
+    pub fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        while let Ok(bytes) = self.output.try_recv() {
+            self.transcript.extend_from_slice(&bytes);
+        }
+        self.transcript()
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() {
+        return Some(0);
+    }
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}

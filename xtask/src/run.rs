@@ -1,0 +1,137 @@
+//! `cargo xtask run --board B`: build what is missing and boot it in qemu (TCG).
+//!
+//! ```text
+//! cargo xtask run --board B [--repo-port PORT] [--snapshot] [-- QEMU-ARGS...]
+//! cargo xtask run --board B --expect TEXT [--timeout SECONDS]
+//! ```
+//!
+//! The device binary and initramfs are rebuilt every time (cargo and the cpio writer
+//! make that quick); the disk image is made only when missing, because its data
+//! partition is the device's persistent storage.
+//!
+//! The guest reaches `http://10.0.2.100:8080/` through qemu's guestfwd to
+//! 127.0.0.1:PORT (default 8080). When nothing listens there, xtask serves
+//! `target/repo/` itself on that port for as long as qemu runs; when something does
+//! (a server you started), the guest talks to it.
+//!
+//! With `--expect`, the console is captured instead of shown on the terminal: the run
+//! succeeds once TEXT appears after the kernel hands over to /init, and fails when
+//! qemu ends or the timeout passes first. The disk is used in snapshot mode then.
+
+use crate::args::Args;
+use crate::board::Board;
+use crate::image::{self, Disk};
+use crate::qemu::{self, Boot, Console, Guest, Options};
+use crate::util::step;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where `cargo xtask recipes` puts the signed repository the guest is offered.
+pub const REPO_DIR: &str = "target/repo";
+
+/// The default timeout of `--expect`: TCG boots take seconds, slow CI machines more.
+pub const EXPECT_TIMEOUT: Duration = Duration::from_secs(120);
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let args = Args::parse(
+        "run",
+        args,
+        &["--board", "--repo-port", "--expect", "--timeout"],
+        &["--snapshot"],
+    )?;
+    let board = args.board()?;
+    let repo_port = match args.value("--repo-port") {
+        Some(port) => port
+            .parse::<u16>()
+            .ok()
+            .filter(|port| *port != 0)
+            .ok_or_else(|| format!("run: --repo-port `{port}` is not a port number"))?,
+        None => 8080,
+    };
+    let timeout = match args.value("--timeout") {
+        Some(seconds) => Duration::from_secs(
+            seconds
+                .parse()
+                .map_err(|_| format!("run: --timeout `{seconds}` is not a number of seconds"))?,
+        ),
+        None => EXPECT_TIMEOUT,
+    };
+    let options = Options {
+        repo_port,
+        snapshot: args.flag("--snapshot") || args.value("--expect").is_some(),
+        console: Console::Terminal,
+        extra: args.rest.clone(),
+    };
+    match args.value("--expect") {
+        Some(text) => {
+            let report = boot_and_expect(&board, &options, text, timeout)?;
+            println!(
+                "{}: the kernel ran /init after {:.1}s; `{text}` after {:.1}s",
+                board.name,
+                report.handover.as_secs_f64(),
+                report.expected.as_secs_f64()
+            );
+            Ok(())
+        }
+        None => {
+            let images = image::build(&board, Disk::KeepExisting)?;
+            let options = with_repo_server(options)?;
+            step(
+                "booting; the console is this terminal (Ctrl-A X quits qemu, Ctrl-A C its monitor)",
+            );
+            qemu::command(&board, &Boot::from_images(&images), &options)?.run()
+        }
+    }
+}
+
+/// Timings of a boot, from qemu's start.
+#[derive(Debug, Clone, Copy)]
+pub struct BootReport {
+    /// When the kernel printed that it runs /init.
+    pub handover: Duration,
+    /// When the expected text appeared.
+    pub expected: Duration,
+}
+
+/// Build the board's image, boot it with the console captured (echoed to stderr), and
+/// wait for the kernel to run /init and then for `text`. For end-to-end tests.
+pub fn boot_and_expect(
+    board: &Board,
+    options: &Options,
+    text: &str,
+    timeout: Duration,
+) -> Result<BootReport, String> {
+    let images = image::build(board, Disk::KeepExisting)?;
+    let options = with_repo_server(options.clone())?;
+    step(&format!("booting {} with the console captured", board.name));
+    let mut guest = Guest::start(board, &Boot::from_images(&images), &options, true)?;
+    let handover = guest
+        .expect(qemu::HANDOVER, timeout)
+        .map_err(|e| format!("{}: {e}", board.name))?;
+    let expected = guest
+        .expect(text, timeout.saturating_sub(handover))
+        .map_err(|e| format!("{}: {e}", board.name))?;
+    guest.stop();
+    eprintln!();
+    Ok(BootReport { handover, expected })
+}
+
+/// Make sure something listens on the repository port before qemu starts (guestfwd
+/// needs it): a server already there, or xtask's own, serving target/repo/.
+fn with_repo_server(options: Options) -> Result<Options, String> {
+    // Hook: this is where a repository built for the run would be prepared.
+    let root = PathBuf::from(REPO_DIR);
+    match crate::serve::start(root, options.repo_port)? {
+        Some(server) => step(&format!(
+            "serving {REPO_DIR}/ on 127.0.0.1:{} for the guest's http://{}/",
+            server.port,
+            qemu::REPO_GUEST_ADDRESS
+        )),
+        None => step(&format!(
+            "127.0.0.1:{} is already served; the guest's http://{}/ goes there",
+            options.repo_port,
+            qemu::REPO_GUEST_ADDRESS
+        )),
+    }
+    Ok(options)
+}
