@@ -38,6 +38,7 @@ pub fn spawn_shell(program: &Path, terminal: &Path) -> io::Result<i32> {
         .stdin(terminal.try_clone()?)
         .stdout(terminal.try_clone()?)
         .stderr(terminal);
+    sys::unblock_signals_in_child(&mut command);
     sys::controlling_terminal(&mut command);
     Ok(command.spawn()?.id() as i32)
 }

@@ -33,7 +33,12 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 fn boot() -> ! {
     let handed_over = sys::boot_time();
-    say!("init (kernel handed over at {} ms)", handed_over.as_millis());
+    let board = std::fs::read_to_string("/etc/amber/board").unwrap_or_default();
+    say!(
+        "init on {} (kernel handed over at {} ms)",
+        board.trim(),
+        handed_over.as_millis()
+    );
     sys::set_umask(0o022);
     std::env::set_var("PATH", PATH);
     std::env::set_var("HOME", "/");

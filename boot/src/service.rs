@@ -17,7 +17,6 @@
 //! A file with an unknown key, a repeated single key, a bad value or no `command` is not a
 //! service: it is skipped with one log line naming the file, the line and the reason.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -212,65 +211,84 @@ pub fn parse(text: &str) -> Result<Definition, ParseError> {
     })
 }
 
+/// The services found in the service directories.
+pub struct Loaded {
+    /// By name, sorted.
+    pub services: Vec<(String, Definition)>,
+    /// False when a directory or file could not be read (as when the store's mount is
+    /// dead): a service missing from `services` may then still exist.
+    pub complete: bool,
+}
+
 /// Read every service of `dirs`; a later directory's file replaces an earlier one's of the
 /// same name (so `/etc/amber/svc` overrides `/ro/svc`). A missing directory has no
 /// services; every file that is not a valid service is reported through `report` and
 /// left out.
-pub fn load(dirs: &[PathBuf], report: &mut dyn FnMut(String)) -> BTreeMap<String, Definition> {
-    let mut found: BTreeMap<String, PathBuf> = BTreeMap::new();
+pub fn load(dirs: &[PathBuf], report: &mut dyn FnMut(String)) -> Loaded {
+    let mut complete = true;
+    let mut found: Vec<(String, PathBuf)> = Vec::new();
     for dir in dirs {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(error) => {
+                complete &= error.kind() == std::io::ErrorKind::NotFound;
+                continue;
+            }
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else {
-                report(format!("{}: skipped: name is not UTF-8", entry.path().display()));
+        for entry in entries {
+            let Ok(entry) = entry else {
+                complete = false;
+                continue;
+            };
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                report(format!("{}: skipped: name is not UTF-8", path.display()));
                 continue;
             };
             // Hidden files are editors' and tools' temporary files, not services.
             if name.starts_with('.') {
                 continue;
             }
-            if !valid_name(name) {
+            if !valid_name(&name) {
                 report(format!(
                     "{}: skipped: not a service name ([a-z0-9][a-z0-9._-]*)",
-                    entry.path().display()
+                    path.display()
                 ));
-                continue;
+            } else if BUILT_IN.contains(&name.as_str()) {
+                report(format!("{}: skipped: {name} is a built-in service", path.display()));
+            } else if let Some(slot) = found.iter_mut().find(|(known, _)| *known == name) {
+                slot.1 = path;
+            } else {
+                found.push((name, path));
             }
-            if BUILT_IN.contains(&name) {
-                report(format!(
-                    "{}: skipped: {name} is a built-in service",
-                    entry.path().display()
-                ));
-                continue;
-            }
-            found.insert(name.to_owned(), entry.path());
         }
     }
-    let mut services = BTreeMap::new();
+    found.sort();
+    let mut services = Vec::with_capacity(found.len());
     for (name, path) in found {
         match read(&path) {
-            Ok(definition) => {
-                services.insert(name, definition);
+            Ok(definition) => services.push((name, definition)),
+            Err((io, reason)) => {
+                complete &= !io;
+                report(format!("{}: skipped: {reason}", path.display()));
             }
-            Err(reason) => report(format!("{}: skipped: {reason}", path.display())),
         }
     }
-    services
+    Loaded { services, complete }
 }
 
-fn read(path: &Path) -> Result<Definition, String> {
-    let metadata = std::fs::metadata(path).map_err(|e| e.to_string())?;
+/// A service file's definition, or (whether it was an I/O error, the reason).
+fn read(path: &Path) -> Result<Definition, (bool, String)> {
+    let io = |error: std::io::Error| (true, error.to_string());
+    let metadata = std::fs::metadata(path).map_err(io)?;
     if !metadata.is_file() {
-        return Err("not a regular file".into());
+        return Err((false, "not a regular file".into()));
     }
     if metadata.len() > MAX_FILE_SIZE {
-        return Err(format!("larger than {MAX_FILE_SIZE} bytes"));
+        return Err((false, format!("larger than {MAX_FILE_SIZE} bytes")));
     }
-    let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    parse(&text).map_err(|e| e.to_string())
+    let text = std::fs::read_to_string(path).map_err(io)?;
+    parse(&text).map_err(|error| (false, error.to_string()))
 }
 
 #[cfg(test)]
@@ -373,17 +391,27 @@ mod tests {
         std::fs::write(admin.join("Upper"), "command /bin/x\n").unwrap();
         std::fs::write(admin.join(".web.swp"), "junk").unwrap();
         let mut reports = Vec::new();
-        let services = load(
+        let loaded = load(
             &[packages, admin.clone(), dir.join("missing")],
             &mut |line| reports.push(line),
         );
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(services.keys().collect::<Vec<_>>(), ["ntp", "web"]);
-        assert_eq!(services["web"].command, words(&["/bin/httpd", "-p", "8080"]));
+        assert!(loaded.complete);
+        let names: Vec<&str> = loaded.services.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names, ["ntp", "web"]);
+        assert_eq!(loaded.services[1].1.command, words(&["/bin/httpd", "-p", "8080"]));
         reports.sort();
         assert_eq!(reports.len(), 3, "{reports:?}");
         assert!(reports[0].ends_with("Upper: skipped: not a service name ([a-z0-9][a-z0-9._-]*)"));
         assert!(reports[1].ends_with("bad: skipped: line 2: unknown key \"foo\""));
         assert!(reports[2].ends_with("network: skipped: network is a built-in service"));
+
+        // A directory that cannot be read (here: a file) makes the result incomplete.
+        let file = std::env::temp_dir().join(format!("amber-boot-service-file-{}", std::process::id()));
+        std::fs::write(&file, "").unwrap();
+        let loaded = load(&[file.clone()], &mut |_| {});
+        std::fs::remove_file(&file).unwrap();
+        assert!(!loaded.complete);
+        assert!(loaded.services.is_empty());
     }
 }

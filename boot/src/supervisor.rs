@@ -10,7 +10,6 @@
 //! starts once everything it needs is ready; a service is ready while it runs, except a
 //! `restart never` one, which is ready once it exited with status 0 (a one-shot task).
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -223,14 +222,15 @@ struct Supervisor {
     units: Vec<Unit>,
     pipes: Vec<Pipe>,
     connections: Vec<Connection>,
-    listener: UnixListener,
+    /// None when the control socket could not be made: services still run.
+    listener: Option<UnixListener>,
     signals: sys::SignalFd,
     shutdown: Option<(Outcome, Instant)>,
     announced_ready: bool,
     hinted_shell: bool,
     next_rescan: Option<Instant>,
     /// Service-file problems already reported, so a periodic rescan does not repeat them.
-    reported: HashSet<String>,
+    reported: Vec<String>,
 }
 
 /// Run until a poweroff or reboot is asked for and every process is stopped.
@@ -243,7 +243,13 @@ pub fn run(mut config: Config) -> io::Result<Outcome> {
         sys::SIGUSR2,
         sys::SIGHUP,
     ])?;
-    let listener = listen(&config.control_socket)?;
+    let listener = match listen(&config.control_socket) {
+        Ok(listener) => Some(listener),
+        Err(error) => {
+            say!("control: {}: {error}; svc will not work", config.control_socket.display());
+            None
+        }
+    };
     let mut units = Vec::new();
     let log_size = config.log_size;
     let unit = |name: &str, kind: Kind, needs: &[&str]| Unit {
@@ -275,7 +281,7 @@ pub fn run(mut config: Config) -> io::Result<Outcome> {
         announced_ready: false,
         hinted_shell: false,
         next_rescan: None,
-        reported: HashSet::new(),
+        reported: Vec::new(),
     };
     let now = Instant::now();
     supervisor.rescan(now);
@@ -336,6 +342,7 @@ fn spawn_piped(command: &mut Command) -> io::Result<(i32, File)> {
         .stderr(write)
         .current_dir("/")
         .process_group(0);
+    sys::unblock_signals_in_child(command);
     let child = command.spawn()?;
     Ok((child.id() as i32, read))
 }
@@ -356,6 +363,8 @@ impl Supervisor {
             Some(_) => self.shutdown_progress(now),
         };
         self.answer_waiters(now);
+        self.connections
+            .retain(|connection| !(connection.answered && connection.output.is_empty()));
         self.check_ready();
         done
     }
@@ -660,8 +669,7 @@ impl Supervisor {
     /// changed definitions for their next start.
     fn rescan(&mut self, now: Instant) {
         let mut problems = Vec::new();
-        let definitions = service::load(&self.config.service_dirs, &mut |line| problems.push(line));
-        let problems: HashSet<String> = problems.into_iter().collect();
+        let loaded = service::load(&self.config.service_dirs, &mut |line| problems.push(line));
         for problem in &problems {
             if !self.reported.contains(problem) {
                 say!("{problem}");
@@ -669,9 +677,13 @@ impl Supervisor {
         }
         self.reported = problems;
 
+        // A service is only taken away when it is surely gone: every directory was read,
+        // and the store (behind /ro/svc) is mounted, not dead or restarting.
+        let store_ready = self.find("store").is_some_and(|index| self.units[index].ready());
         for index in 0..self.units.len() {
             let unit = &self.units[index];
-            if matches!(unit.kind, Kind::Service(_)) && !definitions.contains_key(&unit.name) {
+            let gone = !loaded.services.iter().any(|(name, _)| *name == unit.name);
+            if matches!(unit.kind, Kind::Service(_)) && gone && loaded.complete && store_ready {
                 self.units[index].want = false;
                 self.units[index].report("service file removed; stopping");
                 self.stop(index, now, Then::Remove);
@@ -679,7 +691,7 @@ impl Supervisor {
         }
         self.units.retain(|unit| !unit.removed);
 
-        for (name, definition) in definitions {
+        for (name, definition) in loaded.services {
             let mut needs: Vec<String> = vec!["store".into()];
             needs.extend(definition.needs.iter().filter(|need| *need != "store").cloned());
             match self.find(&name) {
@@ -711,6 +723,12 @@ impl Supervisor {
         }
         self.mark_cycles();
         self.next_rescan = self.config.rescan_every.map(|every| now + every);
+        // A package may have brought the console shell too: look for it now.
+        for unit in &mut self.units {
+            if matches!(unit.state, State::Missing { .. }) {
+                unit.state = State::Idle;
+            }
+        }
     }
 
     /// A service that needs itself, through any chain of needs, can never start.
@@ -732,13 +750,14 @@ impl Supervisor {
 
     fn in_cycle(&self, start: usize) -> bool {
         let target = self.units[start].name.as_str();
-        let mut seen: HashSet<&str> = HashSet::new();
+        let mut seen: Vec<&str> = Vec::new();
         let mut stack: Vec<&str> = self.units[start].needs.iter().map(String::as_str).collect();
         while let Some(name) = stack.pop() {
             if name == target {
                 return true;
             }
-            if seen.insert(name) {
+            if !seen.contains(&name) {
+                seen.push(name);
                 if let Some(index) = self.find(name) {
                     stack.extend(self.units[index].needs.iter().map(String::as_str));
                 }
@@ -860,7 +879,8 @@ impl Supervisor {
         let connections_start = 2 + self.pipes.len();
         let mut fds = Vec::with_capacity(connections_start + self.connections.len());
         fds.push(sys::poll_entry(self.signals.fd(), sys::POLLIN));
-        fds.push(sys::poll_entry(self.listener.as_raw_fd(), sys::POLLIN));
+        let listener = self.listener.as_ref().map_or(-1, |listener| listener.as_raw_fd());
+        fds.push(sys::poll_entry(listener, sys::POLLIN));
         for pipe in &self.pipes {
             fds.push(sys::poll_entry(pipe.file.as_raw_fd(), sys::POLLIN));
         }
@@ -944,7 +964,10 @@ impl Supervisor {
     }
 
     fn accept(&mut self, now: Instant) {
-        while let Ok((stream, _)) = self.listener.accept() {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        while let Ok((stream, _)) = listener.accept() {
             let mut connection = Connection {
                 stream,
                 input: Vec::new(),
@@ -1127,7 +1150,11 @@ impl Supervisor {
                 }
                 self.start_ready(now);
                 self.check_ready();
-                Some(Answer::Ok(self.status_line(index, now, 0)))
+                let line = self.status_line(index, now, 0);
+                match self.units[index].state {
+                    State::Failed(_) | State::Backoff { .. } => Some(Answer::Fail(line)),
+                    _ => Some(Answer::Ok(line)),
+                }
             }
             Request::Rescan | Request::PowerOff | Request::Reboot => None,
         }

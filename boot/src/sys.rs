@@ -295,6 +295,25 @@ pub fn set_umask(mask: u32) {
     unsafe { libc::umask(mask as libc::mode_t) };
 }
 
+/// Let the child started by `command` receive the signals init blocks for its signalfd: a
+/// blocked mask is inherited across exec, and std does not reset it on every path.
+pub fn unblock_signals_in_child(command: &mut Command) {
+    // SAFETY: between fork and exec the closure only calls sigemptyset and sigprocmask,
+    // which are async-signal-safe, and allocates nothing.
+    unsafe {
+        command.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            check(libc::sigprocmask(
+                libc::SIG_SETMASK,
+                &set,
+                std::ptr::null_mut(),
+            ))?;
+            Ok(())
+        });
+    }
+}
+
 /// Make the child started by `command` a session leader whose controlling terminal is the
 /// terminal already set as its standard input.
 pub fn controlling_terminal(command: &mut Command) {

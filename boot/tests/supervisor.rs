@@ -303,8 +303,12 @@ fn output_is_logged_and_svc_commands_work() {
     assert!(log.contains("amber: started (pid "), "{log}");
 
     let first = supervisor.service_pid("talker").expect("talker runs");
+    let started = Instant::now();
     let (code, out, _) = supervisor.svc(&["stop", "talker"]);
     assert_eq!(code, 0);
+    // SIGTERM is enough: the signals init blocks for itself are unblocked in services.
+    assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(supervisor.has_line("amber: talker: stopped (killed by signal 15)"));
     assert!(out.starts_with("talker") && out.contains("stopped"), "{out}");
     assert!(!alive(first), "stop answers once the process is gone");
     let (code, out, _) = supervisor.svc(&["start", "talker"]);

@@ -39,10 +39,9 @@ const MIN_FILES: usize = 1_200;
 fn main() {
     let quick = std::env::args().any(|arg| arg == "--quick");
     let runs = if quick { 1 } else { 3 };
-    let base = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/bench-squashfs")
-        .components()
-        .collect::<PathBuf>();
+    let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-squashfs");
+    fs::create_dir_all(&base).unwrap();
+    let base = fs::canonicalize(&base).unwrap();
     let source = base.join("tree");
     let (files, bytes) = ensure_tree(&base, &source);
     println!(

@@ -680,7 +680,7 @@ fn small_image(name: &str, extra: &[&str]) -> Vec<u8> {
     big.extend(text(100, 1));
     fs::write(tree.join("big.bin"), &big).unwrap();
     // A hard link gets an extended file inode, with a 64-bit size.
-    fs::write(tree.join("linked"), text(5000, 5)).unwrap();
+    fs::write(tree.join("linked"), text(9000, 5)).unwrap();
     fs::hard_link(tree.join("linked"), tree.join("linked.too")).unwrap();
     let image = dir.join("image");
     mksquashfs(
@@ -887,6 +887,67 @@ fn directory_cycles_are_refused() {
     assert_eq!(
         archive.check(&mut cache, &limits),
         Err(Error::LimitExceeded("directory depth"))
+    );
+}
+
+#[test]
+fn directory_indexes_are_checked() {
+    // A directory index entry that names no header, or the wrong first name, would
+    // let a lookup find something the listing does not have.
+    if !have("mksquashfs") {
+        return;
+    }
+    let dir = test_dir("index");
+    let tree = dir.join("tree");
+    fs::create_dir_all(tree.join("many")).unwrap();
+    for i in 0..1000 {
+        fs::write(tree.join(format!("many/entry-{i:05}")), b"").unwrap();
+    }
+    let image = dir.join("image");
+    mksquashfs(&tree, &image, &["-noI", "-no-xattrs"]);
+    let clean = fs::read(&image).unwrap();
+    let archive = Archive::open(&clean[..]).unwrap();
+    let mut cache = Cache::new();
+    archive.check(&mut cache, &CheckLimits::default()).unwrap();
+    // Index entries are the only "entry-" names in the inode table, after their
+    // name length (minus one) as a u32.
+    let superblock = superblock(&clean);
+    let (from, to) = (
+        superblock.inode_table_start as usize,
+        superblock.directory_table_start as usize,
+    );
+    let needle = b"\x0a\x00\x00\x00entry-";
+    let found: Vec<usize> = (from..to - needle.len())
+        .filter(|&at| &clean[at..at + needle.len()] == needle)
+        .collect();
+    assert!(found.len() >= 2, "{found:?}");
+    let at = found[0];
+    let name = clean[at + 4..at + 15].to_vec();
+
+    let mut image = clean.clone();
+    let index = u32::from_le_bytes(image[at - 8..at - 4].try_into().unwrap());
+    image[at - 8..at - 4].copy_from_slice(&(index + 4).to_le_bytes());
+    assert_eq!(
+        walk_error(&image),
+        Error::Corrupt("directory index names no header")
+    );
+    let archive = Archive::open(&image[..]).unwrap();
+    let many = archive.lookup_path("many", &mut cache).unwrap();
+    let looked = archive.lookup(&many, &name, &mut cache);
+    assert!(matches!(looked, Err(Error::Corrupt(_))), "{looked:?}");
+
+    let mut image = clean.clone();
+    image[at + 14] += 1;
+    let mut renamed = name.clone();
+    renamed[10] += 1;
+    assert_eq!(
+        walk_error(&image),
+        Error::Corrupt("directory index disagrees with the listing")
+    );
+    let archive = Archive::open(&image[..]).unwrap();
+    assert_eq!(
+        archive.lookup(&many, &renamed, &mut cache),
+        Err(Error::Corrupt("directory index disagrees with the listing"))
     );
 }
 
@@ -1120,6 +1181,22 @@ fn huge_files_and_bombs_are_capped() {
         lookup_error(&image, "linked.too"),
         Error::Corrupt("file larger than its image can describe")
     );
+    // An extended file whose blocks start at the very end of the address space:
+    // adding the block sizes must not overflow.
+    let mut image = clean.clone();
+    image[inode + 16..inode + 24].copy_from_slice(&(u64::MAX - 10).to_le_bytes());
+    assert_eq!(
+        lookup_error(&image, "linked.too"),
+        Error::Corrupt("data block outside the data area")
+    );
+    let archive = Archive::open(&image[..]).unwrap();
+    let linked = archive.lookup_path("linked.too", &mut cache).unwrap();
+    let mut buf = [0u8; 100];
+    assert_eq!(
+        archive.read(&linked, 4096, &mut buf, &mut cache),
+        Err(Error::Corrupt("data block outside the data area"))
+    );
+    drop(archive);
     // A basic file claiming 4 GiB.
     let inode = inode_at(&clean, file.reference);
     let mut image = clean.clone();
@@ -1195,6 +1272,7 @@ fn every_single_byte_corruption_is_survived() {
         max_entries: 1000,
         max_depth: 32,
         max_read: 1 << 20,
+        read_data: true,
     };
     for clean in [
         uncompressed_image("bytes-raw"),
@@ -1231,6 +1309,7 @@ fn random_corruptions_are_survived() {
         max_entries: 1000,
         max_depth: 32,
         max_read: 1 << 20,
+        read_data: true,
     };
     let mut rng = Rng(0xC0FFEE);
     for clean in [

@@ -48,6 +48,8 @@ pub enum Command {
     Rollback(RollbackArgs),
     Key(KeyArgs),
     Repo(RepoArgs),
+    Store(StoreArgs),
+    Run(RunArgs),
     Keygen(KeygenArgs),
     Pack(PackArgs),
 }
@@ -84,12 +86,15 @@ pub struct DelArgs {
 pub struct ListArgs {}
 
 #[derive(FromArgs, Debug)]
-/// Show a package: installed, or in a repository.
+/// Show a package (installed, or in a repository), or the exchange-directory conflicts.
 #[argh(subcommand, name = "info")]
 pub struct InfoArgs {
+    /// list the paths several installed packages want in /ro/bin, /ro/lib, ...
+    #[argh(switch)]
+    pub conflicts: bool,
     /// the package name
     #[argh(positional)]
-    pub name: String,
+    pub name: Option<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -171,6 +176,50 @@ pub struct KeyDelArgs {
     /// the key id, as `pkg key list` shows it
     #[argh(positional)]
     pub id: String,
+}
+
+#[derive(FromArgs, Debug)]
+/// The FUSE package store.
+#[argh(subcommand, name = "store")]
+pub struct StoreArgs {
+    #[argh(subcommand)]
+    pub command: StoreCommand,
+}
+
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum StoreCommand {
+    Mount(StoreMountArgs),
+}
+
+#[derive(FromArgs, Debug)]
+/// Mount the store read-only: /ro/<id>/ for every kept image, and the exchange dirs.
+#[argh(subcommand, name = "mount")]
+pub struct StoreMountArgs {
+    /// where to mount it (/ro on the device)
+    #[argh(positional)]
+    pub mountpoint: PathBuf,
+    /// stay in the foreground (init runs it this way)
+    #[argh(switch)]
+    pub foreground: bool,
+    /// the most images open at once (default 64)
+    #[argh(option, default = "64")]
+    pub max_open: usize,
+    /// threads serving requests (default 4)
+    #[argh(option, default = "4")]
+    pub threads: usize,
+}
+
+#[derive(FromArgs, Debug)]
+/// Run a command where /ro/bin, /ro/lib, ... show only the named packages' closure.
+#[argh(subcommand, name = "run")]
+pub struct RunArgs {
+    /// a package to include; repeatable
+    #[argh(option, short = 'p')]
+    pub package: Vec<String>,
+    /// the command and its arguments (after --)
+    #[argh(positional, greedy)]
+    pub command: Vec<String>,
 }
 
 #[derive(FromArgs, Debug)]
@@ -308,7 +357,14 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(()) => {
-                    eprint!("{}", early.output);
+                    // argh spreads some messages over several lines; errors are one line.
+                    let lines: Vec<&str> = early
+                        .output
+                        .lines()
+                        .map(str::trim)
+                        .filter(|line| !line.is_empty())
+                        .collect();
+                    eprintln!("pkg: {}", lines.join(" "));
                     ExitCode::from(2)
                 }
             };
@@ -331,7 +387,24 @@ fn run(args: Args) -> Result<(), Error> {
         Command::Del(del) => crate::install::del(&context, &del.packages),
         Command::Upgrade(_) => crate::install::upgrade(&context),
         Command::List(_) => crate::query::list(&context),
-        Command::Info(info) => crate::query::info(&context, &info.name),
+        Command::Info(info) => match (info.conflicts, info.name) {
+            (true, None) => crate::query::conflicts(&context),
+            (false, Some(name)) => crate::query::info(&context, &name),
+            _ => Err(Error::usage("info: give a package name, or --conflicts alone")),
+        },
+        Command::Store(StoreArgs {
+            command: StoreCommand::Mount(mount),
+        }) => crate::mount::mount(
+            &context,
+            &mount.mountpoint,
+            mount.foreground,
+            crate::storefs::Options {
+                max_open: mount.max_open,
+                threads: mount.threads,
+                ..crate::storefs::Options::default()
+            },
+        ),
+        Command::Run(run) => crate::run::run(&context, &run.package, &run.command),
         Command::Search(search) => crate::query::search(&context, &search.word),
         Command::Which(which) => crate::query::which(&context, &which.path),
         Command::Verify(_) => crate::maintain::verify(&context),

@@ -6,6 +6,7 @@ pub mod context;
 pub mod download;
 pub mod durable;
 pub mod error;
+pub mod exchange;
 pub mod failpoint;
 pub mod http;
 pub mod image;
@@ -13,10 +14,13 @@ pub mod install;
 pub mod json;
 pub mod lock;
 pub mod maintain;
+pub mod mount;
 pub mod notify;
 pub mod query;
 pub mod repo;
+pub mod run;
 pub mod store;
+pub mod storefs;
 
 #[cfg(feature = "host")]
 pub mod keygen;

@@ -49,4 +49,12 @@ impl StoreLock {
         let _ = write!(file, "{}", std::process::id());
         Ok(StoreLock { _file: file })
     }
+
+    /// Take the lock of an existing store if nobody holds it, without waiting and
+    /// without creating anything: for read-only commands that tidy up when they can.
+    pub fn try_existing(root: &Path) -> Option<StoreLock> {
+        let file = File::open(root.join("lock")).ok()?;
+        file.try_lock().ok()?;
+        Some(StoreLock { _file: file })
+    }
 }

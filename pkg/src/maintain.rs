@@ -58,7 +58,7 @@ pub fn update(context: &Context) -> Result<Report, Error> {
 
 /// `pkg verify`: hash every image the kept generations use, again.
 pub fn verify(context: &Context) -> Result<Report, Error> {
-    let store = Store::open(&context.root);
+    let store = Store::open_reading(&context.root);
     let mut checked = BTreeSet::new();
     let mut bad = Vec::new();
     let mut text = String::new();

@@ -32,7 +32,7 @@ fn entry_json(entry: &Entry, explicit: Option<bool>) -> Json {
 
 /// `pkg list`: the current generation's packages.
 pub fn list(context: &Context) -> Result<Report, Error> {
-    let store = Store::open(&context.root);
+    let store = Store::open_reading(&context.root);
     let current = store.current()?;
     let mut text = String::new();
     let mut items = Vec::new();
@@ -57,7 +57,7 @@ pub fn list(context: &Context) -> Result<Report, Error> {
 
 /// `pkg info NAME`: the installed package, and what the repositories offer.
 pub fn info(context: &Context, name: &str) -> Result<Report, Error> {
-    let store = Store::open(&context.root);
+    let store = Store::open_reading(&context.root);
     let current = store.current()?;
     let installed = current.package(name);
     let available: Vec<Entry> = match repo::load_indexes(&store, &context.arch, &context.clock) {
@@ -119,7 +119,7 @@ pub fn info(context: &Context, name: &str) -> Result<Report, Error> {
 /// `pkg search WORD`: the newest version of every package whose name or provides
 /// contain WORD.
 pub fn search(context: &Context, word: &str) -> Result<Report, Error> {
-    let store = Store::open(&context.root);
+    let store = Store::open_reading(&context.root);
     let current = store.current()?;
     let indexes = repo::load_indexes(&store, &context.arch, &context.clock)?;
     let mut found: Vec<&Entry> = Vec::new();
@@ -156,7 +156,7 @@ pub fn search(context: &Context, word: &str) -> Result<Report, Error> {
 
 /// `pkg which PATH`: the installed packages holding PATH, looked up in the images.
 pub fn which(context: &Context, path: &str) -> Result<Report, Error> {
-    let store = Store::open(&context.root);
+    let store = Store::open_reading(&context.root);
     let current = store.current()?;
     let relative = path
         .trim_start_matches('/')
@@ -195,5 +195,43 @@ pub fn which(context: &Context, path: &str) -> Result<Report, Error> {
             ("path", Json::string(path)),
             ("packages", Json::strings(owners)),
         ]),
+    ))
+}
+
+/// `pkg info --conflicts`: the exchange-directory paths several installed packages
+/// want, and which one wins (the same rule the mounted store applies).
+pub fn conflicts(context: &Context) -> Result<Report, Error> {
+    let store = Store::open(&context.root);
+    let current = store.current()?;
+    let packages = current
+        .packages
+        .iter()
+        .map(|e| (e, current.is_explicit(e)))
+        .collect();
+    let mut cache = Cache::new();
+    let tree = crate::exchange::build_for(
+        packages,
+        |entry| crate::image::open(&store.image_path(entry)).ok().map(Box::new),
+        &mut cache,
+    );
+    let mut text = String::new();
+    let mut items = Vec::new();
+    for conflict in &tree.conflicts {
+        text.push_str(&format!(
+            "{}: {} wins over {}\n",
+            conflict.path, conflict.winner, conflict.loser
+        ));
+        items.push(Json::object([
+            ("path", Json::string(&conflict.path)),
+            ("winner", Json::string(&conflict.winner)),
+            ("loser", Json::string(&conflict.loser)),
+        ]));
+    }
+    if items.is_empty() {
+        text.push_str("no conflicts\n");
+    }
+    Ok(Report::new(
+        text,
+        Json::object([("ok", Json::Bool(true)), ("conflicts", Json::Array(items))]),
     ))
 }

@@ -59,6 +59,17 @@ impl Store {
         Ok((store, lock))
     }
 
+    /// Open a store for reading. When no other command holds the lock, first remove the
+    /// temporary files a killed command left, so any next command cleans up after a
+    /// crash (SECURITY-TESTS item 22); a busy or read-only store is left as it is.
+    pub fn open_reading(root: &Path) -> Store {
+        let store = Store::open(root);
+        if let Some(_lock) = StoreLock::try_existing(root) {
+            let _ = store.clean_temp_files();
+        }
+        store
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

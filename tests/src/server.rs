@@ -109,6 +109,14 @@ impl Server {
     }
 }
 
+/// A URL on 127.0.0.1 where nothing listens: a mirror that is down.
+pub fn dead_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
+    let address = listener.local_addr().expect("local address");
+    drop(listener);
+    format!("http://{address}")
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);

@@ -3,7 +3,11 @@
 use crate::cmd::Cmd;
 
 /// Benchmarks and the crate that holds each (a `harness = false` bench target).
-const BENCHES: &[(&str, &str)] = &[("solver", "amber-core"), ("squashfs", "amber-core")];
+const BENCHES: &[(&str, &str)] = &[
+    ("solver", "amber-core"),
+    ("squashfs", "amber-core"),
+    ("install", "amber-tests"),
+];
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let names: Vec<&str> = BENCHES.iter().map(|(name, _)| *name).collect();

@@ -33,7 +33,14 @@ impl Cmd {
     pub fn arg(mut self, arg: impl AsRef<str>) -> Cmd {
         let arg = arg.as_ref();
         self.shown.push(' ');
-        self.shown.push_str(arg);
+        // Quote what the shell would split, so a printed command can be pasted back.
+        if arg.is_empty() || arg.contains(|c: char| c.is_whitespace() || c == '"') {
+            self.shown.push('\'');
+            self.shown.push_str(&arg.replace('\'', "'\\''"));
+            self.shown.push('\'');
+        } else {
+            self.shown.push_str(arg);
+        }
         self.command.arg(arg);
         self
     }

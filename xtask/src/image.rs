@@ -29,6 +29,10 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// 1980-01-01, the earliest time FAT can store: the partitions' times are
+/// SOURCE_DATE_EPOCH, or this when it is earlier (or unset).
+const FAT_EPOCH: u32 = 315_532_800;
+
 /// What an image build produced.
 pub struct Images {
     pub binary: PathBuf,
@@ -213,9 +217,13 @@ fn make_esp(
             &(partition.size / 1024).to_string(),
         ])
         .run()?;
+    // mcopy stamps files with SOURCE_DATE_EPOCH when set; FAT times start in 1980.
+    let fat_epoch = initramfs::mtime().max(FAT_EPOCH).to_string();
     for (from, to) in [(vmlinuz, "::/vmlinuz"), (initramfs, "::/initramfs.img")] {
         Cmd::new("mcopy")
             .env("MTOOLS_SKIP_CHECK", "1")
+            .env("SOURCE_DATE_EPOCH", &fat_epoch)
+            .env("TZ", "UTC")
             .args(["-o", "-i", path_str(esp)?, path_str(from)?, to])
             .run()
             .map_err(|e| format!("board {}: {e} (is image.esp-mib too small?)", board.name))?;
@@ -245,7 +253,9 @@ fn make_data(
         .map_err(|e| format!("{}: {e}", data.display()))?;
     drop(file);
     let uuid = gpt::guid_text(&gpt::derived_guid(&format!("{}/data/ext4", board.name)));
-    let epoch = initramfs::mtime().to_string();
+    // E2FSPROGS_FAKE_TIME fixes every time mke2fs and debugfs write (0 would mean
+    // "not set"); the same 1980 floor as the ESP keeps the two alike.
+    let epoch = initramfs::mtime().max(FAT_EPOCH).to_string();
     Cmd::new("mke2fs")
         .env("E2FSPROGS_FAKE_TIME", &epoch)
         .args([
@@ -267,7 +277,7 @@ fn make_data(
     // mke2fs -d copies owners and times from the staging files, which belong to whoever
     // runs the build: set them to root and SOURCE_DATE_EPOCH, as in the initramfs.
     let mut commands = String::new();
-    for relative in store_dirs {
+    for relative in ["", "lost+found"].into_iter().chain(store_dirs) {
         for field in ["uid", "gid"] {
             commands.push_str(&format!("sif /{relative} {field} 0\n"));
         }

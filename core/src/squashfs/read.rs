@@ -1062,6 +1062,17 @@ mod tests {
     }
 
     #[test]
+    fn archives_are_shared_and_caches_move_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        fn moved<T: Send>() {}
+        shared::<Archive<Vec<u8>>>();
+        shared::<Archive<&[u8]>>();
+        shared::<Inode>();
+        moved::<Cache>();
+        moved::<DirReader>();
+    }
+
+    #[test]
     fn kinds_come_from_basic_and_extended_types() {
         assert_eq!(Kind::from_type(inode_type::DIR), Some(Kind::Dir));
         assert_eq!(Kind::from_type(inode_type::EXT_DIR), Some(Kind::Dir));

@@ -161,10 +161,9 @@ impl Sink for Vec<u8> {
     }
 
     fn write_at(&mut self, offset: u64, bytes: &[u8]) -> Result<(), Self::Error> {
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(self.len());
-        let end = start + bytes.len();
+        // An in-memory image cannot be larger than the address space.
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let end = start.saturating_add(bytes.len());
         if end > self.len() {
             self.resize(end, 0);
         }

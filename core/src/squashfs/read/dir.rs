@@ -43,20 +43,29 @@ pub struct DirReader {
     /// The next entry must carry `previous` exactly: the reader jumped to a header
     /// through the directory index, which names that header's first entry.
     must_equal: bool,
+    /// Where in the listing the header read by the last `next` started, if it read one.
+    header_at: Option<u32>,
 }
 
 /// A directory index entry: a header that starts at `index` bytes into the listing,
 /// in the metadata block at `start`, whose first entry is `name`.
-struct Jump {
-    index: u32,
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Jump {
+    pub(super) index: u32,
     start: u32,
     name: [u8; MAX_NAME],
     name_len: usize,
 }
 
+impl Jump {
+    pub(super) fn name(&self) -> &[u8] {
+        &self.name[..self.name_len]
+    }
+}
+
 impl DirReader {
     /// A reader at the start of a directory's listing.
-    fn start<R: ReadAt>(archive: &Archive<R>, dir: &Inode) -> Result<DirReader, Error> {
+    pub(super) fn start<R: ReadAt>(archive: &Archive<R>, dir: &Inode) -> Result<DirReader, Error> {
         let Layout::Dir {
             start_block,
             start_offset,
@@ -81,11 +90,12 @@ impl DirReader {
             previous: [0; MAX_NAME],
             previous_len: 0,
             must_equal: false,
+            header_at: None,
         })
     }
 
     /// Move to the header a directory index entry points at.
-    fn jump<R: ReadAt>(&mut self, archive: &Archive<R>, dir: &Inode, jump: &Jump) {
+    pub(super) fn jump<R: ReadAt>(&mut self, archive: &Archive<R>, dir: &Inode, jump: &Jump) {
         let Layout::Dir { start_offset, .. } = dir.layout else {
             return;
         };
@@ -134,10 +144,12 @@ impl DirReader {
             self.name_len = 0;
             self.must_equal = false;
         }
+        self.header_at = None;
         if self.remaining == 0 {
             if self.consumed == self.listing {
                 return Ok(None);
             }
+            self.header_at = Some(self.consumed);
             let mut header = [0u8; DIR_HEADER_SIZE];
             self.take(archive, cache, &mut header)?;
             let count = u64::from(le32(&header, 0)) + 1;
@@ -190,6 +202,14 @@ impl DirReader {
             inode_number: number as u32,
             offset: u64::from(self.consumed) + DIR_SIZE_EXTRA,
         }))
+    }
+}
+
+impl DirReader {
+    /// Where in the listing the header read by the last [`DirReader::next`] started,
+    /// if that call read one.
+    pub(super) fn header_at(&self) -> Option<u32> {
+        self.header_at
     }
 }
 
@@ -288,13 +308,37 @@ impl<R: ReadAt> Archive<R> {
     }
 
     /// Read `dir`'s index up to the last entry `accept` takes (both callers accept a
-    /// prefix, since the index is sorted), checking the order of what it reads.
+    /// prefix, since the index is sorted).
     fn index_jump(
         &self,
         dir: &Inode,
         cache: &mut Cache,
         accept: impl Fn(u32, &[u8]) -> bool,
     ) -> Result<Option<Jump>, Error> {
+        let mut cursor = IndexCursor::new(dir)?;
+        let mut best = None;
+        while let Some(jump) = cursor.next(self, cache)? {
+            if !accept(jump.index, jump.name()) {
+                break;
+            }
+            best = Some(*jump);
+        }
+        Ok(best)
+    }
+}
+
+/// Reads a directory's index entry by entry, checking that offsets, blocks and names
+/// all increase.
+#[derive(Debug, Clone)]
+pub(super) struct IndexCursor {
+    position: MetaPos,
+    remaining: u16,
+    listing: u32,
+    previous: Option<Jump>,
+}
+
+impl IndexCursor {
+    pub(super) fn new(dir: &Inode) -> Result<IndexCursor, Error> {
         let Layout::Dir {
             listing,
             index_count,
@@ -304,52 +348,55 @@ impl<R: ReadAt> Archive<R> {
         else {
             return Err(Error::NotADirectory);
         };
-        let mut position = index;
-        let mut best: Option<Jump> = None;
-        for _ in 0..index_count {
-            let mut fixed = [0u8; DIR_INDEX_SIZE];
-            self.read_metadata(cache, self.inode_table, &mut position, &mut fixed)?;
-            let entry_index = le32(&fixed, 0);
-            let start = le32(&fixed, 4);
-            let name_size = le32(&fixed, 8);
-            if name_size as usize >= MAX_NAME {
-                return Err(Error::Corrupt("name longer than 256 bytes"));
-            }
-            let name_len = name_size as usize + 1;
-            let mut name = [0u8; MAX_NAME];
-            self.read_metadata(
-                cache,
-                self.inode_table,
-                &mut position,
-                &mut name[..name_len],
-            )?;
-            if !format::is_valid_name(&name[..name_len]) {
-                return Err(Error::Corrupt("invalid name in a directory index"));
-            }
-            if entry_index >= listing {
-                return Err(Error::Corrupt(
-                    "directory index past the end of its listing",
-                ));
-            }
-            if let Some(best) = &best {
-                if entry_index <= best.index
-                    || start < best.start
-                    || name[..name_len] <= best.name[..best.name_len]
-                {
-                    return Err(Error::Corrupt("directory index out of order"));
-                }
-            }
-            if !accept(entry_index, &name[..name_len]) {
-                break;
-            }
-            best = Some(Jump {
-                index: entry_index,
-                start,
-                name,
-                name_len,
-            });
+        Ok(IndexCursor {
+            position: index,
+            remaining: index_count,
+            listing,
+            previous: None,
+        })
+    }
+
+    pub(super) fn next<R: ReadAt>(
+        &mut self,
+        archive: &Archive<R>,
+        cache: &mut Cache,
+    ) -> Result<Option<&Jump>, Error> {
+        if self.remaining == 0 {
+            return Ok(None);
         }
-        Ok(best)
+        self.remaining -= 1;
+        let table = archive.inode_table;
+        let mut fixed = [0u8; DIR_INDEX_SIZE];
+        archive.read_metadata(cache, table, &mut self.position, &mut fixed)?;
+        let index = le32(&fixed, 0);
+        let start = le32(&fixed, 4);
+        let name_size = le32(&fixed, 8);
+        if name_size as usize >= MAX_NAME {
+            return Err(Error::Corrupt("name longer than 256 bytes"));
+        }
+        let name_len = name_size as usize + 1;
+        let mut name = [0u8; MAX_NAME];
+        archive.read_metadata(cache, table, &mut self.position, &mut name[..name_len])?;
+        let jump = Jump {
+            index,
+            start,
+            name,
+            name_len,
+        };
+        if !format::is_valid_name(jump.name()) {
+            return Err(Error::Corrupt("invalid name in a directory index"));
+        }
+        if index >= self.listing {
+            return Err(Error::Corrupt(
+                "directory index past the end of its listing",
+            ));
+        }
+        if let Some(previous) = &self.previous {
+            if index <= previous.index || start < previous.start || jump.name() <= previous.name() {
+                return Err(Error::Corrupt("directory index out of order"));
+            }
+        }
+        Ok(Some(self.previous.insert(jump)))
     }
 }
 

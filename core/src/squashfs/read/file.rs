@@ -93,10 +93,11 @@ impl<R: ReadAt> Archive<R> {
                 cache.block_memo = Some(memo);
                 return Ok((memo.disk, word));
             }
-            memo.disk += u64::from(stored);
-            if memo.disk > self.data_end {
-                return Err(Error::Corrupt("data block outside the data area"));
-            }
+            memo.disk = memo
+                .disk
+                .checked_add(u64::from(stored))
+                .filter(|&end| end <= self.data_end)
+                .ok_or(Error::Corrupt("data block outside the data area"))?;
             memo.list = list;
             memo.index += 1;
         }
@@ -148,6 +149,30 @@ impl<R: ReadAt> Archive<R> {
         within: usize,
         out: &mut [u8],
     ) -> Result<(), Error> {
+        let (start, stored, compressed) = self.fragment_block(cache, fragment)?;
+        let tail_end = fragment_offset as usize + tail_len;
+        let begin = fragment_offset as usize + within;
+        if !compressed {
+            if tail_end > stored as usize {
+                return Err(Error::Corrupt("file tail past the end of its fragment"));
+            }
+            self.source.read_at(start + begin as u64, out)?;
+        } else {
+            let slot = self.data_block(cache, start, stored)?;
+            let data = cache.data_contents(slot);
+            if tail_end > data.len() {
+                return Err(Error::Corrupt("file tail past the end of its fragment"));
+            }
+            out.copy_from_slice(&data[begin..begin + out.len()]);
+        }
+        Ok(())
+    }
+}
+
+impl<R: ReadAt> Archive<R> {
+    /// The fragment block a file's tail is in: (start, stored size, compressed),
+    /// checked to lie in the data area.
+    fn fragment_block(&self, cache: &mut Cache, fragment: u32) -> Result<(u64, u32, bool), Error> {
         if fragment == NO_FRAGMENT {
             return Err(Error::Corrupt("file tail without a fragment"));
         }
@@ -164,20 +189,41 @@ impl<R: ReadAt> Archive<R> {
             return Err(Error::Corrupt("empty fragment block"));
         }
         self.check_data_range(start, stored)?;
-        let tail_end = fragment_offset as usize + tail_len;
-        let begin = fragment_offset as usize + within;
-        if !compressed {
-            if tail_end > stored as usize {
+        Ok((start, stored, compressed))
+    }
+
+    /// Check where a file's data is without reading it: every block size word, the
+    /// last block's place in the data area, and the fragment entry.
+    pub(super) fn check_file_layout(&self, file: &Inode, cache: &mut Cache) -> Result<(), Error> {
+        let Layout::File {
+            blocks_start,
+            block_count,
+            fragment,
+            fragment_offset,
+            block_list,
+        } = file.layout
+        else {
+            return Err(Error::NotAFile);
+        };
+        if block_count > 0 {
+            let start = BlockMemo {
+                reference: file.reference,
+                index: 0,
+                disk: blocks_start,
+                list: block_list,
+            };
+            let (disk, word) = self.locate_block(cache, start, block_count - 1)?;
+            let (stored, _) = block_word(word, self.superblock.block_size)?;
+            if word != 0 {
+                self.check_data_range(disk, stored)?;
+            }
+        }
+        let tail = file.size % u64::from(self.superblock.block_size);
+        if fragment != NO_FRAGMENT && tail > 0 {
+            let (_, stored, compressed) = self.fragment_block(cache, fragment)?;
+            if !compressed && u64::from(fragment_offset) + tail > u64::from(stored) {
                 return Err(Error::Corrupt("file tail past the end of its fragment"));
             }
-            self.source.read_at(start + begin as u64, out)?;
-        } else {
-            let slot = self.data_block(cache, start, stored)?;
-            let data = cache.data_contents(slot);
-            if tail_end > data.len() {
-                return Err(Error::Corrupt("file tail past the end of its fragment"));
-            }
-            out.copy_from_slice(&data[begin..begin + out.len()]);
         }
         Ok(())
     }

@@ -1,0 +1,276 @@
+//! `pkg store mount MOUNTPOINT`: run the FUSE store, and its control socket.
+//!
+//! The daemon listens on `<root>/store.sock` (root only) for one-line commands:
+//! `reload` (show the current generation; answers `ok N` once it does), `mountpoint`,
+//! and `status`. pkg sends `reload` after every switch, so `pkg add` returns only once
+//! the mounted store shows the new generation.
+//!
+//! A killed store leaves a mount that answers ENOTCONN (SECURITY-TESTS item 24); mounting
+//! again first detaches it. SIGTERM, SIGINT and SIGHUP unmount cleanly.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fuser::{Config, MountOption, SessionACL};
+
+use crate::context::{Context, Report};
+use crate::error::{Context as _, Error};
+use crate::json::Json;
+use crate::storefs::{Inner, Options, StoreFs};
+
+/// The control socket of the store mounted for a root.
+pub fn socket_path(root: &Path) -> PathBuf {
+    root.join("store.sock")
+}
+
+/// `pkg store mount MOUNTPOINT [--foreground]`.
+pub fn mount(
+    context: &Context,
+    mountpoint: &Path,
+    foreground: bool,
+    options: Options,
+) -> Result<Report, Error> {
+    if !context.root.is_dir() {
+        return Err(Error::new(format!(
+            "{}: no store here (pkg commands create it)",
+            context.root.display()
+        )));
+    }
+    detach_if_dead(mountpoint)?;
+    if is_amber_mount(mountpoint) {
+        return Err(Error::new(format!(
+            "{}: a store is already mounted here",
+            mountpoint.display()
+        )));
+    }
+    if !mountpoint.is_dir() {
+        return Err(Error::new(format!("{}: not a directory", mountpoint.display())));
+    }
+    if foreground {
+        serve(context, mountpoint, options)?;
+        return Ok(Report::empty());
+    }
+    // Start the same command in the foreground in a new session, and wait until the
+    // mount is there (or the daemon has said why it is not).
+    let exe = std::env::current_exe().context("cannot find this program")?;
+    let mut command = Command::new(exe);
+    command
+        .arg0("pkg")
+        .arg("--root")
+        .arg(&context.root)
+        .args(["store", "mount"])
+        .arg(mountpoint)
+        .arg("--foreground")
+        .args(["--max-open", &options.max_open.to_string()])
+        .args(["--threads", &options.threads.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    // SAFETY: setsid is async-signal-safe and touches no memory of this process.
+    unsafe {
+        command.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().context("cannot start the store")?;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        if let Some(status) = child.try_wait().context("store")? {
+            return Err(Error::new(format!("the store exited ({status}) before mounting")));
+        }
+        if is_amber_mount(mountpoint) {
+            let pid = child.id();
+            return Ok(Report::new(
+                format!("store mounted on {} (pid {pid})\n", mountpoint.display()),
+                Json::object([
+                    ("ok", Json::Bool(true)),
+                    ("mountpoint", Json::string(mountpoint.display().to_string())),
+                    ("pid", Json::Number(u64::from(pid))),
+                ]),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    Err(Error::new(format!("{}: the store did not mount in time", mountpoint.display())))
+}
+
+/// Run the store until it is unmounted or told to stop.
+fn serve(context: &Context, mountpoint: &Path, options: Options) -> Result<(), Error> {
+    // Block the stop signals before any thread starts, so every thread inherits the
+    // mask and only the signal thread below receives them.
+    let signals = stop_signals();
+    // SAFETY: the set is initialized by stop_signals; a null old-set pointer is allowed.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut()) };
+
+    let threads = options.threads.max(1);
+    let idle = options.idle;
+    let inner = Inner::new(context.root.clone(), options)?;
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::RO,
+        MountOption::NoDev,
+        MountOption::DefaultPermissions,
+        MountOption::FSName("amber".into()),
+        MountOption::Subtype("amber".into()),
+    ];
+    config.acl = SessionACL::All;
+    config.n_threads = Some(threads);
+    config.clone_fd = true;
+    let mut session = fuser::Session::new(StoreFs(Arc::clone(&inner)), mountpoint, &config)
+        .map_err(|e| Error::new(format!("{}: cannot mount: {e}", mountpoint.display())))?;
+    inner.set_notifier(session.notifier());
+    let mut unmounter = session.unmount_callable();
+
+    let socket = socket_path(&context.root);
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket).context(socket.display())?;
+    let _ = std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600));
+    let control = Arc::clone(&inner);
+    let shown_mountpoint = mountpoint.to_path_buf();
+    std::thread::spawn(move || control_loop(listener, &control, &shown_mountpoint));
+
+    let janitor = Arc::clone(&inner);
+    std::thread::spawn(move || loop {
+        std::thread::sleep(idle.max(Duration::from_secs(1)) / 2);
+        janitor.close_idle();
+    });
+
+    std::thread::spawn(move || {
+        let mut signal = 0;
+        // SAFETY: `signals` is a valid set and `signal` a valid out pointer.
+        unsafe { libc::sigwait(&signals, &mut signal) };
+        let _ = unmounter.unmount();
+    });
+
+    eprintln!(
+        "pkg store: generation {} mounted on {}",
+        inner.generation(),
+        mountpoint.display()
+    );
+    let result = session.run();
+    let _ = std::fs::remove_file(&socket);
+    result.map_err(|e| Error::new(format!("store: {e}")))
+}
+
+fn stop_signals() -> libc::sigset_t {
+    // SAFETY: sigemptyset initializes the zeroed set; sigaddset takes valid signals.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
+fn control_loop(listener: UnixListener, inner: &Inner, mountpoint: &Path) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut reader = BufReader::new(&stream);
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() {
+            continue;
+        }
+        let answer = match line.trim() {
+            "reload" => match inner.reload() {
+                Ok(generation) => format!("ok {generation}\n"),
+                Err(error) => format!("error {error}\n"),
+            },
+            "mountpoint" => format!("{}\n", mountpoint.display()),
+            "status" => format!(
+                "generation {} open-images {}\n",
+                inner.generation(),
+                inner.open_images()
+            ),
+            other => format!("error unknown command {other:?}\n"),
+        };
+        let mut stream = &stream;
+        let _ = stream.write_all(answer.as_bytes());
+    }
+}
+
+/// A FUSE mount whose daemon died answers ENOTCONN; detach it so it can be mounted again.
+fn detach_if_dead(mountpoint: &Path) -> Result<(), Error> {
+    match std::fs::metadata(mountpoint) {
+        Err(error) if error.raw_os_error() == Some(libc::ENOTCONN) => {
+            let path = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes())
+                .map_err(|_| Error::usage("mount point contains NUL"))?;
+            // SAFETY: `path` is a valid NUL-terminated string for the call's duration.
+            let status = unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+            if status != 0 {
+                return Err(Error::new(format!(
+                    "{}: cannot detach the dead store: {}",
+                    mountpoint.display(),
+                    std::io::Error::last_os_error()
+                )));
+            }
+            eprintln!("pkg: detached the dead store from {}", mountpoint.display());
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether an amber store is mounted at `mountpoint`, from /proc/self/mountinfo.
+pub fn is_amber_mount(mountpoint: &Path) -> bool {
+    let Ok(canonical) = std::fs::canonicalize(mountpoint.parent().unwrap_or(Path::new("/")))
+        .map(|parent| parent.join(mountpoint.file_name().unwrap_or_default()))
+    else {
+        return false;
+    };
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    mountinfo.lines().any(|line| {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(separator) = fields.iter().position(|f| *f == "-") else {
+            return false;
+        };
+        // fuser mounts with mount(2) directly: type `fuse`, source `amber`.
+        fields.get(4).map(|p| unescape(p)) == Some(canonical.display().to_string())
+            && fields
+                .get(separator + 1)
+                .is_some_and(|t| *t == "fuse" || *t == "fuse.amber")
+            && fields.get(separator + 2) == Some(&"amber")
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(field: &str) -> String {
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Ask the store mounted for `root`; None when no store is running.
+pub fn ask(root: &Path, command: &str, timeout: Duration) -> Result<Option<String>, Error> {
+    let socket = socket_path(root);
+    let stream = match std::os::unix::net::UnixStream::connect(&socket) {
+        Ok(stream) => stream,
+        // No socket, or a socket left by a killed store: nobody is serving this root.
+        Err(_) => return Ok(None),
+    };
+    stream
+        .set_read_timeout(Some(timeout))
+        .context(socket.display())?;
+    let mut writer = &stream;
+    writer
+        .write_all(format!("{command}\n").as_bytes())
+        .context(socket.display())?;
+    let mut answer = String::new();
+    BufReader::new(&stream)
+        .read_line(&mut answer)
+        .map_err(|e| Error::new(format!("the mounted store did not answer: {e}")))?;
+    Ok(Some(answer.trim_end().to_owned()))
+}

@@ -1,0 +1,756 @@
+//! The FUSE store: a read-only filesystem showing the current generation's images at
+//! `/ro/<id>/` and its exchange directories (DESIGN §5).
+//!
+//! Inode numbers carry everything needed to answer a request, so no table of inodes
+//! grows with use:
+//! - `1` is the store root;
+//! - below `2^44`, exchange-directory nodes: a tree's base number plus the node index
+//!   (each generation's tree gets fresh numbers, so the switch is atomic: a walk that
+//!   started in the old tree finishes in it);
+//! - from `2^44` up, image inodes: `slot << 44 | inode reference`, where the slot names
+//!   the image and the reference is the SquashFS inode's 48-bit position (the upper
+//!   bits must be zero: an inode table under 256 MiB), or [`ROOT_MARK`] for the image
+//!   root.
+//!
+//! Images are opened on first use and closed again when idle or when more than
+//! `max_open` are open (least recently used first). Decompression caches come from a
+//! pool shared by all threads, so memory stays bounded however many images exist.
+//! Image content is immutable, so the kernel may cache it for long; the root and the
+//! exchange directories are invalidated explicitly whenever the generation changes.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use amber_core::squashfs::read::{Archive, Cache, Error as ReadError, Inode, Kind};
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, Notifier, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+};
+
+use crate::error::Error;
+use crate::exchange::{self, NodeKind, Tree};
+use crate::image::{self, ImageFile};
+use crate::store::Store;
+
+/// The store root's inode.
+const ROOT: u64 = 1;
+/// Image inodes start at slot 1 shifted by this much.
+const SLOT_SHIFT: u32 = 44;
+const REFERENCE_MASK: u64 = (1 << SLOT_SHIFT) - 1;
+/// Stands for an image's root directory: no inode reference can have an in-block
+/// offset of 0xFFFF, since metadata blocks hold at most 8 KiB.
+const ROOT_MARK: u64 = 0xFFFF;
+/// How long the kernel may cache names and attributes. Images never change, and the
+/// root and exchange directories are invalidated explicitly on every switch.
+const TTL: Duration = Duration::from_secs(24 * 3600);
+/// How many exchange trees are kept for walks that started before a switch.
+const KEPT_TREES: usize = 4;
+
+/// Tunables of a mounted store.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The most images open at once.
+    pub max_open: usize,
+    /// Threads serving requests.
+    pub threads: usize,
+    /// Images unused this long are closed.
+    pub idle: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            max_open: 64,
+            threads: 4,
+            idle: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One image the store may show.
+struct Slot {
+    path: PathBuf,
+    archive: Option<Arc<Archive<ImageFile>>>,
+    /// Milliseconds since the store started, at the last use.
+    last_used: u64,
+}
+
+/// What the current generation shows.
+struct View {
+    generation: u64,
+    /// The newest tree last; older ones serve walks that began before a switch.
+    trees: Vec<(u64, Arc<Tree>)>,
+    /// The ids shown at the root, with their slots.
+    visible: BTreeMap<String, u32>,
+}
+
+/// The shared state of a mounted store: the FUSE handlers, the control socket and the
+/// idle closer all hold it.
+pub struct Inner {
+    root: PathBuf,
+    options: Options,
+    started: Instant,
+    /// Image slots; index `slot - 1`. Slots are never reused while mounted, so a stale
+    /// inode number can never reach another image.
+    slots: Mutex<Vec<Slot>>,
+    by_id: Mutex<HashMap<String, u32>>,
+    /// Open slots, least recently used first.
+    open: Mutex<VecDeque<u32>>,
+    view: RwLock<View>,
+    caches: Mutex<Vec<Cache>>,
+    next_base: AtomicU64,
+    notifier: Mutex<Option<Notifier>>,
+}
+
+impl Inner {
+    /// A store for `root`, showing its current state.
+    pub fn new(root: PathBuf, options: Options) -> Result<Arc<Inner>, Error> {
+        let inner = Arc::new(Inner {
+            root,
+            options,
+            started: Instant::now(),
+            slots: Mutex::new(Vec::new()),
+            by_id: Mutex::new(HashMap::new()),
+            open: Mutex::new(VecDeque::new()),
+            view: RwLock::new(View {
+                generation: 0,
+                trees: Vec::new(),
+                visible: BTreeMap::new(),
+            }),
+            caches: Mutex::new(Vec::new()),
+            next_base: AtomicU64::new(2),
+            notifier: Mutex::new(None),
+        });
+        inner.reload()?;
+        Ok(inner)
+    }
+
+    /// Where the kernel connection's notifier goes once the session exists.
+    pub fn set_notifier(&self, notifier: Notifier) {
+        *lock(&self.notifier) = Some(notifier);
+    }
+
+    /// Read the store's generations again and show the current one. Returns its number.
+    pub fn reload(&self) -> Result<u64, Error> {
+        let store = Store::open(&self.root);
+        let current = store.current()?;
+        // The root shows the current generation: a removed package is gone at once.
+        // Images of older generations keep serving the inodes already in use (an
+        // upgraded service still running from its old image), until gc removes them.
+        let mut visible_paths = BTreeMap::new();
+        for entry in &current.packages {
+            visible_paths.insert(entry.id().to_string(), store.image_path(entry));
+        }
+        let mut visible = BTreeMap::new();
+        for (id, path) in visible_paths {
+            let slot = self.slot_for(&id, path)?;
+            visible.insert(id, slot);
+        }
+
+        // The exchange tree of the current generation, merged in priority order.
+        let packages = current
+            .packages
+            .iter()
+            .map(|e| (e, current.is_explicit(e)))
+            .collect();
+        let tree = self.with_cache(|cache| {
+            exchange::build_for(
+                packages,
+                |entry| {
+                    let slot = *visible.get(&entry.id().to_string())?;
+                    self.archive(slot).ok()
+                },
+                cache,
+            )
+        });
+        let base = self
+            .next_base
+            .fetch_add(tree.nodes.len() as u64 + 1, Ordering::SeqCst);
+
+        let removed: Vec<String> = {
+            let mut view = write(&self.view);
+            let removed = view
+                .visible
+                .keys()
+                .filter(|id| !visible.contains_key(*id))
+                .cloned()
+                .collect();
+            view.generation = current.number;
+            view.trees.push((base, Arc::new(tree)));
+            if view.trees.len() > KEPT_TREES {
+                view.trees.remove(0);
+            }
+            view.visible = visible;
+            removed
+        };
+        // Images no generation uses any more are closed now; their slots stay reserved.
+        for id in &removed {
+            if let Some(&slot) = lock(&self.by_id).get(id) {
+                self.close(slot);
+            }
+        }
+        if let Some(notifier) = lock(&self.notifier).as_ref() {
+            // Errors mean the kernel had nothing cached under that name.
+            for name in exchange::DIRS.iter().map(|d| d.to_string()).chain(removed) {
+                let _ = notifier.inval_entry(INodeNo(ROOT), OsStr::new(&name));
+            }
+        }
+        Ok(current.number)
+    }
+
+    /// The current generation's number.
+    pub fn generation(&self) -> u64 {
+        read(&self.view).generation
+    }
+
+    /// How many images are open now.
+    pub fn open_images(&self) -> usize {
+        lock(&self.open).len()
+    }
+
+    /// The slot of an image, made on first sight.
+    fn slot_for(&self, id: &str, path: PathBuf) -> Result<u32, Error> {
+        let mut by_id = lock(&self.by_id);
+        if let Some(&slot) = by_id.get(id) {
+            return Ok(slot);
+        }
+        let mut slots = lock(&self.slots);
+        let slot = slots.len() as u64 + 1;
+        if slot >= 1 << (64 - SLOT_SHIFT) {
+            return Err(Error::new(
+                "store: too many images seen since mounting; remount the store",
+            ));
+        }
+        slots.push(Slot {
+            path,
+            archive: None,
+            last_used: 0,
+        });
+        by_id.insert(id.to_owned(), slot as u32);
+        Ok(slot as u32)
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// The open archive of a slot, opening it (and closing the least recently used
+    /// one when at the limit) if needed.
+    fn archive(&self, slot: u32) -> Result<Arc<Archive<ImageFile>>, Errno> {
+        let now = self.now_ms();
+        {
+            let mut slots = lock(&self.slots);
+            let entry = slots.get_mut(slot as usize - 1).ok_or(Errno::ENOENT)?;
+            entry.last_used = now;
+            if let Some(archive) = &entry.archive {
+                let archive = Arc::clone(archive);
+                drop(slots);
+                let mut open = lock(&self.open);
+                if let Some(position) = open.iter().position(|&s| s == slot) {
+                    open.remove(position);
+                }
+                open.push_back(slot);
+                return Ok(archive);
+            }
+        }
+        let path = lock(&self.slots)[slot as usize - 1].path.clone();
+        let archive = Arc::new(image::open(&path).map_err(|error| {
+            eprintln!("pkg store: {error}");
+            Errno::EIO
+        })?);
+        let mut open = lock(&self.open);
+        let mut slots = lock(&self.slots);
+        let entry = &mut slots[slot as usize - 1];
+        if let Some(existing) = &entry.archive {
+            // Another thread opened it meanwhile; use that one.
+            return Ok(Arc::clone(existing));
+        }
+        entry.archive = Some(Arc::clone(&archive));
+        open.push_back(slot);
+        while open.len() > self.options.max_open.max(1) {
+            if let Some(oldest) = open.pop_front() {
+                slots[oldest as usize - 1].archive = None;
+            }
+        }
+        Ok(archive)
+    }
+
+    fn close(&self, slot: u32) {
+        let mut open = lock(&self.open);
+        let mut slots = lock(&self.slots);
+        if let Some(entry) = slots.get_mut(slot as usize - 1) {
+            entry.archive = None;
+        }
+        open.retain(|&s| s != slot);
+    }
+
+    /// Close every image unused for longer than the idle time.
+    pub fn close_idle(&self) {
+        let limit = self.options.idle.as_millis() as u64;
+        let now = self.now_ms();
+        let mut open = lock(&self.open);
+        let mut slots = lock(&self.slots);
+        open.retain(|&slot| {
+            let entry = &mut slots[slot as usize - 1];
+            if now.saturating_sub(entry.last_used) > limit {
+                entry.archive = None;
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Run `f` with a decompression cache from the shared pool.
+    fn with_cache<T>(&self, f: impl FnOnce(&mut Cache) -> T) -> T {
+        let mut cache = lock(&self.caches)
+            .pop()
+            .unwrap_or_else(|| Cache::with_limits(8, 1));
+        let result = f(&mut cache);
+        let mut caches = lock(&self.caches);
+        if caches.len() < self.options.threads {
+            caches.push(cache);
+        }
+        result
+    }
+
+    // Inode numbers.
+
+    fn tree_node(&self, ino: u64) -> Option<(Arc<Tree>, u64, u32)> {
+        let view = read(&self.view);
+        view.trees.iter().rev().find_map(|(base, tree)| {
+            let index = ino.checked_sub(*base)?;
+            (index < tree.nodes.len() as u64).then(|| (Arc::clone(tree), *base, index as u32))
+        })
+    }
+
+    fn current_tree(&self) -> (Arc<Tree>, u64) {
+        let view = read(&self.view);
+        let (base, tree) = view.trees.last().expect("a tree is made at start");
+        (Arc::clone(tree), *base)
+    }
+
+    fn image_ino(slot: u32, reference: u64) -> Result<u64, Errno> {
+        if reference > REFERENCE_MASK {
+            return Err(Errno::EIO);
+        }
+        Ok((u64::from(slot) << SLOT_SHIFT) | reference)
+    }
+
+    /// The image slot and inode of an image inode number.
+    fn image_inode(&self, ino: u64) -> Result<(u32, Arc<Archive<ImageFile>>, Inode), Errno> {
+        let slot = (ino >> SLOT_SHIFT) as u32;
+        if slot == 0 {
+            return Err(Errno::ENOENT);
+        }
+        let reference = ino & REFERENCE_MASK;
+        let archive = self.archive(slot)?;
+        let inode = self.with_cache(|cache| {
+            if reference == ROOT_MARK {
+                archive.root(cache)
+            } else {
+                archive.inode(reference, cache)
+            }
+        });
+        Ok((slot, archive, inode.map_err(read_errno)?))
+    }
+
+    fn image_attr(&self, slot: u32, inode: &Inode, root: bool) -> Result<FileAttr, Errno> {
+        let reference = if root { ROOT_MARK } else { inode.reference };
+        let ino = Self::image_ino(slot, reference)?;
+        let time = UNIX_EPOCH + Duration::from_secs(u64::from(inode.mtime));
+        Ok(FileAttr {
+            ino: INodeNo(ino),
+            size: inode.size,
+            blocks: inode.size.div_ceil(512),
+            atime: time,
+            mtime: time,
+            ctime: time,
+            crtime: time,
+            kind: file_type(inode.kind),
+            perm: inode.mode & 0o7777,
+            nlink: inode.nlink,
+            uid: inode.uid,
+            gid: inode.gid,
+            rdev: inode.rdev,
+            blksize: 128 * 1024,
+            flags: 0,
+        })
+    }
+
+    // Operations, each returning a Result the trait methods turn into replies.
+
+    fn lookup(&self, parent: u64, name: &[u8]) -> Result<FileAttr, Errno> {
+        if parent == ROOT {
+            let (tree, base) = self.current_tree();
+            if let Ok(index) = tree.child(0, name) {
+                return Ok(tree_attr(&tree, base, index));
+            }
+            let id = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
+            let slot = *read(&self.view).visible.get(id).ok_or(Errno::ENOENT)?;
+            let (_, _, inode) = self.image_inode(Self::image_ino(slot, ROOT_MARK)?)?;
+            return self.image_attr(slot, &inode, true);
+        }
+        if let Some((tree, base, index)) = self.tree_node(parent) {
+            let child = tree.child(index, name).map_err(|_| Errno::ENOENT)?;
+            return Ok(tree_attr(&tree, base, child));
+        }
+        let (slot, archive, dir) = self.image_inode(parent)?;
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        let child = self
+            .with_cache(|cache| archive.lookup(&dir, name, cache))
+            .map_err(read_errno)?
+            .ok_or(Errno::ENOENT)?;
+        self.image_attr(slot, &child, false)
+    }
+
+    fn getattr(&self, ino: u64) -> Result<FileAttr, Errno> {
+        if ino == ROOT {
+            return Ok(dir_attr(ROOT));
+        }
+        if let Some((tree, base, index)) = self.tree_node(ino) {
+            return Ok(tree_attr(&tree, base, index));
+        }
+        let (slot, _, inode) = self.image_inode(ino)?;
+        self.image_attr(slot, &inode, ino & REFERENCE_MASK == ROOT_MARK)
+    }
+
+    fn readlink(&self, ino: u64) -> Result<Vec<u8>, Errno> {
+        if let Some((tree, _, index)) = self.tree_node(ino) {
+            return tree
+                .link_target(index)
+                .map(String::into_bytes)
+                .ok_or(Errno::EINVAL);
+        }
+        let (_, archive, inode) = self.image_inode(ino)?;
+        self.with_cache(|cache| archive.read_link(&inode, cache))
+            .map_err(read_errno)
+    }
+
+    fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let (_, archive, inode) = self.image_inode(ino)?;
+        if inode.kind != Kind::File {
+            return Err(Errno::EISDIR);
+        }
+        let wanted = (size as u64).min(inode.size.saturating_sub(offset)) as usize;
+        let mut buffer = vec![0u8; wanted];
+        let mut done = 0;
+        self.with_cache(|cache| {
+            while done < wanted {
+                let n = archive.read(&inode, offset + done as u64, &mut buffer[done..], cache)?;
+                if n == 0 {
+                    break;
+                }
+                done += n;
+            }
+            Ok::<(), ReadError>(())
+        })
+        .map_err(read_errno)?;
+        buffer.truncate(done);
+        Ok(buffer)
+    }
+
+    /// List a directory from `offset`, giving each entry with the offset after it, until
+    /// `add` returns true (the reply is full). With `plus`, entries carry attributes.
+    fn readdir(
+        &self,
+        ino: u64,
+        offset: u64,
+        add: &mut dyn FnMut(u64, u64, FileType, &[u8], Option<FileAttr>) -> bool,
+        plus: bool,
+    ) -> Result<(), Errno> {
+        if ino == ROOT {
+            let (tree, base) = self.current_tree();
+            let mut entries: Vec<(u64, FileType, Vec<u8>, Option<FileAttr>)> = vec![
+                (ROOT, FileType::Directory, b".".to_vec(), None),
+                (ROOT, FileType::Directory, b"..".to_vec(), None),
+            ];
+            if let NodeKind::Dir(children) = &tree.nodes[0].kind {
+                for &child in children {
+                    let attr = tree_attr(&tree, base, child);
+                    entries.push((attr.ino.0, FileType::Directory, tree.nodes[child as usize].name.to_vec(), Some(attr)));
+                }
+            }
+            let visible: Vec<(String, u32)> = read(&self.view)
+                .visible
+                .iter()
+                .map(|(id, slot)| (id.clone(), *slot))
+                .collect();
+            // Listing the root must not open every image: the ids come without
+            // attributes, which a lookup fetches when someone looks inside.
+            for (id, slot) in visible {
+                let ino = Self::image_ino(slot, ROOT_MARK)?;
+                entries.push((ino, FileType::Directory, id.into_bytes(), None));
+            }
+            return emit(entries, offset, add);
+        }
+        if let Some((tree, base, index)) = self.tree_node(ino) {
+            let NodeKind::Dir(children) = &tree.nodes[index as usize].kind else {
+                return Err(Errno::ENOTDIR);
+            };
+            let mut entries = vec![
+                (ino, FileType::Directory, b".".to_vec(), None),
+                (ino, FileType::Directory, b"..".to_vec(), None),
+            ];
+            for &child in children {
+                let attr = tree_attr(&tree, base, child);
+                entries.push((attr.ino.0, attr.kind, tree.nodes[child as usize].name.to_vec(), Some(attr)));
+            }
+            return emit(entries, offset, add);
+        }
+        let (slot, archive, dir) = self.image_inode(ino)?;
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if offset == 0 && add(ino, 1, FileType::Directory, b".", None) {
+            return Ok(());
+        }
+        if offset <= 1 && add(ino, 2, FileType::Directory, b"..", None) {
+            return Ok(());
+        }
+        self.with_cache(|cache| {
+            let mut reader = archive.dir_reader(&dir, offset, cache)?;
+            while let Some(entry) = reader.next(&archive, cache)? {
+                let child_ino = Self::image_ino(slot, entry.reference).map_err(|_| ReadError::BadOffset)?;
+                let (name, kind, next) = (entry.name.to_vec(), file_type(entry.kind), entry.offset);
+                let attr = if plus {
+                    let child = archive.inode(entry.reference, cache)?;
+                    self.image_attr(slot, &child, false).ok()
+                } else {
+                    None
+                };
+                if add(child_ino, next, kind, &name, attr) {
+                    break;
+                }
+            }
+            Ok(())
+        })
+        .map_err(read_errno)
+    }
+}
+
+/// Emit synthetic entries from `offset` (entry i has offset i + 1).
+fn emit(
+    entries: Vec<(u64, FileType, Vec<u8>, Option<FileAttr>)>,
+    offset: u64,
+    add: &mut dyn FnMut(u64, u64, FileType, &[u8], Option<FileAttr>) -> bool,
+) -> Result<(), Errno> {
+    for (index, (ino, kind, name, attr)) in entries.into_iter().enumerate().skip(offset as usize) {
+        if add(ino, index as u64 + 1, kind, &name, attr) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn tree_attr(tree: &Tree, base: u64, index: u32) -> FileAttr {
+    let ino = base + u64::from(index);
+    match &tree.nodes[index as usize].kind {
+        NodeKind::Dir(_) => dir_attr(ino),
+        NodeKind::Link(_) => {
+            let length = tree.link_target(index).map_or(0, |t| t.len() as u64);
+            FileAttr {
+                kind: FileType::Symlink,
+                perm: 0o777,
+                nlink: 1,
+                size: length,
+                ..dir_attr(ino)
+            }
+        }
+    }
+}
+
+fn dir_attr(ino: u64) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::Directory,
+        perm: 0o755,
+        nlink: 2,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+        Kind::BlockDevice => FileType::BlockDevice,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+    }
+}
+
+/// A malformed image gives EIO on the entries it breaks; the daemon lives on.
+fn read_errno(error: ReadError) -> Errno {
+    match error {
+        ReadError::NotFound => Errno::ENOENT,
+        ReadError::NotADirectory => Errno::ENOTDIR,
+        _ => Errno::EIO,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The fuser filesystem: turns [`Inner`]'s results into replies.
+pub struct StoreFs(pub Arc<Inner>);
+
+impl Filesystem for StoreFs {
+    fn init(&mut self, _request: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.set_max_readahead(1024 * 1024);
+        let wanted = InitFlags::FUSE_CACHE_SYMLINKS
+            | InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_PARALLEL_DIROPS;
+        for flag in wanted.iter() {
+            let _ = config.add_capabilities(flag);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _request: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.0.lookup(parent.0, name.as_bytes()) {
+            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn getattr(&self, _request: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.0.getattr(ino.0) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn readlink(&self, _request: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.0.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn open(&self, _request: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
+            return reply.error(Errno::EROFS);
+        }
+        match self.0.getattr(ino.0) {
+            // Images never change, so the page cache may keep their data across opens.
+            Ok(attr) if attr.kind == FileType::RegularFile => {
+                reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
+            }
+            Ok(_) => reply.error(Errno::EISDIR),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn read(
+        &self,
+        _request: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<fuser::LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self.0.read(ino.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn opendir(&self, _request: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE)
+    }
+
+    fn readdir(
+        &self,
+        _request: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let result = self.0.readdir(
+            ino.0,
+            offset,
+            &mut |ino, next, kind, name, _| reply.add(INodeNo(ino), next, kind, OsStr::from_bytes(name)),
+            false,
+        );
+        match result {
+            Ok(()) => reply.ok(),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn readdirplus(
+        &self,
+        _request: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let result = self.0.readdir(
+            ino.0,
+            offset,
+            &mut |ino, next, kind, name, attr| {
+                // Entries listed without attributes ("." and "..", the image roots)
+                // get placeholders the kernel must not cache.
+                let ttl = if attr.is_some() { TTL } else { Duration::ZERO };
+                let attr = attr.unwrap_or(FileAttr {
+                    kind,
+                    ..dir_attr(ino)
+                });
+                reply.add(INodeNo(ino), next, OsStr::from_bytes(name), &ttl, &attr, Generation(0))
+            },
+            true,
+        );
+        match result {
+            Ok(()) => reply.ok(),
+            Err(errno) => reply.error(errno),
+        }
+    }
+
+    fn statfs(&self, _request: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let bytes: u64 = read(&self.0.view)
+            .visible
+            .keys()
+            .filter_map(|id| {
+                let path = self.0.root.join("images").join(format!("{id}.squashfs"));
+                std::fs::metadata(path).ok().map(|m| m.len())
+            })
+            .sum();
+        reply.statfs(bytes.div_ceil(4096), 0, 0, 0, 0, 4096, 255, 4096);
+    }
+}
