@@ -130,7 +130,10 @@ pub fn svc_main(args: Vec<OsString>) -> ExitCode {
     let Some(mut words) = utf8_args("svc", args) else {
         return ExitCode::from(2);
     };
-    if matches!(words.first().map(String::as_str), Some("-h" | "--help" | "help")) {
+    if matches!(
+        words.first().map(String::as_str),
+        Some("-h" | "--help" | "help")
+    ) {
         println!("{SVC_USAGE}");
         return ExitCode::SUCCESS;
     }
@@ -146,7 +149,11 @@ pub fn svc_main(args: Vec<OsString>) -> ExitCode {
         Err(message) => return usage("svc", &message, SVC_USAGE),
     };
     // A stop waits for the service to exit, which init bounds by its stop timeout.
-    finish("svc", ask(&socket, &request, Duration::from_secs(30)), &socket)
+    finish(
+        "svc",
+        ask(&socket, &request, Duration::from_secs(30)),
+        &socket,
+    )
 }
 
 /// `poweroff` and `reboot`: ask init to stop everything and power off or reboot. With
@@ -165,7 +172,11 @@ pub fn power_main(power_off: bool, args: Vec<OsString>) -> ExitCode {
         [] => {}
         [flag] if flag == "-f" => {
             sys::sync();
-            let how = if power_off { sys::RB_POWER_OFF } else { sys::RB_AUTOBOOT };
+            let how = if power_off {
+                sys::RB_POWER_OFF
+            } else {
+                sys::RB_AUTOBOOT
+            };
             eprintln!("{command}: {}", sys::reboot(how));
             return ExitCode::FAILURE;
         }
@@ -175,12 +186,24 @@ pub fn power_main(power_off: bool, args: Vec<OsString>) -> ExitCode {
         }
         _ => return usage(command, "unexpected arguments", &help),
     }
-    let request = if power_off { Request::PowerOff } else { Request::Reboot };
-    finish(command, ask(&socket, &request, Duration::from_secs(10)), &socket)
+    let request = if power_off {
+        Request::PowerOff
+    } else {
+        Request::Reboot
+    };
+    finish(
+        command,
+        ask(&socket, &request, Duration::from_secs(10)),
+        &socket,
+    )
 }
 
 fn utf8_args(command: &str, args: Vec<OsString>) -> Option<Vec<String>> {
-    let words: Result<Vec<String>, _> = args.into_iter().skip(1).map(OsString::into_string).collect();
+    let words: Result<Vec<String>, _> = args
+        .into_iter()
+        .skip(1)
+        .map(OsString::into_string)
+        .collect();
     if words.is_err() {
         eprintln!("{command}: arguments must be UTF-8");
     }

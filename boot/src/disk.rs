@@ -59,7 +59,7 @@ pub fn find(class_dir: &Path, dev_dir: &Path, label: &str) -> Option<PathBuf> {
         .filter_map(|entry| entry.file_name().into_string().ok())
         .filter(|name| !skipped(name))
         .collect();
-    names.sort();
+    crate::sort_small(&mut names);
     names
         .into_iter()
         .map(|name| dev_dir.join(name))
@@ -89,7 +89,7 @@ pub fn mount_data(wait: Duration) {
                     say!(
                         "data: {} mounted at /data ({} ms)",
                         device.display(),
-                        started.elapsed().as_millis()
+                        crate::millis(started.elapsed())
                     );
                     true
                 }
@@ -102,7 +102,7 @@ pub fn mount_data(wait: Duration) {
         None => {
             say!(
                 "data: no ext4 partition labelled {LABEL} after {} ms",
-                started.elapsed().as_millis()
+                crate::millis(started.elapsed())
             );
             false
         }
@@ -140,8 +140,8 @@ pub fn seed(etc: &Path, root: &Path) {
 }
 
 fn copy_keys(from: &Path, to: &Path) -> io::Result<()> {
+    // A partial directory left by a power cut is reused: its files are overwritten.
     let partial = to.with_extension("partial");
-    let _ = std::fs::remove_dir_all(&partial);
     std::fs::create_dir_all(&partial)?;
     if let Ok(entries) = std::fs::read_dir(from) {
         for entry in entries.flatten() {
@@ -159,7 +159,7 @@ fn copy_keys(from: &Path, to: &Path) -> io::Result<()> {
 /// Copy a file durably: write beside the target, fsync, rename, fsync the directory.
 fn copy_file(from: &Path, to: &Path) -> io::Result<()> {
     let partial = to.with_extension("partial");
-    std::fs::copy(from, &partial)?;
+    std::fs::write(&partial, std::fs::read(from)?)?;
     File::open(&partial)?.sync_all()?;
     std::fs::rename(&partial, to)?;
     sync_parent(to)
@@ -178,7 +178,8 @@ mod tests {
     use std::process::Command;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("amber-boot-disk-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("amber-boot-disk-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -246,15 +247,27 @@ mod tests {
         std::fs::write(etc.join("repos"), "http://10.0.2.100:8080/\n").unwrap();
         let root = dir.join("data/pkg");
         seed(&etc, &root);
-        assert_eq!(std::fs::read_to_string(root.join("keys/release.pub")).unwrap(), "key");
+        assert_eq!(
+            std::fs::read_to_string(root.join("keys/release.pub")).unwrap(),
+            "key"
+        );
         assert!(!root.join("keys/notes.txt").exists());
-        assert_eq!(std::fs::read_to_string(root.join("repos")).unwrap(), "http://10.0.2.100:8080/\n");
+        assert_eq!(
+            std::fs::read_to_string(root.join("repos")).unwrap(),
+            "http://10.0.2.100:8080/\n"
+        );
 
         std::fs::write(root.join("repos"), "changed\n").unwrap();
         std::fs::remove_file(root.join("keys/release.pub")).unwrap();
         seed(&etc, &root);
-        assert_eq!(std::fs::read_to_string(root.join("repos")).unwrap(), "changed\n");
-        assert!(!root.join("keys/release.pub").exists(), "a present keys dir is left alone");
+        assert_eq!(
+            std::fs::read_to_string(root.join("repos")).unwrap(),
+            "changed\n"
+        );
+        assert!(
+            !root.join("keys/release.pub").exists(),
+            "a present keys dir is left alone"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

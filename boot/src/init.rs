@@ -1,10 +1,12 @@
 //! `init`: PID 1. Mounts the kernel filesystems, loads modules, mounts /data, then hands
 //! over to the supervisor (store, network, services, console) and finally shuts down.
 //!
-//! Not being PID 1, `init --root DIR` runs only the supervisor, with every path under DIR
-//! (services in DIR/ro/svc and DIR/etc/amber/svc, the control socket at
-//! DIR/run/amber/control), short restart delays, no store, network or console shell, as a
-//! subreaper so orphans come to it: the mode the tests and the RSS measurement use.
+//! Not being PID 1, `init --root DIR [--store]` runs only the supervisor, with every path
+//! under DIR (services in DIR/ro/svc and DIR/etc/amber/svc, the control socket at
+//! DIR/run/amber/control), short restart delays, no network or console shell, as a
+//! subreaper so orphans come to it: the mode the tests and the RSS measurement use. With
+//! `--store` (root and /dev/fuse needed) it also supervises this binary's FUSE store,
+//! `pkg --root DIR/data/pkg store mount DIR/ro --foreground`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -23,9 +25,12 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         boot();
     }
     match args.get(1..) {
-        Some([flag, root]) if flag == "--root" => supervise_for_test(Path::new(root)),
+        Some([flag, root]) if flag == "--root" => supervise_for_test(Path::new(root), false),
+        Some([flag, root, store]) if flag == "--root" && store == "--store" => {
+            supervise_for_test(Path::new(root), true)
+        }
         _ => {
-            eprintln!("init: not PID 1; to run the supervisor under a directory for tests: init --root DIR");
+            eprintln!("init: not PID 1; to run the supervisor under a directory for tests: init --root DIR [--store]");
             ExitCode::from(2)
         }
     }
@@ -37,7 +42,7 @@ fn boot() -> ! {
     say!(
         "init on {} (kernel handed over at {} ms)",
         board.trim(),
-        handed_over.as_millis()
+        crate::millis(handed_over)
     );
     sys::set_umask(0o022);
     std::env::set_var("PATH", PATH);
@@ -66,7 +71,9 @@ fn boot() -> ! {
         store: Some(Store {
             program: PathBuf::from("/init"),
             arg0: "pkg".into(),
-            args: ["store", "mount", "/ro", "--foreground"].map(String::from).to_vec(),
+            args: ["store", "mount", "/ro", "--foreground"]
+                .map(String::from)
+                .to_vec(),
             mount_point: PathBuf::from("/ro"),
             ready_timeout: Duration::from_secs(10),
         }),
@@ -96,11 +103,11 @@ fn boot() -> ! {
     shutdown::finish(outcome)
 }
 
-fn supervise_for_test(root: &Path) -> ExitCode {
-    let root = match root.canonicalize() {
-        Ok(root) => root,
+fn supervise_for_test(root: &Path, with_store: bool) -> ExitCode {
+    let root = match std::env::current_dir() {
+        Ok(current) => current.join(root),
         Err(error) => {
-            eprintln!("init: {}: {error}", root.display());
+            eprintln!("init: current directory: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -108,10 +115,36 @@ fn supervise_for_test(root: &Path) -> ExitCode {
         eprintln!("init: cannot become a subreaper: {error}");
         return ExitCode::FAILURE;
     }
+    if with_store {
+        // As on the device: the store directory exists, seeded from DIR/etc/amber.
+        disk::seed(&root.join("etc/amber"), &root.join("data/pkg"));
+        let _ = std::fs::create_dir_all(root.join("ro"));
+    }
+    let store = match with_store.then(std::env::current_exe) {
+        None => None,
+        Some(Ok(program)) => Some(Store {
+            program,
+            arg0: "pkg".into(),
+            args: vec![
+                "--root".into(),
+                root.join("data/pkg").display().to_string(),
+                "store".into(),
+                "mount".into(),
+                root.join("ro").display().to_string(),
+                "--foreground".into(),
+            ],
+            mount_point: root.join("ro"),
+            ready_timeout: Duration::from_secs(10),
+        }),
+        Some(Err(error)) => {
+            eprintln!("init: cannot find this program: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let config = supervisor::Config {
         service_dirs: vec![root.join("ro/svc"), root.join("etc/amber/svc")],
         control_socket: root.join("run/amber/control"),
-        store: None,
+        store,
         network: Network::Unmanaged,
         shell: None,
         backoff: Backoff {

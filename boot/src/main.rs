@@ -27,6 +27,23 @@ mod shutdown;
 mod supervisor;
 mod sys;
 
+/// Whole milliseconds, as u64: formatting a u128 costs code for nothing here.
+fn millis(duration: std::time::Duration) -> u64 {
+    duration.as_millis() as u64
+}
+
+/// Sort a short list by insertion: a few hundred bytes of code instead of the several
+/// kilobytes each instance of the standard library's sort takes.
+fn sort_small<T: PartialOrd>(items: &mut [T]) {
+    for index in 1..items.len() {
+        let mut at = index;
+        while at > 0 && items[at - 1] > items[at] {
+            items.swap(at - 1, at);
+            at -= 1;
+        }
+    }
+}
+
 fn say(message: std::fmt::Arguments) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_fmt(format_args!("amber: {message}\n"));

@@ -57,7 +57,8 @@ pub fn load_all(list_file: &Path, dir: &Path) {
     let (mut loaded, mut present, mut failed) = (0, 0, 0);
     for module in &modules {
         let path = dir.join(&module.file);
-        let result = File::open(&path).and_then(|file| sys::finit_module(&file, &module.parameters));
+        let result =
+            File::open(&path).and_then(|file| sys::finit_module(&file, &module.parameters));
         match result {
             Ok(()) => loaded += 1,
             Err(error) if error.raw_os_error() == Some(libc::EEXIST) => present += 1,
@@ -69,7 +70,7 @@ pub fn load_all(list_file: &Path, dir: &Path) {
     }
     say!(
         "modules: {loaded} loaded, {present} already present, {failed} failed ({} ms)",
-        started.elapsed().as_millis()
+        crate::millis(started.elapsed())
     );
 }
 

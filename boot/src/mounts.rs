@@ -12,7 +12,13 @@ pub fn early() {
         ("proc", "/proc", "proc", nosuid_nodev | sys::MS_NOEXEC, ""),
         ("sysfs", "/sys", "sysfs", nosuid_nodev | sys::MS_NOEXEC, ""),
         ("devtmpfs", "/dev", "devtmpfs", sys::MS_NOSUID, "mode=0755"),
-        ("devpts", "/dev/pts", "devpts", sys::MS_NOSUID | sys::MS_NOEXEC, "gid=5,mode=0620,ptmxmode=0666"),
+        (
+            "devpts",
+            "/dev/pts",
+            "devpts",
+            sys::MS_NOSUID | sys::MS_NOEXEC,
+            "gid=5,mode=0620,ptmxmode=0666",
+        ),
         ("tmpfs", "/run", "tmpfs", nosuid_nodev, "mode=0755"),
         ("tmpfs", "/tmp", "tmpfs", nosuid_nodev, "mode=1777"),
     ];
@@ -35,8 +41,12 @@ fn unescape(field: &str) -> Vec<u8> {
     while index < bytes.len() {
         let octal = bytes.get(index + 1..index + 4);
         match octal {
-            Some(digits) if bytes[index] == b'\\' && digits.iter().all(|d| (b'0'..=b'7').contains(d)) => {
-                let value = digits.iter().fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
+            Some(digits)
+                if bytes[index] == b'\\' && digits.iter().all(|d| (b'0'..=b'7').contains(d)) =>
+            {
+                let value = digits
+                    .iter()
+                    .fold(0u32, |acc, d| acc * 8 + u32::from(d - b'0'));
                 out.push(value as u8);
                 index += 4;
             }

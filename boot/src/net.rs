@@ -119,7 +119,9 @@ pub fn configure(file: Option<&str>, command_line: &CommandLine) -> Result<Optio
         ),
         None => None,
     };
-    let interface = given.interface.unwrap_or_else(|| DEFAULT_INTERFACE.to_owned());
+    let interface = given
+        .interface
+        .unwrap_or_else(|| DEFAULT_INTERFACE.to_owned());
     if interface.is_empty() || interface.len() > 15 || interface.contains(['/', ' ', '\0']) {
         return Err(format!("{interface:?} is not an interface name"));
     }
@@ -182,29 +184,91 @@ mod tests {
         // (file, kernel command line, the configuration or part of the error)
         type Case<'a> = (Option<&'a str>, &'a str, Result<Option<Config>, &'a str>);
         let cases: &[Case] = &[
-            (Some(file), "", Ok(Some(config("eth0", [10, 0, 2, 15], 24, Some([10, 0, 2, 2]))))),
+            (
+                Some(file),
+                "",
+                Ok(Some(config(
+                    "eth0",
+                    [10, 0, 2, 15],
+                    24,
+                    Some([10, 0, 2, 2]),
+                ))),
+            ),
             (None, "", Ok(None)),
             (Some("# nothing\n\n"), "", Ok(None)),
-            (Some("address 192.168.1.1/16 # lan\n"), "", Ok(Some(config("eth0", [192, 168, 1, 1], 16, None)))),
+            (
+                Some("address 192.168.1.1/16 # lan\n"),
+                "",
+                Ok(Some(config("eth0", [192, 168, 1, 1], 16, None))),
+            ),
             (
                 Some(file),
                 "amber.ip=10.1.0.5/8 amber.if=eth1",
                 Ok(Some(config("eth1", [10, 1, 0, 5], 8, Some([10, 0, 2, 2])))),
             ),
-            (None, "amber.ip=10.0.2.15/32 amber.gw=10.0.2.2", Ok(Some(config("eth0", [10, 0, 2, 15], 32, Some([10, 0, 2, 2]))))),
-            (Some("address 10.0.2.15\n"), "", Err("not an IPv4 address with a prefix")),
-            (Some("address 10.0.2.15/33\n"), "", Err("not an IPv4 address with a prefix")),
-            (Some("address 10.0.2.15/0\n"), "", Err("not an IPv4 address with a prefix")),
-            (Some("address 10.0.2.15/+8\n"), "", Err("not an IPv4 address with a prefix")),
-            (Some("address 10.0.2/8\n"), "", Err("not an IPv4 address with a prefix")),
-            (Some("address 10.0.2.15/8\ngateway router\n"), "", Err("gateway \"router\"")),
-            (Some("address 10.0.2.15/8\nmtu 1400\n"), "", Err("line 2: unknown key \"mtu\"")),
-            (Some("address 10.0.2.15/8\naddress 10.0.2.16/8\n"), "", Err("line 2: address given twice")),
+            (
+                None,
+                "amber.ip=10.0.2.15/32 amber.gw=10.0.2.2",
+                Ok(Some(config(
+                    "eth0",
+                    [10, 0, 2, 15],
+                    32,
+                    Some([10, 0, 2, 2]),
+                ))),
+            ),
+            (
+                Some("address 10.0.2.15\n"),
+                "",
+                Err("not an IPv4 address with a prefix"),
+            ),
+            (
+                Some("address 10.0.2.15/33\n"),
+                "",
+                Err("not an IPv4 address with a prefix"),
+            ),
+            (
+                Some("address 10.0.2.15/0\n"),
+                "",
+                Err("not an IPv4 address with a prefix"),
+            ),
+            (
+                Some("address 10.0.2.15/+8\n"),
+                "",
+                Err("not an IPv4 address with a prefix"),
+            ),
+            (
+                Some("address 10.0.2/8\n"),
+                "",
+                Err("not an IPv4 address with a prefix"),
+            ),
+            (
+                Some("address 10.0.2.15/8\ngateway router\n"),
+                "",
+                Err("gateway \"router\""),
+            ),
+            (
+                Some("address 10.0.2.15/8\nmtu 1400\n"),
+                "",
+                Err("line 2: unknown key \"mtu\""),
+            ),
+            (
+                Some("address 10.0.2.15/8\naddress 10.0.2.16/8\n"),
+                "",
+                Err("line 2: address given twice"),
+            ),
             (Some("address\n"), "", Err("line 1: expected `key value`")),
-            (Some("address 10.0.2.15/8 extra\n"), "", Err("line 1: expected `key value`")),
+            (
+                Some("address 10.0.2.15/8 extra\n"),
+                "",
+                Err("line 1: expected `key value`"),
+            ),
             (Some("gateway 10.0.2.2\n"), "", Err("no address")),
             (None, "amber.if=eth0", Err("no address")),
-            (None, "amber.ip=10.0.2.15/24 amber.if=averyveryverylongname", Err("is not an interface name")),
+            (
+                None,
+                "amber.ip=10.0.2.15/24 amber.if=averyveryverylongname",
+                Err("is not an interface name"),
+            ),
         ];
         for (file, line, expected) in cases {
             let got = configure(*file, &CommandLine::parse(line));

@@ -142,12 +142,16 @@ mod tests {
         let mut pipe = Pipe::new("web".into(), read);
         let mut lines = Vec::new();
         write.write_all(b"hello\nwor").unwrap();
-        assert!(pipe.drain(&mut |name, line| lines.push(format!("{name}: {}", String::from_utf8_lossy(line)))));
+        assert!(pipe.drain(
+            &mut |name, line| lines.push(format!("{name}: {}", String::from_utf8_lossy(line)))
+        ));
         write.write_all(b"ld\n").unwrap();
         write.write_all(&vec![b'x'; MAX_LINE + 10]).unwrap();
         write.write_all(b"\ntail").unwrap();
         drop(write);
-        assert!(!pipe.drain(&mut |name, line| lines.push(format!("{name}: {}", String::from_utf8_lossy(line)))));
+        assert!(!pipe.drain(
+            &mut |name, line| lines.push(format!("{name}: {}", String::from_utf8_lossy(line)))
+        ));
         assert_eq!(lines.len(), 5);
         assert_eq!(lines[0], "web: hello");
         assert_eq!(lines[1], "web: world");

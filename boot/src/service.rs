@@ -255,7 +255,10 @@ pub fn load(dirs: &[PathBuf], report: &mut dyn FnMut(String)) -> Loaded {
                     path.display()
                 ));
             } else if BUILT_IN.contains(&name.as_str()) {
-                report(format!("{}: skipped: {name} is a built-in service", path.display()));
+                report(format!(
+                    "{}: skipped: {name} is a built-in service",
+                    path.display()
+                ));
             } else if let Some(slot) = found.iter_mut().find(|(known, _)| *known == name) {
                 slot.1 = path;
             } else {
@@ -263,7 +266,7 @@ pub fn load(dirs: &[PathBuf], report: &mut dyn FnMut(String)) -> Loaded {
             }
         }
     }
-    found.sort();
+    crate::sort_small(&mut found);
     let mut services = Vec::with_capacity(found.len());
     for (name, path) in found {
         match read(&path) {
@@ -344,15 +347,31 @@ mod tests {
             ("", 0, "no command line"),
             ("# only a comment\n", 0, "no command line"),
             ("needs network\n", 0, "no command line"),
-            ("command /bin/a\ncommand /bin/b\n", 2, "command: given twice"),
+            (
+                "command /bin/a\ncommand /bin/b\n",
+                2,
+                "command: given twice",
+            ),
             ("command bin/a\n", 1, "not an absolute path"),
             ("command\n", 1, "command: missing value"),
             ("command # nothing\n", 1, "command: missing value"),
             ("command /bin/a\nuser nobody\n", 2, "unknown key \"user\""),
             ("Command /bin/a\n", 1, "unknown key \"Command\""),
-            ("command /bin/a\nrestart sometimes\n", 2, "is not always, on-failure or never"),
-            ("command /bin/a\nrestart always\nrestart never\n", 3, "restart: given twice"),
-            ("command /bin/a\nrestart always never\n", 2, "expected one policy"),
+            (
+                "command /bin/a\nrestart sometimes\n",
+                2,
+                "is not always, on-failure or never",
+            ),
+            (
+                "command /bin/a\nrestart always\nrestart never\n",
+                3,
+                "restart: given twice",
+            ),
+            (
+                "command /bin/a\nrestart always never\n",
+                2,
+                "expected one policy",
+            ),
             ("command /bin/a\nneeds Net\n", 2, "is not a service name"),
             ("command /bin/a\nstart later\n", 2, "is not auto or manual"),
             ("command /bin/a\nenv =x\n", 2, "is not NAME=VALUE"),
@@ -397,9 +416,16 @@ mod tests {
         );
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(loaded.complete);
-        let names: Vec<&str> = loaded.services.iter().map(|(name, _)| name.as_str()).collect();
+        let names: Vec<&str> = loaded
+            .services
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
         assert_eq!(names, ["ntp", "web"]);
-        assert_eq!(loaded.services[1].1.command, words(&["/bin/httpd", "-p", "8080"]));
+        assert_eq!(
+            loaded.services[1].1.command,
+            words(&["/bin/httpd", "-p", "8080"])
+        );
         reports.sort();
         assert_eq!(reports.len(), 3, "{reports:?}");
         assert!(reports[0].ends_with("Upper: skipped: not a service name ([a-z0-9][a-z0-9._-]*)"));
@@ -407,9 +433,10 @@ mod tests {
         assert!(reports[2].ends_with("network: skipped: network is a built-in service"));
 
         // A directory that cannot be read (here: a file) makes the result incomplete.
-        let file = std::env::temp_dir().join(format!("amber-boot-service-file-{}", std::process::id()));
+        let file =
+            std::env::temp_dir().join(format!("amber-boot-service-file-{}", std::process::id()));
         std::fs::write(&file, "").unwrap();
-        let loaded = load(&[file.clone()], &mut |_| {});
+        let loaded = load(std::slice::from_ref(&file), &mut |_| {});
         std::fs::remove_file(&file).unwrap();
         assert!(!loaded.complete);
         assert!(loaded.services.is_empty());

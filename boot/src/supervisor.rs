@@ -35,6 +35,8 @@ const NETWORK_WAIT: Duration = Duration::from_secs(5);
 const SHELL_CHECK: Duration = Duration::from_secs(5);
 /// How long a client may take to send its request or read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A wait at least this long counts as going idle.
+const IDLE: Duration = Duration::from_secs(1);
 /// At most this many control connections at once; more are closed at once.
 const MAX_CONNECTIONS: usize = 16;
 
@@ -231,6 +233,9 @@ struct Supervisor {
     next_rescan: Option<Instant>,
     /// Service-file problems already reported, so a periodic rescan does not repeat them.
     reported: Vec<String>,
+    /// This program's code, released from memory whenever the loop goes idle.
+    code: Option<(usize, usize)>,
+    busy: bool,
 }
 
 /// Run until a poweroff or reboot is asked for and every process is stopped.
@@ -246,7 +251,10 @@ pub fn run(mut config: Config) -> io::Result<Outcome> {
     let listener = match listen(&config.control_socket) {
         Ok(listener) => Some(listener),
         Err(error) => {
-            say!("control: {}: {error}; svc will not work", config.control_socket.display());
+            say!(
+                "control: {}: {error}; svc will not work",
+                config.control_socket.display()
+            );
             None
         }
     };
@@ -282,6 +290,8 @@ pub fn run(mut config: Config) -> io::Result<Outcome> {
         hinted_shell: false,
         next_rescan: None,
         reported: Vec::new(),
+        code: sys::code_range(),
+        busy: true,
     };
     let now = Instant::now();
     supervisor.rescan(now);
@@ -320,7 +330,7 @@ fn signal_group(pid: i32, signal: libc::c_int) {
 pub fn human(duration: Duration) -> String {
     let seconds = duration.as_secs();
     if duration < Duration::from_secs(1) {
-        format!("{}ms", duration.as_millis())
+        format!("{}ms", crate::millis(duration))
     } else if seconds < 10 {
         format!("{}.{}s", seconds, duration.subsec_millis() / 100)
     } else if seconds < 60 {
@@ -402,7 +412,7 @@ impl Supervisor {
                             let message = format!(
                                 "mounted at {} ({} ms after start)",
                                 store.mount_point.display(),
-                                now.duration_since(since).as_millis()
+                                crate::millis(now.duration_since(since))
                             );
                             unit.report(&message);
                             store_came_up = true;
@@ -414,6 +424,11 @@ impl Supervisor {
                             );
                             unit.report(&message);
                             signal_group(pid, sys::SIGKILL);
+                            unit.state = State::Stopping {
+                                pid,
+                                kill_at: None,
+                                then: Then::Restart,
+                            };
                         }
                     }
                 }
@@ -422,14 +437,17 @@ impl Supervisor {
         }
         // The store's services (/ro/svc) are only visible once it is mounted.
         let rescan_due = self.next_rescan.is_some_and(|at| at <= now);
-        if store_came_up || rescan_due {
+        if (store_came_up || rescan_due) && self.shutdown.is_none() {
             self.rescan(now);
         }
         let before = self.connections.len();
         self.connections
             .retain(|connection| connection.waiting_for.is_some() || connection.deadline > now);
         if self.connections.len() != before {
-            say!("control: closed {} idle connection(s)", before - self.connections.len());
+            say!(
+                "control: closed {} idle connection(s)",
+                before - self.connections.len()
+            );
         }
     }
 
@@ -440,7 +458,9 @@ impl Supervisor {
             let startable: Vec<usize> = (0..self.units.len())
                 .filter(|&index| {
                     let unit = &self.units[index];
-                    unit.want && matches!(unit.state, State::Idle) && self.unmet_need(unit).is_none()
+                    unit.want
+                        && matches!(unit.state, State::Idle)
+                        && self.unmet_need(unit).is_none()
                 })
                 .collect();
             if startable.is_empty() {
@@ -456,7 +476,11 @@ impl Supervisor {
     fn unmet_need<'a>(&self, unit: &'a Unit) -> Option<&'a str> {
         unit.needs
             .iter()
-            .find(|need| !self.find(need).is_some_and(|index| self.units[index].ready()))
+            .find(|need| {
+                !self
+                    .find(need)
+                    .is_some_and(|index| self.units[index].ready())
+            })
             .map(String::as_str)
     }
 
@@ -488,8 +512,13 @@ impl Supervisor {
                 // A store that died leaves a mount answering ENOTCONN: detach it first.
                 if mounts::is_mounted(&store.mount_point) {
                     match sys::unmount(&store.mount_point, sys::MNT_DETACH) {
-                        Ok(()) => say!("store: detached the old mount at {}", store.mount_point.display()),
-                        Err(error) => say!("store: unmount {}: {error}", store.mount_point.display()),
+                        Ok(()) => say!(
+                            "store: detached the old mount at {}",
+                            store.mount_point.display()
+                        ),
+                        Err(error) => {
+                            say!("store: unmount {}: {error}", store.mount_point.display())
+                        }
                     }
                 }
                 let mut command = Command::new(&store.program);
@@ -545,7 +574,9 @@ impl Supervisor {
             Ok(()) => {
                 messages.push(match network {
                     Network::Unmanaged => "up (not managed here)".to_owned(),
-                    Network::Loopback => "up: lo only (no /etc/amber/network, no amber.ip=)".to_owned(),
+                    Network::Loopback => {
+                        "up: lo only (no /etc/amber/network, no amber.ip=)".to_owned()
+                    }
                     Network::Static(config) => format!("up: {config}"),
                 });
                 State::Up
@@ -679,7 +710,9 @@ impl Supervisor {
 
         // A service is only taken away when it is surely gone: every directory was read,
         // and the store (behind /ro/svc) is mounted, not dead or restarting.
-        let store_ready = self.find("store").is_some_and(|index| self.units[index].ready());
+        let store_ready = self
+            .find("store")
+            .is_some_and(|index| self.units[index].ready());
         for index in 0..self.units.len() {
             let unit = &self.units[index];
             let gone = !loaded.services.iter().any(|(name, _)| *name == unit.name);
@@ -693,7 +726,13 @@ impl Supervisor {
 
         for (name, definition) in loaded.services {
             let mut needs: Vec<String> = vec!["store".into()];
-            needs.extend(definition.needs.iter().filter(|need| *need != "store").cloned());
+            needs.extend(
+                definition
+                    .needs
+                    .iter()
+                    .filter(|need| *need != "store")
+                    .cloned(),
+            );
             match self.find(&name) {
                 Some(index) => {
                     let unit = &mut self.units[index];
@@ -823,10 +862,12 @@ impl Supervisor {
         if self.announced_ready || self.shutdown.is_some() {
             return;
         }
-        let store_ready = self.find("store").is_some_and(|index| self.units[index].ready());
-        let network_settled = self.find("network").is_some_and(|index| {
-            matches!(self.units[index].state, State::Up | State::Failed(_))
-        });
+        let store_ready = self
+            .find("store")
+            .is_some_and(|index| self.units[index].ready());
+        let network_settled = self
+            .find("network")
+            .is_some_and(|index| matches!(self.units[index].state, State::Up | State::Failed(_)));
         let services_pending = self.units.iter().any(|unit| {
             matches!(unit.kind, Kind::Service(_))
                 && (matches!(unit.state, State::Idle) && unit.want
@@ -844,8 +885,8 @@ impl Supervisor {
             let now = sys::boot_time();
             say!(
                 "ready in {} ms (kernel handed over at {} ms)",
-                now.saturating_sub(handed_over).as_millis(),
-                handed_over.as_millis()
+                crate::millis(now.saturating_sub(handed_over)),
+                crate::millis(handed_over)
             );
         }
     }
@@ -879,7 +920,10 @@ impl Supervisor {
         let connections_start = 2 + self.pipes.len();
         let mut fds = Vec::with_capacity(connections_start + self.connections.len());
         fds.push(sys::poll_entry(self.signals.fd(), sys::POLLIN));
-        let listener = self.listener.as_ref().map_or(-1, |listener| listener.as_raw_fd());
+        let listener = self
+            .listener
+            .as_ref()
+            .map_or(-1, |listener| listener.as_raw_fd());
         fds.push(sys::poll_entry(listener, sys::POLLIN));
         for pipe in &self.pipes {
             fds.push(sys::poll_entry(pipe.file.as_raw_fd(), sys::POLLIN));
@@ -897,7 +941,16 @@ impl Supervisor {
         let timeout = self
             .next_deadline(now)
             .map(|deadline| deadline.saturating_duration_since(now));
+        // About to sleep for a while after some work: give the code pages back.
+        let long = timeout.is_none_or(|timeout| timeout >= IDLE);
+        if long && self.busy && self.announced_ready {
+            if let Some(code) = self.code {
+                sys::release_code(code);
+            }
+            self.busy = false;
+        }
         sys::poll(&mut fds, timeout)?;
+        self.busy |= fds.iter().any(|fd| fd.revents != 0) || !long;
         let now = Instant::now();
 
         // Output first, so a service's last words are logged before its exit is.
@@ -981,9 +1034,15 @@ impl Supervisor {
                 || !allowed
                 || connection.stream.set_nonblocking(true).is_err()
             {
-                let answer = if allowed { "too many connections\n" } else { "permission denied\n" };
+                let answer = if allowed {
+                    "too many connections\n"
+                } else {
+                    "permission denied\n"
+                };
                 let _ = connection.stream.set_nonblocking(true);
-                let _ = connection.stream.write_all(&Answer::Fail(answer.into()).encode());
+                let _ = connection
+                    .stream
+                    .write_all(&Answer::Fail(answer.into()).encode());
                 continue;
             }
             self.connections.push(connection);
@@ -1072,7 +1131,12 @@ impl Supervisor {
     fn handle(&mut self, connection: usize, request: Request, now: Instant) -> Option<Answer> {
         let name = match &request {
             Request::Status(None) => {
-                let width = self.units.iter().map(|unit| unit.name.len()).max().unwrap_or(0);
+                let width = self
+                    .units
+                    .iter()
+                    .map(|unit| unit.name.len())
+                    .max()
+                    .unwrap_or(0);
                 let text: String = (0..self.units.len())
                     .map(|index| self.status_line(index, now, width))
                     .collect();
@@ -1119,7 +1183,9 @@ impl Supervisor {
         match request {
             Request::Status(_) => Some(Answer::Ok(self.status_line(index, now, 0))),
             Request::Log(_) => Some(Answer::Ok(unit.log.text())),
-            _ if fixed.is_some() => Some(Answer::Fail(format!("{name}: {}\n", fixed.unwrap_or("")))),
+            _ if fixed.is_some() => {
+                Some(Answer::Fail(format!("{name}: {}\n", fixed.unwrap_or(""))))
+            }
             Request::Stop(_) => {
                 unit.want = false;
                 if unit.pid().is_some() {

@@ -42,8 +42,12 @@ pub fn mount(
     flags: libc::c_ulong,
     data: &str,
 ) -> io::Result<()> {
-    let (source, target, fstype, data) =
-        (c_str(source)?, c_path(target)?, c_str(fstype)?, c_str(data)?);
+    let (source, target, fstype, data) = (
+        c_str(source)?,
+        c_path(target)?,
+        c_str(fstype)?,
+        c_str(data)?,
+    );
     // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
     check(unsafe {
         libc::mount(
@@ -213,7 +217,13 @@ impl SignalFd {
         let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
         let size = std::mem::size_of::<libc::signalfd_siginfo>();
         // SAFETY: the buffer is a valid, writable signalfd_siginfo of `size` bytes.
-        let got = unsafe { libc::read(self.0.as_raw_fd(), (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+        let got = unsafe {
+            libc::read(
+                self.0.as_raw_fd(),
+                (&mut info as *mut libc::signalfd_siginfo).cast(),
+                size,
+            )
+        };
         (got == size as isize).then_some(info.ssi_signo as libc::c_int)
     }
 
@@ -331,7 +341,8 @@ pub fn controlling_terminal(command: &mut Command) {
 /// An AF_INET datagram socket for the interface and routing ioctls.
 pub fn inet_socket() -> io::Result<OwnedFd> {
     // SAFETY: socket takes integer arguments.
-    let fd = check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
+    let fd =
+        check(unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) })?;
     // SAFETY: socket returned a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -373,7 +384,13 @@ fn interface_ioctl(
 ) -> io::Result<()> {
     // SAFETY: `ifreq` is a valid, writable struct ifreq (the kernel copies at most its size),
     // and every request used here takes a struct ifreq.
-    check(unsafe { libc::ioctl(socket.as_raw_fd(), request as _, ifreq as *mut InterfaceRequest) })?;
+    check(unsafe {
+        libc::ioctl(
+            socket.as_raw_fd(),
+            request as _,
+            ifreq as *mut InterfaceRequest,
+        )
+    })?;
     Ok(())
 }
 
@@ -452,4 +469,30 @@ pub fn add_default_route(socket: &OwnedFd, gateway: Ipv4Addr) -> io::Result<()> 
         )
     })?;
     Ok(())
+}
+
+/// The address range of this program's executable code (the `r-xp` mapping of
+/// /proc/self/maps that holds this function).
+pub fn code_range() -> Option<(usize, usize)> {
+    let here = code_range as fn() -> Option<(usize, usize)> as usize;
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_ascii_whitespace();
+        let (start, end) = fields.next()?.split_once('-')?;
+        let (start, end) = (
+            usize::from_str_radix(start, 16).ok()?,
+            usize::from_str_radix(end, 16).ok()?,
+        );
+        (fields.next()? == "r-xp" && (start..end).contains(&here)).then_some((start, end))
+    })
+}
+
+/// Unmap the resident pages of this program's code: they stay in the page cache (the
+/// initramfs holds them in memory anyway) and come back, on the next fault, only as far
+/// as they are used. Idle, init then holds little more than its own data.
+pub fn release_code((start, end): (usize, usize)) {
+    // SAFETY: the range is this program's private, read-only, file-backed code mapping,
+    // which nothing writes to (no text relocations): dropping its pages loses nothing,
+    // they are read back from the file when executed again.
+    unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
 }

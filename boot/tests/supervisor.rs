@@ -25,6 +25,10 @@ type ServiceFile<'a> = (&'a str, &'a str, &'a str);
 
 impl Supervisor {
     fn start(test: &str, services: &[ServiceFile]) -> Supervisor {
+        Supervisor::start_with(test, services, &[])
+    }
+
+    fn start_with(test: &str, services: &[ServiceFile], options: &[&str]) -> Supervisor {
         let root = std::env::temp_dir().join(format!("amber-boot-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         for dir in ["ro/svc", "etc/amber/svc"] {
@@ -37,6 +41,7 @@ impl Supervisor {
             .arg0("init")
             .arg("--root")
             .arg(&root)
+            .args(options)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -87,7 +92,11 @@ impl Supervisor {
     }
 
     fn has_line(&self, text: &str) -> bool {
-        self.lines.lock().unwrap().iter().any(|(_, line)| line.contains(text))
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, line)| line.contains(text))
     }
 
     /// When the first line containing `text` was seen; panics after [`WAIT`].
@@ -104,7 +113,10 @@ impl Supervisor {
             if let Some(at) = found {
                 return at;
             }
-            assert!(started.elapsed() < WAIT, "no line with {text:?} after {WAIT:?}");
+            assert!(
+                started.elapsed() < WAIT,
+                "no line with {text:?} after {WAIT:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -112,7 +124,11 @@ impl Supervisor {
     /// When each line containing `text` was seen.
     fn times_of(&self, text: &str) -> Vec<Instant> {
         let lines = self.lines.lock().unwrap();
-        lines.iter().filter(|(_, line)| line.contains(text)).map(|(at, _)| *at).collect()
+        lines
+            .iter()
+            .filter(|(_, line)| line.contains(text))
+            .map(|(at, _)| *at)
+            .collect()
     }
 
     fn pid(&self) -> i32 {
@@ -123,7 +139,11 @@ impl Supervisor {
     fn service_pid(&self, name: &str) -> Option<i32> {
         let (_, status, _) = self.svc(&["status", name]);
         let after = status.split("pid ").nth(1)?;
-        after.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+        after
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
     }
 
     /// Wait for the supervisor to exit by itself; its exit code.
@@ -150,8 +170,27 @@ impl Drop for Supervisor {
                 let _ = self.child.wait();
             }
         }
+        if mounted(&self.path("ro")) {
+            let path = std::ffi::CString::new(self.path("ro").display().to_string()).unwrap();
+            // SAFETY: the path is a valid NUL-terminated string.
+            unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+        }
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// Whether `path` is a mount point (in this process's mount table).
+fn mounted(path: &Path) -> bool {
+    mount_count(path) > 0
+}
+
+fn mount_count(path: &Path) -> usize {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let wanted = path.display().to_string();
+    table
+        .lines()
+        .filter(|line| line.split(' ').nth(4) == Some(wanted.as_str()))
+        .count()
 }
 
 fn write_service(root: &Path, dir: &str, name: &str, text: &str) {
@@ -162,7 +201,10 @@ fn write_service(root: &Path, dir: &str, name: &str, text: &str) {
 fn alive(pid: i32) -> bool {
     // A zombie still answers kill(pid, 0); look at its state too.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().next());
+    let state = stat
+        .rsplit(')')
+        .next()
+        .and_then(|rest| rest.split_whitespace().next());
     !matches!(state, None | Some("Z") | Some("X"))
 }
 
@@ -173,7 +215,9 @@ fn zombie_children(pid: i32) -> Vec<String> {
         let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         if fields.len() > 2 && fields[1] == pid.to_string() && fields[0] == "Z" {
             zombies.push(stat);
@@ -232,12 +276,21 @@ fn dependents_start_after_what_they_need() {
             .unwrap_or_else(|| panic!("no {name} in {status}"))
             .to_owned()
     };
-    assert!(line("setup").contains("exited    exited with status 0"), "{status}");
+    assert!(
+        line("setup").contains("exited    exited with status 0"),
+        "{status}"
+    );
     assert!(line("web").contains("running"), "{status}");
-    assert!(line("lost").contains("waiting   for nothing-like-it, which does not exist"), "{status}");
+    assert!(
+        line("lost").contains("waiting   for nothing-like-it, which does not exist"),
+        "{status}"
+    );
     assert!(line("x").contains("failed    dependency cycle"), "{status}");
     assert!(line("y").contains("failed    dependency cycle"), "{status}");
-    assert!(line("store").contains("up        not supervised"), "{status}");
+    assert!(
+        line("store").contains("up        not supervised"),
+        "{status}"
+    );
     assert!(line("network").contains("up"), "{status}");
 }
 
@@ -246,10 +299,26 @@ fn crashing_services_restart_with_growing_delays() {
     let supervisor = Supervisor::start(
         "backoff",
         &[
-            ("ro/svc", "crash", "command /bin/sh -c 'echo run; exit 3'\nrestart always\n"),
-            ("ro/svc", "done", "command /bin/sh -c 'echo once; exit 0'\nrestart on-failure\n"),
-            ("ro/svc", "fails", "command /bin/sh -c 'echo once; exit 1'\nrestart never\n"),
-            ("ro/svc", "missing", "command /no/such/program\nrestart always\n"),
+            (
+                "ro/svc",
+                "crash",
+                "command /bin/sh -c 'echo run; exit 3'\nrestart always\n",
+            ),
+            (
+                "ro/svc",
+                "done",
+                "command /bin/sh -c 'echo once; exit 0'\nrestart on-failure\n",
+            ),
+            (
+                "ro/svc",
+                "fails",
+                "command /bin/sh -c 'echo once; exit 1'\nrestart never\n",
+            ),
+            (
+                "ro/svc",
+                "missing",
+                "command /no/such/program\nrestart always\n",
+            ),
         ],
     );
     // Test delays: 100 ms doubling to at most 800 ms: runs at about 0, .1, .3, .7, 1.5, 2.3 s.
@@ -267,15 +336,24 @@ fn crashing_services_restart_with_growing_delays() {
     assert!(gaps[1] > gaps[0] + Duration::from_millis(50), "{gaps:?}");
     assert!(gaps[2] > gaps[1] + Duration::from_millis(100), "{gaps:?}");
     assert!(gaps[3] >= Duration::from_millis(750), "{gaps:?}");
-    assert!(gaps[4] >= Duration::from_millis(750) && gaps[4] < Duration::from_millis(1500), "capped: {gaps:?}");
+    assert!(
+        gaps[4] >= Duration::from_millis(750) && gaps[4] < Duration::from_millis(1500),
+        "capped: {gaps:?}"
+    );
     assert!(supervisor.has_line("amber: crash: exited with status 3; restarting in 100ms"));
 
     let (_, status, _) = supervisor.svc(&["status", "crash"]);
     assert!(status.contains("restarts"), "{status}");
     let (_, status, _) = supervisor.svc(&["status", "done"]);
-    assert!(status.contains("exited    exited with status 0"), "{status}");
+    assert!(
+        status.contains("exited    exited with status 0"),
+        "{status}"
+    );
     let (_, status, _) = supervisor.svc(&["status", "fails"]);
-    assert!(status.contains("exited    exited with status 1"), "{status}");
+    assert!(
+        status.contains("exited    exited with status 1"),
+        "{status}"
+    );
     assert_eq!(supervisor.times_of("done: once").len(), 1);
     assert_eq!(supervisor.times_of("fails: once").len(), 1);
     supervisor.wait_for_line("amber: missing: cannot start /no/such/program: ");
@@ -286,8 +364,16 @@ fn output_is_logged_and_svc_commands_work() {
     let supervisor = Supervisor::start(
         "commands",
         &[
-            ("ro/svc", "talker", "command /bin/sh -c 'echo hello; echo to-stderr >&2; exec sleep 30'\n"),
-            ("ro/svc", "later", "command /bin/sh -c 'echo later-up; exec sleep 30'\nstart manual\n"),
+            (
+                "ro/svc",
+                "talker",
+                "command /bin/sh -c 'echo hello; echo to-stderr >&2; exec sleep 30'\n",
+            ),
+            (
+                "ro/svc",
+                "later",
+                "command /bin/sh -c 'echo later-up; exec sleep 30'\nstart manual\n",
+            ),
             (
                 "ro/svc",
                 "stubborn",
@@ -299,7 +385,10 @@ fn output_is_logged_and_svc_commands_work() {
     supervisor.wait_for_line("talker: to-stderr");
     let (code, log, _) = supervisor.svc(&["log", "talker"]);
     assert_eq!(code, 0);
-    assert!(log.contains("hello\n") && log.contains("to-stderr\n"), "{log}");
+    assert!(
+        log.contains("hello\n") && log.contains("to-stderr\n"),
+        "{log}"
+    );
     assert!(log.contains("amber: started (pid "), "{log}");
 
     let first = supervisor.service_pid("talker").expect("talker runs");
@@ -307,9 +396,16 @@ fn output_is_logged_and_svc_commands_work() {
     let (code, out, _) = supervisor.svc(&["stop", "talker"]);
     assert_eq!(code, 0);
     // SIGTERM is enough: the signals init blocks for itself are unblocked in services.
-    assert!(started.elapsed() < Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(supervisor.has_line("amber: talker: stopped (killed by signal 15)"));
-    assert!(out.starts_with("talker") && out.contains("stopped"), "{out}");
+    assert!(
+        out.starts_with("talker") && out.contains("stopped"),
+        "{out}"
+    );
     assert!(!alive(first), "stop answers once the process is gone");
     let (code, out, _) = supervisor.svc(&["start", "talker"]);
     assert_eq!(code, 0, "{out}");
@@ -317,7 +413,9 @@ fn output_is_logged_and_svc_commands_work() {
     assert_ne!(first, second);
     let (code, out, _) = supervisor.svc(&["restart", "talker"]);
     assert_eq!(code, 0, "{out}");
-    let third = supervisor.service_pid("talker").expect("talker runs after a restart");
+    let third = supervisor
+        .service_pid("talker")
+        .expect("talker runs after a restart");
     assert_ne!(second, third);
     assert!(!alive(second));
 
@@ -334,7 +432,9 @@ fn output_is_logged_and_svc_commands_work() {
     let (code, out, _) = supervisor.svc(&["stop", "stubborn"]);
     assert_eq!(code, 0, "{out}");
     assert!(started.elapsed() >= Duration::from_millis(900));
-    assert!(supervisor.has_line("amber: stubborn: still running 1.0s after SIGTERM; sending SIGKILL"));
+    assert!(
+        supervisor.has_line("amber: stubborn: still running 1.0s after SIGTERM; sending SIGKILL")
+    );
 
     let (code, _, err) = supervisor.svc(&["status", "nope"]);
     assert_eq!((code, err.as_str()), (1, "svc: nope: no such service\n"));
@@ -349,7 +449,10 @@ fn output_is_logged_and_svc_commands_work() {
 
     // Idle memory of this (debug, glibc) build, for the record.
     let status = std::fs::read_to_string(format!("/proc/{}/status", supervisor.pid())).unwrap();
-    let rss = status.lines().find(|line| line.starts_with("VmRSS:")).unwrap_or("");
+    let rss = status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .unwrap_or("");
     eprintln!("idle supervisor (debug build): {rss}");
 }
 
@@ -375,8 +478,16 @@ fn service_files_are_overridden_checked_and_rescanned() {
     let mut supervisor = Supervisor::start(
         "rescan",
         &[
-            ("ro/svc", "web", "command /bin/sh -c 'echo from-package; exec sleep 30'\n"),
-            ("etc/amber/svc", "web", "command /bin/sh -c 'echo from-admin; exec sleep 30'\n"),
+            (
+                "ro/svc",
+                "web",
+                "command /bin/sh -c 'echo from-package; exec sleep 30'\n",
+            ),
+            (
+                "etc/amber/svc",
+                "web",
+                "command /bin/sh -c 'echo from-admin; exec sleep 30'\n",
+            ),
             ("etc/amber/svc", "bad", "command /bin/true\nuser root\n"),
         ],
     );
@@ -387,7 +498,12 @@ fn service_files_are_overridden_checked_and_rescanned() {
     assert_eq!(code, 1);
 
     // A package brings a new service: `svc rescan` starts it.
-    write_service(&supervisor.root, "ro/svc", "fresh", "command /bin/sh -c 'echo fresh-up; exec sleep 30'\n");
+    write_service(
+        &supervisor.root,
+        "ro/svc",
+        "fresh",
+        "command /bin/sh -c 'echo fresh-up; exec sleep 30'\n",
+    );
     assert_eq!(supervisor.svc(&["rescan"]).0, 0);
     supervisor.wait_for_line("fresh: fresh-up");
     // Its removal (and SIGHUP, like `svc rescan`) stops it.
@@ -412,4 +528,69 @@ fn service_files_are_overridden_checked_and_rescanned() {
     assert_eq!(supervisor.wait_exit(Duration::from_secs(5)), Some(0));
     supervisor.wait_for_line("graceful: got-term");
     supervisor.wait_for_line("amber: supervisor stopped (PowerOff)");
+}
+
+/// SECURITY-TESTS item 24: the FUSE store killed → its mount answers ENOTCONN (or is
+/// already replaced), readers do not hang, init detaches the dead mount and starts the
+/// store again; the services keep running; at shutdown the store goes last and unmounts.
+#[test]
+fn killed_store_is_detached_and_restarted() {
+    // SAFETY: geteuid takes no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 || !Path::new("/dev/fuse").exists() {
+        // A FUSE mount needs root and /dev/fuse; CI has both, a developer may not.
+        eprintln!("skipped: mounting the FUSE store needs root and /dev/fuse");
+        return;
+    }
+    let mut supervisor = Supervisor::start_with(
+        "store",
+        &[(
+            "etc/amber/svc",
+            "web",
+            "command /bin/sh -c 'echo web-up; exec sleep 30'\n",
+        )],
+        &["--store"],
+    );
+    let mounted_at = supervisor.wait_for_line("amber: store: mounted at ");
+    let web_started = supervisor.wait_for_line("amber: web: started");
+    assert!(mounted_at <= web_started, "services wait for the store");
+    let ro = supervisor.path("ro");
+    assert!(std::fs::read_dir(ro.join("svc")).is_ok());
+    let web = supervisor.service_pid("web").unwrap();
+    let store = supervisor.service_pid("store").unwrap();
+
+    // SAFETY: kill takes no pointers; the pid is the store the supervisor started.
+    unsafe { libc::kill(store, libc::SIGKILL) };
+    // Readers get an answer at once (ENOTCONN from the dead mount, or the new store's).
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(300) {
+        let asked = Instant::now();
+        let _ = std::fs::read_dir(&ro);
+        assert!(asked.elapsed() < Duration::from_secs(1), "a reader hung");
+    }
+    supervisor.wait_for_line("amber: store: detached the old mount at ");
+    let started = Instant::now();
+    while supervisor.times_of("amber: store: mounted at ").len() < 2 {
+        assert!(started.elapsed() < WAIT, "the store was not mounted again");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(std::fs::read_dir(ro.join("svc")).is_ok());
+    assert_eq!(
+        mount_count(&ro),
+        1,
+        "the dead mount is gone, not stacked under the new one"
+    );
+    assert_ne!(supervisor.service_pid("store"), Some(store));
+    assert_eq!(
+        supervisor.service_pid("web"),
+        Some(web),
+        "services keep running"
+    );
+
+    let (code, _, err) = supervisor.command("poweroff", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(supervisor.wait_exit(Duration::from_secs(10)), Some(0));
+    let web_stopped = supervisor.wait_for_line("amber: web: stopped");
+    let store_stopped = supervisor.wait_for_line("amber: store: stopped");
+    assert!(web_stopped <= store_stopped, "the store stops last");
+    assert!(!mounted(&ro), "the store unmounted /ro");
 }

@@ -14,8 +14,8 @@
 //!   goal: time ≤ 1.5×. A read-only pass (decompress every file, write nothing) is
 //!   reported too.
 //!
-//! Each measurement is the best of a few runs, so noise from other processes on a
-//! shared machine inflates neither side.
+//! The sides take turns, a few rounds, and each keeps its best time, so load from
+//! other processes on a shared machine favours neither side.
 //!
 //! Options: `--quick` runs each measurement once.
 
@@ -64,27 +64,31 @@ fn main() {
     println!("== writer: ours vs mksquashfs -comp gzip -b 131072 -noappend");
     let ours_image = base.join("ours.squashfs");
     let theirs_image = base.join("mksquashfs.squashfs");
-    let ours = best_of(runs, || {
-        write_ours(&source, &ours_image, threads);
-    });
-    let ours_single = best_of(1, || {
-        write_ours(&source, &ours_image, 1);
-    });
-    let theirs = best_of(runs, || {
+    let mut mksquashfs = || {
         let _ = fs::remove_file(&theirs_image);
-        run(Command::new("mksquashfs")
-            .arg(&source)
-            .arg(&theirs_image)
-            .args([
-                "-comp",
-                "gzip",
-                "-b",
-                "131072",
-                "-noappend",
-                "-quiet",
-                "-no-progress",
-            ]));
-    });
+        timed(|| {
+            run(Command::new("mksquashfs")
+                .arg(&source)
+                .arg(&theirs_image)
+                .args([
+                    "-comp",
+                    "gzip",
+                    "-b",
+                    "131072",
+                    "-noappend",
+                    "-quiet",
+                    "-no-progress",
+                ]))
+        })
+    };
+    let [ours, theirs, ours_single] = interleaved(
+        runs,
+        [
+            &mut || timed(|| write_ours(&source, &ours_image, threads)),
+            &mut mksquashfs,
+            &mut || timed(|| write_ours(&source, &ours_image, 1)),
+        ],
+    );
     let ours_size = fs::metadata(&ours_image).unwrap().len();
     let theirs_size = fs::metadata(&theirs_image).unwrap().len();
     println!(
@@ -114,26 +118,32 @@ fn main() {
     let ours_out = base.join("extract-ours");
     let theirs_out = base.join("extract-unsquashfs");
     let mut extracted = (0, 0);
-    let ours_read = best_of_prepared(
-        runs,
-        || remove(&ours_out),
-        || extracted = extract_ours(&theirs_image, &ours_out, true),
-    );
-    let theirs_read = best_of_prepared(
-        runs,
-        || remove(&theirs_out),
-        || {
-            run(Command::new("unsquashfs")
-                .args(["-no-progress", "-quiet", "-d"])
-                .arg(&theirs_out)
-                .arg("-f")
-                .arg(&theirs_image));
-        },
+    let [ours_read, theirs_read, read_only] = interleaved(
+        runs + 2,
+        [
+            &mut || {
+                remove(&ours_out);
+                timed(|| extracted = extract_ours(&theirs_image, &ours_out, true))
+            },
+            &mut || {
+                remove(&theirs_out);
+                timed(|| {
+                    run(Command::new("unsquashfs")
+                        .args(["-no-progress", "-quiet", "-d"])
+                        .arg(&theirs_out)
+                        .arg("-f")
+                        .arg(&theirs_image))
+                })
+            },
+            &mut || {
+                timed(|| {
+                    let read = extract_ours(&theirs_image, &ours_out, false);
+                    assert_eq!(read, (files, bytes), "our reading is incomplete");
+                })
+            },
+        ],
     );
     assert_eq!(extracted, (files, bytes), "our extraction is incomplete");
-    let read_only = best_of(runs, || {
-        extract_ours(&theirs_image, &ours_out, false);
-    });
     println!(
         "ours (1 thread):    {:>8.3} s   ({} files, {} bytes written)",
         ours_read.as_secs_f64(),
@@ -162,21 +172,25 @@ fn verdict(ok: bool) -> &'static str {
     }
 }
 
-fn best_of(runs: usize, mut measure: impl FnMut()) -> Duration {
-    best_of_prepared(runs, || {}, &mut measure)
+fn timed(measure: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    measure();
+    start.elapsed()
 }
 
-/// The shortest of `runs` timings of `measure`, each after an untimed `prepare`.
-fn best_of_prepared(runs: usize, mut prepare: impl FnMut(), mut measure: impl FnMut()) -> Duration {
-    (0..runs)
-        .map(|_| {
-            prepare();
-            let start = Instant::now();
-            measure();
-            start.elapsed()
-        })
-        .min()
-        .unwrap()
+/// Run each side once per round, `runs` rounds, and keep each side's best time.
+/// Taking turns spreads the load of a shared machine evenly over the sides.
+fn interleaved<const N: usize>(
+    runs: usize,
+    mut sides: [&mut dyn FnMut() -> Duration; N],
+) -> [Duration; N] {
+    let mut best = [Duration::MAX; N];
+    for _ in 0..runs {
+        for (side, best) in sides.iter_mut().zip(best.iter_mut()) {
+            *best = (*best).min(side());
+        }
+    }
+    best
 }
 
 fn run(command: &mut Command) {

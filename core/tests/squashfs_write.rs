@@ -17,11 +17,33 @@ use amber_core::squashfs::write::{
 };
 use amber_core::squashfs::{ReadAt, ReadError};
 
-/// A fresh directory for one test under cargo's per-target temp directory.
+/// This process's directory under cargo's per-target temp directory. Several test
+/// processes may run at once (and mount images), so each works in its own directory,
+/// and leftovers of processes that are gone are removed first.
+fn process_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("squashfs_write");
+        fs::create_dir_all(&base).unwrap();
+        for entry in fs::read_dir(&base).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let alive = name
+                .strip_prefix("pid-")
+                .is_some_and(|pid| Path::new("/proc").join(pid).exists());
+            if !alive {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = base.join(format!("pid-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+/// A fresh directory for one test.
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("squashfs_write")
-        .join(name);
+    let dir = process_dir().join(name);
     if dir.exists() {
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -396,7 +418,14 @@ impl Mount {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+        let unmounted = Command::new("umount")
+            .arg(&self.0)
+            .status()
+            .is_ok_and(|status| status.success());
+        if !unmounted {
+            // Still busy: detach it now, the kernel finishes when it is idle.
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
     }
 }
 
@@ -613,11 +642,11 @@ impl Contents for Huge {
     fn read(&mut self, _: FileId, offset: u64, buf: &mut [u8]) -> Result<(), Self::Error> {
         buf.fill(0);
         let tail_start = self.size - self.tail.len() as u64;
-        for (at, byte) in buf.iter_mut().enumerate() {
-            let position = offset + at as u64;
-            if position >= tail_start {
-                *byte = self.tail[(position - tail_start) as usize];
-            }
+        let end = offset + buf.len() as u64;
+        if end > tail_start {
+            let from = tail_start.max(offset);
+            let tail = &self.tail[(from - tail_start) as usize..(end - tail_start) as usize];
+            buf[(from - offset) as usize..].copy_from_slice(tail);
         }
         Ok(())
     }

@@ -435,7 +435,7 @@ fn run(args: Args) -> Result<(), Error> {
             Ok(())
         }
         Err(error) => {
-            if context.json {
+            if context.json && !context.reported.get() {
                 let json = Json::object([
                     ("ok", Json::Bool(false)),
                     ("error", Json::string(error.to_string())),

@@ -1,9 +1,11 @@
 //! What every command is given (the checked command line and the environment) and
 //! what it returns (a report printed as text or as one JSON document).
 
+use std::cell::Cell;
 use std::path::PathBuf;
 
 use crate::cli::{Args, DEFAULT_ROOT};
+use crate::error::Error;
 use crate::http::Limits;
 use crate::json::Json;
 use crate::repo::Clock;
@@ -20,6 +22,9 @@ pub struct Context {
     pub clock: Clock,
     /// Fetch limits; `AMBER_FETCH_TIMEOUT` (seconds) scales the timeouts.
     pub limits: Limits,
+    /// Set once a failing command printed its own report, so `main` prints no second
+    /// JSON document.
+    pub reported: Cell<bool>,
 }
 
 impl Context {
@@ -41,7 +46,25 @@ impl Context {
             arch: std::env::var("AMBER_ARCH").unwrap_or_else(|_| std::env::consts::ARCH.to_owned()),
             clock: Clock::system(),
             limits,
+            reported: Cell::new(false),
         }
+    }
+
+    /// Print what a failing command found before it failed (verify's damaged images,
+    /// update's other repositories): its text, or its JSON document with `ok` false and
+    /// the error added, as the one document of the run.
+    pub fn report_failure(&self, report: Report, error: &Error) {
+        let json = match report.json {
+            Json::Object(mut pairs) => {
+                pairs.retain(|(key, _)| key != "ok" && key != "error");
+                pairs.insert(0, ("ok".to_owned(), Json::Bool(false)));
+                pairs.push(("error".to_owned(), Json::string(error.to_string())));
+                Json::Object(pairs)
+            }
+            other => other,
+        };
+        Report::new(report.text, json).print(self.json);
+        self.reported.set(true);
     }
 }
 

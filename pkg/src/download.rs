@@ -31,8 +31,9 @@ pub struct Job<'a> {
 pub const PARALLEL: usize = 4;
 
 /// Fetch every job's image into `images_dir`. Runs up to [`PARALLEL`] at once; after the
-/// first failure no new download starts, the running ones finish, and the first error
-/// is returned. Returns the bytes downloaded.
+/// first failure no new download starts, the running ones stop at their next piece and
+/// remove their temporary files, and the first error is returned. Returns the bytes
+/// downloaded.
 pub fn fetch_all(jobs: &[Job<'_>], images_dir: &Path, arch: &str, limits: &Limits) -> Result<u64, Error> {
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
@@ -47,12 +48,15 @@ pub fn fetch_all(jobs: &[Job<'_>], images_dir: &Path, arch: &str, limits: &Limit
                 }
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(job) = jobs.get(i) else { return };
-                if let Err(error) = fetch_one(job, images_dir, arch, limits, &progress) {
-                    failed.store(true, Ordering::SeqCst);
+                if let Err(error) = fetch_one(job, images_dir, arch, limits, &progress, &failed) {
+                    // Record the error before raising the flag, so the downloads that
+                    // stop because of the flag never report first.
                     let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
                     if slot.is_none() {
                         *slot = Some(error);
                     }
+                    drop(slot);
+                    failed.store(true, Ordering::SeqCst);
                 }
             });
         }
@@ -64,13 +68,25 @@ pub fn fetch_all(jobs: &[Job<'_>], images_dir: &Path, arch: &str, limits: &Limit
     }
 }
 
-/// Fetch one image, trying each mirror in turn.
-fn fetch_one(job: &Job<'_>, images_dir: &Path, arch: &str, limits: &Limits, progress: &Progress) -> Result<(), Error> {
+/// Fetch one image, trying each mirror in turn. Gives up as soon as `cancelled` is set
+/// (another download failed, so this one would be thrown away).
+fn fetch_one(
+    job: &Job<'_>,
+    images_dir: &Path,
+    arch: &str,
+    limits: &Limits,
+    progress: &Progress,
+    cancelled: &AtomicBool,
+) -> Result<(), Error> {
     let id = job.entry.id();
     let target = images_dir.join(job.entry.file_name());
     let mut failures = Vec::new();
     for location in &job.locations {
-        match fetch_from(job.entry, location, &target, arch, limits, progress) {
+        if cancelled.load(Ordering::SeqCst) {
+            failures.push("cancelled after another download failed".to_owned());
+            break;
+        }
+        match fetch_from(job.entry, location, &target, arch, limits, progress, cancelled) {
             Ok(()) => return Ok(()),
             Err(error) => failures.push(error.to_string()),
         }
@@ -88,6 +104,7 @@ fn fetch_from(
     arch: &str,
     limits: &Limits,
     progress: &Progress,
+    cancelled: &AtomicBool,
 ) -> Result<(), Error> {
     let temp = durable::temp_path(target);
     let result = (|| {
@@ -95,6 +112,9 @@ fn fetch_from(
         let mut check = Sha256Check::new(entry.sha256, entry.size);
         let relative = format!("{arch}/{}", entry.file_name());
         location.fetch(&relative, limits, entry.size, &mut |piece| {
+            if cancelled.load(Ordering::SeqCst) {
+                return Err(Error::new("cancelled after another download failed"));
+            }
             check.update(piece).map_err(hash_error)?;
             file.write_all(piece).context(temp.display())?;
             progress.add(piece.len() as u64);

@@ -12,7 +12,7 @@ use amber_core::index::Entry;
 use amber_core::squashfs::read::{Archive, Cache, Inode, Kind};
 use amber_core::squashfs::ReadAt;
 
-/// The exchange directories, in the order they are listed.
+/// The exchange directories, in the order each package's are merged.
 pub const DIRS: [&str; 7] = ["bin", "sbin", "lib", "share", "etc", "include", "svc"];
 
 /// The deepest path merged; deeper entries are left out (an image may be hostile).
@@ -119,6 +119,9 @@ impl Tree {
                 kind: NodeKind::Dir(Vec::new()),
             });
         }
+        // Node i + 1 is DIRS[i], but children are kept sorted by name like every other
+        // directory's, since [`Tree::child`] searches them by bisection.
+        children.sort_by(|&a, &b| nodes[a as usize].name.cmp(&nodes[b as usize].name));
         nodes[0].kind = NodeKind::Dir(children);
         Tree {
             nodes,

@@ -25,14 +25,14 @@ pub fn add(context: &Context, packages: &[String], allow_untrusted: bool) -> Res
     if packages.is_empty() {
         return Err(Error::usage("add: name at least one package"));
     }
-    let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
-    let current = store.current()?;
     let (files, names): (Vec<&String>, Vec<&String>) =
         packages.iter().partition(|p| is_local_image(p));
     let mut requests = Vec::new();
     for name in names {
         requests.push(Dependency::parse(name).map_err(|e| Error::usage(format!("{name}: {e}")))?);
     }
+    let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
+    let current = store.current()?;
     let indexes = if store.repositories()?.is_empty() && !files.is_empty() {
         Vec::new()
     } else {
@@ -170,7 +170,17 @@ fn change(
             locations: repo::locations(store, &repo.repo)?,
         });
     }
-    let fetched = download::fetch_all(&jobs, &store.images_dir(), &context.arch, &context.limits)?;
+    let fetched = match download::fetch_all(&jobs, &store.images_dir(), &context.arch, &context.limits) {
+        Ok(fetched) => fetched,
+        Err(error) => {
+            // Leave the store as it was: the images this run fetched before the failure
+            // are verified, but nothing uses them and a small device needs the space.
+            for job in &jobs {
+                let _ = durable::remove_durable(&store.image_path(job.entry));
+            }
+            return Err(error);
+        }
+    };
 
     let number = store.generation_numbers()?.last().copied().unwrap_or(0).max(current.number) + 1;
     let next = Generation {

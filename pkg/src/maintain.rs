@@ -43,17 +43,19 @@ pub fn update(context: &Context) -> Result<Report, Error> {
                     ("changed", Json::Bool(updated.changed)),
                 ]));
             }
-            Err(error) => failures.push(error.context(&urls[0])),
+            // The error names each URL tried, the repository's own first.
+            Err(error) => failures.push(error),
         }
     }
-    if let Some(first) = failures.into_iter().next() {
-        print!("{text}");
-        return Err(first);
-    }
-    Ok(Report::new(
+    let report = Report::new(
         text,
         Json::object([("ok", Json::Bool(true)), ("repos", Json::Array(results))]),
-    ))
+    );
+    if let Some(first) = failures.into_iter().next() {
+        context.report_failure(report, &first);
+        return Err(first);
+    }
+    Ok(report)
 }
 
 /// `pkg verify`: hash every image the kept generations use, again.
@@ -95,21 +97,17 @@ pub fn verify(context: &Context) -> Result<Report, Error> {
         }
     }
     if !bad.is_empty() {
-        if context.json {
-            let json = Json::object([
-                ("ok", Json::Bool(false)),
-                ("checked", Json::Number(checked.len() as u64)),
-                ("bad", Json::Array(bad.clone())),
-            ]);
-            println!("{}", json.render());
-        } else {
-            print!("{text}");
-        }
-        return Err(Error::new(format!(
+        let error = Error::new(format!(
             "verify: {} of {} images are damaged",
             bad.len(),
             checked.len()
-        )));
+        ));
+        let json = Json::object([
+            ("checked", Json::Number(checked.len() as u64)),
+            ("bad", Json::Array(bad)),
+        ]);
+        context.report_failure(Report::new(text, json), &error);
+        return Err(error);
     }
     text.push_str(&format!("{} images verified\n", checked.len()));
     Ok(Report::new(

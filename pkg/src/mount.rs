@@ -36,6 +36,8 @@ pub fn mount(
     foreground: bool,
     options: Options,
 ) -> Result<Report, Error> {
+    // The daemon answers `mountpoint` with this path, for commands run from anywhere.
+    let mountpoint = &std::path::absolute(mountpoint).context(mountpoint.display())?;
     if !context.root.is_dir() {
         return Err(Error::new(format!(
             "{}: no store here (pkg commands create it)",
@@ -50,7 +52,10 @@ pub fn mount(
         )));
     }
     if !mountpoint.is_dir() {
-        return Err(Error::new(format!("{}: not a directory", mountpoint.display())));
+        return Err(Error::new(format!(
+            "{}: not a directory",
+            mountpoint.display()
+        )));
     }
     if foreground {
         serve(context, mountpoint, options)?;
@@ -82,7 +87,9 @@ pub fn mount(
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(20) {
         if let Some(status) = child.try_wait().context("store")? {
-            return Err(Error::new(format!("the store exited ({status}) before mounting")));
+            return Err(Error::new(format!(
+                "the store exited ({status}) before mounting"
+            )));
         }
         if is_amber_mount(mountpoint) {
             let pid = child.id();
@@ -98,7 +105,13 @@ pub fn mount(
         std::thread::sleep(Duration::from_millis(20));
     }
     let _ = child.kill();
-    Err(Error::new(format!("{}: the store did not mount in time", mountpoint.display())))
+    let _ = child.wait();
+    // Killed after mounting after all: leave no dead mount behind.
+    let _ = detach_if_dead(mountpoint);
+    Err(Error::new(format!(
+        "{}: the store did not mount in time",
+        mountpoint.display()
+    )))
 }
 
 /// Run the store until it is unmounted or told to stop.
@@ -199,8 +212,10 @@ fn control_loop(listener: UnixListener, inner: &Inner, mountpoint: &Path) {
 }
 
 /// A FUSE mount whose daemon died answers ENOTCONN; detach it so it can be mounted again.
+/// Opening the directory asks the daemon every time, where a stat may be answered from
+/// the attributes the kernel cached while the daemon lived.
 fn detach_if_dead(mountpoint: &Path) -> Result<(), Error> {
-    match std::fs::metadata(mountpoint) {
+    match std::fs::read_dir(mountpoint).and_then(|_| std::fs::metadata(mountpoint)) {
         Err(error) if error.raw_os_error() == Some(libc::ENOTCONN) => {
             let path = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes())
                 .map_err(|_| Error::usage("mount point contains NUL"))?;
@@ -222,7 +237,14 @@ fn detach_if_dead(mountpoint: &Path) -> Result<(), Error> {
 
 /// Whether an amber store is mounted at `mountpoint`, from /proc/self/mountinfo.
 pub fn is_amber_mount(mountpoint: &Path) -> bool {
-    let Ok(canonical) = std::fs::canonicalize(mountpoint.parent().unwrap_or(Path::new("/")))
+    // The parent, not the mount point itself: a dead store's mount point cannot be
+    // resolved. A bare name's parent is the empty path, which means ".".
+    let parent = match mountpoint.parent() {
+        Some(parent) if parent.as_os_str().is_empty() => Path::new("."),
+        Some(parent) => parent,
+        None => Path::new("/"),
+    };
+    let Ok(canonical) = std::fs::canonicalize(parent)
         .map(|parent| parent.join(mountpoint.file_name().unwrap_or_default()))
     else {
         return false;

@@ -257,6 +257,10 @@ pub fn update_one(
                 if changed {
                     write_cache(store, repo, &signature, &bytes)?;
                     crate::failpoint::hit("update:cache_written");
+                }
+                // Also when unchanged: a command killed between caching the index and
+                // remembering its serial left the serial behind.
+                if store.serials()?.get(repo.as_str()) != Some(&index.serial) {
                     store.set_serial(repo, index.serial)?;
                 }
                 return Ok(Updated {

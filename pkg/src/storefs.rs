@@ -18,7 +18,7 @@
 //! Image content is immutable, so the kernel may cache it for long; the root and the
 //! exchange directories are invalidated explicitly whenever the generation changes.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -76,9 +76,49 @@ impl Default for Options {
 /// One image the store may show.
 struct Slot {
     path: PathBuf,
+    /// The open image. Requests hold clones only while they run, and clones are only
+    /// made under the [`Images`] lock, so a strong count of 1 there means nobody is
+    /// using it and closing it really closes the file.
     archive: Option<Arc<Archive<ImageFile>>>,
     /// Milliseconds since the store started, at the last use.
     last_used: u64,
+    /// The [`Images::clock`] at the last use, for least-recently-used eviction.
+    last_use: u64,
+}
+
+impl Slot {
+    /// Open, and used by no request at this instant.
+    fn closable(&self) -> bool {
+        self.archive
+            .as_ref()
+            .is_some_and(|archive| Arc::strong_count(archive) == 1)
+    }
+}
+
+/// The image slots and which of them are open, under one lock.
+struct Images {
+    /// Index `slot - 1`. Slots are never reused while mounted, so a stale inode number
+    /// can never reach another image.
+    slots: Vec<Slot>,
+    /// The open slots, in no order.
+    open: Vec<u32>,
+    /// Counts uses.
+    clock: u64,
+}
+
+impl Images {
+    /// Close the image of slot `slot` if no request uses it; true if it is closed now.
+    fn close(&mut self, slot: u32) -> bool {
+        let Some(entry) = self.slots.get_mut(slot as usize - 1) else {
+            return true;
+        };
+        if entry.archive.is_some() && !entry.closable() {
+            return false;
+        }
+        entry.archive = None;
+        self.open.retain(|&open| open != slot);
+        true
+    }
 }
 
 /// What the current generation shows.
@@ -96,12 +136,11 @@ pub struct Inner {
     root: PathBuf,
     options: Options,
     started: Instant,
-    /// Image slots; index `slot - 1`. Slots are never reused while mounted, so a stale
-    /// inode number can never reach another image.
-    slots: Mutex<Vec<Slot>>,
+    images: Mutex<Images>,
     by_id: Mutex<HashMap<String, u32>>,
-    /// Open slots, least recently used first.
-    open: Mutex<VecDeque<u32>>,
+    /// Held by the one thread opening an image, so that making room and opening are
+    /// one step and the number of open images never passes `max_open`.
+    opening: Mutex<()>,
     view: RwLock<View>,
     caches: Mutex<Vec<Cache>>,
     next_base: AtomicU64,
@@ -115,9 +154,13 @@ impl Inner {
             root,
             options,
             started: Instant::now(),
-            slots: Mutex::new(Vec::new()),
+            images: Mutex::new(Images {
+                slots: Vec::new(),
+                open: Vec::new(),
+                clock: 0,
+            }),
             by_id: Mutex::new(HashMap::new()),
-            open: Mutex::new(VecDeque::new()),
+            opening: Mutex::new(()),
             view: RwLock::new(View {
                 generation: 0,
                 trees: Vec::new(),
@@ -189,10 +232,12 @@ impl Inner {
             view.visible = visible;
             removed
         };
-        // Images no generation uses any more are closed now; their slots stay reserved.
+        // Images the current generation no longer shows are closed now, unless a
+        // request is reading one this instant (the idle closer gets those later); their
+        // slots stay reserved.
         for id in &removed {
             if let Some(&slot) = lock(&self.by_id).get(id) {
-                self.close(slot);
+                lock(&self.images).close(slot);
             }
         }
         if let Some(notifier) = lock(&self.notifier).as_ref() {
@@ -211,7 +256,7 @@ impl Inner {
 
     /// How many images are open now.
     pub fn open_images(&self) -> usize {
-        lock(&self.open).len()
+        lock(&self.images).open.len()
     }
 
     /// The slot of an image, made on first sight.
@@ -220,7 +265,7 @@ impl Inner {
         if let Some(&slot) = by_id.get(id) {
             return Ok(slot);
         }
-        let mut slots = lock(&self.slots);
+        let slots = &mut lock(&self.images).slots;
         let slot = slots.len() as u64 + 1;
         if slot >= 1 << (64 - SLOT_SHIFT) {
             return Err(Error::new(
@@ -231,6 +276,7 @@ impl Inner {
             path,
             archive: None,
             last_used: 0,
+            last_use: 0,
         });
         by_id.insert(id.to_owned(), slot as u32);
         Ok(slot as u32)
@@ -240,71 +286,86 @@ impl Inner {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// The open archive of a slot, opening it (and closing the least recently used
-    /// one when at the limit) if needed.
+    /// The open archive of a slot, opening it if needed. At the limit, the least
+    /// recently used image no request is reading is closed first; when every open image
+    /// is being read (more threads than `max_open`), this waits for one to be free.
     fn archive(&self, slot: u32) -> Result<Arc<Archive<ImageFile>>, Errno> {
-        let now = self.now_ms();
-        {
-            let mut slots = lock(&self.slots);
-            let entry = slots.get_mut(slot as usize - 1).ok_or(Errno::ENOENT)?;
-            entry.last_used = now;
-            if let Some(archive) = &entry.archive {
-                let archive = Arc::clone(archive);
-                drop(slots);
-                let mut open = lock(&self.open);
-                if let Some(position) = open.iter().position(|&s| s == slot) {
-                    open.remove(position);
-                }
-                open.push_back(slot);
-                return Ok(archive);
-            }
+        let index = (slot as usize).checked_sub(1).ok_or(Errno::ENOENT)?;
+        if let Some(archive) = self.use_slot(index)? {
+            return Ok(archive);
         }
-        let path = lock(&self.slots)[slot as usize - 1].path.clone();
+        let _opening = lock(&self.opening);
+        // Another thread may have opened it while this one waited.
+        if let Some(archive) = self.use_slot(index)? {
+            return Ok(archive);
+        }
+        let path = self.make_room(index);
         let archive = Arc::new(image::open(&path).map_err(|error| {
             eprintln!("pkg store: {error}");
             Errno::EIO
         })?);
-        let mut open = lock(&self.open);
-        let mut slots = lock(&self.slots);
-        let entry = &mut slots[slot as usize - 1];
-        if let Some(existing) = &entry.archive {
-            // Another thread opened it meanwhile; use that one.
-            return Ok(Arc::clone(existing));
-        }
-        entry.archive = Some(Arc::clone(&archive));
-        open.push_back(slot);
-        while open.len() > self.options.max_open.max(1) {
-            if let Some(oldest) = open.pop_front() {
-                slots[oldest as usize - 1].archive = None;
-            }
-        }
+        let mut images = lock(&self.images);
+        images.slots[index].archive = Some(Arc::clone(&archive));
+        images.open.push(slot);
         Ok(archive)
     }
 
-    fn close(&self, slot: u32) {
-        let mut open = lock(&self.open);
-        let mut slots = lock(&self.slots);
-        if let Some(entry) = slots.get_mut(slot as usize - 1) {
-            entry.archive = None;
+    /// Mark slot `index` used now; its archive if it is open.
+    fn use_slot(&self, index: usize) -> Result<Option<Arc<Archive<ImageFile>>>, Errno> {
+        let now = self.now_ms();
+        let mut images = lock(&self.images);
+        images.clock += 1;
+        let clock = images.clock;
+        let entry = images.slots.get_mut(index).ok_or(Errno::ENOENT)?;
+        entry.last_used = now;
+        entry.last_use = clock;
+        Ok(entry.archive.clone())
+    }
+
+    /// Close images until one more fits under the limit; returns slot `index`'s path.
+    /// Only the thread holding `opening` calls this, so the room stays free.
+    fn make_room(&self, index: usize) -> PathBuf {
+        let limit = self.options.max_open.max(1);
+        loop {
+            {
+                let mut images = lock(&self.images);
+                while images.open.len() >= limit {
+                    let Images { slots, open, .. } = &mut *images;
+                    let victim = open
+                        .iter()
+                        .copied()
+                        .filter(|&slot| slots[slot as usize - 1].closable())
+                        .min_by_key(|&slot| slots[slot as usize - 1].last_use);
+                    match victim {
+                        Some(victim) => {
+                            images.close(victim);
+                        }
+                        None => break,
+                    }
+                }
+                if images.open.len() < limit {
+                    return images.slots[index].path.clone();
+                }
+            }
+            // Every open image is being read; requests are short, so poll.
+            std::thread::sleep(Duration::from_millis(1));
         }
-        open.retain(|&s| s != slot);
     }
 
     /// Close every image unused for longer than the idle time.
     pub fn close_idle(&self) {
         let limit = self.options.idle.as_millis() as u64;
         let now = self.now_ms();
-        let mut open = lock(&self.open);
-        let mut slots = lock(&self.slots);
-        open.retain(|&slot| {
-            let entry = &mut slots[slot as usize - 1];
-            if now.saturating_sub(entry.last_used) > limit {
-                entry.archive = None;
-                false
-            } else {
-                true
-            }
-        });
+        let mut images = lock(&self.images);
+        let idle: Vec<u32> = images
+            .open
+            .iter()
+            .copied()
+            .filter(|&slot| now.saturating_sub(images.slots[slot as usize - 1].last_used) > limit)
+            .collect();
+        for slot in idle {
+            images.close(slot);
+        }
     }
 
     /// Run `f` with a decompression cache from the shared pool.
@@ -521,9 +582,13 @@ impl Inner {
             while let Some(entry) = reader.next(&archive, cache)? {
                 let child_ino = Self::image_ino(slot, entry.reference).map_err(|_| ReadError::BadOffset)?;
                 let (name, kind, next) = (entry.name.to_vec(), file_type(entry.kind), entry.offset);
+                // A child whose inode is broken is listed without attributes, so the
+                // rest of the directory still lists and only that entry gives EIO.
                 let attr = if plus {
-                    let child = archive.inode(entry.reference, cache)?;
-                    self.image_attr(slot, &child, false).ok()
+                    archive
+                        .inode(entry.reference, cache)
+                        .ok()
+                        .and_then(|child| self.image_attr(slot, &child, false).ok())
                 } else {
                     None
                 };

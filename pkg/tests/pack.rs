@@ -6,14 +6,37 @@ use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use amber_core::meta::Meta;
 
-/// A fresh directory for one test under cargo's per-target temp directory.
+/// This process's directory under cargo's per-target temp directory: several test
+/// processes may run at once, so each works in its own directory, and leftovers of
+/// processes that are gone are removed first.
+fn process_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pack");
+        fs::create_dir_all(&base).unwrap();
+        for entry in fs::read_dir(&base).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let alive = name
+                .strip_prefix("pid-")
+                .is_some_and(|pid| Path::new("/proc").join(pid).exists());
+            if !alive {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = base.join(format!("pid-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+/// A fresh directory for one test.
 fn temp_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("pack")
-        .join(name);
+    let dir = process_dir().join(name);
     if dir.exists() {
         fs::remove_dir_all(&dir).unwrap();
     }

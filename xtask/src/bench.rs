@@ -7,6 +7,7 @@ const BENCHES: &[(&str, &str)] = &[
     ("solver", "amber-core"),
     ("squashfs", "amber-core"),
     ("install", "amber-tests"),
+    ("store", "amber-tests"),
 ];
 
 pub fn run(args: &[String]) -> Result<(), String> {

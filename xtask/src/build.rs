@@ -40,6 +40,23 @@ pub fn run(args: &[String]) -> Result<(), String> {
 
 /// Build the device binary for the board's target; returns its path.
 pub fn device_binary(board: &Board) -> Result<PathBuf, String> {
+    cross_build(board, TARGET_DIR, &[])
+}
+
+/// The same binary with its symbol table kept, for the per-crate size breakdown. It has
+/// its own target directory, since a changed profile rebuilds every crate.
+pub fn device_binary_with_symbols(board: &Board) -> Result<PathBuf, String> {
+    cross_build(
+        board,
+        SYMBOLS_TARGET_DIR,
+        &["--config", "profile.release.strip=false"],
+    )
+}
+
+/// The target directory of [`device_binary_with_symbols`].
+pub const SYMBOLS_TARGET_DIR: &str = "target/device-symbols";
+
+fn cross_build(board: &Board, target_dir: &str, extra: &[&str]) -> Result<PathBuf, String> {
     let rustflags = [
         "-Zunstable-options",
         "-Cpanic=immediate-abort",
@@ -61,16 +78,17 @@ pub fn device_binary(board: &Board) -> Result<PathBuf, String> {
             "--target",
             &board.rust_target,
             "--target-dir",
-            TARGET_DIR,
+            target_dir,
             "-Z",
             "build-std=std,panic_abort",
         ])
+        .args(extra)
         .env("RUSTC_BOOTSTRAP", "1")
         // The encoded form wins over RUSTFLAGS and over the target's rustflags in
         // .cargo/config.toml, whatever the caller's environment holds.
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
         .run()?;
-    let binary = PathBuf::from(TARGET_DIR)
+    let binary = PathBuf::from(target_dir)
         .join(&board.rust_target)
         .join("release")
         .join(BINARY);

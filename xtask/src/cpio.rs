@@ -138,7 +138,7 @@ fn header(
 
 /// newc aligns every header and every file's data to 4 bytes.
 fn pad(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }

@@ -14,6 +14,13 @@ const PACKAGES: &[(&str, &str)] = &[
     ("fuse3", "fusermount3"),
     ("e2fsprogs", "mke2fs"),
     ("cpio", "cpio"),
+    // Disk images (cargo xtask image) and booting them (run, the end-to-end test).
+    ("dosfstools", "mkfs.vfat"),
+    ("mtools", "mcopy"),
+    ("gdisk", "sgdisk"),
+    ("xz-utils", "xz"),
+    ("qemu-system-x86", "qemu-system-x86_64"),
+    ("qemu-system-arm", "qemu-system-aarch64"),
 ];
 
 /// Rust targets the device and no_std checks build for (also in rust-toolchain.toml).

@@ -131,6 +131,19 @@ fn download(board: &Board, package: &str, into: &Path) -> Result<PathBuf, String
     if !has_lists {
         apt("apt-get", board)?.arg("update").run()?;
     }
+    match download_newest(board, package, into) {
+        Ok(deb) => Ok(deb),
+        // Lists from an earlier run may name a version the archive no longer has.
+        Err(_) if has_lists => {
+            step("the package lists may be stale: updating them and trying again");
+            apt("apt-get", board)?.arg("update").run()?;
+            download_newest(board, package, into)
+        }
+        Err(error) => Err(error),
+    }
+}
+
+fn download_newest(board: &Board, package: &str, into: &Path) -> Result<PathBuf, String> {
     let mut name = package.to_owned();
     // A metapackage such as linux-image-cloud-amd64 depends on exactly one versioned
     // linux-image package; follow the chain a few steps at most.

@@ -383,7 +383,7 @@ mod tests {
         elf.extend_from_slice(modinfo_text);
         let names_at = elf.len() as u64;
         elf.extend_from_slice(names);
-        while elf.len() % 8 != 0 {
+        while !elf.len().is_multiple_of(8) {
             elf.push(0);
         }
         let table_at = elf.len() as u64;

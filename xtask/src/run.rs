@@ -84,6 +84,17 @@ pub fn run(args: &[String]) -> Result<(), String> {
     }
 }
 
+/// Options for an end-to-end test: the console on pipes, the disk's writes discarded,
+/// and a repository server of xtask's own on a free port.
+pub fn test_options() -> Options {
+    Options {
+        repo_port: 0,
+        snapshot: true,
+        console: Console::Piped,
+        extra: Vec::new(),
+    }
+}
+
 /// Timings of a boot, from qemu's start.
 #[derive(Debug, Clone, Copy)]
 pub struct BootReport {
@@ -118,15 +129,20 @@ pub fn boot_and_expect(
 
 /// Make sure something listens on the repository port before qemu starts (guestfwd
 /// needs it): a server already there, or xtask's own, serving target/repo/.
-fn with_repo_server(options: Options) -> Result<Options, String> {
-    // Hook: this is where a repository built for the run would be prepared.
+/// A repo_port of 0 picks a free port.
+fn with_repo_server(mut options: Options) -> Result<Options, String> {
+    // Hook: this is where a repository built for the run (cargo xtask recipes) would be
+    // prepared; the server offers whatever target/repo/ holds when the guest asks.
     let root = PathBuf::from(REPO_DIR);
     match crate::serve::start(root, options.repo_port)? {
-        Some(server) => step(&format!(
-            "serving {REPO_DIR}/ on 127.0.0.1:{} for the guest's http://{}/",
-            server.port,
-            qemu::REPO_GUEST_ADDRESS
-        )),
+        Some(server) => {
+            options.repo_port = server.port;
+            step(&format!(
+                "serving {REPO_DIR}/ on 127.0.0.1:{} for the guest's http://{}/",
+                server.port,
+                qemu::REPO_GUEST_ADDRESS
+            ))
+        }
         None => step(&format!(
             "127.0.0.1:{} is already served; the guest's http://{}/ goes there",
             options.repo_port,

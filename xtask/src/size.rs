@@ -4,6 +4,9 @@
 //! initramfs without kernel modules. The compressed size of each part is what it adds
 //! to the archive (skeleton alone, then with the keys, then with the binary), so the
 //! parts add up to the total. Exits non-zero when a budget is exceeded.
+//!
+//! `--crates` adds where the binary's code comes from: the sizes of its symbols, from
+//! a build that keeps the symbol table, summed per crate (`nm` reads them).
 
 use crate::args::Args;
 use crate::build::file_size;
@@ -12,8 +15,11 @@ use crate::util::read;
 use std::path::Path;
 
 pub fn run(args: &[String]) -> Result<(), String> {
-    let args = Args::parse("size", args, &["--board"], &[])?;
+    let args = Args::parse("size", args, &["--board"], &["--crates"])?;
     let board = args.board()?;
+    if args.flag("--crates") {
+        print_crates(&board)?;
+    }
     let kernel = crate::kernel::prepare(&board)?;
     let modules = crate::modules::resolve(&board, &kernel)?;
     let binary = crate::build::device_binary(&board)?;
@@ -71,5 +77,74 @@ pub fn run(args: &[String]) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!("{}: {}", board.name, over.join("; ")))
+    }
+}
+
+/// Print the binary's symbol sizes summed per crate, largest first.
+fn print_crates(board: &crate::board::Board) -> Result<(), String> {
+    let binary = crate::build::device_binary_with_symbols(board)?;
+    let listing = crate::cmd::Cmd::new("nm")
+        .args(["--print-size", "--size-sort", "--demangle"])
+        .arg(crate::util::path_str(&binary)?)
+        .output()?;
+    let mut sizes: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut total = 0;
+    for line in listing.lines() {
+        // "address size type name": only symbols with a size are listed.
+        let mut fields = line.splitn(4, ' ');
+        let (Some(_), Some(size), Some(_), Some(name)) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let Ok(size) = u64::from_str_radix(size, 16) else {
+            continue;
+        };
+        *sizes.entry(crate_of(name)).or_default() += size;
+        total += size;
+    }
+    let mut sorted: Vec<(String, u64)> = sizes.into_iter().collect();
+    sorted.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    println!("symbols of {} by crate", binary.display());
+    for (name, size) in sorted {
+        println!("  {name:<32} {size:>9}");
+    }
+    println!("  {:<32} {total:>9}", "total in symbols");
+    println!();
+    Ok(())
+}
+
+/// The crate a demangled symbol belongs to: the first path segment, looking inside
+/// `<Type as Trait>` at the type. Symbols without a path are C (musl, compiler builtins).
+/// Monomorphized generic code counts toward the crate that defines the function.
+fn crate_of(symbol: &str) -> String {
+    let trimmed = symbol.trim_start_matches(['<', '&', '*', '(', '[']);
+    let trimmed = trimmed
+        .strip_prefix("mut ")
+        .or_else(|| trimmed.strip_prefix("dyn "))
+        .unwrap_or(trimmed);
+    match trimmed.split_once("::") {
+        Some((first, _)) if !first.contains([' ', '<', '>']) => first.to_owned(),
+        Some(_) => "(other Rust: generic impls)".to_owned(),
+        None => "(C: musl, builtins)".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::crate_of;
+
+    #[test]
+    fn symbols_are_grouped_by_crate() {
+        assert_eq!(crate_of("amber_pkg::cli::main"), "amber_pkg");
+        assert_eq!(
+            crate_of("<amber_core::index::Error as core::fmt::Display>::fmt"),
+            "amber_core"
+        );
+        assert_eq!(
+            crate_of("<&T as core::fmt::Debug>::fmt"),
+            "(other Rust: generic impls)"
+        );
+        assert_eq!(crate_of("memcpy"), "(C: musl, builtins)");
     }
 }

@@ -31,7 +31,11 @@ pub fn path_str(path: &Path) -> Result<&str, String> {
         .ok_or_else(|| format!("{} is not UTF-8", path.display()))
 }
 
-/// Human-readable size: bytes and KiB.
+/// Human-readable size: bytes, and KiB or MiB.
 pub fn size(bytes: u64) -> String {
-    format!("{bytes} B ({:.1} KiB)", bytes as f64 / 1024.0)
+    if bytes < 1 << 20 {
+        format!("{bytes} B ({:.1} KiB)", bytes as f64 / 1024.0)
+    } else {
+        format!("{bytes} B ({:.1} MiB)", bytes as f64 / 1048576.0)
+    }
 }

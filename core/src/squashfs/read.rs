@@ -21,7 +21,9 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-pub use cache::Cache;
+pub use cache::{
+    Cache, DEFAULT_DATA_BLOCKS, DEFAULT_METADATA_BLOCKS, MAX_DATA_BLOCKS, MAX_METADATA_BLOCKS,
+};
 pub use check::{CheckLimits, CheckSummary};
 pub use dir::{DirEntry, DirReader};
 

@@ -172,7 +172,8 @@ impl Sink for Vec<u8> {
     }
 }
 
-type Result2<T, C, S> = Result<T, WriteError<C, S>>;
+/// What the writer's steps return.
+type WriteResult<T, C, S> = Result<T, WriteError<C, S>>;
 
 /// Write `tree` as a SquashFS image into `sink`, reading file contents from `contents`.
 ///
@@ -182,7 +183,7 @@ pub fn write_image<C: Contents + ?Sized, S: Sink + ?Sized>(
     options: &Options,
     contents: &mut C,
     sink: &mut S,
-) -> Result2<Summary, C::Error, S::Error> {
+) -> WriteResult<Summary, C::Error, S::Error> {
     let block_size = options.block_size;
     if !block_size.is_power_of_two() || !(MIN_BLOCK_SIZE..=MAX_BLOCK_SIZE).contains(&block_size) {
         return Err(WriteError::Options(
@@ -209,7 +210,7 @@ pub fn write_image<C: Contents + ?Sized, S: Sink + ?Sized>(
         Tables::build(tree, &data, options, &mut compressor).map_err(WriteError::TooLarge)?;
 
     let mut position = data.end;
-    let mut put = |bytes: &[u8], position: &mut u64| -> Result2<u64, C::Error, S::Error> {
+    let mut put = |bytes: &[u8], position: &mut u64| -> WriteResult<u64, C::Error, S::Error> {
         let at = *position;
         sink.write(bytes).map_err(WriteError::Sink)?;
         *position += bytes.len() as u64;
@@ -405,7 +406,7 @@ impl<'s, S: Sink + ?Sized> DataWriter<'s, S> {
         file: FileId,
         offset: u64,
         length: usize,
-    ) -> Result2<Vec<u8>, C::Error, S::Error> {
+    ) -> WriteResult<Vec<u8>, C::Error, S::Error> {
         let mut buffer = self.spare.pop().unwrap_or_default();
         buffer.clear();
         buffer.resize(length, 0);
@@ -421,7 +422,7 @@ impl<'s, S: Sink + ?Sized> DataWriter<'s, S> {
         tree: &Tree,
         contents: &mut C,
         encoder: &mut Encoder,
-    ) -> Result2<(), C::Error, S::Error> {
+    ) -> WriteResult<(), C::Error, S::Error> {
         // Only files sharing a size can be duplicates, so only those are hashed.
         let mut sizes: BTreeMap<u64, u32> = BTreeMap::new();
         for node in &tree.files {
@@ -471,7 +472,7 @@ impl<'s, S: Sink + ?Sized> DataWriter<'s, S> {
         size: u64,
         shared: bool,
         seen: &mut BTreeMap<(u64, [u8; 32]), u32>,
-    ) -> Result2<u32, C::Error, S::Error> {
+    ) -> WriteResult<u32, C::Error, S::Error> {
         let block_size = u64::from(self.block_size);
         // A file of at most one block is read once and kept for writing.
         let mut first = None;
