@@ -112,8 +112,8 @@ fn supervise_for_test(root: &Path, with_store: bool) -> ExitCode {
         }
     };
     if let Err(error) = sys::become_subreaper() {
+        // As under qemu-user; only orphans are then not ours to reap.
         eprintln!("init: cannot become a subreaper: {error}");
-        return ExitCode::FAILURE;
     }
     if with_store {
         // As on the device: the store directory exists, seeded from DIR/etc/amber.

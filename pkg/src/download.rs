@@ -125,8 +125,7 @@ fn fetch_from(
         drop(file);
         crate::failpoint::hit("download:fsynced");
         // The bytes are the ones the index vouches for; now the image must say so too.
-        let meta = image::read_meta(&temp)?;
-        entry.check_meta(arch, &meta).map_err(|e| Error::new(e.to_string()))?;
+        image::accept(&temp, entry, arch)?;
         durable::rename_durable(&temp, target)?;
         crate::failpoint::hit("download:renamed");
         progress.done();

@@ -5,7 +5,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use amber_core::meta::Meta;
-use amber_core::squashfs::read::{Archive, Cache, Inode, Kind};
+use amber_core::index::Entry;
+use amber_core::squashfs::read::{Archive, Cache, CheckLimits, Inode, Kind};
 use amber_core::squashfs::{ReadAt, ReadError};
 
 use crate::error::{Context, Error};
@@ -79,4 +80,24 @@ pub fn read_meta(path: &Path) -> Result<Meta, Error> {
     let bytes = read_file(&archive, &inode, MAX_META, &mut cache).map_err(|e| fail(&e))?;
     let text = std::str::from_utf8(&bytes).map_err(|_| fail(&"not UTF-8"))?;
     Meta::parse(text).map_err(|e| fail(&e))
+}
+
+/// Accept an image whose bytes already matched its index entry: its `.pkg/meta` must say
+/// what the entry promised, and its whole structure must be sound (every directory,
+/// inode and block position checked once, data not decompressed), so that the store
+/// never meets a malformed image it has installed.
+pub fn accept(path: &Path, entry: &Entry, arch: &str) -> Result<Meta, Error> {
+    let meta = read_meta(path)?;
+    entry
+        .check_meta(arch, &meta)
+        .map_err(|e| Error::new(e.to_string()))?;
+    let archive = open(path)?;
+    let limits = CheckLimits {
+        read_data: false,
+        ..CheckLimits::default()
+    };
+    archive
+        .check(&mut Cache::new(), &limits)
+        .map_err(|e| Error::new(format!("malformed image: {e}")))?;
+    Ok(meta)
 }

@@ -158,7 +158,23 @@ fn change(
     // Fetch the images not already in the store, from the repository each came from.
     let mut jobs = Vec::new();
     for entry in &closure {
-        if store.image_path(entry).is_file() {
+        let path = store.image_path(entry);
+        if path.is_file() {
+            // The image was verified, but perhaps against another entry for the same id
+            // (a repository that rebuilt a version). Unless the current generation
+            // vouches for exactly this entry, make sure these are the bytes it names.
+            let vouched = current
+                .packages
+                .iter()
+                .any(|e| e.name == entry.name && e.version == entry.version && e.sha256 == entry.sha256);
+            if !vouched && hash_file(&path)? != entry.sha256 {
+                return Err(Error::new(format!(
+                    "{}: the store holds other bytes for this version than the index lists \
+                     (was it rebuilt?); pkg gc can remove the old image once no kept \
+                     generation uses it",
+                    entry.id()
+                )));
+            }
             continue;
         }
         let repo = indexes
@@ -291,8 +307,7 @@ fn import_local(
         }
         check.finish().map_err(|e| Error::new(e.to_string()))?;
         output.sync_all().context(temp.display())?;
-        let meta = crate::image::read_meta(&temp)?;
-        entry.check_meta(arch, &meta).map_err(|e| Error::new(e.to_string()))?;
+        crate::image::accept(&temp, &entry, arch)?;
         durable::rename_durable(&temp, &target)
     })();
     if result.is_err() {

@@ -68,7 +68,8 @@ pub fn verify(context: &Context) -> Result<Report, Error> {
         let generation = store.generation(number)?;
         for entry in &generation.packages {
             let id = entry.id().to_string();
-            if !checked.insert(id.clone()) {
+            // By id and hash: two generations may name one file with different hashes.
+            if !checked.insert((id.clone(), entry.sha256)) {
                 continue;
             }
             let path = store.image_path(entry);

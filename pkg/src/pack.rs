@@ -107,6 +107,17 @@ fn check_args(args: &PackArgs) -> Result<Meta, Error> {
     }
     let version = Version::parse(&args.version)
         .map_err(|error| Error::new(format!("--version {:?}: {error}", args.version)))?;
+    // The whole version names one build of a package, so it carries its revision.
+    let has_revision = args
+        .version
+        .rsplit_once("-r")
+        .is_some_and(|(_, revision)| !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_digit()));
+    if !has_revision {
+        return Err(Error::new(format!(
+            "--version {:?}: give the whole version with its revision, like 1.36.1-r2",
+            args.version
+        )));
+    }
     if !is_valid_arch(&args.arch) {
         return Err(Error::new(format!(
             "--arch {:?}: invalid architecture (expected [a-z0-9_]+, at most 32 bytes)",
@@ -435,6 +446,7 @@ mod tests {
             (|a| a.name = "foo-1".into(), "--name"),
             (|a| a.version = "1..2".into(), "--version"),
             (|a| a.version = String::new(), "--version"),
+            (|a| a.version = "1.0".into(), "--version"),
             (|a| a.arch = "x86-64".into(), "--arch"),
             (|a| a.dep = vec!["musl>>1".into()], "--dep"),
             (|a| a.dep = vec!["musl".into(), "musl>=1".into()], "--dep"),

@@ -8,7 +8,7 @@
 //! size-optimized release profile, opt-level "z"), and for comparison the same with
 //! opt-level 3 into `target/bench-store/target-opt3`.
 //!
-//! The payload is a deterministic tree of 50,000,000 bytes in about 1,500 files in
+//! The payload is a deterministic tree of 50,000,000 bytes in about 1,400 files in
 //! nested directories (text-like files that compress, noise that does not, a few runs
 //! of zeros; sizes from empty to several MiB), generated under
 //! `target/bench-store/payload` and reused by later runs. Every run packs it into ONE
@@ -808,10 +808,10 @@ fn payload_plan() -> Vec<(PathBuf, u64, u8)> {
     while total < PAYLOAD_BYTES {
         // Mostly small files, some medium, a few large: like a real package tree.
         let size = match random.below(100) {
-            0..=69 => random.below(16 * 1024),
-            70..=89 => 16 * 1024 + random.below(112 * 1024),
-            90..=98 => 128 * 1024 + random.below(384 * 1024),
-            _ => 1024 * 1024 + random.below(4 * 1024 * 1024),
+            0..=74 => random.below(8 * 1024),
+            75..=91 => 8 * 1024 + random.below(56 * 1024),
+            92..=98 => 64 * 1024 + random.below(192 * 1024),
+            _ => 512 * 1024 + random.below(2 * 1024 * 1024),
         }
         .min(PAYLOAD_BYTES - total);
         // 0: noise, 1: text, 2: mostly zeros with text.
@@ -835,7 +835,8 @@ fn payload_plan() -> Vec<(PathBuf, u64, u8)> {
 
 /// Generate the payload unless a previous run left it complete.
 fn ensure_payload(dir: &Path) -> Payload {
-    let stamp = dir.join(".complete");
+    // Beside the tree, not in it: everything in it is packed.
+    let stamp = dir.with_extension("complete");
     let plan = payload_plan();
     if fs::read_to_string(&stamp).ok().as_deref() != Some(PAYLOAD_VERSION) {
         let _ = fs::remove_dir_all(dir);

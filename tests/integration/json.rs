@@ -55,7 +55,10 @@ impl Value {
 
     /// The strings of an array of strings.
     pub fn strings(&self) -> Vec<String> {
-        self.as_array().iter().map(|v| v.as_str().to_owned()).collect()
+        self.as_array()
+            .iter()
+            .map(|v| v.as_str().to_owned())
+            .collect()
     }
 }
 

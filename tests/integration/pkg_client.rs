@@ -24,7 +24,10 @@ fn store_life_add_del_upgrade_rollback_gc_verify() {
         1,
     );
     let (device, repo, url) = (&scene.device, &scene.repo, scene.server.url());
-    assert_eq!(device.ok(&["update"]), format!("{url}: serial 1, 5 packages (unchanged)\n"));
+    assert_eq!(
+        device.ok(&["update"]),
+        format!("{url}: serial 1, 5 packages (unchanged)\n")
+    );
     assert_eq!(device.ok(&["list"]), "");
 
     // A name pulls in its dependencies.
@@ -60,9 +63,15 @@ fn store_life_add_del_upgrade_rollback_gc_verify() {
     // Questions.
     let info = device.ok(&["info", "a"]);
     assert!(info.starts_with("a-1.0-r0\n"), "{info}");
-    assert!(info.contains("  installed: 1.0-r0\n  depends: lib\n"), "{info}");
+    assert!(
+        info.contains("  installed: 1.0-r0\n  depends: lib\n"),
+        "{info}"
+    );
     let info = device.ok(&["info", "lib"]);
-    assert!(info.contains("  installed: 1.0-r0 (dependency)\n"), "{info}");
+    assert!(
+        info.contains("  installed: 1.0-r0 (dependency)\n"),
+        "{info}"
+    );
     let info = device.ok(&["info", "b"]);
     assert!(info.contains("  available: 1.0-r0, 2.0-r0\n"), "{info}");
     assert_eq!(
@@ -104,7 +113,10 @@ fn store_life_add_del_upgrade_rollback_gc_verify() {
     repo.simple("a", "1.1-r0", &["lib>=1.1"]);
     repo.simple("b", "2.1-r0", &[]);
     repo.index(2, future());
-    assert_eq!(device.ok(&["update"]), format!("{url}: serial 2, 8 packages\n"));
+    assert_eq!(
+        device.ok(&["update"]),
+        format!("{url}: serial 2, 8 packages\n")
+    );
     assert_eq!(
         device.ok(&["upgrade"]),
         "+ a-1.1-r0\n+ b-2.1-r0\n+ lib-1.1-r0\n- a-1.0-r0\n- b-2.0-r0\n- lib-1.0-r0\n\
@@ -123,7 +135,9 @@ fn store_life_add_del_upgrade_rollback_gc_verify() {
 
     // gc keeps the two newest generations (4, current, and 5) and their images; c's
     // image was only used by generation 2.
-    assert!(device.image_names().contains(&"c-1.0-r0.squashfs".to_owned()));
+    assert!(device
+        .image_names()
+        .contains(&"c-1.0-r0.squashfs".to_owned()));
     assert_eq!(
         device.ok(&["gc", "--keep", "2"]),
         "removed 3 generations and 1 images, freed 4.0 KiB\n"
@@ -170,7 +184,11 @@ fn store_life_add_del_upgrade_rollback_gc_verify() {
             .any(|l| l.starts_with("b-2.1-r0: sha256 ") && l.contains(" instead of ")),
         "{stdout}"
     );
-    assert_eq!(stdout.lines().filter(|l| l.ends_with(": ok")).count(), 5, "{stdout}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.ends_with(": ok")).count(),
+        5,
+        "{stdout}"
+    );
     assert_eq!(stderr, "pkg: verify: 1 of 6 images are damaged\n");
 }
 
@@ -187,7 +205,11 @@ fn json_output_parses_for_list_add_verify_and_errors() {
         all.extend_from_slice(args);
         let output = device.pkg(&all);
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert_eq!(stdout.lines().count(), 1, "one JSON line expected: {stdout}");
+        assert_eq!(
+            stdout.lines().count(),
+            1,
+            "one JSON line expected: {stdout}"
+        );
         let value = json::parse(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
         (output.status.code(), value)
     };
@@ -244,6 +266,17 @@ fn json_output_parses_for_list_add_verify_and_errors() {
     assert_eq!(bad.len(), 1);
     assert_eq!(bad[0].get("id").as_str(), "lib-1.0-r0");
 
+    // A failing update still prints one document.
+    scene.server.set(
+        &scene.path("index.minisig"),
+        amber_tests::server::Behavior::Status(500),
+    );
+    let (code, update) = parse(&["update"]);
+    assert_eq!(code, Some(1));
+    assert!(!update.get("ok").as_bool());
+    assert!(update.get("error").as_str().contains("HTTP 500"));
+    assert!(update.get("repos").as_array().is_empty());
+
     // Failures are JSON too, with the same message as the error line.
     let output = device.pkg(&["--json", "add", "nosuch"]);
     assert_eq!(output.status.code(), Some(1));
@@ -266,8 +299,14 @@ fn usage_errors_exit_2_with_one_line() {
     assert!(line.contains("name"), "{line}");
     let line = device.fails_usage(&["which"]);
     assert!(line.contains("path"), "{line}");
-    assert_eq!(device.fails_usage(&["add"]), "pkg: add: name at least one package");
-    assert_eq!(device.fails_usage(&["del"]), "pkg: del: name at least one package");
+    assert_eq!(
+        device.fails_usage(&["add"]),
+        "pkg: add: name at least one package"
+    );
+    assert_eq!(
+        device.fails_usage(&["del"]),
+        "pkg: del: name at least one package"
+    );
     let line = device.fails_usage(&["repo", "add"]);
     assert!(line.contains("url"), "{line}");
     let line = device.fails_usage(&["key"]);
@@ -319,14 +358,23 @@ fn failures_are_one_line_naming_the_thing() {
     let repo = Repo::new(&temp, "repo");
     device.ok(&["key", "add", repo.public_key.to_str().unwrap()]);
     let line = device.fails(&["update"]);
-    assert!(line.starts_with(&format!("pkg: {url}: {url}/{ARCH}/index.minisig: ")), "{line}");
+    assert!(
+        line.starts_with(&format!("pkg: {url}: {url}/{ARCH}/index.minisig: ")),
+        "{line}"
+    );
     assert!(line.contains("cannot connect"), "{line}");
     assert_eq!(
         device.fails(&["add", "a"]),
         format!("pkg: {url}: no index yet, run pkg update")
     );
-    assert_eq!(device.fails(&["rollback"]), "pkg: rollback: there is no previous generation");
-    assert_eq!(device.fails(&["key", "del", "1234"]), "pkg: key 1234: not trusted");
+    assert_eq!(
+        device.fails(&["rollback"]),
+        "pkg: rollback: there is no previous generation"
+    );
+    assert_eq!(
+        device.fails(&["key", "del", "1234"]),
+        "pkg: key 1234: not trusted"
+    );
     assert_eq!(
         device.fails(&["repo", "del", "http://127.0.0.1:1"]),
         "pkg: http://127.0.0.1:1: not a repository"
@@ -348,7 +396,13 @@ fn key_and_repo_lists() {
         format!("key {id} is already trusted\n")
     );
     assert_eq!(device.ok(&["key", "list"]), format!("{id}\n"));
-    device.ok(&["repo", "add", "http://127.0.0.1:9/", "--mirror", "file:///mnt/usb"]);
+    device.ok(&[
+        "repo",
+        "add",
+        "http://127.0.0.1:9/",
+        "--mirror",
+        "file:///mnt/usb",
+    ]);
     device.ok(&["repo", "add", "/srv/repo"]);
     assert_eq!(
         device.ok(&["repo", "list"]),
@@ -389,7 +443,11 @@ fn local_image_needs_a_trusted_index_or_allow_untrusted() {
     // The image the index lists, copied to a USB stick: installed without the network.
     let usb = scene.temp.join("usb");
     std::fs::create_dir_all(&usb).unwrap();
-    std::fs::copy(scene.repo.image("a", "1.0-r0"), usb.join("a-1.0-r0.squashfs")).unwrap();
+    std::fs::copy(
+        scene.repo.image("a", "1.0-r0"),
+        usb.join("a-1.0-r0.squashfs"),
+    )
+    .unwrap();
     let unlisted = unlisted_image(&scene.temp);
     drop(scene.server);
     let mut command = device.command(&["add", "./a-1.0-r0.squashfs"]);
@@ -457,7 +515,10 @@ fn repository_on_a_path_or_file_url() {
     ] {
         let device = Device::new(&temp, name);
         device.trust(&repo, &url);
-        assert_eq!(device.ok(&["update"]), format!("{url}: serial 1, 2 packages\n"));
+        assert_eq!(
+            device.ok(&["update"]),
+            format!("{url}: serial 1, 2 packages\n")
+        );
         device.ok(&["add", "a"]);
         assert_eq!(device.installed(), ["a-1.0-r0", "lib-1.0-r0"]);
         assert!(device.ok(&["verify"]).ends_with("2 images verified\n"));
@@ -472,7 +533,10 @@ fn repository_on_a_path_or_file_url() {
     std::fs::write(&image, bytes).unwrap();
     let before = device.snapshot();
     let line = device.fails(&["add", "a"]);
-    assert!(line.contains("lib-1.0-r0") && line.contains("sha256 mismatch"), "{line}");
+    assert!(
+        line.contains("lib-1.0-r0") && line.contains("sha256 mismatch"),
+        "{line}"
+    );
     assert_eq!(device.snapshot().diff(&before), Vec::<String>::new());
 }
 
@@ -492,9 +556,15 @@ fn mirror_takes_over_when_the_first_url_is_down() {
         device.ok(&["repo", "add", &down, "--mirror", &mirror.url()]),
         format!("added {down} {}; run pkg update\n", mirror.url())
     );
-    assert_eq!(device.ok(&["repo", "list"]), format!("{down} {}\n", mirror.url()));
+    assert_eq!(
+        device.ok(&["repo", "list"]),
+        format!("{down} {}\n", mirror.url())
+    );
     // The serial is remembered under the repository's first URL.
-    assert_eq!(device.ok(&["update"]), format!("{down}: serial 1, 3 packages\n"));
+    assert_eq!(
+        device.ok(&["update"]),
+        format!("{down}: serial 1, 3 packages\n")
+    );
     device.ok(&["add", "a", "b"]);
     assert_eq!(device.installed(), ["a-1.0-r0", "b-1.0-r0", "lib-1.0-r0"]);
     let fetched: Vec<String> = mirror
@@ -510,16 +580,28 @@ fn mirror_takes_over_when_the_first_url_is_down() {
     device.ok(&["key", "add", repo.public_key.to_str().unwrap()]);
     device.ok(&["repo", "add", &mirror.url(), "--mirror", &second.url()]);
     device.ok(&["update"]);
-    mirror.set(&format!("/{ARCH}/b-1.0-r0.squashfs"), amber_tests::server::Behavior::Status(500));
+    mirror.set(
+        &format!("/{ARCH}/b-1.0-r0.squashfs"),
+        amber_tests::server::Behavior::Status(500),
+    );
     device.ok(&["add", "b"]);
     assert_eq!(device.installed(), ["b-1.0-r0"]);
     assert_eq!(second.requests(), [format!("/{ARCH}/b-1.0-r0.squashfs")]);
     // With every mirror failing, the error names each.
-    second.set(&format!("/{ARCH}/lib-1.0-r0.squashfs"), amber_tests::server::Behavior::Status(404));
-    mirror.set(&format!("/{ARCH}/lib-1.0-r0.squashfs"), amber_tests::server::Behavior::Status(500));
+    second.set(
+        &format!("/{ARCH}/lib-1.0-r0.squashfs"),
+        amber_tests::server::Behavior::Status(404),
+    );
+    mirror.set(
+        &format!("/{ARCH}/lib-1.0-r0.squashfs"),
+        amber_tests::server::Behavior::Status(500),
+    );
     let before = device.snapshot();
     let line = device.fails(&["add", "lib"]);
-    assert!(line.contains("HTTP 500") && line.contains("HTTP 404"), "{line}");
+    assert!(
+        line.contains("HTTP 500") && line.contains("HTTP 404"),
+        "{line}"
+    );
     assert_eq!(device.snapshot(), before);
     assert!(device.temp_files().is_empty());
 }

@@ -59,12 +59,19 @@ fn crash_every_step(temp: &TempDir, case: &Case<'_>) -> Vec<String> {
         let device = case.base.copy_as(temp, &format!("{}-{n}", case.name));
         let mut command = device.command(case.args);
         // abort() may dump core: let it land in the test's directory, if anywhere.
-        command.env("AMBER_FAILPOINT", n.to_string()).current_dir(temp.path());
+        command
+            .env("AMBER_FAILPOINT", n.to_string())
+            .current_dir(temp.path());
         let output = amber_tests::run(&mut command);
         let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
         if output.status.success() {
             assert!(n > 1, "{}: passed no failpoint at all", case.name);
-            assert_eq!(device.installed(), case.new, "{}: uninterrupted run", case.name);
+            assert_eq!(
+                device.installed(),
+                case.new,
+                "{}: uninterrupted run",
+                case.name
+            );
             (case.check_new)(&device);
             let _ = std::fs::remove_dir_all(&device.root);
             return killed_at;
@@ -88,7 +95,12 @@ fn crash_every_step(temp: &TempDir, case: &Case<'_>) -> Vec<String> {
         if device.installed() != case.new || case.old == case.new {
             device.ok(case.args);
         }
-        assert_eq!(device.installed(), case.new, "{}: {when}, then run again", case.name);
+        assert_eq!(
+            device.installed(),
+            case.new,
+            "{}: {when}, then run again",
+            case.name
+        );
         (case.check_new)(&device);
         check_whole(&device, case, &format!("{when}, then run again"));
         killed_at.push(name);
@@ -189,7 +201,14 @@ fn killed_at_every_failpoint_the_store_keeps_the_old_or_the_new_generation_whole
             base: &before_add,
             args: &["add", "a", "b", "c", "d", "e"],
             old: Vec::new(),
-            new: ids(&["a-1.1-r0", "b-1.1-r0", "c-1.1-r0", "d-1.0-r0", "e-1.0-r0", "lib-1.1-r0"]),
+            new: ids(&[
+                "a-1.1-r0",
+                "b-1.1-r0",
+                "c-1.1-r0",
+                "d-1.0-r0",
+                "e-1.0-r0",
+                "lib-1.1-r0",
+            ]),
             check_new: &nothing,
         },
         Case {

@@ -39,9 +39,13 @@ fn flipped_image_byte_is_a_sha256_mismatch() {
     let scene = Scene::new("item1", &[("a", "1.0-r0", &[]), ("b", "1.0-r0", &[])], 1);
     let device = &scene.device;
     device.ok(&["add", "a"]);
-    let size = std::fs::metadata(scene.repo.image("b", "1.0-r0")).unwrap().len();
+    let size = std::fs::metadata(scene.repo.image("b", "1.0-r0"))
+        .unwrap()
+        .len();
     for offset in [0, 1000, size - 1] {
-        scene.server.set(&path("b-1.0-r0.squashfs"), Behavior::FlipByte(offset));
+        scene
+            .server
+            .set(&path("b-1.0-r0.squashfs"), Behavior::FlipByte(offset));
         let line = refused(device, &["add", "b"], &["b-1.0-r0: ", "sha256 mismatch"]);
         assert!(!line.contains("size mismatch"), "{line}");
     }
@@ -107,16 +111,56 @@ fn malformed_sha256_in_a_signed_index_is_a_parse_error() {
     let hash = good.split("sha256=").nth(1).unwrap().trim_end().to_owned();
     let size = std::fs::metadata(&image).unwrap().len();
     let variants = [
-        ("missing", format!("pkg m 1.0-r0 size={size}\n"), "sha256 is missing"),
-        ("empty", format!("pkg m 1.0-r0 size={size} sha256=\n"), "sha256 is empty"),
-        ("short", format!("pkg m 1.0-r0 size={size} sha256={}\n", &hash[..63]), "64"),
-        ("long", format!("pkg m 1.0-r0 size={size} sha256={hash}0\n"), "64"),
-        ("padded before", format!("pkg m 1.0-r0 size={size} sha256= {hash}\n"), "sha256"),
-        ("padded after", format!("pkg m 1.0-r0 size={size} sha256={hash} \n"), "space"),
-        ("tab", format!("pkg m 1.0-r0 size={size} sha256=\t{hash}\n"), "control"),
-        ("non-hex", format!("pkg m 1.0-r0 size={size} sha256=g{}\n", &hash[1..]), "hex"),
-        ("uppercase", format!("pkg m 1.0-r0 size={size} sha256={}\n", hash.to_uppercase()), "lowercase"),
-        ("twice", format!("pkg m 1.0-r0 size={size} sha256={hash} sha256={hash}\n"), "twice"),
+        (
+            "missing",
+            format!("pkg m 1.0-r0 size={size}\n"),
+            "sha256 is missing",
+        ),
+        (
+            "empty",
+            format!("pkg m 1.0-r0 size={size} sha256=\n"),
+            "sha256 is empty",
+        ),
+        (
+            "short",
+            format!("pkg m 1.0-r0 size={size} sha256={}\n", &hash[..63]),
+            "64",
+        ),
+        (
+            "long",
+            format!("pkg m 1.0-r0 size={size} sha256={hash}0\n"),
+            "64",
+        ),
+        (
+            "padded before",
+            format!("pkg m 1.0-r0 size={size} sha256= {hash}\n"),
+            "sha256",
+        ),
+        (
+            "padded after",
+            format!("pkg m 1.0-r0 size={size} sha256={hash} \n"),
+            "space",
+        ),
+        (
+            "tab",
+            format!("pkg m 1.0-r0 size={size} sha256=\t{hash}\n"),
+            "control",
+        ),
+        (
+            "non-hex",
+            format!("pkg m 1.0-r0 size={size} sha256=g{}\n", &hash[1..]),
+            "hex",
+        ),
+        (
+            "uppercase",
+            format!("pkg m 1.0-r0 size={size} sha256={}\n", hash.to_uppercase()),
+            "lowercase",
+        ),
+        (
+            "twice",
+            format!("pkg m 1.0-r0 size={size} sha256={hash} sha256={hash}\n"),
+            "twice",
+        ),
     ];
     for (serial, (what, line, reason)) in (2..).zip(variants) {
         repo.publish(&format!("{}{lib}{line}", Repo::header(serial, future())));
@@ -185,7 +229,11 @@ fn expired_index_is_refused_and_an_unset_clock_uses_the_build_date() {
     scene.device.env("AMBER_NOW", "0");
     let device = &scene.device;
     repo.index(3, 1);
-    let line = refused(device, &["update"], &["index expired at 1 (now ", "the clock is unset"]);
+    let line = refused(
+        device,
+        &["update"],
+        &["index expired at 1 (now ", "the clock is unset"],
+    );
     let floor: u64 = line
         .split("(now ")
         .nth(1)
@@ -196,7 +244,11 @@ fn expired_index_is_refused_and_an_unset_clock_uses_the_build_date() {
 
     // Expired before this pkg was built: refused even with the clock unset.
     repo.index(4, floor - 1);
-    refused(device, &["update"], &[&format!("index expired at {}", floor - 1)]);
+    refused(
+        device,
+        &["update"],
+        &[&format!("index expired at {}", floor - 1)],
+    );
     // Expires after the build date: accepted while the clock is unset...
     repo.index(5, floor + 1);
     if now() > floor + 1 {
@@ -239,7 +291,11 @@ fn another_package_served_for_a_request_is_a_sha256_mismatch() {
     let (device, repo) = (&scene.device, &scene.repo);
     let other = std::fs::read(repo.image("a", "1.0-r0")).unwrap();
     let wanted = std::fs::read(repo.image("b", "1.0-r0")).unwrap();
-    assert_eq!(other.len(), wanted.len(), "same size, so only the hash can tell");
+    assert_eq!(
+        other.len(),
+        wanted.len(),
+        "same size, so only the hash can tell"
+    );
     scene
         .server
         .set(&path("b-1.0-r0.squashfs"), Behavior::Body(other));
@@ -275,11 +331,26 @@ fn image_meta_that_disagrees_with_the_index_is_refused() {
     repo.publish(&format!("{}{}", Repo::header(2, future()), lines.concat()));
     device.ok(&["update"]);
     for (request, expected) in [
-        ("x", "x-1.0-r0: package meta says name a, but the index says x"),
-        ("a", "a-2.0-r0: package meta says version 1.0-r0, but the index says 2.0-r0"),
-        ("d", "d-1.0-r0: package meta says deps c, but the index says (none)"),
-        ("e", "e-1.0-r0: package meta says deps (none), but the index says c"),
-        ("p", "p-1.0-r0: package meta says provides (none), but the index says q"),
+        (
+            "x",
+            "x-1.0-r0: package meta says name a, but the index says x",
+        ),
+        (
+            "a",
+            "a-2.0-r0: package meta says version 1.0-r0, but the index says 2.0-r0",
+        ),
+        (
+            "d",
+            "d-1.0-r0: package meta says deps c, but the index says (none)",
+        ),
+        (
+            "e",
+            "e-1.0-r0: package meta says deps (none), but the index says c",
+        ),
+        (
+            "p",
+            "p-1.0-r0: package meta says provides (none), but the index says q",
+        ),
     ] {
         refused(device, &["add", request], &[expected]);
     }
@@ -293,15 +364,23 @@ fn longer_or_endless_body_stops_at_the_indexed_size() {
     let scene = Scene::new("item9", &[("a", "1.0-r0", &[])], 1);
     let (device, server) = (&scene.device, &scene.server);
     let image = path("a-1.0-r0.squashfs");
-    let size = std::fs::metadata(scene.repo.image("a", "1.0-r0")).unwrap().len();
+    let size = std::fs::metadata(scene.repo.image("a", "1.0-r0"))
+        .unwrap()
+        .len();
     let bytes = std::fs::read(scene.repo.image("a", "1.0-r0")).unwrap();
     let cases = [
-        (Behavior::Longer(1), format!("more than the {size} expected")),
+        (
+            Behavior::Longer(1),
+            format!("more than the {size} expected"),
+        ),
         (
             Behavior::Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 1099511627776\r\n\r\n".to_vec()),
             format!("body is 1099511627776 bytes, more than the {size} expected"),
         ),
-        (Behavior::Endless, format!("longer than the {size} bytes expected")),
+        (
+            Behavior::Endless,
+            format!("longer than the {size} bytes expected"),
+        ),
         (
             Behavior::Raw(
                 [
@@ -334,11 +413,17 @@ fn longer_or_endless_body_stops_at_the_indexed_size() {
 fn slow_retrieval_times_out_and_other_downloads_are_cleaned_up() {
     let mut scene = Scene::new(
         "item10",
-        &[("a", "1.0-r0", &[]), ("c", "1.0-r0", &[]), ("d", "1.0-r0", &[])],
+        &[
+            ("a", "1.0-r0", &[]),
+            ("c", "1.0-r0", &[]),
+            ("d", "1.0-r0", &[]),
+        ],
         1,
     );
     let noise = amber_tests::fixture::noise(256 << 10, 10);
-    scene.repo.package("b", "1.0-r0", &[], &[("share/b", &noise)]);
+    scene
+        .repo
+        .package("b", "1.0-r0", &[], &[("share/b", &noise)]);
     scene.repo.index(2, future());
     scene.device.env("AMBER_FETCH_TIMEOUT", "2");
     let (device, server) = (&scene.device, &scene.server);
@@ -346,23 +431,51 @@ fn slow_retrieval_times_out_and_other_downloads_are_cleaned_up() {
     // `a` sends a byte every 3 s, so a read times out after 2 s. `b` is 256 KiB sent at
     // about 2 KB/s, above the minimum rate: alone it would take minutes, so the command
     // returning soon shows it was cancelled. `c` and `d` are healthy and done first.
-    server.set(&path("a-1.0-r0.squashfs"), Behavior::Trickle(Duration::from_secs(3)));
-    server.set(&path("b-1.0-r0.squashfs"), Behavior::Trickle(Duration::from_micros(500)));
+    server.set(
+        &path("a-1.0-r0.squashfs"),
+        Behavior::Trickle(Duration::from_secs(3)),
+    );
+    server.set(
+        &path("b-1.0-r0.squashfs"),
+        Behavior::Trickle(Duration::from_micros(500)),
+    );
     let started = Instant::now();
-    refused(device, &["add", "a", "b", "c", "d"], &["a-1.0-r0: ", "timed out"]);
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    refused(
+        device,
+        &["add", "a", "b", "c", "d"],
+        &["a-1.0-r0: ", "timed out"],
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(device.image_names(), Vec::<String>::new());
 
     // A byte every 20 ms never times out a read, but is far below the minimum rate.
-    server.set(&path("b-1.0-r0.squashfs"), Behavior::Trickle(Duration::from_millis(20)));
+    server.set(
+        &path("b-1.0-r0.squashfs"),
+        Behavior::Trickle(Duration::from_millis(20)),
+    );
     let started = Instant::now();
     refused(device, &["add", "b"], &["b-1.0-r0: ", "too slow"]);
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
 
-    server.set(&path("index.minisig"), Behavior::Trickle(Duration::from_secs(3)));
+    server.set(
+        &path("index.minisig"),
+        Behavior::Trickle(Duration::from_secs(3)),
+    );
     let started = Instant::now();
     refused(device, &["update"], &["index.minisig", "timed out"]);
-    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
 
     server.clear();
     device.ok(&["add", "a", "b", "c", "d"]);
@@ -379,7 +492,10 @@ fn hostile_redirects_are_refused_and_a_plain_one_works() {
         (format!("{image}\nX-Injected: 1"), "0x0a".to_owned()),
         (format!("{image}\rX-Injected: 1"), "0x0d".to_owned()),
         (format!("{here}{image}\nX: 1"), "0x0a".to_owned()),
-        ("ftp://127.0.0.1/a.squashfs".to_owned(), "refused".to_owned()),
+        (
+            "ftp://127.0.0.1/a.squashfs".to_owned(),
+            "refused".to_owned(),
+        ),
         ("file:///etc/passwd".to_owned(), "refused".to_owned()),
         ("//127.0.0.1/a.squashfs".to_owned(), "refused".to_owned()),
         ("a-1.0-r0.squashfs".to_owned(), "refused".to_owned()),
@@ -391,7 +507,10 @@ fn hostile_redirects_are_refused_and_a_plain_one_works() {
     server.set("/hop1", Behavior::Redirect("/hop2".into()));
     server.set("/hop2", Behavior::Redirect(image.clone()));
     for n in 1..10 {
-        server.set(&format!("/chain{n}"), Behavior::Redirect(format!("/chain{}", n + 1)));
+        server.set(
+            &format!("/chain{n}"),
+            Behavior::Redirect(format!("/chain{}", n + 1)),
+        );
     }
     for (location, expected) in cases {
         server.set(&image, Behavior::Redirect(location.clone()));
@@ -399,7 +518,10 @@ fn hostile_redirects_are_refused_and_a_plain_one_works() {
         assert!(!line.contains('\r'), "{line:?}");
     }
     // An encoded CR/LF is never decoded into the request: it reaches the server as is.
-    server.set(&image, Behavior::Redirect("/moved/a%0D%0AX-Injected:%201".into()));
+    server.set(
+        &image,
+        Behavior::Redirect("/moved/a%0D%0AX-Injected:%201".into()),
+    );
     refused(device, &["add", "a"], &["HTTP 404"]);
     assert!(server
         .requests()
@@ -413,7 +535,9 @@ fn hostile_redirects_are_refused_and_a_plain_one_works() {
     server.set("/hop-a", Behavior::Redirect("/moved/a.squashfs".into()));
     device.ok(&["add", "a"]);
     assert_eq!(device.installed(), ["a-1.0-r0"]);
-    assert!(server.requests().ends_with(&[image, "/hop-a".into(), "/moved/a.squashfs".into()]));
+    assert!(server
+        .requests()
+        .ends_with(&[image, "/hop-a".into(), "/moved/a.squashfs".into()]));
 }
 
 /// Item 12.
@@ -441,11 +565,19 @@ fn failing_first_mirror_does_not_let_the_second_serve_an_unsigned_or_stale_index
     mirror.set(&path("index.minisig"), Behavior::Status(404));
     refused(&device, &["update"], &["HTTP 500", "HTTP 404"]);
     mirror.set(&path("index.minisig"), Behavior::Body(Vec::new()));
-    refused(&device, &["update"], &["HTTP 500", "not a minisign signature"]);
+    refused(
+        &device,
+        &["update"],
+        &["HTTP 500", "not a minisign signature"],
+    );
     // Stale: index 1, validly signed, after index 2 was accepted.
     mirror.set(&path("index"), Behavior::Body(stale_index));
     mirror.set(&path("index.minisig"), Behavior::Body(stale_signature));
-    refused(&device, &["update"], &["HTTP 500", "serial 1 is lower than 2"]);
+    refused(
+        &device,
+        &["update"],
+        &["HTTP 500", "serial 1 is lower than 2"],
+    );
     refused(&device, &["add", "b"], &[]);
     // The mirror with the current index takes over.
     mirror.clear();
@@ -480,7 +612,11 @@ fn unknown_key_wrong_key_id_edited_comment_or_truncated_signature_is_refused() {
     let lines: Vec<&str> = good.lines().collect();
     let relined = |lines: &[&str]| lines.iter().map(|l| format!("{l}\n")).collect::<String>();
     let cases: Vec<(&str, String, &str)> = vec![
-        ("unknown key", stranger.sign(&index), "which is not a trusted key"),
+        (
+            "unknown key",
+            stranger.sign(&index),
+            "which is not a trusted key",
+        ),
         (
             "untrusted key id",
             with(&|s| s.key_id = key_id(&stranger)),
@@ -503,28 +639,58 @@ fn unknown_key_wrong_key_id_edited_comment_or_truncated_signature_is_refused() {
         ),
         (
             "truncated signature line",
-            relined(&[lines[0], &lines[1][..lines[1].len() - 4], lines[2], lines[3]]),
+            relined(&[
+                lines[0],
+                &lines[1][..lines[1].len() - 4],
+                lines[2],
+                lines[3],
+            ]),
             "signature line 2 holds 72 bytes, expected 74",
         ),
         (
             "signature line cut by one",
-            relined(&[lines[0], &lines[1][..lines[1].len() - 1], lines[2], lines[3]]),
+            relined(&[
+                lines[0],
+                &lines[1][..lines[1].len() - 1],
+                lines[2],
+                lines[3],
+            ]),
             "signature line 2",
         ),
         (
             "truncated global signature",
-            relined(&[lines[0], lines[1], lines[2], &lines[3][..lines[3].len() - 8]]),
+            relined(&[
+                lines[0],
+                lines[1],
+                lines[2],
+                &lines[3][..lines[3].len() - 8],
+            ]),
             "signature line 4",
         ),
-        ("cut after two lines", relined(&lines[..2]), "expected 4 lines"),
-        ("no final newline", good.trim_end().to_owned(), "expected 4 lines"),
+        (
+            "cut after two lines",
+            relined(&lines[..2]),
+            "expected 4 lines",
+        ),
+        (
+            "no final newline",
+            good.trim_end().to_owned(),
+            "expected 4 lines",
+        ),
         ("CRLF line ends", good.replace('\n', "\r\n"), "signature"),
-        ("trailing line", format!("{good}extra\n"), "expected 4 lines"),
+        (
+            "trailing line",
+            format!("{good}extra\n"),
+            "expected 4 lines",
+        ),
         ("empty", String::new(), "expected 4 lines"),
     ];
     for (what, signature, expected) in cases {
         assert_ne!(signature, good, "{what}");
-        server.set(&path("index.minisig"), Behavior::Body(signature.into_bytes()));
+        server.set(
+            &path("index.minisig"),
+            Behavior::Body(signature.into_bytes()),
+        );
         let line = refused(device, &["update"], &["signature", expected]);
         assert!(!line.contains('\r'), "{what}: {line:?}");
     }
@@ -554,14 +720,30 @@ fn minisign_tool_signatures_are_accepted_and_an_edited_index_is_not() {
     let (public, secret) = (scene.temp.join("tool.pub"), scene.temp.join("tool.key"));
     run_ok(
         std::process::Command::new("minisign")
-            .args(["-G", "-W", "-p", public.to_str().unwrap(), "-s", secret.to_str().unwrap()])
+            .args([
+                "-G",
+                "-W",
+                "-p",
+                public.to_str().unwrap(),
+                "-s",
+                secret.to_str().unwrap(),
+            ])
             .stdin(Stdio::null()),
     );
     let sign = |legacy: bool| {
         let index = repo.arch_dir().join("index");
         let mut command = std::process::Command::new("minisign");
-        command.args(["-S", "-s", secret.to_str().unwrap(), "-m", index.to_str().unwrap()]);
-        command.args(["-x", repo.arch_dir().join("index.minisig").to_str().unwrap()]);
+        command.args([
+            "-S",
+            "-s",
+            secret.to_str().unwrap(),
+            "-m",
+            index.to_str().unwrap(),
+        ]);
+        command.args([
+            "-x",
+            repo.arch_dir().join("index.minisig").to_str().unwrap(),
+        ]);
         if legacy {
             command.arg("-l");
         }
@@ -580,14 +762,20 @@ fn minisign_tool_signatures_are_accepted_and_an_edited_index_is_not() {
     // The legacy (not prehashed) signature of minisign -l passes too.
     repo.index(3, future());
     sign(true);
-    assert!(String::from_utf8(repo.signature_bytes()).unwrap().contains("\nRW"));
+    assert!(String::from_utf8(repo.signature_bytes())
+        .unwrap()
+        .contains("\nRW"));
     device.ok(&["update"]);
     // One byte of the index changed (the expiry, still in the future): refused.
     repo.index(4, 4_000_000_000);
     sign(false);
     let index = repo.arch_dir().join("index");
     let text = std::fs::read_to_string(&index).unwrap();
-    std::fs::write(&index, text.replace("expires 4000000000", "expires 4000000001")).unwrap();
+    std::fs::write(
+        &index,
+        text.replace("expires 4000000000", "expires 4000000001"),
+    )
+    .unwrap();
     refused(device, &["update"], &["signature does not match the data"]);
 }
 
@@ -598,7 +786,10 @@ fn deleted_key_is_refused_at_update_and_at_add() {
     let (device, repo) = (&scene.device, &scene.repo);
     device.ok(&["add", "a"]);
     let id = repo.key_id();
-    assert_eq!(device.ok(&["key", "del", &id]), format!("no longer trusting key {id}\n"));
+    assert_eq!(
+        device.ok(&["key", "del", &id]),
+        format!("no longer trusting key {id}\n")
+    );
     assert_eq!(device.ok(&["key", "list"]), "");
     let expected = format!("signed by key {id}, which is not a trusted key");
     refused(device, &["add", "b"], &[&expected]);
@@ -642,7 +833,11 @@ fn is_root() -> bool {
 
 /// Free blocks of the file system holding `path`.
 fn free_blocks(path: &std::path::Path) -> u64 {
-    let out = run_ok(std::process::Command::new("stat").args(["-f", "-c", "%f"]).arg(path));
+    let out = run_ok(
+        std::process::Command::new("stat")
+            .args(["-f", "-c", "%f"])
+            .arg(path),
+    );
     out.trim().parse().unwrap()
 }
 
@@ -659,7 +854,12 @@ fn disk_full_during_a_download_is_a_clear_error_and_the_space_comes_back() {
     let noise = amber_tests::fixture::noise(3 << 20, 25);
     repo.package("big", "1.0-r0", &[], &[("share/big/noise", &noise)]);
     repo.index(1, future());
-    assert!(std::fs::metadata(repo.image("big", "1.0-r0")).unwrap().len() > 3 << 20);
+    assert!(
+        std::fs::metadata(repo.image("big", "1.0-r0"))
+            .unwrap()
+            .len()
+            > 3 << 20
+    );
     let server = Server::start(&repo.dir);
     let device = Device::new(&temp, "store");
     std::fs::create_dir_all(&device.root).unwrap();
@@ -679,7 +879,11 @@ fn disk_full_during_a_download_is_a_clear_error_and_the_space_comes_back() {
     device.ok(&["update"]);
     device.ok(&["add", "a"]);
     let free = free_blocks(&device.root);
-    refused(&device, &["add", "big"], &["big-1.0-r0: ", "No space left on device"]);
+    refused(
+        &device,
+        &["add", "big"],
+        &["big-1.0-r0: ", "No space left on device"],
+    );
     assert_eq!(free_blocks(&device.root), free, "the space is free again");
     assert_eq!(device.installed(), ["a-1.0-r0"]);
     device.ok(&["verify"]);
@@ -700,7 +904,10 @@ fn second_pkg_command_waits_for_the_lock_or_fails_clearly() {
     lock.lock().unwrap();
     lock.set_len(0).unwrap();
     write!(lock, "{}", std::process::id()).unwrap();
-    let holder = format!("another pkg command (pid {}) is using the store", std::process::id());
+    let holder = format!(
+        "another pkg command (pid {}) is using the store",
+        std::process::id()
+    );
     refused(device, &["--no-wait", "add", "a"], &[&holder]);
     refused(device, &["--no-wait", "update"], &[&holder]);
     // Reading needs no lock.
@@ -723,7 +930,10 @@ fn second_pkg_command_waits_for_the_lock_or_fails_clearly() {
         )
     );
     std::thread::sleep(Duration::from_millis(300));
-    assert!(child.try_wait().unwrap().is_none(), "add finished while the lock was held");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "add finished while the lock was held"
+    );
     assert_eq!(device.current(), None);
     lock.unlock().unwrap();
     let started = Instant::now();

@@ -95,7 +95,13 @@ impl Repo {
 
     /// Pack a package from `files` (path, contents) into the repository; returns the
     /// image path. `version` includes the revision (`1.0-r0`).
-    pub fn package(&self, name: &str, version: &str, deps: &[&str], files: &[(&str, &[u8])]) -> PathBuf {
+    pub fn package(
+        &self,
+        name: &str,
+        version: &str,
+        deps: &[&str],
+        files: &[(&str, &[u8])],
+    ) -> PathBuf {
         let tree = self.work.join(format!("{name}-{version}"));
         let _ = std::fs::remove_dir_all(&tree);
         std::fs::create_dir_all(&tree).unwrap();
@@ -106,7 +112,12 @@ impl Repo {
         }
         let image = self.arch_dir().join(format!("{name}-{version}.squashfs"));
         let mut command = Command::new(pkg_binary());
-        command.args(["pack", tree.to_str().unwrap(), "-o", image.to_str().unwrap()]);
+        command.args([
+            "pack",
+            tree.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+        ]);
         command.args(["--name", name, "--version", version, "--arch", ARCH]);
         for dep in deps {
             command.args(["--dep", dep]);
@@ -118,7 +129,12 @@ impl Repo {
     /// Pack a small package holding `bin/NAME` (saying its id) into the repository.
     pub fn simple(&self, name: &str, version: &str, deps: &[&str]) -> PathBuf {
         let contents = format!("#!/bin/sh\necho {name}-{version}\n");
-        self.package(name, version, deps, &[(&format!("bin/{name}"), contents.as_bytes())])
+        self.package(
+            name,
+            version,
+            deps,
+            &[(&format!("bin/{name}"), contents.as_bytes())],
+        )
     }
 
     /// The path of a package's image in the repository.
@@ -154,7 +170,11 @@ impl Repo {
     /// `pkg repo index` would never write.
     pub fn publish(&self, text: &str) {
         std::fs::write(self.arch_dir().join("index"), text).unwrap();
-        std::fs::write(self.arch_dir().join("index.minisig"), self.sign(text.as_bytes())).unwrap();
+        std::fs::write(
+            self.arch_dir().join("index.minisig"),
+            self.sign(text.as_bytes()),
+        )
+        .unwrap();
     }
 
     /// The published index.
@@ -359,7 +379,11 @@ impl Device {
         let mut vouched: BTreeSet<[u8; 32]> = BTreeSet::new();
         let generations = self.root.join("state/generations");
         let mut current_found = self.current().is_none();
-        for entry in std::fs::read_dir(&generations).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(&generations)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with(".tmp-") {
                 continue;
@@ -381,7 +405,10 @@ impl Device {
                 let path = self.root.join("images").join(package.file_name());
                 match std::fs::read(&path) {
                     Err(_) => problems.push(format!("{}: image missing", package.id())),
-                    Ok(bytes) if bytes.len() as u64 != package.size || sha256(&bytes) != package.sha256 => {
+                    Ok(bytes)
+                        if bytes.len() as u64 != package.size
+                            || sha256(&bytes) != package.sha256 =>
+                    {
                         problems.push(format!("{}: image does not match", package.id()))
                     }
                     Ok(_) => {}
@@ -389,7 +416,10 @@ impl Device {
             }
         }
         if !current_found {
-            problems.push(format!("current generation {:?} has no file", self.current()));
+            problems.push(format!(
+                "current generation {:?} has no file",
+                self.current()
+            ));
         }
         let keys: Vec<PublicKey> = std::fs::read_dir(self.root.join("keys"))
             .into_iter()
@@ -398,7 +428,11 @@ impl Device {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".pub"))
             .filter_map(|e| PublicKey::parse_file(&std::fs::read_to_string(e.path()).ok()?).ok())
             .collect();
-        for entry in std::fs::read_dir(self.root.join("indexes")).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(self.root.join("indexes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let Ok(bytes) = std::fs::read(entry.path().join("index")) else {
                 continue;
             };
@@ -414,7 +448,10 @@ impl Device {
                         (Some(_), Some(index)) => {
                             vouched.extend(index.packages.iter().map(|e| e.sha256))
                         }
-                        _ => problems.push(format!("{}: cached index does not verify", entry.path().display())),
+                        _ => problems.push(format!(
+                            "{}: cached index does not verify",
+                            entry.path().display()
+                        )),
                     }
                 }
                 None => problems.push(format!("{}: cached index is torn", entry.path().display())),
@@ -426,7 +463,9 @@ impl Device {
             }
             let bytes = std::fs::read(self.root.join("images").join(&name)).unwrap_or_default();
             if !vouched.contains(&sha256(&bytes)) {
-                problems.push(format!("images/{name}: no generation or index vouches for it"));
+                problems.push(format!(
+                    "images/{name}: no generation or index vouches for it"
+                ));
             }
         }
         problems
@@ -499,7 +538,11 @@ fn collect(root: &Path, dir: &Path, files: &mut BTreeMap<String, Vec<u8>>) {
         if path.is_dir() {
             collect(root, &path, files);
         } else if path.file_name().is_some_and(|n| n != "lock") {
-            let relative = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let relative = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             files.insert(relative, std::fs::read(&path).unwrap_or_default());
         }
     }

@@ -58,7 +58,9 @@ impl Server {
     pub fn start(root: &Path) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1");
         let address = listener.local_addr().expect("local address");
-        listener.set_nonblocking(true).expect("nonblocking listener");
+        listener
+            .set_nonblocking(true)
+            .expect("nonblocking listener");
         let shared = Arc::new(Shared {
             root: root.to_path_buf(),
             rules: Mutex::new(HashMap::new()),

@@ -61,6 +61,10 @@ fn cross_build(board: &Board, target_dir: &str, extra: &[&str]) -> Result<PathBu
         "-Zunstable-options",
         "-Cpanic=immediate-abort",
         "-Ctarget-feature=+crt-static",
+        // Nothing unwinds once panics abort at once: the unwind tables (.eh_frame and
+        // its index, about 14% of the binary) would only take space.
+        "-Cforce-unwind-tables=no",
+        "-Clink-arg=--no-eh-frame-hdr",
     ];
     step(&format!(
         "device binary for {} (RUSTC_BOOTSTRAP=1 RUSTFLAGS=\"{}\")",

@@ -275,7 +275,7 @@ fn make_data(
         ])
         .run()?;
     // mke2fs -d copies owners and times from the staging files, which belong to whoever
-    // runs the build: set them to root and SOURCE_DATE_EPOCH, as in the initramfs.
+    // runs the build: set them to root and the same fixed time.
     let mut commands = String::new();
     for relative in ["", "lost+found"].into_iter().chain(store_dirs) {
         for field in ["uid", "gid"] {

@@ -56,14 +56,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
         ),
         None => EXPECT_TIMEOUT,
     };
-    let options = Options {
-        repo_port,
-        snapshot: args.flag("--snapshot") || args.value("--expect").is_some(),
-        console: Console::Terminal,
-        extra: args.rest.clone(),
-    };
     match args.value("--expect") {
         Some(text) => {
+            // As the end-to-end tests boot, but on the port asked for.
+            let options = Options {
+                repo_port,
+                extra: args.rest.clone(),
+                ..test_options()
+            };
             let report = boot_and_expect(&board, &options, text, timeout)?;
             println!(
                 "{}: the kernel ran /init after {:.1}s; `{text}` after {:.1}s",
@@ -74,6 +74,12 @@ pub fn run(args: &[String]) -> Result<(), String> {
             Ok(())
         }
         None => {
+            let options = Options {
+                repo_port,
+                snapshot: args.flag("--snapshot"),
+                console: Console::Terminal,
+                extra: args.rest.clone(),
+            };
             let images = image::build(&board, Disk::KeepExisting)?;
             let options = with_repo_server(options)?;
             step(

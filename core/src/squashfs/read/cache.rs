@@ -14,8 +14,9 @@ use crate::squashfs::ReadAt;
 pub const DEFAULT_METADATA_BLOCKS: usize = 8;
 /// Data blocks (file blocks or fragment blocks) a [`Cache::new`] keeps.
 pub const DEFAULT_DATA_BLOCKS: usize = 2;
-/// The most blocks of each kind [`Cache::with_limits`] accepts.
+/// The most metadata blocks [`Cache::with_limits`] accepts.
 pub const MAX_METADATA_BLOCKS: usize = 64;
+/// The most data blocks [`Cache::with_limits`] accepts.
 pub const MAX_DATA_BLOCKS: usize = 16;
 
 /// The position of a slot that holds nothing.
