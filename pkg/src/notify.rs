@@ -10,10 +10,32 @@ use crate::store::Store;
 /// mounted on this root there is nobody to tell.
 pub fn after_switch(store: &Store, generation: u64) -> Result<(), Error> {
     match crate::mount::ask(store.root(), "reload", Duration::from_secs(60))? {
-        None => Ok(()),
-        Some(answer) if answer == format!("ok {generation}") => Ok(()),
-        Some(answer) => Err(Error::new(format!(
-            "generation {generation} is current, but the mounted store answered {answer:?}"
-        ))),
+        None => {}
+        Some(answer) if answer == format!("ok {generation}") => {}
+        Some(answer) => {
+            return Err(Error::new(format!(
+                "generation {generation} is current, but the mounted store answered {answer:?}"
+            )))
+        }
+    }
+    rescan_services();
+    Ok(())
+}
+
+/// init's control socket on a device.
+const INIT_CONTROL: &str = "/run/amber/control";
+
+/// Ask init to read the service directories again, so a package's services start (or
+/// stop) now rather than at init's next periodic rescan. Best effort: off a device, or
+/// with init busy, the periodic rescan still comes.
+fn rescan_services() {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::os::unix::net::UnixStream::connect(INIT_CONTROL) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"rescan\n").is_ok() {
+        let mut answer = [0u8; 64];
+        let _ = stream.read(&mut answer);
     }
 }

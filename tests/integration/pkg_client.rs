@@ -605,3 +605,39 @@ fn mirror_takes_over_when_the_first_url_is_down() {
     assert_eq!(device.snapshot(), before);
     assert!(device.temp_files().is_empty());
 }
+
+#[test]
+fn rebuilt_version_is_not_taken_for_the_image_already_in_the_store() {
+    let scene = Scene::new("rebuilt", &[("a", "1.0-r0", &[])], 1);
+    let (device, repo) = (&scene.device, &scene.repo);
+    device.ok(&["add", "a"]);
+    device.ok(&["del", "a"]);
+    // The repository rebuilds a-1.0-r0 with other contents: same id, other bytes.
+    repo.package("a", "1.0-r0", &[], &[("bin/a", b"rebuilt\n")]);
+    repo.index(2, future());
+    device.ok(&["update"]);
+    let before = device.snapshot();
+    let line = device.fails(&["add", "a"]);
+    assert!(
+        line.starts_with("pkg: a-1.0-r0: the store holds other bytes for this version"),
+        "{line}"
+    );
+    assert_eq!(device.snapshot(), before);
+    // Once gc drops the old image, the new bytes are fetched and recorded.
+    device.ok(&["gc", "--keep", "1"]);
+    device.ok(&["add", "a"]);
+    assert!(device.problems().is_empty(), "{:?}", device.problems());
+
+    // verify checks every generation's hash, even for an id it already checked.
+    let generations = device.root.join("state/generations");
+    let current = std::fs::read_to_string(generations.join("3")).unwrap();
+    let mut forged = amber_core::generation::Generation::parse(&current).unwrap();
+    forged.number = 9;
+    forged.packages[0].sha256[0] ^= 1;
+    std::fs::write(generations.join("9"), forged.write()).unwrap();
+    let output = device.pkg(&["verify"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("a-1.0-r0: ok\n"), "{stdout}");
+    assert!(stdout.contains("a-1.0-r0: sha256 "), "{stdout}");
+}
