@@ -25,7 +25,9 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::fmt::Write as _;
 
-use crate::index::{check_line_shape, lines, parse_decimal, parse_package, Entry, IndexErrorReason};
+use crate::index::{
+    check_line_shape, lines, parse_decimal, parse_package, Entry, IndexErrorReason,
+};
 use crate::version::{Dependency, DependencyError};
 
 const MAGIC: &str = "amber-generation 1";
@@ -128,8 +130,11 @@ impl Generation {
         };
         for (line, text) in numbered {
             let fail = |reason| GenerationError { line, reason };
-            check_line_shape(text)
-                .map_err(|e| fail(GenerationErrorReason::BadPackage(IndexErrorReason::Shape(e))))?;
+            check_line_shape(text).map_err(|e| {
+                fail(GenerationErrorReason::BadPackage(IndexErrorReason::Shape(
+                    e,
+                )))
+            })?;
             if let Some(parent) = text.strip_prefix("parent ") {
                 if generation.parent.is_some()
                     || !generation.world.is_empty()
@@ -235,13 +240,34 @@ mod tests {
     #[test]
     fn malformed_generations_name_the_line() {
         let cases = [
-            ("amber-generation 2\nnumber 1\n", "generation line 1: expected amber-generation 1"),
-            ("amber-generation 1\nnumber x\n", "generation line 2: expected number N"),
-            ("amber-generation 1\nnumber 1", "generation line 2: last line does not end with a newline"),
-            ("amber-generation 1\nnumber 1\nworld b\nworld a\n", "generation line 4: not sorted, or a duplicate"),
-            ("amber-generation 1\nnumber 1\nworld A\n", "generation line 3: world: "),
-            ("amber-generation 1\nnumber 1\nhello\n", "generation line 3: unknown line"),
-            ("amber-generation 1\nnumber 1\npkg a 1 size=1 sha256=00\n", "generation line 3: "),
+            (
+                "amber-generation 2\nnumber 1\n",
+                "generation line 1: expected amber-generation 1",
+            ),
+            (
+                "amber-generation 1\nnumber x\n",
+                "generation line 2: expected number N",
+            ),
+            (
+                "amber-generation 1\nnumber 1",
+                "generation line 2: last line does not end with a newline",
+            ),
+            (
+                "amber-generation 1\nnumber 1\nworld b\nworld a\n",
+                "generation line 4: not sorted, or a duplicate",
+            ),
+            (
+                "amber-generation 1\nnumber 1\nworld A\n",
+                "generation line 3: world: ",
+            ),
+            (
+                "amber-generation 1\nnumber 1\nhello\n",
+                "generation line 3: unknown line",
+            ),
+            (
+                "amber-generation 1\nnumber 1\npkg a 1 size=1 sha256=00\n",
+                "generation line 3: ",
+            ),
         ];
         for (text, expect) in cases {
             let error = Generation::parse(text).unwrap_err().to_string();

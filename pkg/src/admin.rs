@@ -79,7 +79,10 @@ pub fn repo(context: &Context, command: RepoCommand) -> Result<Report, Error> {
         }
         RepoCommand::List(_) => {
             let repos = Store::open(&context.root).repositories()?;
-            let text = repos.iter().map(|urls| format!("{}\n", urls.join(" "))).collect();
+            let text = repos
+                .iter()
+                .map(|urls| format!("{}\n", urls.join(" ")))
+                .collect();
             let json = Json::Array(repos.into_iter().map(Json::strings).collect());
             Ok(Report::new(
                 text,

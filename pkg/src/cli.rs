@@ -390,7 +390,9 @@ fn run(args: Args) -> Result<(), Error> {
         Command::Info(info) => match (info.conflicts, info.name) {
             (true, None) => crate::query::conflicts(&context),
             (false, Some(name)) => crate::query::info(&context, &name),
-            _ => Err(Error::usage("info: give a package name, or --conflicts alone")),
+            _ => Err(Error::usage(
+                "info: give a package name, or --conflicts alone",
+            )),
         },
         Command::Store(StoreArgs {
             command: StoreCommand::Mount(mount),

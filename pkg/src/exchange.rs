@@ -148,7 +148,14 @@ impl Tree {
         }
     }
 
-    fn merge(&mut self, listing: &mut dyn Listing, owner: u32, node: u32, path: String, depth: usize) {
+    fn merge(
+        &mut self,
+        listing: &mut dyn Listing,
+        owner: u32,
+        node: u32,
+        path: String,
+        depth: usize,
+    ) {
         if depth > MAX_DEPTH {
             return;
         }
@@ -316,12 +323,32 @@ mod tests {
 
     #[test]
     fn merges_in_priority_order_and_records_conflicts() {
-        let mut busybox = Fake::new(&["bin/", "bin/sh", "bin/ls", "share/", "share/man/", "share/man/ls.1"]);
-        let mut toybox = Fake::new(&["bin/", "bin/sh", "bin/toybox", "share/", "share/man/", "share/man/toybox.1"]);
+        let mut busybox = Fake::new(&[
+            "bin/",
+            "bin/sh",
+            "bin/ls",
+            "share/",
+            "share/man/",
+            "share/man/ls.1",
+        ]);
+        let mut toybox = Fake::new(&[
+            "bin/",
+            "bin/sh",
+            "bin/toybox",
+            "share/",
+            "share/man/",
+            "share/man/toybox.1",
+        ]);
         let mut odd = Fake::new(&["bin/", "bin/ls/", "bin/ls/x", "etc/", "etc/odd.conf"]);
         let tree = Tree::build([
-            ("busybox-1.36.1-r2".to_owned(), &mut busybox as &mut dyn Listing),
-            ("toybox-0.8.11-r0".to_owned(), &mut toybox as &mut dyn Listing),
+            (
+                "busybox-1.36.1-r2".to_owned(),
+                &mut busybox as &mut dyn Listing,
+            ),
+            (
+                "toybox-0.8.11-r0".to_owned(),
+                &mut toybox as &mut dyn Listing,
+            ),
             ("odd-1-r0".to_owned(), &mut odd as &mut dyn Listing),
         ]);
         assert_eq!(
@@ -349,8 +376,13 @@ mod tests {
         );
         // Listing order inside a merged directory is by name.
         let bin = tree.child(0, b"bin").unwrap();
-        let NodeKind::Dir(children) = &tree.nodes[bin as usize].kind else { panic!() };
-        let names: Vec<&[u8]> = children.iter().map(|&c| tree.nodes[c as usize].name.as_ref()).collect();
+        let NodeKind::Dir(children) = &tree.nodes[bin as usize].kind else {
+            panic!()
+        };
+        let names: Vec<&[u8]> = children
+            .iter()
+            .map(|&c| tree.nodes[c as usize].name.as_ref())
+            .collect();
         assert_eq!(names, [&b"ls"[..], b"sh", b"toybox"]);
     }
 

@@ -472,7 +472,9 @@ impl Body {
                     if left == 0 {
                         return Ok(self.seen);
                     }
-                    buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX))
+                    buffer
+                        .len()
+                        .min(usize::try_from(left).unwrap_or(usize::MAX))
                 }
                 None => buffer.len(),
             };
@@ -538,7 +540,9 @@ impl Body {
                 )));
             }
             while left > 0 {
-                let want = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+                let want = buffer
+                    .len()
+                    .min(usize::try_from(left).unwrap_or(usize::MAX));
                 let n = self.fill(&mut buffer[..want])?;
                 if n == 0 {
                     return Err(Error::new("connection closed inside a chunk"));
@@ -631,7 +635,10 @@ mod tests {
     fn redirect_targets_are_checked() {
         let base = Url::parse("http://a:1/x/index").unwrap();
         assert_eq!(base.join("/y").unwrap().to_string(), "http://a:1/y");
-        assert_eq!(base.join("http://b/z").unwrap().to_string(), "http://b:80/z");
+        assert_eq!(
+            base.join("http://b/z").unwrap().to_string(),
+            "http://b:80/z"
+        );
         assert!(base.join("ftp://b/z").is_err());
         assert!(base.join("//b/z").is_err());
         assert!(base.join("relative").is_err());
@@ -642,10 +649,9 @@ mod tests {
     fn heads_parse_strictly() {
         let head = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n").unwrap();
         assert_eq!(head.content_length, Some(12));
-        let head = parse_head(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n",
-        )
-        .unwrap();
+        let head =
+            parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n")
+                .unwrap();
         assert!(head.chunked);
         assert_eq!(head.content_length, None);
         for bad in [
@@ -656,7 +662,11 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n",
             b"HTTP/1.1 200 OK\r\nno colon\r\n",
         ] {
-            assert!(parse_head(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_head(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

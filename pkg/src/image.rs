@@ -4,8 +4,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use amber_core::meta::Meta;
 use amber_core::index::Entry;
+use amber_core::meta::Meta;
 use amber_core::squashfs::read::{Archive, Cache, CheckLimits, Inode, Kind};
 use amber_core::squashfs::{ReadAt, ReadError};
 
@@ -75,8 +75,11 @@ pub fn read_file<R: ReadAt>(
 pub fn read_meta(path: &Path) -> Result<Meta, Error> {
     let archive = open(path)?;
     let mut cache = Cache::new();
-    let fail = |e: &dyn std::fmt::Display| Error::new(format!("{}: .pkg/meta: {e}", path.display()));
-    let inode = archive.lookup_path(".pkg/meta", &mut cache).map_err(|e| fail(&e))?;
+    let fail =
+        |e: &dyn std::fmt::Display| Error::new(format!("{}: .pkg/meta: {e}", path.display()));
+    let inode = archive
+        .lookup_path(".pkg/meta", &mut cache)
+        .map_err(|e| fail(&e))?;
     let bytes = read_file(&archive, &inode, MAX_META, &mut cache).map_err(|e| fail(&e))?;
     let text = std::str::from_utf8(&bytes).map_err(|_| fail(&"not UTF-8"))?;
     Meta::parse(text).map_err(|e| fail(&e))

@@ -42,9 +42,17 @@ pub fn add(context: &Context, packages: &[String], allow_untrusted: bool) -> Res
     // a trusted index (or --allow-untrusted said to take them as they are).
     let mut local = Vec::new();
     for file in files {
-        let entry = import_local(&store, &indexes, Path::new(file), &context.arch, allow_untrusted)?;
-        requests.push(Dependency::parse(&format!("{}={}", entry.name, entry.version))
-            .map_err(|e| Error::new(e.to_string()))?);
+        let entry = import_local(
+            &store,
+            &indexes,
+            Path::new(file),
+            &context.arch,
+            allow_untrusted,
+        )?;
+        requests.push(
+            Dependency::parse(&format!("{}={}", entry.name, entry.version))
+                .map_err(|e| Error::new(e.to_string()))?,
+        );
         local.push(entry);
     }
     // The new world: the old one, with these requests replacing any for the same names.
@@ -59,7 +67,10 @@ pub fn add(context: &Context, packages: &[String], allow_untrusted: bool) -> Res
         .iter()
         .filter_map(|request| {
             let entry = current.packages.iter().find(|e| request.matches(&e.id()))?;
-            current.world.contains(request).then(|| entry.id().to_string())
+            current
+                .world
+                .contains(request)
+                .then(|| entry.id().to_string())
         })
         .collect();
     if already.len() == requests.len() {
@@ -81,7 +92,15 @@ pub fn add(context: &Context, packages: &[String], allow_untrusted: bool) -> Res
         expires: 0,
         packages: local,
     };
-    change(context, &store, &current, world, &indexes, Some(&local_index), Mode::Keep)
+    change(
+        context,
+        &store,
+        &current,
+        world,
+        &indexes,
+        Some(&local_index),
+        Mode::Keep,
+    )
 }
 
 /// `pkg del NAME...`: drop names from the world; what nothing else needs goes too.
@@ -101,7 +120,10 @@ pub fn del(context: &Context, names: &[String]) -> Result<Report, Error> {
                         .filter(|other| other.deps.iter().any(|d| entry.has_or_provides(&d.name)))
                         .map(|other| other.id().to_string())
                         .collect();
-                    format!("{name}: not requested by name; needed by {}", needed_by.join(", "))
+                    format!(
+                        "{name}: not requested by name; needed by {}",
+                        needed_by.join(", ")
+                    )
                 }
                 None => format!("{name}: not installed"),
             };
@@ -124,7 +146,15 @@ pub fn upgrade(context: &Context) -> Result<Report, Error> {
     let current = store.current()?;
     let indexes = repo::load_indexes(&store, &context.arch, &context.clock)?;
     let world = current.world.clone();
-    change(context, &store, &current, world, &indexes, None, Mode::Upgrade)
+    change(
+        context,
+        &store,
+        &current,
+        world,
+        &indexes,
+        None,
+        Mode::Upgrade,
+    )
 }
 
 /// Solve `world`, fetch what is missing, and switch to the new generation.
@@ -163,10 +193,9 @@ fn change(
             // The image was verified, but perhaps against another entry for the same id
             // (a repository that rebuilt a version). Unless the current generation
             // vouches for exactly this entry, make sure these are the bytes it names.
-            let vouched = current
-                .packages
-                .iter()
-                .any(|e| e.name == entry.name && e.version == entry.version && e.sha256 == entry.sha256);
+            let vouched = current.packages.iter().any(|e| {
+                e.name == entry.name && e.version == entry.version && e.sha256 == entry.sha256
+            });
             if !vouched && hash_file(&path)? != entry.sha256 {
                 return Err(Error::new(format!(
                     "{}: the store holds other bytes for this version than the index lists \
@@ -180,32 +209,48 @@ fn change(
         let repo = indexes
             .iter()
             .find(|a| a.index.packages.iter().any(|e| std::ptr::eq(e, *entry)))
-            .ok_or_else(|| Error::new(format!("{}: image missing and no repository has it", entry.id())))?;
+            .ok_or_else(|| {
+                Error::new(format!(
+                    "{}: image missing and no repository has it",
+                    entry.id()
+                ))
+            })?;
         jobs.push(Job {
             entry,
             locations: repo::locations(store, &repo.repo)?,
         });
     }
-    let fetched = match download::fetch_all(&jobs, &store.images_dir(), &context.arch, &context.limits) {
-        Ok(fetched) => fetched,
-        Err(error) => {
-            // Leave the store as it was: the images this run fetched before the failure
-            // are verified, but nothing uses them and a small device needs the space.
-            for job in &jobs {
-                let _ = durable::remove_durable(&store.image_path(job.entry));
+    let fetched =
+        match download::fetch_all(&jobs, &store.images_dir(), &context.arch, &context.limits) {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                // Leave the store as it was: the images this run fetched before the failure
+                // are verified, but nothing uses them and a small device needs the space.
+                for job in &jobs {
+                    let _ = durable::remove_durable(&store.image_path(job.entry));
+                }
+                return Err(error);
             }
-            return Err(error);
-        }
-    };
+        };
 
-    let number = store.generation_numbers()?.last().copied().unwrap_or(0).max(current.number) + 1;
+    let number = store
+        .generation_numbers()?
+        .last()
+        .copied()
+        .unwrap_or(0)
+        .max(current.number)
+        + 1;
     let next = Generation {
         number,
         parent: (current.number > 0).then_some(current.number),
         world,
         packages: closure.iter().map(|e| (*e).clone()).collect(),
     };
-    let before: BTreeSet<String> = current.packages.iter().map(|e| e.id().to_string()).collect();
+    let before: BTreeSet<String> = current
+        .packages
+        .iter()
+        .map(|e| e.id().to_string())
+        .collect();
     let after: BTreeSet<String> = next.packages.iter().map(|e| e.id().to_string()).collect();
     let added: Vec<&String> = after.difference(&before).collect();
     let removed: Vec<&String> = before.difference(&after).collect();
@@ -302,7 +347,9 @@ fn import_local(
             if n == 0 {
                 break;
             }
-            check.update(&buffer[..n]).map_err(|e| Error::new(e.to_string()))?;
+            check
+                .update(&buffer[..n])
+                .map_err(|e| Error::new(e.to_string()))?;
             std::io::Write::write_all(&mut output, &buffer[..n]).context(temp.display())?;
         }
         check.finish().map_err(|e| Error::new(e.to_string()))?;

@@ -17,17 +17,28 @@ pub fn update(context: &Context) -> Result<Report, Error> {
     let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
     let repos = store.repositories()?;
     if repos.is_empty() {
-        return Err(Error::new("no repositories: add one with `pkg repo add URL`"));
+        return Err(Error::new(
+            "no repositories: add one with `pkg repo add URL`",
+        ));
     }
     let keys = store.trusted_keys()?;
     if keys.is_empty() {
-        return Err(Error::new("no trusted keys: add one with `pkg key add FILE`"));
+        return Err(Error::new(
+            "no trusted keys: add one with `pkg key add FILE`",
+        ));
     }
     let mut text = String::new();
     let mut results = Vec::new();
     let mut failures = Vec::new();
     for urls in &repos {
-        match repo::update_one(&store, urls, &keys, &context.arch, &context.clock, &context.limits) {
+        match repo::update_one(
+            &store,
+            urls,
+            &keys,
+            &context.arch,
+            &context.clock,
+            &context.limits,
+        ) {
             Ok(updated) => {
                 text.push_str(&format!(
                     "{}: serial {}, {} packages{}\n",
@@ -81,7 +92,11 @@ pub fn verify(context: &Context) -> Result<Report, Error> {
                 Ok(_) => {
                     let hash = hash_file(&path)?;
                     (hash != entry.sha256).then(|| {
-                        format!("sha256 {} instead of {}", to_hex(&hash), to_hex(&entry.sha256))
+                        format!(
+                            "sha256 {} instead of {}",
+                            to_hex(&hash),
+                            to_hex(&entry.sha256)
+                        )
                     })
                 }
             };
@@ -203,7 +218,10 @@ pub fn rollback(context: &Context) -> Result<Report, Error> {
     store.switch_to(parent)?;
     crate::notify::after_switch(&store, parent)?;
     Ok(Report::new(
-        format!("generation {parent} is current again (was {})\n", current.number),
+        format!(
+            "generation {parent} is current again (was {})\n",
+            current.number
+        ),
         Json::object([
             ("ok", Json::Bool(true)),
             ("generation", Json::Number(parent)),

@@ -136,7 +136,7 @@ fn serve(context: &Context, mountpoint: &Path, options: Options) -> Result<(), E
     config.acl = SessionACL::All;
     config.n_threads = Some(threads);
     config.clone_fd = true;
-    let mut session = fuser::Session::new(StoreFs(Arc::clone(&inner)), mountpoint, &config)
+    let mut session = fuser::Session::new(StoreFs::new(Arc::clone(&inner)), mountpoint, &config)
         .map_err(|e| Error::new(format!("{}: cannot mount: {e}", mountpoint.display())))?;
     inner.set_notifier(session.notifier());
     let mut unmounter = session.unmount_callable();

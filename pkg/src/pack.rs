@@ -108,10 +108,9 @@ fn check_args(args: &PackArgs) -> Result<Meta, Error> {
     let version = Version::parse(&args.version)
         .map_err(|error| Error::new(format!("--version {:?}: {error}", args.version)))?;
     // The whole version names one build of a package, so it carries its revision.
-    let has_revision = args
-        .version
-        .rsplit_once("-r")
-        .is_some_and(|(_, revision)| !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_digit()));
+    let has_revision = args.version.rsplit_once("-r").is_some_and(|(_, revision)| {
+        !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_digit())
+    });
     if !has_revision {
         return Err(Error::new(format!(
             "--version {:?}: give the whole version with its revision, like 1.36.1-r2",

@@ -22,7 +22,10 @@ fn entry_json(entry: &Entry, explicit: Option<bool>) -> Json {
             "deps".to_owned(),
             Json::strings(entry.deps.iter().map(|d| d.to_string())),
         ),
-        ("provides".to_owned(), Json::strings(entry.provides.iter().cloned())),
+        (
+            "provides".to_owned(),
+            Json::strings(entry.provides.iter().cloned()),
+        ),
     ];
     if let Some(explicit) = explicit {
         pairs.push(("explicit".to_owned(), Json::Bool(explicit)));
@@ -68,7 +71,9 @@ pub fn info(context: &Context, name: &str) -> Result<Report, Error> {
         Err(_) => Vec::new(),
     };
     let Some(shown) = installed.or(available.last()) else {
-        return Err(Error::new(format!("{name}: no such package installed or available")));
+        return Err(Error::new(format!(
+            "{name}: no such package installed or available"
+        )));
     };
     let mut text = format!("{}\n", shown.id());
     let mut description = String::new();
@@ -90,15 +95,30 @@ pub fn info(context: &Context, name: &str) -> Result<Report, Error> {
         installed.map_or("no".to_owned(), |e| format!(
             "{}{}",
             e.version,
-            if current.is_explicit(e) { "" } else { " (dependency)" }
+            if current.is_explicit(e) {
+                ""
+            } else {
+                " (dependency)"
+            }
         ))
     ));
     let deps: Vec<String> = shown.deps.iter().map(|d| d.to_string()).collect();
-    text.push_str(&format!("  depends: {}\n", if deps.is_empty() { "-".into() } else { deps.join(", ") }));
+    text.push_str(&format!(
+        "  depends: {}\n",
+        if deps.is_empty() {
+            "-".into()
+        } else {
+            deps.join(", ")
+        }
+    ));
     if !shown.provides.is_empty() {
         text.push_str(&format!("  provides: {}\n", shown.provides.join(", ")));
     }
-    text.push_str(&format!("  size: {}\n  sha256: {}\n", shown.size, to_hex(&shown.sha256)));
+    text.push_str(&format!(
+        "  size: {}\n  sha256: {}\n",
+        shown.size,
+        to_hex(&shown.sha256)
+    ));
     let versions: Vec<String> = available.iter().map(|e| e.version.to_string()).collect();
     if !versions.is_empty() {
         text.push_str(&format!("  available: {}\n", versions.join(", ")));
@@ -107,7 +127,10 @@ pub fn info(context: &Context, name: &str) -> Result<Report, Error> {
         text,
         Json::object([
             ("ok", Json::Bool(true)),
-            ("package", entry_json(shown, installed.map(|e| current.is_explicit(e)))),
+            (
+                "package",
+                entry_json(shown, installed.map(|e| current.is_explicit(e))),
+            ),
             ("installed", Json::Bool(installed.is_some())),
             ("description", Json::string(description)),
             ("license", Json::string(license)),
@@ -165,7 +188,11 @@ pub fn which(context: &Context, path: &str) -> Result<Report, Error> {
     // `/ro/<id>/...` names its package directly.
     let (scope, inner): (Vec<&Entry>, &str) = match relative.split_once('/') {
         Some((first, rest)) if current.packages.iter().any(|e| e.id().to_string() == first) => (
-            current.packages.iter().filter(|e| e.id().to_string() == first).collect(),
+            current
+                .packages
+                .iter()
+                .filter(|e| e.id().to_string() == first)
+                .collect(),
             rest,
         ),
         _ => (current.packages.iter().collect(), relative),
@@ -211,7 +238,11 @@ pub fn conflicts(context: &Context) -> Result<Report, Error> {
     let mut cache = Cache::new();
     let tree = crate::exchange::build_for(
         packages,
-        |entry| crate::image::open(&store.image_path(entry)).ok().map(Box::new),
+        |entry| {
+            crate::image::open(&store.image_path(entry))
+                .ok()
+                .map(Box::new)
+        },
         &mut cache,
     );
     let mut text = String::new();

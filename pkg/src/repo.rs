@@ -44,7 +44,11 @@ impl Location {
             http::Url::parse(url).map_err(|e| Error::usage(format!("{url}: {e}")))?;
             Ok(Location::Http(url.to_owned()))
         } else if let Some(path) = url.strip_prefix("file://") {
-            Ok(Location::Local(PathBuf::from(if path.is_empty() { "/" } else { path })))
+            Ok(Location::Local(PathBuf::from(if path.is_empty() {
+                "/"
+            } else {
+                path
+            })))
         } else if url.starts_with('/') || url.starts_with("./") || url.starts_with("../") {
             Ok(Location::Local(PathBuf::from(url)))
         } else {
@@ -225,14 +229,17 @@ pub fn update_one(
     clock: &Clock,
     limits: &Limits,
 ) -> Result<Updated, Error> {
-    let repo = urls.first().ok_or_else(|| Error::new("empty repository line"))?;
+    let repo = urls
+        .first()
+        .ok_or_else(|| Error::new("empty repository line"))?;
     let known = accepted_serial(store, repo)?;
     let cached = read_cache(store, repo)?;
     let mut failures = Vec::new();
     for url in urls {
         let attempt = (|| {
             let location = Location::parse(url)?;
-            let signature = location.fetch_bytes(&format!("{arch}/index.minisig"), limits, MAX_SIGNATURE)?;
+            let signature =
+                location.fetch_bytes(&format!("{arch}/index.minisig"), limits, MAX_SIGNATURE)?;
             let bytes = location.fetch_bytes(&format!("{arch}/index"), limits, MAX_INDEX)?;
             let index = check_index(keys, &bytes, &signature, arch, clock)?;
             if let Some(known) = known {
@@ -280,11 +287,10 @@ pub fn update_one(
 /// index's if a crash came between caching it and remembering its serial.
 fn accepted_serial(store: &Store, repo: &str) -> Result<Option<u64>, Error> {
     let remembered = store.serials()?.get(repo).copied();
-    let cached = read_cache(store, repo)?
-        .and_then(|(_, bytes)| {
-            let text = std::str::from_utf8(&bytes).ok()?;
-            index::parse(text).ok().map(|i| i.serial)
-        });
+    let cached = read_cache(store, repo)?.and_then(|(_, bytes)| {
+        let text = std::str::from_utf8(&bytes).ok()?;
+        index::parse(text).ok().map(|i| i.serial)
+    });
     Ok(match (remembered, cached) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
@@ -344,8 +350,8 @@ pub fn load_indexes(store: &Store, arch: &str, clock: &Clock) -> Result<Vec<Acce
         let Some((signature, bytes)) = read_cache(store, repo)? else {
             return Err(Error::new(format!("{repo}: no index yet, run pkg update")));
         };
-        let index = check_index(&keys, &bytes, &signature, arch, clock)
-            .map_err(|e| e.context(repo))?;
+        let index =
+            check_index(&keys, &bytes, &signature, arch, clock).map_err(|e| e.context(repo))?;
         accepted.push(Accepted {
             repo: repo.clone(),
             index,
@@ -389,10 +395,16 @@ mod tests {
 
     #[test]
     fn clock_policy() {
-        let unset = Clock { now: 5, floor: 1000 };
+        let unset = Clock {
+            now: 5,
+            floor: 1000,
+        };
         assert!(!unset.is_sane());
         assert_eq!(unset.effective(), 1000);
-        let set = Clock { now: 2000, floor: 1000 };
+        let set = Clock {
+            now: 2000,
+            floor: 1000,
+        };
         assert!(set.is_sane());
         assert_eq!(set.effective(), 2000);
     }

@@ -64,7 +64,11 @@ pub fn run(context: &Context, packages: &[String], command: &[String]) -> Result
     let mut cache = Cache::new();
     let tree = exchange::build_for(
         closure.iter().map(|e| (*e, explicit(&e.name))).collect(),
-        |entry| crate::image::open(&store.image_path(entry)).ok().map(Box::new),
+        |entry| {
+            crate::image::open(&store.image_path(entry))
+                .ok()
+                .map(Box::new)
+        },
         &mut cache,
     );
 
@@ -140,7 +144,9 @@ fn populate(tree: &Tree, node: u32, dir: &Path) -> Result<(), Error> {
         return Ok(());
     }
     for &child in children {
-        let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(&tree.nodes[child as usize].name);
+        let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
+            &tree.nodes[child as usize].name,
+        );
         let path = dir.join(name);
         match &tree.nodes[child as usize].kind {
             NodeKind::Dir(_) => {

@@ -28,9 +28,9 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use amber_core::squashfs::read::{Archive, Cache, Error as ReadError, Inode, Kind};
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, Notifier, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEntry, ReplyOpen, ReplyStatfs, Request,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, Notifier, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, Request,
 };
 
 use crate::error::Error;
@@ -245,6 +245,9 @@ impl Inner {
             for name in exchange::DIRS.iter().map(|d| d.to_string()).chain(removed) {
                 let _ = notifier.inval_entry(INodeNo(ROOT), OsStr::new(&name));
             }
+            // The root's cached listing too: an entry invalidation only reaches it when
+            // the kernel still holds a dentry of that name, and an added id has none.
+            let _ = notifier.inval_inode(INodeNo(ROOT), 0, 0);
         }
         Ok(current.number)
     }
@@ -537,7 +540,12 @@ impl Inner {
             if let NodeKind::Dir(children) = &tree.nodes[0].kind {
                 for &child in children {
                     let attr = tree_attr(&tree, base, child);
-                    entries.push((attr.ino.0, FileType::Directory, tree.nodes[child as usize].name.to_vec(), Some(attr)));
+                    entries.push((
+                        attr.ino.0,
+                        FileType::Directory,
+                        tree.nodes[child as usize].name.to_vec(),
+                        Some(attr),
+                    ));
                 }
             }
             let visible: Vec<(String, u32)> = read(&self.view)
@@ -563,7 +571,12 @@ impl Inner {
             ];
             for &child in children {
                 let attr = tree_attr(&tree, base, child);
-                entries.push((attr.ino.0, attr.kind, tree.nodes[child as usize].name.to_vec(), Some(attr)));
+                entries.push((
+                    attr.ino.0,
+                    attr.kind,
+                    tree.nodes[child as usize].name.to_vec(),
+                    Some(attr),
+                ));
             }
             return emit(entries, offset, add);
         }
@@ -580,7 +593,8 @@ impl Inner {
         self.with_cache(|cache| {
             let mut reader = archive.dir_reader(&dir, offset, cache)?;
             while let Some(entry) = reader.next(&archive, cache)? {
-                let child_ino = Self::image_ino(slot, entry.reference).map_err(|_| ReadError::BadOffset)?;
+                let child_ino =
+                    Self::image_ino(slot, entry.reference).map_err(|_| ReadError::BadOffset)?;
                 let (name, kind, next) = (entry.name.to_vec(), file_type(entry.kind), entry.offset);
                 // A child whose inode is broken is listed without attributes, so the
                 // rest of the directory still lists and only that entry gives EIO.
@@ -675,7 +689,9 @@ fn read_errno(error: ReadError) -> Errno {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -683,15 +699,37 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 }
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    lock.write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The fuser filesystem: turns [`Inner`]'s results into replies.
-pub struct StoreFs(pub Arc<Inner>);
+pub struct StoreFs {
+    inner: Arc<Inner>,
+    /// The kernel opens files, and directories, without asking when told ENOSYS once
+    /// (FUSE_NO_OPEN_SUPPORT, FUSE_NO_OPENDIR_SUPPORT): no OPEN, FLUSH or RELEASE round
+    /// trip per file, and the data and listings are kept cached across opens, as the
+    /// flags given below would ask. Images never change, so there is nothing to check.
+    no_open: bool,
+    no_opendir: bool,
+}
+
+impl StoreFs {
+    pub fn new(inner: Arc<Inner>) -> StoreFs {
+        StoreFs {
+            inner,
+            no_open: false,
+            no_opendir: false,
+        }
+    }
+}
 
 impl Filesystem for StoreFs {
     fn init(&mut self, _request: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let _ = config.set_max_readahead(1024 * 1024);
+        // The kernel offers its own readahead as the most; ask for all of it.
+        if let Err(most) = config.set_max_readahead(1024 * 1024) {
+            let _ = config.set_max_readahead(most);
+        }
         let wanted = InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
@@ -699,25 +737,28 @@ impl Filesystem for StoreFs {
         for flag in wanted.iter() {
             let _ = config.add_capabilities(flag);
         }
+        let offered = config.capabilities();
+        self.no_open = offered.contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
+        self.no_opendir = offered.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
         Ok(())
     }
 
     fn lookup(&self, _request: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.0.lookup(parent.0, name.as_bytes()) {
+        match self.inner.lookup(parent.0, name.as_bytes()) {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
             Err(errno) => reply.error(errno),
         }
     }
 
     fn getattr(&self, _request: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.0.getattr(ino.0) {
+        match self.inner.getattr(ino.0) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(errno) => reply.error(errno),
         }
     }
 
     fn readlink(&self, _request: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.0.readlink(ino.0) {
+        match self.inner.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(errno) => reply.error(errno),
         }
@@ -727,7 +768,11 @@ impl Filesystem for StoreFs {
         if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
             return reply.error(Errno::EROFS);
         }
-        match self.0.getattr(ino.0) {
+        if self.no_open {
+            // The mount is read-only, so the kernel refuses writers itself from now on.
+            return reply.error(Errno::ENOSYS);
+        }
+        match self.inner.getattr(ino.0) {
             // Images never change, so the page cache may keep their data across opens.
             Ok(attr) if attr.kind == FileType::RegularFile => {
                 reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
@@ -748,14 +793,32 @@ impl Filesystem for StoreFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        match self.0.read(ino.0, offset, size) {
+        match self.inner.read(ino.0, offset, size) {
             Ok(data) => reply.data(&data),
             Err(errno) => reply.error(errno),
         }
     }
 
+    fn flush(
+        &self,
+        _request: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: fuser::LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        // Nothing to write back: the kernel stops sending FLUSH after this answer.
+        reply.error(Errno::ENOSYS);
+    }
+
     fn opendir(&self, _request: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE)
+        if self.no_opendir {
+            return reply.error(Errno::ENOSYS);
+        }
+        reply.opened(
+            FileHandle(0),
+            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+        )
     }
 
     fn readdir(
@@ -766,10 +829,12 @@ impl Filesystem for StoreFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let result = self.0.readdir(
+        let result = self.inner.readdir(
             ino.0,
             offset,
-            &mut |ino, next, kind, name, _| reply.add(INodeNo(ino), next, kind, OsStr::from_bytes(name)),
+            &mut |ino, next, kind, name, _| {
+                reply.add(INodeNo(ino), next, kind, OsStr::from_bytes(name))
+            },
             false,
         );
         match result {
@@ -786,7 +851,7 @@ impl Filesystem for StoreFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let result = self.0.readdir(
+        let result = self.inner.readdir(
             ino.0,
             offset,
             &mut |ino, next, kind, name, attr| {
@@ -797,7 +862,14 @@ impl Filesystem for StoreFs {
                     kind,
                     ..dir_attr(ino)
                 });
-                reply.add(INodeNo(ino), next, OsStr::from_bytes(name), &ttl, &attr, Generation(0))
+                reply.add(
+                    INodeNo(ino),
+                    next,
+                    OsStr::from_bytes(name),
+                    &ttl,
+                    &attr,
+                    Generation(0),
+                )
             },
             true,
         );
@@ -808,11 +880,15 @@ impl Filesystem for StoreFs {
     }
 
     fn statfs(&self, _request: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let bytes: u64 = read(&self.0.view)
+        let bytes: u64 = read(&self.inner.view)
             .visible
             .keys()
             .filter_map(|id| {
-                let path = self.0.root.join("images").join(format!("{id}.squashfs"));
+                let path = self
+                    .inner
+                    .root
+                    .join("images")
+                    .join(format!("{id}.squashfs"));
                 std::fs::metadata(path).ok().map(|m| m.len())
             })
             .sum();

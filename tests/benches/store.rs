@@ -348,12 +348,17 @@ fn measure(system: &System, dir: &Path, payload: &Payload, threads: usize) -> Me
                 payload.bytes
             )
         });
+        let c0 = mounted.pid.map(cpu_ticks);
         let warm = timed(&mut || {
             assert_eq!(
                 read_all(&mounted.files, &payload.files, &mut buffer),
                 payload.bytes
             )
         });
+        eprintln!(
+            "DEBUG warm daemon ticks {:?}",
+            mounted.pid.map(cpu_ticks).zip(c0).map(|(a, b)| a - b)
+        );
         (cold, warm)
     };
     let (cold_walk, warm_walk) = {
@@ -969,4 +974,15 @@ fn run(command: &mut Command) {
         .status()
         .unwrap_or_else(|e| panic!("{command:?}: {e}"));
     assert!(status.success(), "{command:?} failed with {status}");
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }

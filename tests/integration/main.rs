@@ -2,8 +2,8 @@
 
 mod json;
 mod pkg_client;
-mod pkg_security;
 mod pkg_crash;
+mod pkg_security;
 mod store;
 mod store_scale;
 mod store_security;

@@ -158,20 +158,26 @@ impl Guest {
     /// Fails when qemu exits or `timeout` passes first, with the console's last lines.
     pub fn expect(&mut self, text: &str, timeout: Duration) -> Result<Duration, String> {
         let deadline = Instant::now() + timeout;
+        // Where a match could still start: only new output is searched each time round,
+        // since the kernel writes the console a few bytes at a time.
+        let mut from = self.cursor;
         loop {
-            if let Some(found) = find(&self.transcript[self.cursor..], text.as_bytes()) {
-                self.cursor += found + text.len();
+            if let Some(found) = find(&self.transcript[from..], text.as_bytes()) {
+                self.cursor = from + found + text.len();
                 return Ok(self.started.elapsed());
             }
+            from = from.max(
+                self.transcript
+                    .len()
+                    .saturating_sub(text.len().saturating_sub(1)),
+            );
             let left = deadline.saturating_duration_since(Instant::now());
             match self.output.recv_timeout(left) {
                 Ok(bytes) => {
-                    if self.echo {
-                        let mut stderr = std::io::stderr();
-                        let _ = stderr.write_all(&bytes);
-                        let _ = stderr.flush();
+                    self.receive(&bytes);
+                    while let Ok(more) = self.output.try_recv() {
+                        self.receive(&more);
                     }
-                    self.transcript.extend_from_slice(&bytes);
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(format!(
@@ -189,6 +195,15 @@ impl Guest {
                 }
             }
         }
+    }
+
+    fn receive(&mut self, bytes: &[u8]) {
+        if self.echo {
+            let mut stderr = std::io::stderr();
+            let _ = stderr.write_all(bytes);
+            let _ = stderr.flush();
+        }
+        self.transcript.extend_from_slice(bytes);
     }
 
     /// Type `text` on the serial console.
