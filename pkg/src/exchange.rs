@@ -57,13 +57,17 @@ where
             None => tree.packages.push(id),
         }
     }
+    tree.shrink();
     tree
 }
 
-/// One node: an exchange directory (or a directory inside one), or a link.
+/// One node: an exchange directory (or a directory inside one), or a link. Its name
+/// is [`Tree::name`]: names live in one buffer, since a store holds many thousands of
+/// nodes for as long as it is mounted.
 #[derive(Debug, Clone)]
 pub struct Node {
-    pub name: Box<[u8]>,
+    name_start: u32,
+    name_len: u16,
     pub parent: u32,
     pub kind: NodeKind,
 }
@@ -89,6 +93,8 @@ pub struct Conflict {
 pub struct Tree {
     /// Node 0 is the store root; its children are the [`DIRS`], always present.
     pub nodes: Vec<Node>,
+    /// Every node's name, one after the other.
+    names: Vec<u8>,
     /// Package ids in priority order; `NodeKind::Link` points into this list.
     pub packages: Vec<String>,
     pub conflicts: Vec<Conflict>,
@@ -105,28 +111,54 @@ pub trait Listing {
 impl Tree {
     /// An empty tree: the exchange directories with nothing in them.
     pub fn empty() -> Tree {
-        let mut nodes = vec![Node {
-            name: Box::default(),
-            parent: 0,
-            kind: NodeKind::Dir(Vec::new()),
-        }];
+        let mut tree = Tree {
+            nodes: Vec::new(),
+            names: Vec::new(),
+            packages: Vec::new(),
+            conflicts: Vec::new(),
+        };
+        tree.push(b"", 0, NodeKind::Dir(Vec::new()));
         let mut children = Vec::new();
         for dir in DIRS {
-            children.push(nodes.len() as u32);
-            nodes.push(Node {
-                name: dir.as_bytes().into(),
-                parent: 0,
-                kind: NodeKind::Dir(Vec::new()),
-            });
+            children.push(tree.push(dir.as_bytes(), 0, NodeKind::Dir(Vec::new())));
         }
         // Node i + 1 is DIRS[i], but children are kept sorted by name like every other
         // directory's, since [`Tree::child`] searches them by bisection.
-        children.sort_by(|&a, &b| nodes[a as usize].name.cmp(&nodes[b as usize].name));
-        nodes[0].kind = NodeKind::Dir(children);
-        Tree {
-            nodes,
-            packages: Vec::new(),
-            conflicts: Vec::new(),
+        children.sort_by(|&a, &b| tree.name(a).cmp(tree.name(b)));
+        tree.nodes[0].kind = NodeKind::Dir(children);
+        tree
+    }
+
+    /// Add a node; returns its index. Names are at most 256 bytes (image names are
+    /// checked by the reader).
+    fn push(&mut self, name: &[u8], parent: u32, kind: NodeKind) -> u32 {
+        let index = self.nodes.len() as u32;
+        self.nodes.push(Node {
+            name_start: self.names.len() as u32,
+            name_len: name.len().min(u16::MAX as usize) as u16,
+            parent,
+            kind,
+        });
+        self.names
+            .extend_from_slice(&name[..name.len().min(u16::MAX as usize)]);
+        index
+    }
+
+    /// The name of a node.
+    pub fn name(&self, node: u32) -> &[u8] {
+        let node = &self.nodes[node as usize];
+        let start = node.name_start as usize;
+        &self.names[start..start + usize::from(node.name_len)]
+    }
+
+    /// Give back the room kept for growth, once every package is merged.
+    pub fn shrink(&mut self) {
+        self.nodes.shrink_to_fit();
+        self.names.shrink_to_fit();
+        for node in &mut self.nodes {
+            if let NodeKind::Dir(children) = &mut node.kind {
+                children.shrink_to_fit();
+            }
         }
     }
 
@@ -163,22 +195,19 @@ impl Tree {
             return;
         };
         for (name, is_dir) in entries {
-            if self.nodes.len() >= MAX_NODES {
+            // The names buffer is indexed with u32.
+            if self.nodes.len() >= MAX_NODES || self.names.len() > u32::MAX as usize / 2 {
                 return;
             }
             let child_path = format!("{path}/{}", String::from_utf8_lossy(&name));
             match self.child(node, &name) {
                 Err(slot) => {
-                    let index = self.nodes.len() as u32;
-                    self.nodes.push(Node {
-                        name: name.clone().into_boxed_slice(),
-                        parent: node,
-                        kind: if is_dir {
-                            NodeKind::Dir(Vec::new())
-                        } else {
-                            NodeKind::Link(owner)
-                        },
-                    });
+                    let kind = if is_dir {
+                        NodeKind::Dir(Vec::new())
+                    } else {
+                        NodeKind::Link(owner)
+                    };
+                    let index = self.push(&name, node, kind);
                     if let NodeKind::Dir(children) = &mut self.nodes[node as usize].kind {
                         children.insert(slot, index);
                     }
@@ -225,7 +254,7 @@ impl Tree {
             return Err(0);
         };
         children
-            .binary_search_by(|&c| self.nodes[c as usize].name.as_ref().cmp(name))
+            .binary_search_by(|&c| self.name(c).cmp(name))
             .map(|slot| children[slot])
     }
 
@@ -234,9 +263,8 @@ impl Tree {
         let mut parts = Vec::new();
         let mut n = node;
         while n != 0 {
-            let item = &self.nodes[n as usize];
-            parts.push(String::from_utf8_lossy(&item.name).into_owned());
-            n = item.parent;
+            parts.push(String::from_utf8_lossy(self.name(n)).into_owned());
+            n = self.nodes[n as usize].parent;
         }
         parts.reverse();
         parts.join("/")
@@ -379,10 +407,7 @@ mod tests {
         let NodeKind::Dir(children) = &tree.nodes[bin as usize].kind else {
             panic!()
         };
-        let names: Vec<&[u8]> = children
-            .iter()
-            .map(|&c| tree.nodes[c as usize].name.as_ref())
-            .collect();
+        let names: Vec<&[u8]> = children.iter().map(|&c| tree.name(c)).collect();
         assert_eq!(names, [&b"ls"[..], b"sh", b"toybox"]);
     }
 

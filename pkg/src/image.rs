@@ -74,13 +74,17 @@ pub fn read_file<R: ReadAt>(
 /// Read and parse an image's `.pkg/meta`.
 pub fn read_meta(path: &Path) -> Result<Meta, Error> {
     let archive = open(path)?;
-    let mut cache = Cache::new();
+    meta_of(&archive, path, &mut Cache::new())
+}
+
+/// Read and parse the `.pkg/meta` of an opened image.
+fn meta_of(archive: &Archive<ImageFile>, path: &Path, cache: &mut Cache) -> Result<Meta, Error> {
     let fail =
         |e: &dyn std::fmt::Display| Error::new(format!("{}: .pkg/meta: {e}", path.display()));
     let inode = archive
-        .lookup_path(".pkg/meta", &mut cache)
+        .lookup_path(".pkg/meta", cache)
         .map_err(|e| fail(&e))?;
-    let bytes = read_file(&archive, &inode, MAX_META, &mut cache).map_err(|e| fail(&e))?;
+    let bytes = read_file(archive, &inode, MAX_META, cache).map_err(|e| fail(&e))?;
     let text = std::str::from_utf8(&bytes).map_err(|_| fail(&"not UTF-8"))?;
     Meta::parse(text).map_err(|e| fail(&e))
 }
@@ -90,17 +94,20 @@ pub fn read_meta(path: &Path) -> Result<Meta, Error> {
 /// inode and block position checked once, data not decompressed), so that the store
 /// never meets a malformed image it has installed.
 pub fn accept(path: &Path, entry: &Entry, arch: &str) -> Result<Meta, Error> {
-    let meta = read_meta(path)?;
+    // One archive and one cache for both checks: the walk starts from the directories
+    // and inodes the meta lookup has just decompressed.
+    let archive = open(path)?;
+    let mut cache = Cache::new();
+    let meta = meta_of(&archive, path, &mut cache)?;
     entry
         .check_meta(arch, &meta)
         .map_err(|e| Error::new(e.to_string()))?;
-    let archive = open(path)?;
     let limits = CheckLimits {
         read_data: false,
         ..CheckLimits::default()
     };
     archive
-        .check(&mut Cache::new(), &limits)
+        .check(&mut cache, &limits)
         .map_err(|e| Error::new(format!("malformed image: {e}")))?;
     Ok(meta)
 }

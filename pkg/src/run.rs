@@ -144,9 +144,7 @@ fn populate(tree: &Tree, node: u32, dir: &Path) -> Result<(), Error> {
         return Ok(());
     }
     for &child in children {
-        let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(
-            &tree.nodes[child as usize].name,
-        );
+        let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(tree.name(child));
         let path = dir.join(name);
         match &tree.nodes[child as usize].kind {
             NodeKind::Dir(_) => {

@@ -12,11 +12,19 @@
 //!   bits must be zero: an inode table under 256 MiB), or [`ROOT_MARK`] for the image
 //!   root.
 //!
-//! Images are opened on first use and closed again when idle or when more than
-//! `max_open` are open (least recently used first). Decompression caches come from a
+//! Images are opened on first use and closed again when idle or when the limit is
+//! reached (least recently used first, never one a request is reading), so never more
+//! than `max_open` are open. Decompression caches and reply buffers come from a small
 //! pool shared by all threads, so memory stays bounded however many images exist.
-//! Image content is immutable, so the kernel may cache it for long; the root and the
-//! exchange directories are invalidated explicitly whenever the generation changes.
+//!
+//! Image content is immutable, so the kernel may cache it for long: names and
+//! attributes for a day, data and listings across opens. Files and directories are
+//! opened without asking the daemon at all (FUSE_NO_OPEN_SUPPORT and
+//! FUSE_NO_OPENDIR_SUPPORT), so a warm read costs no round trip. Read requests are one
+//! data block each and decompress straight into their reply; `mount.rs` raises the
+//! mount's readahead so a big file's blocks are decompressed by several threads at
+//! once. The root and the exchange directories are invalidated explicitly whenever the
+//! generation changes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
@@ -49,6 +57,13 @@ const ROOT_MARK: u64 = 0xFFFF;
 /// How long the kernel may cache names and attributes. Images never change, and the
 /// root and exchange directories are invalidated explicitly on every switch.
 const TTL: Duration = Duration::from_secs(24 * 3600);
+/// The largest read request: the block size `pkg pack` writes (DESIGN §3).
+const BLOCK_REQUEST: u32 = 128 * 1024;
+/// How many idle workspaces (about 450 KiB each at most: 8 metadata blocks, a data
+/// block, compressed input and a reply) are kept for the next requests. More requests
+/// than this at once each make their own, freed when done: memory matters more on a
+/// router than the time to map a few buffers again under a burst.
+const KEPT_WORKSPACES: usize = 2;
 /// How many exchange trees are kept for walks that started before a switch.
 const KEPT_TREES: usize = 4;
 
@@ -121,6 +136,17 @@ impl Images {
     }
 }
 
+/// Takes one directory entry: its inode, the offset after it, its type, its name and,
+/// for readdirplus, its attributes; returns true once the reply is full.
+type AddEntry<'a> = dyn FnMut(u64, u64, FileType, &[u8], Option<FileAttr>) -> bool + 'a;
+
+/// What one request works with: a decompression cache and the buffer its reply is
+/// read into.
+struct Workspace {
+    cache: Cache,
+    reply: Vec<u8>,
+}
+
 /// What the current generation shows.
 struct View {
     generation: u64,
@@ -142,7 +168,8 @@ pub struct Inner {
     /// one step and the number of open images never passes `max_open`.
     opening: Mutex<()>,
     view: RwLock<View>,
-    caches: Mutex<Vec<Cache>>,
+    /// Decompression caches and reply buffers, one lent to each running request.
+    workspaces: Mutex<Vec<Workspace>>,
     next_base: AtomicU64,
     notifier: Mutex<Option<Notifier>>,
 }
@@ -166,7 +193,7 @@ impl Inner {
                 trees: Vec::new(),
                 visible: BTreeMap::new(),
             }),
-            caches: Mutex::new(Vec::new()),
+            workspaces: Mutex::new(Vec::new()),
             next_base: AtomicU64::new(2),
             notifier: Mutex::new(None),
         });
@@ -183,6 +210,7 @@ impl Inner {
     pub fn reload(&self) -> Result<u64, Error> {
         let store = Store::open(&self.root);
         let current = store.current()?;
+        let current_number = current.number;
         // The root shows the current generation: a removed package is gone at once.
         // Images of older generations keep serving the inodes already in use (an
         // upgraded service still running from its old image), until gc removes them.
@@ -249,7 +277,9 @@ impl Inner {
             // the kernel still holds a dentry of that name, and an added id has none.
             let _ = notifier.inval_inode(INodeNo(ROOT), 0, 0);
         }
-        Ok(current.number)
+        drop(current);
+        release_free_memory();
+        Ok(current_number)
     }
 
     /// The current generation's number.
@@ -371,17 +401,29 @@ impl Inner {
         }
     }
 
-    /// Run `f` with a decompression cache from the shared pool.
-    fn with_cache<T>(&self, f: impl FnOnce(&mut Cache) -> T) -> T {
-        let mut cache = lock(&self.caches)
-            .pop()
-            .unwrap_or_else(|| Cache::with_limits(8, 1));
-        let result = f(&mut cache);
-        let mut caches = lock(&self.caches);
-        if caches.len() < self.options.threads {
-            caches.push(cache);
+    /// Run `f` with a workspace from the shared pool. Each request that runs while all
+    /// pooled ones are lent out gets a new one, but only [`KEPT_WORKSPACES`] are kept.
+    fn with_workspace<T>(&self, f: impl FnOnce(&mut Workspace) -> T) -> T {
+        let mut workspace = lock(&self.workspaces).pop().unwrap_or_else(|| Workspace {
+            cache: Cache::with_limits(8, 1),
+            reply: Vec::new(),
+        });
+        let result = f(&mut workspace);
+        // A request bigger than a block (a kernel that ignores max_pages) is served,
+        // but its buffer is not kept.
+        if workspace.reply.capacity() > BLOCK_REQUEST as usize {
+            workspace.reply = Vec::new();
+        }
+        let mut workspaces = lock(&self.workspaces);
+        if workspaces.len() < self.options.threads.min(KEPT_WORKSPACES) {
+            workspaces.push(workspace);
         }
         result
+    }
+
+    /// Run `f` with a decompression cache from the shared pool.
+    fn with_cache<T>(&self, f: impl FnOnce(&mut Cache) -> T) -> T {
+        self.with_workspace(|workspace| f(&mut workspace.cache))
     }
 
     // Inode numbers.
@@ -499,38 +541,47 @@ impl Inner {
             .map_err(read_errno)
     }
 
-    fn read(&self, ino: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+    /// Read `size` bytes at `offset` and give them to `deliver`, from a pooled buffer:
+    /// a block-sized request decompresses straight into it, and nothing is allocated.
+    fn read(
+        &self,
+        ino: u64,
+        offset: u64,
+        size: u32,
+        deliver: impl FnOnce(&[u8]),
+    ) -> Result<(), Errno> {
         let (_, archive, inode) = self.image_inode(ino)?;
         if inode.kind != Kind::File {
             return Err(Errno::EISDIR);
         }
         let wanted = (size as u64).min(inode.size.saturating_sub(offset)) as usize;
-        let mut buffer = vec![0u8; wanted];
-        let mut done = 0;
-        self.with_cache(|cache| {
+        self.with_workspace(|workspace| {
+            let Workspace { cache, reply } = workspace;
+            if reply.len() < wanted {
+                reply.resize(wanted, 0);
+            }
+            let mut done = 0;
             while done < wanted {
-                let n = archive.read(&inode, offset + done as u64, &mut buffer[done..], cache)?;
+                let n = archive.read(
+                    &inode,
+                    offset + done as u64,
+                    &mut reply[done..wanted],
+                    cache,
+                )?;
                 if n == 0 {
                     break;
                 }
                 done += n;
             }
+            deliver(&reply[..done]);
             Ok::<(), ReadError>(())
         })
-        .map_err(read_errno)?;
-        buffer.truncate(done);
-        Ok(buffer)
+        .map_err(read_errno)
     }
 
     /// List a directory from `offset`, giving each entry with the offset after it, until
     /// `add` returns true (the reply is full). With `plus`, entries carry attributes.
-    fn readdir(
-        &self,
-        ino: u64,
-        offset: u64,
-        add: &mut dyn FnMut(u64, u64, FileType, &[u8], Option<FileAttr>) -> bool,
-        plus: bool,
-    ) -> Result<(), Errno> {
+    fn readdir(&self, ino: u64, offset: u64, add: &mut AddEntry, plus: bool) -> Result<(), Errno> {
         if ino == ROOT {
             let (tree, base) = self.current_tree();
             let mut entries: Vec<(u64, FileType, Vec<u8>, Option<FileAttr>)> = vec![
@@ -543,7 +594,7 @@ impl Inner {
                     entries.push((
                         attr.ino.0,
                         FileType::Directory,
-                        tree.nodes[child as usize].name.to_vec(),
+                        tree.name(child).to_vec(),
                         Some(attr),
                     ));
                 }
@@ -571,12 +622,7 @@ impl Inner {
             ];
             for &child in children {
                 let attr = tree_attr(&tree, base, child);
-                entries.push((
-                    attr.ino.0,
-                    attr.kind,
-                    tree.nodes[child as usize].name.to_vec(),
-                    Some(attr),
-                ));
+                entries.push((attr.ino.0, attr.kind, tree.name(child).to_vec(), Some(attr)));
             }
             return emit(entries, offset, add);
         }
@@ -620,7 +666,7 @@ impl Inner {
 fn emit(
     entries: Vec<(u64, FileType, Vec<u8>, Option<FileAttr>)>,
     offset: u64,
-    add: &mut dyn FnMut(u64, u64, FileType, &[u8], Option<FileAttr>) -> bool,
+    add: &mut AddEntry,
 ) -> Result<(), Errno> {
     for (index, (ino, kind, name, attr)) in entries.into_iter().enumerate().skip(offset as usize) {
         if add(ino, index as u64 + 1, kind, &name, attr) {
@@ -688,6 +734,17 @@ fn read_errno(error: ReadError) -> Errno {
     }
 }
 
+/// Give the memory freed by a reload (listings of every image, the old tree) back to
+/// the system. glibc keeps freed memory inside its heap until asked; musl, the device's
+/// allocator, returns it by itself.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -726,10 +783,15 @@ impl StoreFs {
 
 impl Filesystem for StoreFs {
     fn init(&mut self, _request: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // The kernel offers its own readahead as the most; ask for all of it.
+        // The kernel offers its own readahead as the most; ask for all of it (mount.rs
+        // raises it further once mounted).
         if let Err(most) = config.set_max_readahead(1024 * 1024) {
             let _ = config.set_max_readahead(most);
         }
+        // One data block per read request: fuser derives the request size limit
+        // (max_pages) from this, so a readahead window is cut into block-sized requests
+        // the threads serve at once, each decompressed straight into its reply.
+        let _ = config.set_max_write(BLOCK_REQUEST);
         let wanted = InitFlags::FUSE_CACHE_SYMLINKS
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
@@ -793,9 +855,14 @@ impl Filesystem for StoreFs {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        match self.inner.read(ino.0, offset, size) {
-            Ok(data) => reply.data(&data),
-            Err(errno) => reply.error(errno),
+        let mut reply = Some(reply);
+        let result = self.inner.read(ino.0, offset, size, |data| {
+            if let Some(reply) = reply.take() {
+                reply.data(data);
+            }
+        });
+        if let (Err(errno), Some(reply)) = (result, reply) {
+            reply.error(errno);
         }
     }
 

@@ -145,6 +145,9 @@ fn main() {
 
     let host_dpkg = HostDpkg::snapshot();
     let run_dir = base.join("run");
+    // Left only by an interrupted run; see `reset` for why nothing is removed before the
+    // measurements end.
+    let _ = fs::remove_dir_all(&run_dir);
     let names: Vec<String> = (0..PACKAGES).map(package_name).collect();
     let floor = rss_floor(&run_dir);
     let mut pkg_runs: Vec<Vec<PkgRun>> = builds.iter().map(|_| Vec::new()).collect();
@@ -991,9 +994,20 @@ fn fetch_image(address: SocketAddr, dir: &Path, image: &Image, buffer: &mut [u8]
     fs::rename(&temp, dir.join(&image.file_name)).unwrap();
 }
 
-/// Remove a directory left by an earlier run and create it empty.
+/// Create `dir` empty, moving aside what an earlier run left there.
+///
+/// The old one is only moved aside, into the same parent: the bench's scratch space is
+/// removed once, at the end. On ext4 without a journal (this machine's root file
+/// system), inode allocation skips over inodes deleted in the last minutes, one by one
+/// (`recently_deleted` in ext4's ialloc.c), so removing dpkg's 25,000 files before the
+/// next run made every later run create its files several times slower.
 fn reset(dir: &Path) {
-    let _ = fs::remove_dir_all(dir);
+    static MOVED: AtomicUsize = AtomicUsize::new(0);
+    if dir.exists() {
+        let n = MOVED.fetch_add(1, Ordering::Relaxed);
+        let name = dir.file_name().unwrap().to_string_lossy();
+        fs::rename(dir, dir.with_file_name(format!("old-{n}-{name}"))).unwrap();
+    }
     fs::create_dir_all(dir).unwrap();
 }
 
@@ -1075,6 +1089,9 @@ fn run_measured(command: &Command, log: &Path) -> Usage {
 
 /// The trampoline: run `PROGRAM ARGS...` and write its wait status, wall, user and
 /// system times in nanoseconds, and peak RSS in KiB to `RESULT`.
+// The child is reaped by wait4, which std's `Child::wait` cannot replace: it does not
+// report resource usage.
+#[allow(clippy::zombie_processes)]
 fn measure_child(args: &[String]) {
     let [result, program, rest @ ..] = args else {
         panic!("{MEASURE_CHILD} RESULT PROGRAM [ARG]...");

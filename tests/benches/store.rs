@@ -5,8 +5,10 @@
 //! writable `/proc/sys/vm/drop_caches`.
 //!
 //! The bench builds what users run: `cargo build --release -p amber-pkg` (the
-//! size-optimized release profile, opt-level "z"), and for comparison the same with
-//! opt-level 3 into `target/bench-store/target-opt3`.
+//! size-optimized release profile, opt-level "z"), and for comparison two variants:
+//! everything at opt-level 3 (`target/bench-store/target-opt3`), and only miniz_oxide,
+//! the inflater, at opt-level 3 (`target/bench-store/target-inflate3`, built with
+//! `--config profile.release.package.miniz_oxide.opt-level=3`).
 //!
 //! The payload is a deterministic tree of 50,000,000 bytes in about 1,400 files in
 //! nested directories (text-like files that compress, noise that does not, a few runs
@@ -23,12 +25,19 @@
 //! - cold and warm stat walk: mount afresh, drop caches, then list every directory and
 //!   lstat every entry; then again.
 //!
-//! Then memory: the store daemon's VmRSS with 100 packages installed and mounted after
-//! one file of each is read, next to squashfuse_ll's with the one image mounted.
+//! For the FUSE daemons, the CPU time they spent on the cold read is shown too (from
+//! /proc), since on a loaded machine the wall times move a lot.
 //!
-//! Options: `--quick` measures once; `--runs N` (default 3); `--threads N` readers for
-//! the parallel read (default 4); `--no-opt3` skips the opt-level 3 build; `--pkg PATH`
-//! measures that pkg binary and builds nothing.
+//! Then memory: the store daemon's VmRSS with 100 packages installed and mounted after
+//! one file of each is read, next to squashfuse_ll's with the one image mounted. The
+//! host pkg links glibc dynamically, whose libc.so pages count in its RSS; the device
+//! binary (static musl, `target/device/x86_64-unknown-linux-musl/release/amber`, made
+//! by `cargo xtask build`) is measured as well when it is there.
+//!
+//! Options: `--quick` measures once; `--runs N` (default 5); `--threads N` readers for
+//! the parallel read (default 4); `--no-variants` skips the two comparison builds;
+//! `--pkg PATH` measures that pkg binary and builds nothing; `--device PATH` names the
+//! device binary.
 
 use std::fs::{self, File};
 use std::io::Read;
@@ -48,20 +57,22 @@ const RSS_PACKAGES: usize = 100;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut runs = 3;
+    let mut runs = 5;
     let mut threads = 4;
-    let mut opt3 = true;
+    let mut variants = true;
     let mut prebuilt = None;
+    let mut device = None;
     let mut options = args.iter();
     while let Some(arg) = options.next() {
         match arg.as_str() {
             "--quick" => runs = 1,
-            "--no-opt3" => opt3 = false,
-            "--pkg" => {
-                prebuilt = Some(PathBuf::from(
-                    options.next().expect("--pkg wants a path"),
+            "--no-variants" | "--no-opt3" => variants = false,
+            "--device" => {
+                device = Some(PathBuf::from(
+                    options.next().expect("--device wants a path"),
                 ))
             }
+            "--pkg" => prebuilt = Some(PathBuf::from(options.next().expect("--pkg wants a path"))),
             "--runs" | "--threads" => {
                 let value = options
                     .next()
@@ -77,7 +88,8 @@ fn main() {
             // cargo bench passes --bench to every harness = false target.
             "--bench" => {}
             other => panic!(
-                "unknown option {other}; known: --quick, --runs N, --threads N, --no-opt3, --pkg PATH"
+                "unknown option {other}; known: --quick, --runs N, --threads N, \
+                 --no-variants, --pkg PATH, --device PATH"
             ),
         }
     }
@@ -87,18 +99,32 @@ fn main() {
     let base = amber_tests::target_dir().join("bench-store");
     fs::create_dir_all(&base).unwrap();
     let base = fs::canonicalize(&base).unwrap();
-    let (pkg, pkg_opt3) = match prebuilt {
-        Some(path) => (fs::canonicalize(&path).expect("--pkg names no file"), None),
-        None => (
-            build_pkg(&workspace, None),
-            opt3.then(|| build_pkg(&workspace, Some(&base.join("target-opt3")))),
-        ),
+    // With --pkg, nothing is built, the variants neither.
+    let variants = variants && prebuilt.is_none();
+    let pkg = match prebuilt {
+        Some(path) => fs::canonicalize(&path).expect("--pkg names no file"),
+        None => build_pkg(&workspace, Build::Release),
     };
+    let variants: Vec<(PathBuf, &'static str)> = if variants {
+        vec![
+            (build_pkg(&workspace, Build::Opt3(&base)), "pkg store O3"),
+            (build_pkg(&workspace, Build::Inflate3(&base)), "inflate O3"),
+        ]
+    } else {
+        Vec::new()
+    };
+    let device = device
+        .or_else(|| {
+            let default =
+                amber_tests::target_dir().join("device/x86_64-unknown-linux-musl/release/amber");
+            default.exists().then_some(default)
+        })
+        .map(|path| fs::canonicalize(&path).expect("--device names no file"));
 
     let payload = ensure_payload(&base.join("payload"));
     let started = Instant::now();
     let root = base.join("root");
-    let image = install_payload(&pkg, &base, &payload, &root);
+    let image = install_payload(&Pkg::host(&pkg), &base, &payload, &root);
     println!(
         "payload: {} files in {} directories, {:.1} MB ({:.1} MB compressible); \
          image {:.1} MB, packed and installed in {:.1} s",
@@ -114,19 +140,23 @@ fn main() {
         pkg.display(),
         fs::metadata(&pkg).unwrap().len()
     );
-    println!("runs: {runs}, interleaved, median reported; reads: {BUFFER} byte buffer");
+    println!(
+        "runs: {runs}, interleaved, median reported; reads: {BUFFER} byte buffer; load average \
+         before: {}",
+        load_average()
+    );
     println!();
 
     let mut systems = vec![System::Ours {
-        pkg: pkg.clone(),
+        pkg: Pkg::host(&pkg),
         root: root.clone(),
         label: "pkg store",
     }];
-    if let Some(pkg_opt3) = &pkg_opt3 {
+    for (binary, label) in &variants {
         systems.push(System::Ours {
-            pkg: pkg_opt3.clone(),
+            pkg: Pkg::host(binary),
             root: root.clone(),
-            label: "pkg store -O3",
+            label,
         });
     }
     systems.push(System::Squashfuse {
@@ -148,11 +178,13 @@ fn main() {
         for (index, system) in systems.iter().enumerate() {
             let measure = measure(system, &mounts.join(format!("m{index}")), &payload, threads);
             println!(
-                "run {}: {:<14} cold read {:.3} s, warm read {:.3} s, cold walk {:.3} s, \
-                 warm walk {:.3} s, cold read x{threads} {:.3} s, warm read x{threads} {:.3} s",
+                "run {}: {:<14} cold read {:.3} s (daemon CPU {:.2} s), warm read {:.3} s, \
+                 cold walk {:.3} s, warm walk {:.3} s, cold read x{threads} {:.3} s, \
+                 warm read x{threads} {:.3} s",
                 run + 1,
                 system.label(),
                 measure.cold_read.as_secs_f64(),
+                measure.cold_cpu.as_secs_f64(),
                 measure.warm_read.as_secs_f64(),
                 measure.cold_walk.as_secs_f64(),
                 measure.warm_walk.as_secs_f64(),
@@ -164,16 +196,55 @@ fn main() {
     }
     println!();
     report(&systems, &results, &payload, threads);
+    println!("load average after: {}", load_average());
 
     println!();
-    memory(&pkg, &base, &image);
+    memory(&Pkg::host(&pkg), device.as_deref(), &base, &image);
+}
+
+/// /proc/loadavg's first three numbers: the bench shares the machine.
+fn load_average() -> String {
+    let text = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// How to run pkg: the host binary, or the device binary called as `amber pkg`.
+#[derive(Clone)]
+struct Pkg {
+    program: PathBuf,
+    prefix: Vec<&'static str>,
+}
+
+impl Pkg {
+    fn host(program: &Path) -> Pkg {
+        Pkg {
+            program: program.to_path_buf(),
+            prefix: Vec::new(),
+        }
+    }
+
+    fn device(program: &Path) -> Pkg {
+        Pkg {
+            program: program.to_path_buf(),
+            prefix: vec!["pkg"],
+        }
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(&self.program);
+        command.args(&self.prefix).env("AMBER_ARCH", ARCH);
+        command
+    }
 }
 
 // ---- the systems ------------------------------------------------------------------
 
 enum System {
     Ours {
-        pkg: PathBuf,
+        pkg: Pkg,
         root: PathBuf,
         label: &'static str,
     },
@@ -269,13 +340,13 @@ impl Drop for Mounted {
 }
 
 /// `pkg --root ROOT store mount DIR`: the daemon's pid and `pkg`'s report.
-fn mount_store(pkg: &Path, root: &Path, dir: &Path) -> (u32, String) {
-    let output = Command::new(pkg)
+fn mount_store(pkg: &Pkg, root: &Path, dir: &Path) -> (u32, String) {
+    let output = pkg
+        .command()
         .arg("--root")
         .arg(root)
         .args(["store", "mount"])
         .arg(dir)
-        .env("AMBER_ARCH", ARCH)
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
@@ -324,6 +395,8 @@ fn drop_caches() {
 
 #[derive(Debug, Clone)]
 struct Measure {
+    /// CPU time the daemon spent during the cold read (zero for the kernel).
+    cold_cpu: Duration,
     cold_read: Duration,
     warm_read: Duration,
     cold_walk: Duration,
@@ -339,27 +412,24 @@ fn measure(system: &System, dir: &Path, payload: &Payload, threads: usize) -> Me
         started.elapsed()
     };
     let mut buffer = vec![0u8; BUFFER];
-    let (cold_read, warm_read) = {
+    let (cold_read, warm_read, cold_cpu) = {
         let mounted = system.mount(dir);
         drop_caches();
+        let cpu_before = mounted.pid.map_or(Duration::ZERO, cpu_time);
         let cold = timed(&mut || {
             assert_eq!(
                 read_all(&mounted.files, &payload.files, &mut buffer),
                 payload.bytes
             )
         });
-        let c0 = mounted.pid.map(cpu_ticks);
+        let cold_cpu = mounted.pid.map_or(Duration::ZERO, cpu_time) - cpu_before;
         let warm = timed(&mut || {
             assert_eq!(
                 read_all(&mounted.files, &payload.files, &mut buffer),
                 payload.bytes
             )
         });
-        eprintln!(
-            "DEBUG warm daemon ticks {:?}",
-            mounted.pid.map(cpu_ticks).zip(c0).map(|(a, b)| a - b)
-        );
-        (cold, warm)
+        (cold, warm, cold_cpu)
     };
     let (cold_walk, warm_walk) = {
         let mounted = system.mount(dir);
@@ -387,6 +457,7 @@ fn measure(system: &System, dir: &Path, payload: &Payload, threads: usize) -> Me
         (cold, warm)
     };
     Measure {
+        cold_cpu,
         cold_read,
         warm_read,
         cold_walk,
@@ -481,8 +552,9 @@ fn median(values: impl Iterator<Item = Duration>) -> Duration {
 
 fn report(systems: &[System], results: &[Vec<Measure>], payload: &Payload, threads: usize) {
     type Pick = fn(&Measure) -> Duration;
-    let rows: [(String, Pick); 6] = [
+    let rows: [(String, Pick); 7] = [
         ("cold read".into(), |m| m.cold_read),
+        ("  daemon CPU in it".into(), |m| m.cold_cpu),
         ("warm read".into(), |m| m.warm_read),
         ("cold stat walk".into(), |m| m.cold_walk),
         ("warm stat walk".into(), |m| m.warm_walk),
@@ -508,7 +580,7 @@ fn report(systems: &[System], results: &[Vec<Measure>], payload: &Payload, threa
     }
     let mb = payload.bytes as f64 / 1e6;
     print!("{:<24}", "warm read MB/s");
-    for value in &table[1] {
+    for value in &table[2] {
         print!("{:>15.0}", mb / value);
     }
     println!();
@@ -529,38 +601,57 @@ fn report(systems: &[System], results: &[Vec<Measure>], payload: &Payload, threa
         );
     };
     ratio("cold read", 0, squashfuse, "squashfuse_ll", 1.0);
-    ratio("warm read", 1, kernel, "kernel", 1.3);
-    ratio("stat walk, cold", 2, kernel, "kernel", 2.0);
-    ratio("stat walk, warm", 3, kernel, "kernel", 2.0);
+    ratio("warm read", 2, kernel, "kernel", 1.3);
+    ratio("stat walk, cold", 3, kernel, "kernel", 2.0);
+    ratio("stat walk, warm", 4, kernel, "kernel", 2.0);
     ratio(
         &format!("cold read, {threads} threads"),
-        4,
+        5,
         squashfuse,
         "squashfuse_ll",
         1.0,
     );
     ratio(
         &format!("warm read, {threads} threads"),
-        5,
+        6,
         kernel,
         "kernel",
         1.3,
     );
-    if let Some(opt3) = systems.iter().position(|s| s.label() == "pkg store -O3") {
-        println!("opt-level 3 against the size-optimized build (time -O3 / time z):");
+    let variants: Vec<usize> = (0..systems.len())
+        .filter(|&index| index != ours && matches!(systems[index], System::Ours { .. }))
+        .collect();
+    if !variants.is_empty() {
+        print!(
+            "\nvariants against the size-optimized build (time / time of pkg store):\n{:<32}",
+            ""
+        );
+        for &variant in &variants {
+            print!("{:>15}", systems[variant].label());
+        }
+        println!();
         for (index, (name, _)) in rows.iter().enumerate() {
-            println!(
-                "  {name:<30} {:>5.2}",
-                table[index][opt3] / table[index][ours]
-            );
+            print!("  {name:<30}");
+            for &variant in &variants {
+                print!("{:>15.2}", table[index][variant] / table[index][ours]);
+            }
+            println!();
         }
     }
 }
 
 // ---- memory -----------------------------------------------------------------------
 
-/// VmRSS and VmHWM of a process, in KiB.
-fn rss(pid: u32) -> (u64, u64) {
+/// A process's memory from /proc, in KiB.
+#[derive(Debug, Clone, Copy)]
+struct Memory {
+    rss: u64,
+    anon: u64,
+    file: u64,
+    peak: u64,
+}
+
+fn memory_of(pid: u32) -> Memory {
     let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| {
         status
@@ -570,15 +661,33 @@ fn rss(pid: u32) -> (u64, u64) {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
+    Memory {
+        rss: field("VmRSS:"),
+        anon: field("RssAnon:"),
+        file: field("RssFile:"),
+        peak: field("VmHWM:"),
+    }
 }
 
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// The daemon's memory with 100 packages, and squashfuse_ll's with the one image.
-fn memory(pkg: &Path, base: &Path, image: &Path) {
+impl std::fmt::Display for Memory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.2} MiB ({:.2} anonymous, {:.2} file)",
+            mib(self.rss),
+            mib(self.anon),
+            mib(self.file)
+        )
+    }
+}
+
+/// The store with 100 packages installed, mounted by each `pkg` given, and
+/// squashfuse_ll with the one big image for reference.
+fn memory(host: &Pkg, device: Option<&Path>, base: &Path, image: &Path) {
     let trees = base.join("rss-trees");
     let images = base.join("rss-images");
     let root = base.join("rss-root");
@@ -610,7 +719,8 @@ fn memory(pkg: &Path, base: &Path, image: &Path) {
             fs::write(&done, b"").unwrap();
         }
         let output = images.join(format!("{name}-1.0-r0.squashfs"));
-        run(Command::new(pkg)
+        run(host
+            .command()
             .arg("pack")
             .arg(&tree)
             .arg("-o")
@@ -619,73 +729,68 @@ fn memory(pkg: &Path, base: &Path, image: &Path) {
             .stdout(Stdio::null()));
         add.push(output.display().to_string());
     }
-    run(Command::new(pkg)
+    run(host
+        .command()
         .arg("--root")
         .arg(&root)
         .args(&add)
-        .env("AMBER_ARCH", ARCH)
         .stdout(Stdio::null()));
-    let dir = base.join("mnt/rss");
-    fs::create_dir_all(&dir).unwrap();
-    let (pid, _) = mount_store(pkg, &root, &dir);
-    let ours = Mounted {
-        dir: dir.clone(),
-        files: dir.clone(),
-        pid: Some(pid),
-        child: None,
-    };
-    let (mounted_rss, _) = rss(pid);
-    for index in 0..RSS_PACKAGES {
-        let name = format!("p{index:03}");
-        fs::read(dir.join(format!("lib/lib{name}.so.1"))).unwrap();
+
+    println!("memory, the store with {RSS_PACKAGES} packages (goal <= 4 MiB after reading one file of each):");
+    let mut daemons = vec![("host pkg (glibc)", host.clone())];
+    if let Some(device) = device {
+        daemons.push(("device binary (static musl)", Pkg::device(device)));
     }
-    let (after_rss, after_hwm) = rss(pid);
-    drop(ours);
+    for (label, pkg) in &daemons {
+        let dir = base.join("mnt/rss");
+        fs::create_dir_all(&dir).unwrap();
+        let (pid, _) = mount_store(pkg, &root, &dir);
+        let mounted = Mounted {
+            dir: dir.clone(),
+            files: dir.clone(),
+            pid: Some(pid),
+            child: None,
+        };
+        let before = memory_of(pid);
+        for index in 0..RSS_PACKAGES {
+            let name = format!("p{index:03}");
+            fs::read(dir.join(format!("lib/lib{name}.so.1"))).unwrap();
+        }
+        let after = memory_of(pid);
+        drop(mounted);
+        println!("  {label}: {}", pkg.program.display());
+        println!("    mounted:                          {before}");
+        println!(
+            "    after reading one file of each:   {after}, peak {:.2} MiB: {}",
+            mib(after.peak),
+            if after.rss <= 4096 { "met" } else { "MISSED" }
+        );
+    }
 
-    let squashfuse = System::Squashfuse {
-        image: image.to_path_buf(),
-    };
-    let dir = base.join("mnt/rss-squashfuse");
-    let mounted = squashfuse.mount(&dir);
-    let pid = mounted.pid.unwrap();
-    let (squashfuse_mounted, _) = rss(pid);
-    let first = walk_first_file(&mounted.files);
-    fs::read(first).unwrap();
-    let (squashfuse_one, _) = rss(pid);
-    drop(mounted);
-
-    let ours_big = System::Ours {
-        pkg: pkg.to_path_buf(),
-        root: base.join("root"),
-        label: "pkg store",
-    };
-    let dir = base.join("mnt/rss-big");
-    let mounted = ours_big.mount(&dir);
-    let pid = mounted.pid.unwrap();
-    let (ours_big_mounted, _) = rss(pid);
-    fs::read(walk_first_file(&mounted.files)).unwrap();
-    let (ours_big_one, _) = rss(pid);
-    drop(mounted);
-
-    println!("memory (VmRSS):");
-    println!(
-        "  pkg store, {RSS_PACKAGES} packages: {:.2} MiB mounted; {:.2} MiB after reading one \
-         file of each (goal <= 4 MiB) {}; peak {:.2} MiB",
-        mib(mounted_rss),
-        mib(after_rss),
-        if after_rss <= 4096 { "met" } else { "MISSED" },
-        mib(after_hwm)
-    );
-    println!(
-        "  pkg store, the one 50 MB image: {:.2} MiB mounted; {:.2} MiB after reading one file",
-        mib(ours_big_mounted),
-        mib(ours_big_one)
-    );
-    println!(
-        "  squashfuse_ll, the one 50 MB image: {:.2} MiB mounted; {:.2} MiB after reading one file",
-        mib(squashfuse_mounted),
-        mib(squashfuse_one)
-    );
+    let mut reference = vec![(
+        "squashfuse_ll",
+        System::Squashfuse {
+            image: image.to_path_buf(),
+        },
+    )];
+    reference.push((
+        "pkg store (host)",
+        System::Ours {
+            pkg: host.clone(),
+            root: base.join("root"),
+            label: "pkg store",
+        },
+    ));
+    println!("memory, the one 50 MB image:");
+    for (label, system) in reference {
+        let mounted = system.mount(&base.join("mnt/rss-one"));
+        let pid = mounted.pid.unwrap();
+        let before = memory_of(pid);
+        fs::read(walk_first_file(&mounted.files)).unwrap();
+        let after = memory_of(pid);
+        drop(mounted);
+        println!("  {label:<18} mounted {before}; after reading one file {after}");
+    }
 }
 
 /// The first regular file found below `dir`.
@@ -899,10 +1004,11 @@ fn ensure_payload(dir: &Path) -> Payload {
 
 /// Pack the payload into one image and install it into a fresh store at `root`;
 /// returns the installed image's path.
-fn install_payload(pkg: &Path, base: &Path, payload: &Payload, root: &Path) -> PathBuf {
+fn install_payload(pkg: &Pkg, base: &Path, payload: &Payload, root: &Path) -> PathBuf {
     let packed = base.join("bench-1.0-r0.squashfs");
     let _ = fs::remove_file(&packed);
-    run(Command::new(pkg)
+    run(pkg
+        .command()
         .arg("pack")
         .arg(&payload.dir)
         .arg("-o")
@@ -910,12 +1016,12 @@ fn install_payload(pkg: &Path, base: &Path, payload: &Payload, root: &Path) -> P
         .args(["--name", "bench", "--version", "1.0-r0", "--arch", ARCH])
         .stdout(Stdio::null()));
     let _ = fs::remove_dir_all(root);
-    run(Command::new(pkg)
+    run(pkg
+        .command()
         .arg("--root")
         .arg(root)
         .args(["add", "--allow-untrusted"])
         .arg(&packed)
-        .env("AMBER_ARCH", ARCH)
         .stdout(Stdio::null()));
     root.join("images/bench-1.0-r0.squashfs")
 }
@@ -939,19 +1045,33 @@ fn preflight() {
     }
 }
 
-/// Build the pkg binary in release; with `target_dir`, with opt-level 3 there instead of
-/// the size-optimized profile users get. Returns the binary's path.
-fn build_pkg(workspace: &Path, target_dir: Option<&Path>) -> PathBuf {
+/// Which pkg to build.
+enum Build<'a> {
+    /// The release profile as users get it (size-optimized).
+    Release,
+    /// Everything at opt-level 3, under `BASE/target-opt3`.
+    Opt3(&'a Path),
+    /// Only the inflater at opt-level 3, under `BASE/target-inflate3`.
+    Inflate3(&'a Path),
+}
+
+/// Build the pkg binary in release; returns its path.
+fn build_pkg(workspace: &Path, build: Build) -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
     command
         .current_dir(workspace)
         .args(["build", "--release", "-p", "amber-pkg"]);
-    let binary = match target_dir {
-        Some(dir) => {
+    let binary = match build {
+        Build::Release => {
+            println!("$ cargo build --release -p amber-pkg");
+            amber_tests::target_dir().join("release/pkg")
+        }
+        Build::Opt3(base) => {
+            let dir = base.join("target-opt3");
             command
                 .arg("--target-dir")
-                .arg(dir)
+                .arg(&dir)
                 .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3");
             println!(
                 "$ CARGO_PROFILE_RELEASE_OPT_LEVEL=3 cargo build --release -p amber-pkg --target-dir {}",
@@ -959,13 +1079,24 @@ fn build_pkg(workspace: &Path, target_dir: Option<&Path>) -> PathBuf {
             );
             dir.join("release/pkg")
         }
-        None => {
-            println!("$ cargo build --release -p amber-pkg");
-            amber_tests::target_dir().join("release/pkg")
+        Build::Inflate3(base) => {
+            let dir = base.join("target-inflate3");
+            let setting = "profile.release.package.miniz_oxide.opt-level=3";
+            command
+                .arg("--target-dir")
+                .arg(&dir)
+                .args(["--config", setting]);
+            println!(
+                "$ cargo build --release -p amber-pkg --config {setting} --target-dir {}",
+                dir.display()
+            );
+            dir.join("release/pkg")
         }
     };
     run(&mut command);
-    fs::canonicalize(&binary).unwrap_or_else(|e| panic!("{}: {e}", binary.display()))
+    let binary = fs::canonicalize(&binary).unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
+    println!("  {} bytes", fs::metadata(&binary).unwrap().len());
+    binary
 }
 
 /// Run a command that must succeed.
@@ -976,13 +1107,15 @@ fn run(command: &mut Command) {
     assert!(status.success(), "{command:?} failed with {status}");
 }
 
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+/// User and system time of process `pid` so far (clock ticks of 10 ms).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let fields: Vec<&str> = stat
         .rsplit_once(')')
-        .unwrap()
-        .1
+        .map_or("", |(_, rest)| rest)
         .split_whitespace()
         .collect();
-    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    let tick =
+        |index: usize| -> u64 { fields.get(index).and_then(|f| f.parse().ok()).unwrap_or(0) };
+    Duration::from_millis((tick(11) + tick(12)) * 10)
 }

@@ -27,38 +27,125 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .run()
 }
 
-/// Fuzz targets of `fuzz/` (its own cargo-fuzz workspace, excluded from ours).
-const FUZZ_TARGETS: &[&str] = &["squashfs"];
+/// Fuzz targets of `fuzz/` (its own cargo-fuzz workspace, excluded from ours): one per
+/// parser of untrusted bytes (SECURITY-TESTS 21).
+const FUZZ_TARGETS: &[&str] = &[
+    "index",
+    "meta",
+    "generation",
+    "minisign",
+    "version",
+    "squashfs",
+];
+
+/// How long `--ci` runs each target: six targets stay under three minutes with the build.
+const CI_SECONDS: u64 = 20;
+
+/// An input that takes 5 s or 512 MB is a failure like a panic: no hang, no unbounded
+/// memory (SECURITY-TESTS 21).
+const FUZZ_LIMITS: [&str; 2] = ["-timeout=5", "-rss_limit_mb=512"];
 
 /// `cargo xtask fuzz TARGET [--seconds N] [-- LIBFUZZER-ARGS]`: install cargo-fuzz if it
 /// is missing, then run the target on nightly for N seconds (default 60). New inputs
 /// go to `fuzz/target/corpus/TARGET`, so the committed seeds in `fuzz/corpus/TARGET`
 /// stay small; a crash is saved under `fuzz/artifacts/TARGET/` and fails the command.
+///
+/// `cargo xtask fuzz --ci [--seconds N]`: every target, 20 seconds each by default, as
+/// `cargo xtask test` runs them; skipped with a notice when nightly is missing.
 pub fn fuzz(args: &[String]) -> Result<(), String> {
-    let Some(target) = args.first().filter(|arg| !arg.starts_with('-')) else {
-        return Err(format!("fuzz needs a target: {}", FUZZ_TARGETS.join(", ")));
+    let (target, rest) = match args.first() {
+        Some(first) if !first.starts_with('-') => (Some(first.as_str()), &args[1..]),
+        _ => (None, args),
     };
-    if !FUZZ_TARGETS.contains(&target.as_str()) {
+    let options = crate::args::Args::parse("fuzz", rest, &["--seconds"], &["--ci"])?;
+    let seconds = match options.value("--seconds") {
+        Some(value) => Some(
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("fuzz: --seconds wants a whole number, not `{value}`"))?,
+        ),
+        None => None,
+    };
+    if options.flag("--ci") {
+        if let Some(target) = target {
+            return Err(format!("fuzz --ci runs every target; drop `{target}`"));
+        }
+        return fuzz_every_target(seconds.unwrap_or(CI_SECONDS), &options.rest);
+    }
+    let Some(target) = target else {
+        return Err(format!(
+            "fuzz needs a target ({}) or --ci",
+            FUZZ_TARGETS.join(", ")
+        ));
+    };
+    if !FUZZ_TARGETS.contains(&target) {
         return Err(format!(
             "unknown fuzz target `{target}`; known: {}",
             FUZZ_TARGETS.join(", ")
         ));
     }
-    let options = crate::args::Args::parse("fuzz", &args[1..], &["--seconds"], &[])?;
-    let seconds: u64 = match options.value("--seconds") {
-        Some(value) => value
-            .parse()
-            .map_err(|_| format!("fuzz: --seconds wants a whole number, not `{value}`"))?,
-        None => 60,
-    };
-    if !crate::cmd::have("cargo-fuzz") {
-        Cmd::new("cargo")
-            .args(["install", "cargo-fuzz", "--locked"])
-            .run()?;
+    if !have_nightly() {
+        return Err("fuzzing needs nightly: rustup toolchain install nightly".into());
     }
-    let fuzz_dir = crate::cmd::workspace_root().join("fuzz");
+    ensure_cargo_fuzz()?;
+    fuzz_target(target, seconds.unwrap_or(60), &options.rest)
+}
+
+/// The fuzzing step of `cargo xtask test`, the same as `cargo xtask fuzz --ci`.
+pub fn fuzz_ci() -> Result<(), String> {
+    fuzz_every_target(CI_SECONDS, &[])
+}
+
+/// Builds every target once, then runs each for `seconds`; all run even when one
+/// crashes, and the command fails naming each that did. Without nightly it prints one
+/// notice and passes, so the rest of the suite still runs on a stable-only machine;
+/// the corpora replay under `cargo test` either way.
+fn fuzz_every_target(seconds: u64, extra: &[String]) -> Result<(), String> {
+    if !have_nightly() {
+        eprintln!(
+            "notice: fuzzing skipped: `cargo +nightly` is not available \
+             (rustup toolchain install nightly); the corpora still replay in cargo test"
+        );
+        return Ok(());
+    }
+    ensure_cargo_fuzz()?;
+    let started = std::time::Instant::now();
+    Cmd::new("cargo")
+        .args(["+nightly", "fuzz", "build"])
+        .current_dir(fuzz_dir())
+        .run()?;
+    let mut failed = Vec::new();
+    for (number, target) in FUZZ_TARGETS.iter().enumerate() {
+        eprintln!(
+            "fuzz {}/{}: {target} for {seconds} s",
+            number + 1,
+            FUZZ_TARGETS.len()
+        );
+        if let Err(error) = fuzz_target(target, seconds, extra) {
+            eprintln!("fuzz: {target}: {error}");
+            failed.push(*target);
+        }
+    }
+    let elapsed = started.elapsed().as_secs();
+    if failed.is_empty() {
+        eprintln!(
+            "fuzz: {} targets, {seconds} s each, no crash ({elapsed} s in all)",
+            FUZZ_TARGETS.len()
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "fuzz targets failed: {}; the inputs are in fuzz/artifacts/<target>/ \
+             (replay one with `cargo +nightly fuzz run TARGET FILE` in fuzz/)",
+            failed.join(", ")
+        ))
+    }
+}
+
+/// Runs one target for `seconds` over its committed seeds, with the limits above.
+fn fuzz_target(target: &str, seconds: u64, extra: &[String]) -> Result<(), String> {
     let scratch = format!("target/corpus/{target}");
-    std::fs::create_dir_all(fuzz_dir.join(&scratch))
+    std::fs::create_dir_all(fuzz_dir().join(&scratch))
         .map_err(|e| format!("cannot create fuzz/{scratch}: {e}"))?;
     Cmd::new("cargo")
         .args(["+nightly", "fuzz", "run", target])
@@ -66,7 +153,39 @@ pub fn fuzz(args: &[String]) -> Result<(), String> {
         .arg(format!("corpus/{target}"))
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
-        .args(&options.rest)
-        .current_dir(&fuzz_dir)
+        .args(FUZZ_LIMITS)
+        .args(extra)
+        .current_dir(fuzz_dir())
         .run()
+}
+
+fn fuzz_dir() -> std::path::PathBuf {
+    crate::cmd::workspace_root().join("fuzz")
+}
+
+/// Whether `cargo +nightly` works. rustup is told not to install nightly on the spot:
+/// a missing toolchain is reported, never downloaded behind the user's back.
+fn have_nightly() -> bool {
+    Cmd::new("cargo")
+        .args(["+nightly", "--version"])
+        .env("RUSTUP_AUTO_INSTALL", "0")
+        .output()
+        .is_ok()
+}
+
+/// Installs cargo-fuzz from crates.io when `cargo fuzz` is missing (a fresh CI machine).
+fn ensure_cargo_fuzz() -> Result<(), String> {
+    let present = Cmd::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .output()
+        .is_ok();
+    if present {
+        return Ok(());
+    }
+    eprintln!("fuzz: cargo-fuzz is missing; installing it once (a few minutes)");
+    Cmd::new("cargo")
+        .args(["install", "cargo-fuzz", "--locked"])
+        .run()?;
+    eprintln!("fuzz: cargo-fuzz installed");
+    Ok(())
 }

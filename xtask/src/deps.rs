@@ -68,10 +68,19 @@ fn ensure_packages() -> Result<(), String> {
             missing.join(" ")
         ));
     }
+    let mut install = missing.clone();
+    // A qemu-utils from bookworm-backports Breaks bookworm's qemu-system-common, and apt
+    // does not remove it by itself; nothing here uses qemu-img (see .ci/run).
+    if missing
+        .iter()
+        .any(|package| package.starts_with("qemu-system"))
+    {
+        install.push("qemu-utils-");
+    }
     Cmd::new("apt-get")
         .env("DEBIAN_FRONTEND", "noninteractive")
-        .args(["install", "-y", "-q"])
-        .args(missing)
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(install)
         .run()
 }
 
@@ -81,7 +90,7 @@ fn have_sbin(program: &str) -> bool {
         .any(|dir| std::path::Path::new(dir).join(program).is_file())
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     Cmd::new("id")
         .arg("-u")
         .output()

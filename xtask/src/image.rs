@@ -11,6 +11,11 @@
 //! mkfs.vfat and filled with mcopy, the ext4 one with `mke2fs -d` from a staging
 //! directory, and the partitions are copied into the disk file at their offsets.
 //!
+//! The data partition's store is prepared with the host pkg (`pkg --root`, with
+//! `AMBER_ARCH` set to the board's architecture): it trusts the development key,
+//! installs the board's `packages.preinstall` from `target/repo/` (see
+//! [`crate::packages`]), and then lists the board's `repos` as its repositories.
+//!
 //! The ESP holds no boot loader yet: qemu boots the kernel directly with -kernel and
 //! -initrd, and real hardware will need one (systemd-boot or the kernel's EFI stub
 //! with a startup.nsh) when its board arrives.
@@ -146,27 +151,27 @@ pub fn print_summary(board: &Board, images: &Images) -> Result<(), String> {
     Ok(())
 }
 
-fn make_disk(
+/// The board's disk layout: the EFI system partition, then the data partition.
+pub fn layout(board: &Board) -> Result<Layout, String> {
+    Layout::new(
+        &board.name,
+        &[
+            ("EFI system", gpt::TYPE_ESP, board.esp_bytes),
+            ("amber-data", gpt::TYPE_LINUX, board.data_bytes),
+        ],
+    )
+}
+
+/// Make a disk image at `disk` holding the given kernel and initramfs and a fresh data
+/// partition, using `directory` for the partitions while they are made.
+pub fn make_disk(
     board: &Board,
     directory: &Path,
     vmlinuz: &Path,
     initramfs: &Path,
     disk: &Path,
 ) -> Result<(), String> {
-    if !board.preinstall.is_empty() {
-        return Err(format!(
-            "board {}: preinstalling packages ({}) needs `pkg add --root`, which is not built yet",
-            board.name,
-            board.preinstall.join(", ")
-        ));
-    }
-    let layout = Layout::new(
-        &board.name,
-        &[
-            ("EFI system", gpt::TYPE_ESP, board.esp_bytes),
-            ("amber-data", gpt::TYPE_LINUX, board.data_bytes),
-        ],
-    )?;
+    let layout = layout(board)?;
     let esp = directory.join("esp.img");
     let data = directory.join("data.img");
     step("EFI system partition (FAT)");
@@ -243,10 +248,10 @@ fn make_data(
             .map_err(|e| format!("cannot clear {}: {e}", staging.display()))?;
     }
     // The preinstalled store (DESIGN §5): verified images and generations.
-    let store_dirs = ["pkg", "pkg/images", "pkg/state"];
-    for relative in store_dirs {
+    for relative in ["pkg", "pkg/images", "pkg/state"] {
         create_dir(&staging.join(relative))?;
     }
+    preinstall(board, &staging.join("pkg"))?;
     let _ = std::fs::remove_file(data);
     let file = File::create(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
     file.set_len(partition.size)
@@ -277,7 +282,9 @@ fn make_data(
     // mke2fs -d copies owners and times from the staging files, which belong to whoever
     // runs the build: set them to root and the same fixed time.
     let mut commands = String::new();
-    for relative in ["", "lost+found"].into_iter().chain(store_dirs) {
+    let mut paths = vec![String::new(), "lost+found".to_owned()];
+    walk(&staging, "", &mut paths)?;
+    for relative in &paths {
         for field in ["uid", "gid"] {
             commands.push_str(&format!("sif /{relative} {field} 0\n"));
         }
@@ -293,6 +300,65 @@ fn make_data(
         .output()?;
     let _ = std::fs::remove_file(&script);
     std::fs::remove_dir_all(&staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+    Ok(())
+}
+
+/// Install the board's preinstalled packages into the store at `store` from the local
+/// repository, then point the store at the board's repositories.
+fn preinstall(board: &Board, store: &Path) -> Result<(), String> {
+    if board.preinstall.is_empty() {
+        return Ok(());
+    }
+    let pkg = crate::packages::repository()?;
+    step(&format!(
+        "preinstalling {} for {}",
+        board.preinstall.join(" "),
+        board.arch.name()
+    ));
+    let repo = std::fs::canonicalize(crate::run::REPO_DIR)
+        .map_err(|e| format!("{}: {e}", crate::run::REPO_DIR))?;
+    let local = format!("file://{}", path_str(&repo)?);
+    let key = crate::keys::development()?;
+    let run = |args: &[&str]| {
+        Cmd::new(path_str(&pkg)?)
+            .args(["--root", path_str(store)?])
+            .args(args)
+            .env("AMBER_ARCH", board.arch.name())
+            .run()
+    };
+    run(&["key", "add", path_str(&key.public)?])?;
+    run(&["repo", "add", &local])?;
+    run(&["update"])?;
+    let mut add = vec!["add"];
+    add.extend(board.preinstall.iter().map(String::as_str));
+    run(&add)?;
+    run(&["repo", "del", &local])?;
+    for url in &board.repos {
+        run(&["repo", "add", url])?;
+    }
+    Ok(())
+}
+
+/// Every path under `directory`, relative to it, parents first.
+fn walk(directory: &Path, prefix: &str, paths: &mut Vec<String>) -> Result<(), String> {
+    let entries =
+        std::fs::read_dir(directory).map_err(|e| format!("{}: {e}", directory.display()))?;
+    let mut names: Vec<_> = entries
+        .map(|entry| entry.map(|entry| entry.file_name()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", directory.display()))?;
+    names.sort();
+    for name in names {
+        let name = name
+            .to_str()
+            .ok_or_else(|| format!("{}: a name that is not UTF-8", directory.display()))?;
+        let relative = format!("{prefix}/{name}");
+        paths.push(relative.trim_start_matches('/').to_owned());
+        let path = directory.join(name);
+        if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            walk(&path, &relative, paths)?;
+        }
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ mod build;
 mod cmd;
 mod cpio;
 mod deps;
+mod e2e;
 mod flash;
 mod gpt;
 mod image;
@@ -17,6 +18,8 @@ mod initramfs;
 mod kernel;
 mod keys;
 mod modules;
+mod packages;
+mod proxy;
 mod qemu;
 mod run;
 mod serve;
@@ -31,6 +34,7 @@ usage: cargo xtask <command> [options]
 
 commands:
   test                      every test: fmt, clippy, host tests, no_std check, qemu end to end
+  e2e                       only the qemu end-to-end test (both boards)
   bench <name>              run a benchmark: solver, squashfs
   fuzz <target> [--seconds N]   run a fuzz target (cargo-fuzz, nightly)
   deps                      install what the project needs on this host
@@ -42,16 +46,26 @@ commands:
   size --board B            size report of the base, per part, against the budgets
   flash --board B --device DEV [--yes] [--force]
                             write the disk image to a removable disk
+  proxy HOST:PORT           (run by qemu) carry one guest connection to HOST:PORT
 ";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // qemu runs the proxy with every standard stream on the guest's connection: it must
+    // print nothing, not even a progress line.
+    if args.first().map(String::as_str) == Some("proxy") {
+        return proxy::main(&args[1..]);
+    }
     if let Err(error) = cmd::enter_workspace_root() {
         eprintln!("xtask: {error}");
         return ExitCode::FAILURE;
     }
     let result = match args.first().map(String::as_str) {
         Some("test") => test::run(&args[1..]),
+        Some("e2e") => match args.get(1) {
+            None => e2e::run(),
+            Some(extra) => Err(format!("e2e takes no arguments, got `{extra}`")),
+        },
         Some("bench") => bench::run(&args[1..]),
         Some("fuzz") => bench::fuzz(&args[1..]),
         Some("deps") => deps::ensure(),

@@ -2,7 +2,8 @@
 //! this terminal or with the serial console on pipes for tests to drive ([`Guest`]).
 //!
 //! The guest's only network is qemu's user network with `restrict=on` and one
-//! `guestfwd` from 10.0.2.100:8080 to 127.0.0.1:PORT on the host (DESIGN §7).
+//! `guestfwd` from 10.0.2.100:8080 to 127.0.0.1:PORT on the host (DESIGN §7), carried
+//! by `xtask proxy` once per guest connection (see [`crate::proxy`]).
 
 use crate::board::Board;
 use crate::cmd::Cmd;
@@ -89,13 +90,30 @@ pub fn command(board: &Board, boot: &Boot, options: &Options) -> Result<Cmd, Str
         .args([
             "-netdev".to_owned(),
             format!(
-                "user,id=n0,restrict=on,guestfwd=tcp:{REPO_GUEST_ADDRESS}-tcp:127.0.0.1:{}",
+                "user,id=n0,restrict=on,guestfwd=tcp:{REPO_GUEST_ADDRESS}-cmd:{} proxy 127.0.0.1:{}",
+                proxy_program()?,
                 options.repo_port
             ),
             "-device".to_owned(),
             "virtio-net-pci,netdev=n0".to_owned(),
         ])
         .args(&options.extra))
+}
+
+/// This program, as the `cmd:` of the guestfwd: quoted for the shell-like split qemu's
+/// user network does, with commas doubled for qemu's option parser.
+fn proxy_program() -> Result<String, String> {
+    let program = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let program = path_str(&program)?;
+    let plain = program
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b));
+    let quoted = if plain {
+        program.to_owned()
+    } else {
+        format!("'{}'", program.replace('\'', "'\\''"))
+    };
+    Ok(quoted.replace(',', ",,"))
 }
 
 /// A running guest whose serial console is on pipes.
@@ -157,14 +175,24 @@ impl Guest {
     /// Wait until `text` appears on the console; returns the time since qemu started.
     /// Fails when qemu exits or `timeout` passes first, with the console's last lines.
     pub fn expect(&mut self, text: &str, timeout: Duration) -> Result<Duration, String> {
+        self.until(text, timeout)?;
+        Ok(self.started.elapsed())
+    }
+
+    /// Wait until `text` appears on the console, as [`Guest::expect`]; returns what the
+    /// console printed between the previous match and this one.
+    pub fn until(&mut self, text: &str, timeout: Duration) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
+        let start = self.cursor;
         // Where a match could still start: only new output is searched each time round,
         // since the kernel writes the console a few bytes at a time.
         let mut from = self.cursor;
         loop {
             if let Some(found) = find(&self.transcript[from..], text.as_bytes()) {
                 self.cursor = from + found + text.len();
-                return Ok(self.started.elapsed());
+                return Ok(
+                    String::from_utf8_lossy(&self.transcript[start..from + found]).into_owned(),
+                );
             }
             from = from.max(
                 self.transcript
@@ -183,18 +211,68 @@ impl Guest {
                     return Err(format!(
                         "no `{text}` on the console within {}s; last lines:\n{}",
                         timeout.as_secs(),
-                        self.tail(20)
+                        self.tail(30)
                     ))
                 }
                 Err(RecvTimeoutError::Disconnected) => {
                     let status = self.child.wait().map(|s| s.to_string()).unwrap_or_default();
                     return Err(format!(
                         "qemu ended ({status}) before `{text}` appeared; last lines:\n{}",
-                        self.tail(20)
+                        self.tail(30)
                     ));
                 }
             }
         }
+    }
+
+    /// Where the next [`Guest::expect`] starts looking, to come back to with
+    /// [`Guest::rewind`].
+    pub fn mark(&self) -> usize {
+        self.cursor
+    }
+
+    /// Look again from an earlier [`Guest::mark`], for text that may have come before
+    /// what was matched since.
+    pub fn rewind(&mut self, mark: usize) {
+        self.cursor = mark.min(self.transcript.len());
+    }
+
+    /// Wait for qemu to exit by itself (the guest powered off or rebooted); fails with
+    /// the console's last lines when it does not within `timeout`, or exits with an error.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<Duration, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            while let Ok(bytes) = self.output.try_recv() {
+                self.receive(&bytes);
+            }
+            match self.child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(self.started.elapsed()),
+                Ok(Some(status)) => {
+                    return Err(format!(
+                        "qemu exited with {status}; last lines:\n{}",
+                        self.tail(30)
+                    ))
+                }
+                Ok(None) => {}
+                Err(error) => return Err(format!("cannot wait for qemu: {error}")),
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "qemu still runs after {}s; last lines:\n{}",
+                    timeout.as_secs(),
+                    self.tail(30)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The console's last lines, for error messages.
+    pub fn last_lines(&mut self, lines: usize) -> String {
+        while let Ok(bytes) = self.output.try_recv() {
+            self.receive(&bytes);
+        }
+        self.tail(lines)
     }
 
     fn receive(&mut self, bytes: &[u8]) {
@@ -207,8 +285,6 @@ impl Guest {
     }
 
     /// Type `text` on the serial console.
-    // Used by end-to-end tests that drive the device's shell; nothing else types yet.
-    #[allow(dead_code)]
     pub fn send(&mut self, text: &str) -> Result<(), String> {
         let input = self.input.as_mut().ok_or("the console's input is closed")?;
         input
@@ -228,7 +304,8 @@ impl Guest {
         all[all.len().saturating_sub(lines)..].join("\n")
     }
 
-    /// Stop qemu and return the whole console transcript.
+    /// Stop qemu and return the whole console transcript. qemu gets SIGKILL: for the
+    /// guest, a power cut.
     pub fn stop(mut self) -> String {
         let _ = self.child.kill();
         let _ = self.child.wait();

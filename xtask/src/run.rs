@@ -9,10 +9,11 @@
 //! make that quick); the disk image is made only when missing, because its data
 //! partition is the device's persistent storage.
 //!
-//! The guest reaches `http://10.0.2.100:8080/` through qemu's guestfwd to
-//! 127.0.0.1:PORT (default 8080). When nothing listens there, xtask serves
-//! `target/repo/` itself on that port for as long as qemu runs; when something does
-//! (a server you started), the guest talks to it.
+//! The guest reaches `http://10.0.2.100:8080/` through qemu's guestfwd, which runs
+//! `xtask proxy 127.0.0.1:PORT` (default 8080) for each connection. The test packages'
+//! repository (`target/repo/`, see [`crate::packages`]) is built first; when nothing
+//! listens on PORT, xtask serves it there for as long as qemu runs; when something does
+//! (a server you started), the guest talks to that.
 //!
 //! With `--expect`, the console is captured instead of shown on the terminal: the run
 //! succeeds once TEXT appears after the kernel hands over to /init, and fails when
@@ -133,12 +134,13 @@ pub fn boot_and_expect(
     Ok(BootReport { handover, expected })
 }
 
-/// Make sure something listens on the repository port before qemu starts (guestfwd
-/// needs it): a server already there, or xtask's own, serving target/repo/.
-/// A repo_port of 0 picks a free port.
+/// Make sure something listens on the repository port, where the guestfwd's proxy
+/// connects for each guest connection: a server already there, or xtask's own, serving
+/// target/repo/. A repo_port of 0 picks a free port.
 fn with_repo_server(mut options: Options) -> Result<Options, String> {
-    // Hook: this is where a repository built for the run (cargo xtask recipes) would be
-    // prepared; the server offers whatever target/repo/ holds when the guest asks.
+    // The test packages until `cargo xtask recipes` builds real ones; the server offers
+    // whatever target/repo/ holds when the guest asks.
+    crate::packages::repository()?;
     let root = PathBuf::from(REPO_DIR);
     match crate::serve::start(root, options.repo_port)? {
         Some(server) => {

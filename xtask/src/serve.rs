@@ -1,19 +1,79 @@
 //! A small static HTTP/1.1 server on 127.0.0.1 for the guest's package repository.
 //!
-//! qemu's `guestfwd=tcp:10.0.2.100:8080-tcp:127.0.0.1:PORT` connects to PORT once, when
-//! qemu starts (it refuses to start when nothing listens there), and carries every
-//! guest connection to 10.0.2.100:8080 over that one host connection. So this server
-//! keeps each connection open and answers requests one after another for as long as
-//! the peer wants; it never closes first. Only GET and HEAD of regular files under the
-//! root directory are served.
+//! The guest reaches it through qemu's `guestfwd=...-cmd:` (see [`crate::proxy`]): one
+//! proxy process, and so one connection here, per guest connection. The server answers
+//! requests on a connection one after another until the peer closes it or asks for
+//! `Connection: close`. Only GET and HEAD of regular files under the root are served.
+//!
+//! For the end-to-end tests the server keeps a log of what it sent ([`Server::requests`])
+//! and can send chosen files slowly ([`Server::set_trickle`]), so a test can see a
+//! download in progress and cut the guest's power in the middle of it.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// A running server; it stops when xtask exits.
 pub struct Server {
     pub port: u16,
+    state: Arc<State>,
+}
+
+/// One request the server answered (or is answering).
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The request's path, such as `/x86_64/index`.
+    pub path: String,
+    pub status: u16,
+    /// The body's length, and how much of it was written so far.
+    pub length: u64,
+    pub sent: u64,
+    pub finished: bool,
+}
+
+/// Send the files at these paths at no more than this rate.
+#[derive(Debug, Clone)]
+pub struct Trickle {
+    pub paths: Vec<String>,
+    pub bytes_per_second: u64,
+}
+
+#[derive(Default)]
+struct State {
+    requests: Mutex<Vec<Request>>,
+    trickle: Mutex<Option<Trickle>>,
+    /// Bodies being written right now, and the most at once since the last look.
+    sending: AtomicUsize,
+    most_sending: AtomicUsize,
+}
+
+/// A poisoned lock only means a connection thread panicked; the data is still usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Server {
+    /// Every request so far, in the order they arrived.
+    pub fn requests(&self) -> Vec<Request> {
+        lock(&self.state.requests).clone()
+    }
+
+    /// Send the given paths slowly from now on (None: at full speed).
+    pub fn set_trickle(&self, trickle: Option<Trickle>) {
+        *lock(&self.state.trickle) = trickle;
+    }
+
+    /// The most responses that were being sent at once since the last call.
+    pub fn take_most_at_once(&self) -> usize {
+        self.state
+            .most_sending
+            .swap(self.state.sending.load(Ordering::SeqCst), Ordering::SeqCst)
+    }
 }
 
 /// Serve `root` on 127.0.0.1:`port` (0: any free port) from background threads.
@@ -28,19 +88,22 @@ pub fn start(root: PathBuf, port: u16) -> Result<Option<Server>, String> {
         .local_addr()
         .map_err(|e| format!("127.0.0.1:{port}: {e}"))?
         .port();
+    let state = Arc::new(State::default());
+    let shared = state.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
             let root = root.clone();
+            let state = shared.clone();
             std::thread::spawn(move || {
                 // A broken connection only ends that connection.
-                let _ = serve_connection(stream, &root);
+                let _ = serve_connection(stream, &root, &state);
             });
         }
     });
-    Ok(Some(Server { port }))
+    Ok(Some(Server { port, state }))
 }
 
-fn serve_connection(stream: TcpStream, root: &Path) -> std::io::Result<()> {
+fn serve_connection(stream: TcpStream, root: &Path, state: &State) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut writer = stream;
     loop {
@@ -80,13 +143,20 @@ fn serve_connection(stream: TcpStream, root: &Path) -> std::io::Result<()> {
             respond(&mut writer, 405, "Method Not Allowed", b"", true)?;
             return Ok(());
         }
+        let path = target.split(['?', '#']).next().unwrap_or("").to_owned();
         let file = resolve(root, target).and_then(|path| std::fs::read(path).ok());
         match file {
-            Some(bytes) => {
-                let body: &[u8] = if method == "HEAD" { b"" } else { &bytes };
-                respond_with_length(&mut writer, body, bytes.len(), close)?;
+            Some(bytes) if method == "HEAD" => {
+                respond_with_length(&mut writer, bytes.len(), close)?;
             }
-            None => respond(&mut writer, 404, "Not Found", b"not found\n", close)?,
+            Some(bytes) => {
+                respond_with_length(&mut writer, bytes.len(), close)?;
+                send_body(&mut writer, &bytes, path, state)?;
+            }
+            None => {
+                log(state, path, 404, 0);
+                respond(&mut writer, 404, "Not Found", b"not found\n", close)?
+            }
         }
         if close {
             return Ok(());
@@ -112,19 +182,63 @@ fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
     resolved.is_file().then_some(resolved)
 }
 
-fn respond_with_length(
-    writer: &mut TcpStream,
-    body: &[u8],
-    length: usize,
-    close: bool,
-) -> std::io::Result<()> {
+/// Add a request to the log; returns its place there.
+fn log(state: &State, path: String, status: u16, length: u64) -> usize {
+    let mut requests = lock(&state.requests);
+    requests.push(Request {
+        path,
+        status,
+        length,
+        sent: 0,
+        finished: status != 200,
+    });
+    requests.len() - 1
+}
+
+/// The head of a 200 answer.
+fn respond_with_length(writer: &mut TcpStream, length: usize, close: bool) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nContent-Type: application/octet-stream\r\n{}\r\n",
         if close { "Connection: close\r\n" } else { "" }
     );
     writer.write_all(head.as_bytes())?;
-    writer.write_all(body)?;
     writer.flush()
+}
+
+/// Write a body in pieces, logging the progress, at the trickle rate when its path is
+/// one of the trickled ones.
+fn send_body(
+    writer: &mut TcpStream,
+    body: &[u8],
+    path: String,
+    state: &State,
+) -> std::io::Result<()> {
+    let rate = lock(&state.trickle)
+        .as_ref()
+        .filter(|trickle| trickle.paths.contains(&path))
+        .map(|trickle| trickle.bytes_per_second.max(1));
+    let entry = log(state, path, 200, body.len() as u64);
+    let now_sending = state.sending.fetch_add(1, Ordering::SeqCst) + 1;
+    state.most_sending.fetch_max(now_sending, Ordering::SeqCst);
+    let started = Instant::now();
+    let piece = if rate.is_some() { 16 << 10 } else { 256 << 10 };
+    let mut result = Ok(());
+    let mut sent = 0u64;
+    for chunk in body.chunks(piece) {
+        if let Some(rate) = rate {
+            let due = Duration::from_secs_f64(sent as f64 / rate as f64);
+            std::thread::sleep(due.saturating_sub(started.elapsed()));
+        }
+        result = writer.write_all(chunk).and_then(|()| writer.flush());
+        if result.is_err() {
+            break;
+        }
+        sent += chunk.len() as u64;
+        lock(&state.requests)[entry].sent = sent;
+    }
+    lock(&state.requests)[entry].finished = true;
+    state.sending.fetch_sub(1, Ordering::SeqCst);
+    result
 }
 
 fn respond(
@@ -165,5 +279,49 @@ mod tests {
         assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 2, "{answer}");
         assert_eq!(answer.matches("HTTP/1.1 404").count(), 1, "{answer}");
         assert_eq!(answer.matches("amber-index 1\n").count(), 2, "{answer}");
+        let log: Vec<(String, u16, u64)> = server
+            .requests()
+            .into_iter()
+            .map(|request| (request.path, request.status, request.sent))
+            .collect();
+        assert_eq!(
+            log,
+            [
+                ("/x86_64/index".to_owned(), 200, 14),
+                ("/../etc/passwd".to_owned(), 404, 0),
+                ("/x86_64/index".to_owned(), 200, 14),
+            ]
+        );
+    }
+
+    #[test]
+    fn trickles_the_chosen_paths() {
+        let root = std::env::temp_dir().join(format!("xtask-trickle-{}", std::process::id()));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::write(root.join("slow"), vec![7u8; 64 << 10]).unwrap();
+        std::fs::write(root.join("fast"), vec![7u8; 64 << 10]).unwrap();
+        let server = start(root.clone(), 0).unwrap().unwrap();
+        server.set_trickle(Some(Trickle {
+            paths: vec!["/slow".to_owned()],
+            bytes_per_second: 256 << 10,
+        }));
+        let fetch = |path: &str| {
+            let started = Instant::now();
+            let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            write!(stream, "GET {path} HTTP/1.1\r\nConnection: close\r\n\r\n").unwrap();
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).unwrap();
+            assert!(answer.ends_with(&[7u8; 1000]));
+            started.elapsed()
+        };
+        // 48 KiB are due after the last piece starts: at least 0.19 s at 256 KiB/s.
+        assert!(fetch("/slow") >= Duration::from_millis(180));
+        assert!(fetch("/fast") < Duration::from_millis(150));
+        std::fs::remove_dir_all(&root).unwrap();
+        assert!(server
+            .requests()
+            .iter()
+            .all(|r| r.finished && r.sent == 64 << 10));
+        assert_eq!(server.take_most_at_once(), 1);
     }
 }

@@ -34,5 +34,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
     // Integration tests drive the real pkg binary, so build it first.
     Cmd::new("cargo").args(["build", "-p", "amber-pkg"]).run()?;
     Cmd::new("cargo").args(["test", "--workspace"]).run()?;
-    Ok(())
+    // Every fuzz target for 20 s (SECURITY-TESTS 21); skipped with a notice without nightly.
+    crate::bench::fuzz_ci()?;
+    // Both qemu boards end to end: images, boots, pkg over HTTP, reboots, power cuts.
+    crate::e2e::run()
 }

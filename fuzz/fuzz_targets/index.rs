@@ -1,0 +1,12 @@
+//! Fuzz target: any text as a repository index; what parses must write back the same.
+//! The checks are in `checks.rs`, which core's tests replay the corpus through.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "../checks.rs"]
+mod checks;
+
+fuzz_target!(|data: &[u8]| {
+    checks::index(data);
+});

@@ -1,0 +1,609 @@
+//! The end-to-end test of `cargo xtask test`: every qemu board booted under TCG from a
+//! disk of its own, driven through the console shell (rsh) against xtask's repository
+//! server.
+//!
+//! For each board, on a freshly made disk (not qemu's snapshot mode: what the guest
+//! writes must survive the test's reboots):
+//!
+//! 1. boot to `amber: ready` (the line is printed: boot time from the kernel's
+//!    hand-over) and the shell's prompt; `/bin/hello`, from a preinstalled package, runs;
+//! 2. `pkg update` and `pkg add greet` over HTTP through the guestfwd; `/bin/greet`
+//!    runs; `pkg del greet`, and it is gone; `pkg add greet` again; `reboot`;
+//! 3. after the reboot `/bin/greet` still runs; init's idle RSS is printed; `poweroff`,
+//!    and qemu exits by itself, successfully;
+//! 4. the power cut (SECURITY-TESTS item 23): boot, `pkg add big` while the server sends
+//!    `big` (4 MiB) at 512 KiB/s, and SIGKILL qemu once the server's request log shows
+//!    1 MiB of it sent; boot from the same disk: `pkg verify` passes and `pkg list` shows
+//!    the old or the new generation whole (and, read on the host at the end, no
+//!    temporary file is left in the store);
+//! 5. a second cut, later in an install: `pkg add blob-a` at full speed, SIGKILL as soon
+//!    as the server has sent the whole image (the guest is then checking it, renaming
+//!    it into the store or switching generations); the same checks after the boot;
+//! 6. `pkg add big blob-a blob-b blob-c` fetches several images at once through the
+//!    guestfwd (the server must see at least two in flight together, and every hash
+//!    must match); `pkg verify`, `pkg list`, `/bin/hello`; `poweroff`.
+//!
+//! Every wait has a timeout, and a failure shows the console's last lines. The test is
+//! skipped, with a notice, when not run as root or when qemu is missing.
+//! `XTASK_E2E_ECHO=1` copies the consoles to stderr as they run.
+
+use crate::board::Board;
+use crate::cmd::Cmd;
+use crate::image::{self, Disk};
+use crate::packages;
+use crate::qemu::{self, Boot, Console, Guest, Options};
+use crate::serve::{Server, Trickle};
+use crate::util::{create_dir, path_str, step};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// What rsh prints before reading a line.
+const PROMPT: &str = "rsh# ";
+
+/// From qemu's start to the shell's prompt; TCG on a busy CI machine is slow.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+/// One shell command, a pkg command over the guestfwd included.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+/// From `reboot` or `poweroff` to qemu's exit.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How fast the server sends `big` during the power cut, and how much of it has gone
+/// out when the power is cut: well inside the download (4 MiB), and late enough that
+/// the guest has written part of it to its temporary file.
+const CUT_RATE: u64 = 512 << 10;
+const CUT_AFTER: u64 = 1 << 20;
+/// How fast the blobs go out in the parallel download, so the downloads overlap.
+const PARALLEL_RATE: u64 = 1 << 20;
+
+/// The packages the image preinstalls, and the one the test installs.
+const OLD_GENERATION: [&str; 3] = ["greet", "hello", "rsh"];
+
+/// What one board's run measured.
+struct Report {
+    board: String,
+    ready_lines: Vec<String>,
+    rss_kib: u64,
+    timings: Vec<(String, Duration)>,
+    power_cuts: Vec<String>,
+    parallel: usize,
+}
+
+pub fn run() -> Result<(), String> {
+    if !crate::deps::is_root() {
+        println!("e2e: SKIPPED: the qemu end-to-end test runs as root (as CI does)");
+        return Ok(());
+    }
+    let boards: Vec<Board> = crate::board::names()?
+        .iter()
+        .map(|name| crate::board::load(name))
+        .collect::<Result<_, _>>()?;
+    let missing: Vec<&str> = boards
+        .iter()
+        .map(|board| board.arch.qemu_system())
+        .filter(|program| !crate::cmd::have(program))
+        .collect();
+    if !missing.is_empty() {
+        println!(
+            "e2e: SKIPPED: {} not installed (`cargo xtask deps` as root installs it)",
+            missing.join(", ")
+        );
+        return Ok(());
+    }
+    let started = Instant::now();
+    packages::repository()?;
+    let server = crate::serve::start(crate::run::REPO_DIR.into(), 0)?
+        .ok_or("cannot start the repository server")?;
+    let mut reports = Vec::new();
+    for board in &boards {
+        let board_started = Instant::now();
+        let mut report = test_board(board, &server).map_err(|e| format!("e2e: {e}"))?;
+        report
+            .timings
+            .push(("whole board".to_owned(), board_started.elapsed()));
+        reports.push(report);
+    }
+    println!("\ne2e: passed on {} boards", reports.len());
+    for report in &reports {
+        print_report(report);
+    }
+    println!(
+        "e2e: total {:.1}s (image builds included)",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn print_report(report: &Report) {
+    println!("{}:", report.board);
+    for line in &report.ready_lines {
+        let verdict = ready_ms(line).map_or("", |ms| {
+            if ms <= 1000 {
+                " (goal ≤ 1000 ms: met)"
+            } else {
+                " (goal ≤ 1000 ms: missed)"
+            }
+        });
+        println!("  {line}{verdict}");
+    }
+    let verdict = if report.rss_kib <= 512 {
+        "met"
+    } else {
+        "missed"
+    };
+    println!(
+        "  init idle RSS {} KiB (goal ≤ 512 KiB: {verdict})",
+        report.rss_kib
+    );
+    for cut in &report.power_cuts {
+        println!("  power cut: {cut}");
+    }
+    println!(
+        "  parallel download: up to {} images in flight at once through the guestfwd",
+        report.parallel
+    );
+    for (what, duration) in &report.timings {
+        println!("  {what:<24} {:>6.1}s", duration.as_secs_f64());
+    }
+}
+
+/// The N of `amber: ready in N ms (...)`.
+fn ready_ms(line: &str) -> Option<u64> {
+    line.strip_prefix("amber: ready in ")?
+        .split(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
+    let name = board.name.as_str();
+    step(&format!("e2e {name}: images"));
+    let images = image::build(board, Disk::KeepExisting)?;
+    let directory = Path::new("target/e2e").join(name);
+    create_dir(&directory)?;
+    let disk = directory.join("disk.img");
+    image::make_disk(board, &directory, &images.vmlinuz, &images.initramfs, &disk)?;
+    let boot = Boot {
+        vmlinuz: images.vmlinuz.clone(),
+        initramfs: images.initramfs.clone(),
+        disk,
+    };
+    let options = Options {
+        repo_port: server.port,
+        snapshot: false,
+        console: Console::Piped,
+        extra: Vec::new(),
+    };
+    let mut report = Report {
+        board: name.to_owned(),
+        ready_lines: Vec::new(),
+        rss_kib: 0,
+        timings: Vec::new(),
+        power_cuts: Vec::new(),
+        parallel: 0,
+    };
+    let arch = board.arch.name();
+
+    // 1 and 2: the preinstalled package, then one installed over HTTP.
+    let mut guest = Shell::boot(board, &boot, &options, &mut report)?;
+    let hello = guest.ok("/bin/hello")?;
+    guest.expect_output("/bin/hello", &hello, "Hello from amber!")?;
+    let timer = Instant::now();
+    guest.ok("pkg update")?;
+    report
+        .timings
+        .push(("pkg update".to_owned(), timer.elapsed()));
+    let timer = Instant::now();
+    guest.ok("pkg add greet")?;
+    report
+        .timings
+        .push(("pkg add greet".to_owned(), timer.elapsed()));
+    let greeting = guest.ok("/bin/greet e2e")?;
+    guest.expect_output("/bin/greet", &greeting, "Greetings, e2e!")?;
+    let timer = Instant::now();
+    guest.ok("pkg del greet")?;
+    report
+        .timings
+        .push(("pkg del greet".to_owned(), timer.elapsed()));
+    let (status, output) = guest.command("/bin/greet e2e", COMMAND_TIMEOUT)?;
+    if status != 127 {
+        return Err(guest.failure(&format!(
+            "/bin/greet still ran after `pkg del greet` (exit {status}):\n{output}"
+        )));
+    }
+    guest.ok("pkg add greet")?;
+    let timer = Instant::now();
+    guest.shut_down("reboot")?;
+    report
+        .timings
+        .push(("reboot (shutdown)".to_owned(), timer.elapsed()));
+
+    // 3: the state persisted; init's memory once idle.
+    let mut guest = Shell::boot(board, &boot, &options, &mut report)?;
+    let greeting = guest.ok("/bin/greet again")?;
+    guest.expect_output("/bin/greet", &greeting, "Greetings, again!")?;
+    let status = guest.ok("grep VmRSS /proc/1/status")?;
+    report.rss_kib = status
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix("VmRSS:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .ok_or_else(|| guest.failure(&format!("no VmRSS in /proc/1/status:\n{status}")))?;
+    let timer = Instant::now();
+    guest.shut_down("poweroff")?;
+    report
+        .timings
+        .push(("poweroff".to_owned(), timer.elapsed()));
+
+    // 4 and 5: power cuts, then the old generation or the new one, whole.
+    let before: Vec<String> = OLD_GENERATION.iter().map(|n| id(n)).collect();
+    let big = format!("/{arch}/{}", packages::file_name("big"));
+    let guest = Shell::boot(board, &boot, &options, &mut report)?;
+    let cut = power_cut(guest, server, "big", &big, Some(CUT_RATE), |request| {
+        request.sent >= CUT_AFTER
+    })?;
+    // What the guest had written when the power went, for the record: its page cache
+    // is lost with it, so a partial download may or may not be on the disk.
+    let left = temp_files(board, &boot.disk, &directory)?;
+    eprintln!(
+        "    on the disk after the cut: {} temporary file(s) in the store, {} bytes",
+        left.len(),
+        left.iter().map(|(_, size)| size).sum::<u64>()
+    );
+    let mut guest = Shell::boot(board, &boot, &options, &mut report)?;
+    let timer = Instant::now();
+    guest.ok("pkg verify")?;
+    report
+        .timings
+        .push(("pkg verify".to_owned(), timer.elapsed()));
+    let (which, after) = guest.old_or_new(&before, "big")?;
+    report
+        .power_cuts
+        .push(format!("{cut}; after it, {which}, whole"));
+    // The second cut comes once the image is all sent: while the guest checks it,
+    // renames it into the store and switches to the new generation.
+    let blob = format!("/{arch}/{}", packages::file_name("blob-a"));
+    let cut = power_cut(guest, server, "blob-a", &blob, None, |request| {
+        request.finished
+    })?;
+    let mut guest = Shell::boot(board, &boot, &options, &mut report)?;
+    guest.ok("pkg verify")?;
+    let (which, _) = guest.old_or_new(&after, "blob-a")?;
+    report
+        .power_cuts
+        .push(format!("{cut}; after it, {which}, whole"));
+
+    // 6: several downloads at once, each its own connection through the guestfwd.
+    let blobs = ["blob-a", "blob-b", "blob-c"];
+    server.set_trickle(Some(Trickle {
+        paths: blobs
+            .iter()
+            .map(|blob| format!("/{arch}/{}", packages::file_name(blob)))
+            .collect(),
+        bytes_per_second: PARALLEL_RATE,
+    }));
+    server.take_most_at_once();
+    let timer = Instant::now();
+    let added = guest.ok("pkg add big blob-a blob-b blob-c");
+    server.set_trickle(None);
+    added?;
+    report
+        .timings
+        .push(("pkg add big + 3 blobs".to_owned(), timer.elapsed()));
+    report.parallel = server.take_most_at_once();
+    if report.parallel < 2 {
+        return Err(guest.failure(&format!(
+            "`pkg add` of four packages had at most {} download in flight at once",
+            report.parallel
+        )));
+    }
+    guest.ok("pkg verify")?;
+    let listed = guest.installed()?;
+    let mut all = before.clone();
+    all.push(id("big"));
+    all.extend(blobs.iter().map(|blob| id(blob)));
+    all.sort();
+    if listed != all {
+        return Err(guest.failure(&format!("`pkg list` shows {listed:?}, not {all:?}")));
+    }
+    let hello = guest.ok("/bin/hello")?;
+    guest.expect_output("/bin/hello", &hello, "Hello from amber!")?;
+    guest.shut_down("poweroff")?;
+    // The commands after the power cuts removed what the killed ones left.
+    let left = temp_files(board, &boot.disk, &directory)?;
+    if !left.is_empty() {
+        return Err(format!(
+            "{name}: temporary files left in the store after the power cuts: {left:?}"
+        ));
+    }
+    Ok(report)
+}
+
+/// Start `pkg add NAME` and cut the power (SIGKILL qemu) as soon as the server's log
+/// shows `when` true of the request for `path`, sent at `rate` bytes a second (None: at
+/// full speed). Returns what the log showed then.
+fn power_cut(
+    mut shell: Shell,
+    server: &Server,
+    name: &str,
+    path: &str,
+    rate: Option<u64>,
+    when: impl Fn(&crate::serve::Request) -> bool,
+) -> Result<String, String> {
+    server.set_trickle(rate.map(|bytes_per_second| Trickle {
+        paths: vec![path.to_owned()],
+        bytes_per_second,
+    }));
+    let seen = server.requests().len();
+    eprintln!("    {PROMPT}pkg add {name}");
+    shell.guest.send(&format!("pkg add {name}\n"))?;
+    let timer = Instant::now();
+    let cut = loop {
+        let requests = server.requests();
+        if let Some(request) = requests[seen..]
+            .iter()
+            .find(|request| request.path == path && request.status == 200 && when(request))
+        {
+            break request.clone();
+        }
+        if timer.elapsed() > COMMAND_TIMEOUT {
+            server.set_trickle(None);
+            return Err(shell.failure(&format!(
+                "the download of {path} did not come to the point of the power cut within {}s",
+                COMMAND_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let board = shell.board.clone();
+    shell.guest.stop();
+    server.set_trickle(None);
+    let cut = format!(
+        "SIGKILL {:.2}s after `pkg add {name}`, the server having sent {} of {} bytes{}",
+        timer.elapsed().as_secs_f64(),
+        cut.sent,
+        cut.length,
+        match rate {
+            Some(rate) => format!(" at {} KiB/s", rate >> 10),
+            None => String::new(),
+        }
+    );
+    step(&format!("e2e {board}: power cut: {cut}"));
+    Ok(cut)
+}
+
+/// The temporary files (pkg's `.tmp-*`) in the store on a guest's disk, with their sizes,
+/// read with debugfs while qemu is not running.
+fn temp_files(board: &Board, disk: &Path, directory: &Path) -> Result<Vec<(String, u64)>, String> {
+    let offset = image::layout(board)?.partitions[1].offset;
+    let dump = directory.join("store-dump");
+    if dump.exists() {
+        std::fs::remove_dir_all(&dump).map_err(|e| format!("{}: {e}", dump.display()))?;
+    }
+    create_dir(&dump)?;
+    Cmd::new("debugfs")
+        .args(["-R", &format!("rdump /pkg {}", path_str(&dump)?)])
+        .arg(format!("{}?offset={offset}", path_str(disk)?))
+        .output()?;
+    let mut found = Vec::new();
+    let mut pending = vec![dump.join("pkg")];
+    while let Some(dir) = pending.pop() {
+        let entries = std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let metadata = entry
+                .metadata()
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            if metadata.is_dir() {
+                pending.push(path);
+            } else if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                let relative = path.strip_prefix(&dump).unwrap_or(&path);
+                found.push((relative.display().to_string(), metadata.len()));
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dump).map_err(|e| format!("{}: {e}", dump.display()))?;
+    Ok(found)
+}
+
+/// A test package's id, as `pkg list` shows it.
+fn id(name: &str) -> String {
+    format!("{name}-{}", packages::VERSION)
+}
+
+/// A booted guest at its shell prompt.
+struct Shell {
+    guest: Guest,
+    board: String,
+}
+
+impl Shell {
+    /// Boot, wait for the ready line (kept in the report) and the first prompt.
+    fn boot(
+        board: &Board,
+        boot: &Boot,
+        options: &Options,
+        report: &mut Report,
+    ) -> Result<Shell, String> {
+        step(&format!(
+            "e2e {}: boot {}",
+            board.name,
+            report.ready_lines.len() + 1
+        ));
+        let echo = std::env::var_os("XTASK_E2E_ECHO").is_some_and(|v| v == "1");
+        let started = Instant::now();
+        let guest = Guest::start(board, boot, options, echo)?;
+        let mut shell = Shell {
+            guest,
+            board: board.name.clone(),
+        };
+        let fail = |error: String| format!("{}: {error}", board.name);
+        shell
+            .guest
+            .expect(qemu::HANDOVER, BOOT_TIMEOUT)
+            .map_err(fail)?;
+        let after_handover = shell.guest.mark();
+        shell
+            .guest
+            .until("amber: ready", BOOT_TIMEOUT)
+            .map_err(fail)?;
+        let rest = shell
+            .guest
+            .until("\n", Duration::from_secs(10))
+            .map_err(fail)?;
+        let line = format!("amber: ready{}", rest.trim_end());
+        // The shell starts with the store, so its prompt may come before the ready line.
+        shell.guest.rewind(after_handover);
+        shell.guest.until(PROMPT, BOOT_TIMEOUT).map_err(fail)?;
+        eprintln!(
+            "    {line}; prompt after {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        report.ready_lines.push(line);
+        report.timings.push((
+            format!("boot {} to prompt", report.ready_lines.len()),
+            started.elapsed(),
+        ));
+        Ok(shell)
+    }
+
+    /// Run one command line; returns its status (0, or the `exit N` rsh printed) and
+    /// what it printed, without the echo of the line and without init's and the
+    /// kernel's console lines.
+    fn command(&mut self, line: &str, timeout: Duration) -> Result<(i32, String), String> {
+        eprintln!("    {PROMPT}{line}");
+        self.guest.send(&format!("{line}\n"))?;
+        let text = self
+            .guest
+            .until(PROMPT, timeout)
+            .map_err(|e| format!("{}: `{line}`: {e}", self.board))?
+            .replace('\r', "");
+        // The terminal echoes the line first; should a kernel message have split the
+        // echo, its first line is dropped all the same.
+        let after_echo = match text.find(line) {
+            Some(at) => &text[at + line.len()..],
+            None => text.split_once('\n').map_or("", |(_, rest)| rest),
+        };
+        let mut status = 0;
+        let mut output = String::new();
+        for printed in after_echo.lines() {
+            if let Some(code) = printed.strip_prefix("exit ") {
+                if let Ok(code) = code.trim().parse() {
+                    status = code;
+                    continue;
+                }
+            }
+            if printed.starts_with("amber: ") || is_kernel_line(printed) {
+                continue;
+            }
+            output.push_str(printed);
+            output.push('\n');
+        }
+        Ok((status, output))
+    }
+
+    /// Run a command that must succeed; returns its output.
+    fn ok(&mut self, line: &str) -> Result<String, String> {
+        let (status, output) = self.command(line, COMMAND_TIMEOUT)?;
+        if status != 0 {
+            return Err(self.failure(&format!("`{line}` failed (exit {status}):\n{output}")));
+        }
+        Ok(output)
+    }
+
+    fn expect_output(&mut self, what: &str, output: &str, wanted: &str) -> Result<(), String> {
+        if output.contains(wanted) {
+            Ok(())
+        } else {
+            Err(self.failure(&format!("{what} printed no `{wanted}`:\n{output}")))
+        }
+    }
+
+    /// The installed packages' ids, sorted.
+    fn installed(&mut self) -> Result<Vec<String>, String> {
+        let output = self.ok("pkg list")?;
+        let mut ids: Vec<String> = output
+            .lines()
+            .map(|line| line.trim().trim_end_matches(" (dependency)").to_owned())
+            .filter(|line| !line.is_empty())
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// After a power cut during `pkg add NAME`: `pkg list` must show the packages from
+    /// `before`, or those and NAME. Returns which, and the list.
+    fn old_or_new(
+        &mut self,
+        before: &[String],
+        name: &str,
+    ) -> Result<(&'static str, Vec<String>), String> {
+        let listed = self.installed()?;
+        let mut new = before.to_vec();
+        new.push(id(name));
+        new.sort();
+        if listed == before {
+            Ok(("the old generation", listed))
+        } else if listed == new {
+            Ok(("the new generation", listed))
+        } else {
+            Err(self.failure(&format!(
+                "after the power cut `pkg list` shows {listed:?}, neither {before:?} nor {new:?}"
+            )))
+        }
+    }
+
+    /// `reboot` or `poweroff`: qemu (run with -no-reboot) must exit by itself, cleanly.
+    fn shut_down(mut self, command: &str) -> Result<(), String> {
+        eprintln!("    {PROMPT}{command}");
+        self.guest.send(&format!("{command}\n"))?;
+        self.guest
+            .wait_exit(SHUTDOWN_TIMEOUT)
+            .map_err(|e| format!("{}: after `{command}`: {e}", self.board))?;
+        Ok(())
+    }
+
+    /// A failure message with the board's name and the console's last lines.
+    fn failure(&mut self, what: &str) -> String {
+        format!(
+            "{}: {what}\nlast console lines:\n{}",
+            self.board,
+            self.guest.last_lines(30)
+        )
+    }
+}
+
+/// A kernel message on the console: `[    2.279261] ...`.
+fn is_kernel_line(line: &str) -> bool {
+    let line = line.trim_start();
+    line.starts_with('[')
+        && line
+            .find(']')
+            .is_some_and(|end| line[1..end].trim().parse::<f64>().is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_ready_line() {
+        assert_eq!(
+            ready_ms("amber: ready in 412 ms (kernel handed over at 2363 ms)"),
+            Some(412)
+        );
+        assert_eq!(ready_ms("amber: ready soon"), None);
+    }
+
+    #[test]
+    fn tells_kernel_lines() {
+        assert!(is_kernel_line("[    2.279737] Run /init as init process"));
+        assert!(!is_kernel_line("[x] not the kernel"));
+        assert!(!is_kernel_line("hello-1.0-r0"));
+    }
+}
