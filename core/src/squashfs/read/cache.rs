@@ -34,6 +34,9 @@ struct MetadataSlot {
 struct DataSlot {
     position: u64,
     len: usize,
+    /// Whether `len` is the whole block, or only the prefix someone needed: reading a
+    /// 100-byte file at the start of a fragment block should not inflate 128 KiB.
+    complete: bool,
     stamp: u64,
     data: Vec<u8>,
 }
@@ -154,6 +157,7 @@ impl Cache {
     fn data_victim(&mut self) -> usize {
         if self.data.len() < self.data_limit {
             self.data.push(DataSlot {
+                complete: false,
                 position: EMPTY,
                 len: 0,
                 stamp: 0,
@@ -178,12 +182,25 @@ fn least_recent(stamps: impl Iterator<Item = u64>) -> usize {
 /// Inflate one zlib stream into `output`; producing more than `output` holds is an
 /// error, which caps what a decompression bomb can do.
 fn inflate(state: &mut DecompressorOxide, input: &[u8], output: &mut [u8]) -> Result<usize, Error> {
+    inflate_prefix(state, input, output, true).map(|(written, _)| written)
+}
+
+/// Inflate the start of one zlib stream into `output`. With `whole`, `output` holds a
+/// whole block and producing more is an error (the bomb cap); otherwise filling
+/// `output` simply stops early. Returns the bytes written and whether the stream ended.
+fn inflate_prefix(
+    state: &mut DecompressorOxide,
+    input: &[u8],
+    output: &mut [u8],
+    whole: bool,
+) -> Result<(usize, bool), Error> {
     state.init();
     let flags = inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER
         | inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
     let (status, _, written) = decompress(state, input, output, 0, flags);
     match status {
-        TINFLStatus::Done => Ok(written),
+        TINFLStatus::Done => Ok((written, true)),
+        TINFLStatus::HasMoreOutput if !whole => Ok((written, false)),
         TINFLStatus::HasMoreOutput => Err(Error::Corrupt("block decompresses past its limit")),
         _ => Err(Error::Corrupt("bad compressed data")),
     }
@@ -293,22 +310,34 @@ impl<R: ReadAt> Archive<R> {
         Ok(())
     }
 
-    /// Find or decompress the compressed data block at `position`; returns its slot.
+    /// Find or decompress the compressed data block at `position`, at least its first
+    /// `needed` bytes (`usize::MAX` for all of it); returns its slot.
     pub(super) fn data_block(
         &self,
         cache: &mut Cache,
         position: u64,
         stored: u32,
+        needed: usize,
     ) -> Result<usize, Error> {
         cache.adopt(self.identity);
         let clock = cache.clock;
-        if let Some(slot) = cache.data.iter().position(|s| s.position == position) {
-            cache.data[slot].stamp = clock;
-            return Ok(slot);
+        let found = cache.data.iter().position(|s| s.position == position);
+        if let Some(slot) = found {
+            let entry = &mut cache.data[slot];
+            if entry.complete || entry.len >= needed {
+                entry.stamp = clock;
+                return Ok(slot);
+            }
         }
         self.check_data_range(position, stored)?;
         let block_size = self.superblock.block_size as usize;
-        let slot = cache.data_victim();
+        // Inflate a prefix rounded up to 4 KiB, so neighbours in a fragment come along.
+        let limit = needed.saturating_add(4095) & !4095;
+        let limit = limit.min(block_size);
+        let slot = match found {
+            Some(slot) => slot,
+            None => cache.data_victim(),
+        };
         let Cache {
             data,
             scratch,
@@ -317,12 +346,14 @@ impl<R: ReadAt> Archive<R> {
         } = cache;
         let entry = &mut data[slot];
         entry.position = EMPTY;
-        if entry.data.len() < block_size {
+        if entry.data.len() < limit {
             entry.data.resize(block_size, 0);
         }
         let input = scratch_of(scratch, stored as usize);
         self.source.read_at(position, input)?;
-        entry.len = inflate(inflater, input, &mut entry.data[..block_size])?;
+        let (len, complete) = inflate_prefix(inflater, input, &mut entry.data[..limit], limit == block_size)?;
+        entry.len = len;
+        entry.complete = complete;
         entry.position = position;
         entry.stamp = clock;
         Ok(slot)

@@ -128,7 +128,7 @@ impl<R: ReadAt> Archive<R> {
         } else if within == 0 && out.len() == block_len {
             self.inflate_block_into(cache, disk, stored, out)?;
         } else {
-            let slot = self.data_block(cache, disk, stored)?;
+            let slot = self.data_block(cache, disk, stored, usize::MAX)?;
             let data = cache.data_contents(slot);
             if data.len() != block_len {
                 return Err(Error::Corrupt("data block size differs from the file's"));
@@ -158,7 +158,7 @@ impl<R: ReadAt> Archive<R> {
             }
             self.source.read_at(start + begin as u64, out)?;
         } else {
-            let slot = self.data_block(cache, start, stored)?;
+            let slot = self.data_block(cache, start, stored, tail_end)?;
             let data = cache.data_contents(slot);
             if tail_end > data.len() {
                 return Err(Error::Corrupt("file tail past the end of its fragment"));
