@@ -1,9 +1,11 @@
 #!/bin/sh
-# Regenerate the tool-made seeds of the text fuzz targets: two images made by
+# Regenerate the tool-made seeds of the text fuzz targets: three images made by
 # `pkg pack`, their index and signature made by `pkg repo index`, the same index
-# signed by the real `minisign`, and a meta and a generation written by pkg itself.
+# signed by the real `minisign`, the metas of two images, and two generations
+# written by `pkg add`.
 # The hand-written seeds next to them are committed as they are. Needs pkg
-# (`cargo build -p amber-pkg`), minisign and unsquashfs.
+# (`cargo build -p amber-pkg`), minisign and unsquashfs. Everything is reproducible
+# except pkg's signature, whose trusted comment carries the time of signing.
 set -eu
 cd "$(dirname "$0")"
 pkg=$(realpath "${PKG:-../target/debug/pkg}")

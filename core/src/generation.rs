@@ -176,10 +176,12 @@ impl Generation {
     /// The one canonical text of this generation: world and packages sorted.
     pub fn write(&self) -> String {
         let mut world: Vec<String> = self.world.iter().map(|d| d.to_string()).collect();
-        world.sort();
+        crate::sort::sort(&mut world);
         world.dedup();
         let mut packages: Vec<&Entry> = self.packages.iter().collect();
-        packages.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.version.cmp(&b.version)));
+        crate::sort::sort_by(&mut packages, |a, b| {
+            a.name.cmp(&b.name).then_with(|| a.version.cmp(&b.version))
+        });
         let mut out = String::new();
         let _ = writeln!(out, "{MAGIC}\nnumber {}", self.number);
         if let Some(parent) = self.parent {

@@ -16,5 +16,6 @@ pub mod index;
 pub mod meta;
 pub mod minisign;
 pub mod solve;
+pub mod sort;
 pub mod squashfs;
 pub mod version;

@@ -314,7 +314,9 @@ impl<'a> Pool<'a> {
         // Sorted by name, newest first. The sort is stable, so among equal ids
         // the first index's entry stays first and survives the dedup. Parsed
         // indexes come sorted by name, which keeps this sort cheap.
-        entries.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| b.version.cmp(&a.version)));
+        crate::sort::sort_by(&mut entries, |a, b| {
+            a.name.cmp(&b.name).then_with(|| b.version.cmp(&a.version))
+        });
         entries.dedup_by(|later, earlier| {
             later.name == earlier.name && later.version == earlier.version
         });
@@ -325,7 +327,7 @@ impl<'a> Pool<'a> {
             .iter()
             .flat_map(|entry| entry.provides.iter().map(String::as_str))
             .collect();
-        provided_names.sort_unstable();
+        crate::sort::sort(&mut provided_names);
         provided_names.dedup();
         let mut package_names: Vec<&'a str> =
             entries.iter().map(|entry| entry.name.as_str()).collect();

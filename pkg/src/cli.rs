@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use argh::FromArgs;
 
-use crate::context::{Context, Report};
+use crate::context::Context;
+#[cfg(feature = "host")]
+use crate::context::Report;
 use crate::error::Error;
 use crate::json::Json;
 
@@ -222,6 +224,7 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
+#[cfg(feature = "host")]
 #[derive(FromArgs, Debug)]
 /// Make a minisign key pair (host).
 #[argh(subcommand, name = "keygen")]
@@ -237,6 +240,7 @@ pub struct KeygenArgs {
     pub force: bool,
 }
 
+#[cfg(feature = "host")]
 #[derive(FromArgs, Debug)]
 /// Pack a directory into a package image (host).
 #[argh(subcommand, name = "pack")]
@@ -316,6 +320,7 @@ pub struct RepoDelArgs {
     pub url: String,
 }
 
+#[cfg(feature = "host")]
 #[derive(FromArgs, Debug)]
 /// Write and sign the index of a repository directory (host).
 #[argh(subcommand, name = "index")]
@@ -332,6 +337,40 @@ pub struct RepoIndexArgs {
     /// when the index expires, in unix seconds (default: 30 days from now)
     #[argh(option)]
     pub expires: Option<u64>,
+}
+
+// The device build has the host-only commands' names and descriptions, so `pkg --help`
+// reads the same everywhere, but not their options: parsing them would only lead to
+// the usage error below (and costs the device binary about 3 KB).
+
+#[cfg(not(feature = "host"))]
+#[derive(FromArgs, Debug)]
+/// Make a minisign key pair (host).
+#[argh(subcommand, name = "keygen")]
+pub struct KeygenArgs {
+    /// the host command's arguments
+    #[argh(positional, greedy)]
+    pub arguments: Vec<String>,
+}
+
+#[cfg(not(feature = "host"))]
+#[derive(FromArgs, Debug)]
+/// Pack a directory into a package image (host).
+#[argh(subcommand, name = "pack")]
+pub struct PackArgs {
+    /// the host command's arguments
+    #[argh(positional, greedy)]
+    pub arguments: Vec<String>,
+}
+
+#[cfg(not(feature = "host"))]
+#[derive(FromArgs, Debug)]
+/// Write and sign the index of a repository directory (host).
+#[argh(subcommand, name = "index")]
+pub struct RepoIndexArgs {
+    /// the host command's arguments
+    #[argh(positional, greedy)]
+    pub arguments: Vec<String>,
 }
 
 /// Parse the command line, run it, and report the outcome as an exit code.

@@ -28,6 +28,10 @@ impl Error {
 
     /// Prefix the message with what was being worked on: `busybox-1.36.1-r2: sha256 mismatch`.
     pub fn context(self, what: impl fmt::Display) -> Error {
+        self.context_dyn(&what)
+    }
+
+    fn context_dyn(self, what: &dyn fmt::Display) -> Error {
         Error {
             message: format!("{what}: {}", self.message),
             usage: self.usage,
@@ -59,6 +63,12 @@ pub trait Context<T> {
 
 impl<T, E: fmt::Display> Context<T> for Result<T, E> {
     fn context(self, what: impl fmt::Display) -> Result<T, Error> {
-        self.map_err(|error| Error::new(format!("{what}: {error}")))
+        self.map_err(|error| with_context(&what, &error))
     }
+}
+
+/// The message of [`Context::context`], formatted once for every type of error and
+/// thing it names rather than once per pair of them.
+fn with_context(what: &dyn fmt::Display, error: &dyn fmt::Display) -> Error {
+    Error::new(format!("{what}: {error}"))
 }

@@ -22,7 +22,7 @@ const MAX_NODES: usize = 1 << 20;
 
 /// Sort packages by exchange priority: explicit first, then newest version, then name.
 pub fn priority_order(packages: &mut [(&Entry, bool)]) {
-    packages.sort_by(|(a, a_explicit), (b, b_explicit)| {
+    amber_core::sort::sort_by(packages, |(a, a_explicit), (b, b_explicit)| {
         b_explicit
             .cmp(a_explicit)
             .then_with(|| b.version.cmp(&a.version))
@@ -124,7 +124,7 @@ impl Tree {
         }
         // Node i + 1 is DIRS[i], but children are kept sorted by name like every other
         // directory's, since [`Tree::child`] searches them by bisection.
-        children.sort_by(|&a, &b| tree.name(a).cmp(tree.name(b)));
+        amber_core::sort::sort_by(&mut children, |&a, &b| tree.name(a).cmp(tree.name(b)));
         tree.nodes[0].kind = NodeKind::Dir(children);
         tree
     }

@@ -18,8 +18,18 @@ pub enum Json {
 
 impl Json {
     /// An object from key/value pairs, keeping their order.
-    pub fn object<const N: usize>(pairs: [(&str, Json); N]) -> Json {
-        Json::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+    pub fn object<const N: usize>(mut pairs: [(&str, Json); N]) -> Json {
+        // The work is in one function for every N: this one is instantiated per size.
+        Json::object_from(&mut pairs)
+    }
+
+    fn object_from(pairs: &mut [(&str, Json)]) -> Json {
+        Json::Object(
+            pairs
+                .iter_mut()
+                .map(|(key, value)| ((*key).to_owned(), std::mem::replace(value, Json::Null)))
+                .collect(),
+        )
     }
 
     pub fn string(text: impl Into<String>) -> Json {

@@ -1,7 +1,5 @@
 //! Keeping the store healthy: `update`, `verify`, `gc` and `rollback`.
 
-use std::collections::BTreeSet;
-
 use amber_core::hash::to_hex;
 
 use crate::context::{Context, Report};
@@ -72,7 +70,9 @@ pub fn update(context: &Context) -> Result<Report, Error> {
 /// `pkg verify`: hash every image the kept generations use, again.
 pub fn verify(context: &Context) -> Result<Report, Error> {
     let store = Store::open_reading(&context.root);
-    let mut checked = BTreeSet::new();
+    // A list, not a set: a few hundred entries at most, and one set type fewer in the
+    // device binary.
+    let mut checked: Vec<(String, [u8; 32])> = Vec::new();
     let mut bad = Vec::new();
     let mut text = String::new();
     for number in store.generation_numbers()? {
@@ -80,9 +80,13 @@ pub fn verify(context: &Context) -> Result<Report, Error> {
         for entry in &generation.packages {
             let id = entry.id().to_string();
             // By id and hash: two generations may name one file with different hashes.
-            if !checked.insert((id.clone(), entry.sha256)) {
+            if checked
+                .iter()
+                .any(|(known, hash)| *known == id && *hash == entry.sha256)
+            {
                 continue;
             }
+            checked.push((id.clone(), entry.sha256));
             let path = store.image_path(entry);
             let problem = match std::fs::metadata(&path) {
                 Err(_) => Some("image missing".to_string()),
@@ -156,10 +160,10 @@ pub fn gc(context: &Context, keep: u64) -> Result<Report, Error> {
             removed_generations.push(number);
         }
     }
-    let mut used = BTreeSet::new();
+    let mut used = Vec::new();
     for &number in kept.iter().chain(current.iter()) {
         for entry in store.generation(number)?.packages {
-            used.insert(store.image_path(&entry));
+            used.push(store.image_path(&entry));
         }
     }
     let mut removed_images = Vec::new();

@@ -157,7 +157,7 @@ pub fn search(context: &Context, word: &str) -> Result<Report, Error> {
             None => found.push(entry),
         }
     }
-    found.sort_by(|a, b| a.name.cmp(&b.name));
+    amber_core::sort::sort_by(&mut found, |a, b| a.name.cmp(&b.name));
     let mut text = String::new();
     let mut items = Vec::new();
     for entry in found {

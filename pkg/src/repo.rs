@@ -267,7 +267,7 @@ pub fn update_one(
                 }
                 // Also when unchanged: a command killed between caching the index and
                 // remembering its serial left the serial behind.
-                if store.serials()?.get(repo.as_str()) != Some(&index.serial) {
+                if store.serial(repo)? != Some(index.serial) {
                     store.set_serial(repo, index.serial)?;
                 }
                 return Ok(Updated {
@@ -286,7 +286,7 @@ pub fn update_one(
 /// The highest serial accepted from a repository: the remembered one, or the cached
 /// index's if a crash came between caching it and remembering its serial.
 fn accepted_serial(store: &Store, repo: &str) -> Result<Option<u64>, Error> {
-    let remembered = store.serials()?.get(repo).copied();
+    let remembered = store.serial(repo)?;
     let cached = read_cache(store, repo)?.and_then(|(_, bytes)| {
         let text = std::str::from_utf8(&bytes).ok()?;
         index::parse(text).ok().map(|i| i.serial)

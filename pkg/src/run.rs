@@ -5,13 +5,12 @@
 //! mounted store and filled with the closure's symlinks, merged by the same rule as the
 //! store's; then COMMAND replaces pkg, so its exit code is the command's.
 
-use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
 
-use amber_core::index::Index;
+use amber_core::index::{Entry, Index};
 use amber_core::solve::{Mode, Pool};
 use amber_core::squashfs::read::Cache;
 use amber_core::version::Dependency;
@@ -35,17 +34,23 @@ pub fn run(context: &Context, packages: &[String], command: &[String]) -> Result
     let store = Store::open(&context.root);
     let current = store.current()?;
     // Candidates: every package of every kept generation; their images are all here.
-    let mut candidates = BTreeMap::new();
+    // Each id once, sorted by id, the newest generation's entry kept (a sorted list
+    // rather than a map: one map type fewer in the device binary).
+    let mut candidates: Vec<(String, Entry)> = Vec::new();
     for number in store.generation_numbers()? {
         for entry in store.generation(number)?.packages {
-            candidates.insert(entry.id().to_string(), entry);
+            let id = entry.id().to_string();
+            match candidates.binary_search_by(|(known, _)| known.cmp(&id)) {
+                Ok(at) => candidates[at].1 = entry,
+                Err(at) => candidates.insert(at, (id, entry)),
+            }
         }
     }
     let index = Index {
         arch: context.arch.clone(),
         serial: 0,
         expires: 0,
-        packages: candidates.into_values().collect(),
+        packages: candidates.into_iter().map(|(_, entry)| entry).collect(),
     };
     let installed: Vec<_> = current.packages.iter().map(|e| e.id()).collect();
     let closure = Pool::new(&[&index])

@@ -15,7 +15,6 @@
 //!
 //! Every write goes through [`crate::durable`]: temp file, fsync, rename, fsync dir.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -142,7 +141,7 @@ impl Store {
             let key = PublicKey::parse_file(&text).context(path.display())?;
             keys.push(key);
         }
-        keys.sort_by_key(|key| key.key_id_hex());
+        amber_core::sort::sort_by_key(&mut keys, |key| key.key_id_hex());
         Ok(keys)
     }
 
@@ -209,15 +208,17 @@ impl Store {
 
     // Serials.
 
-    /// The highest serial accepted from each repository.
-    pub fn serials(&self) -> Result<BTreeMap<String, u64>, Error> {
+    /// The highest serial accepted from each repository, sorted by URL.
+    /// A URL named twice keeps its last serial. (A sorted list, not a map: the store
+    /// holds a handful of repositories, and a map type costs the device binary ~3 KB.)
+    pub fn serials(&self) -> Result<Vec<(String, u64)>, Error> {
         let path = self.serials_file();
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::new(format!("{}: {e}", path.display()))),
         };
-        let mut serials = BTreeMap::new();
+        let mut serials = Vec::new();
         for (number, line) in text.lines().enumerate() {
             let parsed = line
                 .rsplit_once(' ')
@@ -229,15 +230,23 @@ impl Store {
                     number + 1
                 )));
             };
-            serials.insert(url.to_owned(), serial);
+            set(&mut serials, url, serial);
         }
         Ok(serials)
+    }
+
+    /// The highest serial accepted from one repository.
+    pub fn serial(&self, repo_url: &str) -> Result<Option<u64>, Error> {
+        Ok(self
+            .serials()?
+            .into_iter()
+            .find_map(|(url, serial)| (url == repo_url).then_some(serial)))
     }
 
     /// Remember the serial accepted from a repository (only ever raised by callers).
     pub fn set_serial(&self, repo_url: &str, serial: u64) -> Result<(), Error> {
         let mut serials = self.serials()?;
-        serials.insert(repo_url.to_owned(), serial);
+        set(&mut serials, repo_url, serial);
         let mut text = String::new();
         for (url, serial) in serials {
             text.push_str(&format!("{url} {serial}\n"));
@@ -260,7 +269,7 @@ impl Store {
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
             .collect();
-        numbers.sort_unstable();
+        amber_core::sort::sort(&mut numbers);
         Ok(numbers)
     }
 
@@ -335,6 +344,14 @@ impl Store {
     }
 }
 
+/// Set `url`'s serial in a list kept sorted by URL (the order the file is written in).
+fn set(serials: &mut Vec<(String, u64)>, url: &str, serial: u64) {
+    match serials.binary_search_by(|(known, _)| known.as_str().cmp(url)) {
+        Ok(at) => serials[at].1 = serial,
+        Err(at) => serials.insert(at, (url.to_owned(), serial)),
+    }
+}
+
 /// The files in `dir` whose names end with `suffix`, sorted; a missing dir is empty.
 fn sorted_files(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, Error> {
     let entries = match fs::read_dir(dir) {
@@ -351,6 +368,6 @@ fn sorted_files(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, Error> {
             files.push(entry.path());
         }
     }
-    files.sort();
+    amber_core::sort::sort(&mut files);
     Ok(files)
 }

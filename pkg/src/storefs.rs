@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -59,11 +59,6 @@ const ROOT_MARK: u64 = 0xFFFF;
 const TTL: Duration = Duration::from_secs(24 * 3600);
 /// The largest read request: the block size `pkg pack` writes (DESIGN §3).
 const BLOCK_REQUEST: u32 = 128 * 1024;
-/// How many idle workspaces (about 450 KiB each at most: 8 metadata blocks, a data
-/// block, compressed input and a reply) are kept for the next requests. More requests
-/// than this at once each make their own, freed when done: memory matters more on a
-/// router than the time to map a few buffers again under a burst.
-const KEPT_WORKSPACES: usize = 2;
 /// How many exchange trees are kept for walks that started before a switch.
 const KEPT_TREES: usize = 4;
 
@@ -170,6 +165,8 @@ pub struct Inner {
     view: RwLock<View>,
     /// Decompression caches and reply buffers, one lent to each running request.
     workspaces: Mutex<Vec<Workspace>>,
+    /// Whether a request ran since the idle closer last looked.
+    busy: AtomicBool,
     next_base: AtomicU64,
     notifier: Mutex<Option<Notifier>>,
 }
@@ -194,6 +191,7 @@ impl Inner {
                 visible: BTreeMap::new(),
             }),
             workspaces: Mutex::new(Vec::new()),
+            busy: AtomicBool::new(false),
             next_base: AtomicU64::new(2),
             notifier: Mutex::new(None),
         });
@@ -385,8 +383,20 @@ impl Inner {
         }
     }
 
-    /// Close every image unused for longer than the idle time.
+    /// Close every image unused for longer than the idle time, and when no request ran
+    /// since the last call, let go of all workspaces but one.
     pub fn close_idle(&self) {
+        if !self.busy.swap(false, Ordering::Relaxed) {
+            let spare = {
+                let mut workspaces = lock(&self.workspaces);
+                let keep = workspaces.len().min(1);
+                workspaces.split_off(keep)
+            };
+            if !spare.is_empty() {
+                drop(spare);
+                release_free_memory();
+            }
+        }
         let limit = self.options.idle.as_millis() as u64;
         let now = self.now_ms();
         let mut images = lock(&self.images);
@@ -401,9 +411,13 @@ impl Inner {
         }
     }
 
-    /// Run `f` with a workspace from the shared pool. Each request that runs while all
-    /// pooled ones are lent out gets a new one, but only [`KEPT_WORKSPACES`] are kept.
+    /// Run `f` with a workspace from the shared pool, which keeps one for each thread
+    /// (at most about 450 KiB each: 8 metadata blocks, a data block, compressed input
+    /// and a reply). Making them afresh for each request would cost more time than the
+    /// decompression they serve (fresh buffers are cleared and faulted in); the idle
+    /// closer gives the spare ones back when the store goes quiet.
     fn with_workspace<T>(&self, f: impl FnOnce(&mut Workspace) -> T) -> T {
+        self.busy.store(true, Ordering::Relaxed);
         let mut workspace = lock(&self.workspaces).pop().unwrap_or_else(|| Workspace {
             cache: Cache::with_limits(8, 1),
             reply: Vec::new(),
@@ -415,7 +429,7 @@ impl Inner {
             workspace.reply = Vec::new();
         }
         let mut workspaces = lock(&self.workspaces);
-        if workspaces.len() < self.options.threads.min(KEPT_WORKSPACES) {
+        if workspaces.len() < self.options.threads.max(1) {
             workspaces.push(workspace);
         }
         result

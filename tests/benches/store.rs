@@ -21,9 +21,9 @@
 //! 128 KiB buffer in the payload's order (and again with several threads):
 //! - cold read: mount afresh (which drops FUSE's caches), `sync`, drop the page cache,
 //!   then read every file;
-//! - warm read: read every file again right after;
+//! - warm read: read every file again right after (the best of three passes);
 //! - cold and warm stat walk: mount afresh, drop caches, then list every directory and
-//!   lstat every entry; then again.
+//!   lstat every entry; then again (best of three).
 //!
 //! For the FUSE daemons, the CPU time they spent on the cold read is shown too (from
 //! /proc), since on a loaded machine the wall times move a lot.
@@ -51,6 +51,8 @@ use amber_core::hash::sha256;
 const PAYLOAD_VERSION: &str = "amber store bench payload v1";
 const PAYLOAD_BYTES: u64 = 50_000_000;
 const BUFFER: usize = 128 * 1024;
+/// Warm measurements take the best of this many passes.
+const WARM_PASSES: usize = 3;
 const ARCH: &str = "x86_64";
 /// Packages installed for the memory measurement.
 const RSS_PACKAGES: usize = 100;
@@ -411,6 +413,9 @@ fn measure(system: &System, dir: &Path, payload: &Payload, threads: usize) -> Me
         f();
         started.elapsed()
     };
+    // Warm state does not change between passes, so the best of a few is its cost with
+    // the least of the machine's other load in it.
+    let best = |f: &mut dyn FnMut()| (0..WARM_PASSES).map(|_| timed(&mut *f)).min().unwrap();
     let mut buffer = vec![0u8; BUFFER];
     let (cold_read, warm_read, cold_cpu) = {
         let mounted = system.mount(dir);
@@ -423,7 +428,7 @@ fn measure(system: &System, dir: &Path, payload: &Payload, threads: usize) -> Me
             )
         });
         let cold_cpu = mounted.pid.map_or(Duration::ZERO, cpu_time) - cpu_before;
-        let warm = timed(&mut || {
+        let warm = best(&mut || {
             assert_eq!(
                 read_all(&mounted.files, &payload.files, &mut buffer),
                 payload.bytes
@@ -436,7 +441,7 @@ fn measure(system: &System, dir: &Path, payload: &Payload, threads: usize) -> Me
         drop_caches();
         let expected = payload.files.len() + payload.dirs;
         let cold = timed(&mut || assert!(walk(&mounted.files) >= expected));
-        let warm = timed(&mut || assert!(walk(&mounted.files) >= expected));
+        let warm = best(&mut || assert!(walk(&mounted.files) >= expected));
         (cold, warm)
     };
     let (cold_parallel, warm_parallel) = {
@@ -448,7 +453,7 @@ fn measure(system: &System, dir: &Path, payload: &Payload, threads: usize) -> Me
                 payload.bytes
             )
         });
-        let warm = timed(&mut || {
+        let warm = best(&mut || {
             assert_eq!(
                 read_parallel(&mounted.files, &payload.files, threads),
                 payload.bytes
@@ -601,6 +606,12 @@ fn report(systems: &[System], results: &[Vec<Measure>], payload: &Payload, threa
         );
     };
     ratio("cold read", 0, squashfuse, "squashfuse_ll", 1.0);
+    println!(
+        "  {:<30} ours/{:<14} {:>5.2}  (what the cold read costs in CPU, whatever the load)",
+        "  daemon CPU in it",
+        "squashfuse_ll",
+        table[1][ours] / table[1][squashfuse]
+    );
     ratio("warm read", 2, kernel, "kernel", 1.3);
     ratio("stat walk, cold", 3, kernel, "kernel", 2.0);
     ratio("stat walk, warm", 4, kernel, "kernel", 2.0);

@@ -104,7 +104,16 @@ pub fn command(board: &Board, boot: &Boot, options: &Options) -> Result<Cmd, Str
 /// user network does, with commas doubled for qemu's option parser.
 fn proxy_program() -> Result<String, String> {
     let program = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    // When cargo builds xtask again while this one runs (another `cargo xtask` in the
+    // same tree), Linux names the running file "PATH (deleted)": the new build at PATH
+    // has the proxy too, and qemu runs the proxy only later, once per connection.
     let program = path_str(&program)?;
+    let program = program.strip_suffix(" (deleted)").unwrap_or(program);
+    if !std::path::Path::new(program).is_file() {
+        return Err(format!(
+            "{program}: this program is gone, so qemu could not run its proxy"
+        ));
+    }
     let plain = program
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b));

@@ -351,7 +351,12 @@ impl<R: ReadAt> Archive<R> {
         }
         let input = scratch_of(scratch, stored as usize);
         self.source.read_at(position, input)?;
-        let (len, complete) = inflate_prefix(inflater, input, &mut entry.data[..limit], limit == block_size)?;
+        let (len, complete) = inflate_prefix(
+            inflater,
+            input,
+            &mut entry.data[..limit],
+            limit == block_size,
+        )?;
         entry.len = len;
         entry.complete = complete;
         entry.position = position;
