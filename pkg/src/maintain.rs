@@ -1,5 +1,7 @@
 //! Keeping the store healthy: `update`, `verify`, `gc` and `rollback`.
 
+use std::fmt::Write as _;
+
 use amber_core::hash::to_hex;
 
 use crate::context::{Context, Report};
@@ -38,13 +40,14 @@ pub fn update(context: &Context) -> Result<Report, Error> {
             &context.limits,
         ) {
             Ok(updated) => {
-                text.push_str(&format!(
-                    "{}: serial {}, {} packages{}\n",
+                let _ = writeln!(
+                    text,
+                    "{}: serial {}, {} packages{}",
                     updated.repo,
                     updated.serial,
                     updated.packages,
                     if updated.changed { "" } else { " (unchanged)" }
-                ));
+                );
                 results.push(Json::object([
                     ("repo", Json::string(updated.repo)),
                     ("serial", Json::Number(updated.serial)),
@@ -106,13 +109,15 @@ pub fn verify(context: &Context) -> Result<Report, Error> {
             };
             match problem {
                 Some(problem) => {
-                    text.push_str(&format!("{id}: {problem}\n"));
+                    let _ = writeln!(text, "{id}: {problem}");
                     bad.push(Json::object([
                         ("id", Json::string(&id)),
                         ("problem", Json::string(problem)),
                     ]));
                 }
-                None => text.push_str(&format!("{id}: ok\n")),
+                None => {
+                    let _ = writeln!(text, "{id}: ok");
+                }
             }
         }
     }
@@ -129,7 +134,7 @@ pub fn verify(context: &Context) -> Result<Report, Error> {
         context.report_failure(Report::new(text, json), &error);
         return Err(error);
     }
-    text.push_str(&format!("{} images verified\n", checked.len()));
+    let _ = writeln!(text, "{} images verified", checked.len());
     Ok(Report::new(
         text,
         Json::object([

@@ -1,6 +1,8 @@
 //! Questions about packages: `list`, `info`, `search` and `which`. They read the store
 //! and never change it; `which` answers from the images themselves, mounted or not.
 
+use std::fmt::Write as _;
+
 use amber_core::hash::to_hex;
 use amber_core::index::Entry;
 use amber_core::squashfs::read::{Cache, Error as ReadError};
@@ -41,11 +43,12 @@ pub fn list(context: &Context) -> Result<Report, Error> {
     let mut items = Vec::new();
     for entry in &current.packages {
         let explicit = current.is_explicit(entry);
-        text.push_str(&format!(
-            "{}{}\n",
+        let _ = writeln!(
+            text,
+            "{}{}",
             entry.id(),
             if explicit { "" } else { " (dependency)" }
-        ));
+        );
         items.push(entry_json(entry, Some(explicit)));
     }
     Ok(Report::new(
@@ -85,13 +88,14 @@ pub fn info(context: &Context, name: &str) -> Result<Report, Error> {
         }
     }
     if !description.is_empty() {
-        text.push_str(&format!("  {description}\n"));
+        let _ = writeln!(text, "  {description}");
     }
     if !license.is_empty() {
-        text.push_str(&format!("  license: {license}\n"));
+        let _ = writeln!(text, "  license: {license}");
     }
-    text.push_str(&format!(
-        "  installed: {}\n",
+    let _ = writeln!(
+        text,
+        "  installed: {}",
         installed.map_or("no".to_owned(), |e| format!(
             "{}{}",
             e.version,
@@ -101,27 +105,29 @@ pub fn info(context: &Context, name: &str) -> Result<Report, Error> {
                 " (dependency)"
             }
         ))
-    ));
+    );
     let deps: Vec<String> = shown.deps.iter().map(|d| d.to_string()).collect();
-    text.push_str(&format!(
-        "  depends: {}\n",
+    let _ = writeln!(
+        text,
+        "  depends: {}",
         if deps.is_empty() {
             "-".into()
         } else {
             deps.join(", ")
         }
-    ));
+    );
     if !shown.provides.is_empty() {
-        text.push_str(&format!("  provides: {}\n", shown.provides.join(", ")));
+        let _ = writeln!(text, "  provides: {}", shown.provides.join(", "));
     }
-    text.push_str(&format!(
-        "  size: {}\n  sha256: {}\n",
+    let _ = writeln!(
+        text,
+        "  size: {}\n  sha256: {}",
         shown.size,
         to_hex(&shown.sha256)
-    ));
+    );
     let versions: Vec<String> = available.iter().map(|e| e.version.to_string()).collect();
     if !versions.is_empty() {
-        text.push_str(&format!("  available: {}\n", versions.join(", ")));
+        let _ = writeln!(text, "  available: {}", versions.join(", "));
     }
     Ok(Report::new(
         text,
@@ -162,13 +168,14 @@ pub fn search(context: &Context, word: &str) -> Result<Report, Error> {
     let mut items = Vec::new();
     for entry in found {
         let installed = current.package(&entry.name).map(|e| e.version.to_string());
-        text.push_str(&format!(
-            "{}{}\n",
+        let _ = writeln!(
+            text,
+            "{}{}",
             entry.id(),
             installed
                 .as_ref()
                 .map_or(String::new(), |v| format!(" (installed: {v})"))
-        ));
+        );
         items.push(entry_json(entry, None));
     }
     Ok(Report::new(
@@ -248,10 +255,11 @@ pub fn conflicts(context: &Context) -> Result<Report, Error> {
     let mut text = String::new();
     let mut items = Vec::new();
     for conflict in &tree.conflicts {
-        text.push_str(&format!(
-            "{}: {} wins over {}\n",
+        let _ = writeln!(
+            text,
+            "{}: {} wins over {}",
             conflict.path, conflict.winner, conflict.loser
-        ));
+        );
         items.push(Json::object([
             ("path", Json::string(&conflict.path)),
             ("winner", Json::string(&conflict.winner)),

@@ -15,6 +15,7 @@
 //!
 //! Every write goes through [`crate::durable`]: temp file, fsync, rename, fsync dir.
 
+use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -249,7 +250,7 @@ impl Store {
         set(&mut serials, repo_url, serial);
         let mut text = String::new();
         for (url, serial) in serials {
-            text.push_str(&format!("{url} {serial}\n"));
+            let _ = writeln!(text, "{url} {serial}");
         }
         durable::create_dir_all_durable(&self.state_dir())?;
         durable::write_atomic(&self.serials_file(), text.as_bytes())

@@ -351,6 +351,10 @@ fn power_cut(
         {
             break request.clone();
         }
+        if shell.guest.seen(PROMPT) {
+            server.set_trickle(None);
+            return Err(shell.failure(&format!("`pkg add {name}` ended before the power cut")));
+        }
         if timer.elapsed() > COMMAND_TIMEOUT {
             server.set_trickle(None);
             return Err(shell.failure(&format!(

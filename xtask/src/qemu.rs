@@ -234,6 +234,14 @@ impl Guest {
         }
     }
 
+    /// Whether `text` has appeared since the last match, without waiting.
+    pub fn seen(&mut self, text: &str) -> bool {
+        while let Ok(bytes) = self.output.try_recv() {
+            self.receive(&bytes);
+        }
+        find(&self.transcript[self.cursor..], text.as_bytes()).is_some()
+    }
+
     /// Where the next [`Guest::expect`] starts looking, to come back to with
     /// [`Guest::rewind`].
     pub fn mark(&self) -> usize {

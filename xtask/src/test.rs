@@ -34,10 +34,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
     // Integration tests drive the real pkg binary, so build it first.
     Cmd::new("cargo").args(["build", "-p", "amber-pkg"]).run()?;
     Cmd::new("cargo").args(["test", "--workspace"]).run()?;
-    // The size budgets of the base (DESIGN §8) on both architectures.
-    for board in ["qemu-x86_64", "qemu-aarch64"] {
-        crate::size::run(&["--board".to_owned(), board.to_owned()])?;
-    }
     // Every fuzz target for 15 s (SECURITY-TESTS 21); skipped with a notice without nightly.
     crate::bench::fuzz_ci()?;
     // Both qemu boards end to end: images, boots, pkg over HTTP, reboots, power cuts.
