@@ -21,6 +21,15 @@ const PACKAGES: &[(&str, &str)] = &[
     ("xz-utils", "xz"),
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("qemu-system-arm", "qemu-system-aarch64"),
+    // Recipes (cargo xtask recipes): the sandbox, fetching, unpacking, patching, host
+    // tools for builds, and Python for the ziglang wheel.
+    ("util-linux", "unshare"),
+    ("curl", "curl"),
+    ("bzip2", "bzip2"),
+    ("patch", "patch"),
+    ("make", "make"),
+    ("gcc", "gcc"),
+    ("python3", "python3"),
 ];
 
 /// Rust targets the device and no_std checks build for (also in rust-toolchain.toml).

@@ -9,6 +9,7 @@ mod board;
 mod build;
 mod cmd;
 mod cpio;
+mod debsrc;
 mod deps;
 mod e2e;
 mod flash;
@@ -21,6 +22,9 @@ mod modules;
 mod packages;
 mod proxy;
 mod qemu;
+mod recipe;
+mod recipes;
+mod recipes_test;
 mod run;
 mod serve;
 mod size;
@@ -39,7 +43,10 @@ commands:
   fuzz <target> [--seconds N]   run a fuzz target (cargo-fuzz, nightly)
   deps                      install what the project needs on this host
   build --board B           cross-build the device binary, report size
-  recipes --board B         build packages from recipes/ into a signed repo
+  recipes --board B [--secret-key F] [NAME...]
+                            build packages from recipes/ (all, or NAME and what it
+                            needs to build) into the signed repo target/repo/<arch>/
+  recipes-test              the recipe builder's tests: reproducible, sandboxed, hashed
   image --board B           bootable disk image in target/images/B/
   run --board B [--repo-port P] [--snapshot] [--expect TEXT [--timeout S]] [-- QEMU-ARGS]
                             boot it in qemu (TCG) on this terminal, or wait for TEXT
@@ -74,10 +81,11 @@ fn main() -> ExitCode {
         Some("run") => run::run(&args[1..]),
         Some("size") => size::run(&args[1..]),
         Some("flash") => flash::run(&args[1..]),
-        Some("recipes") => Err(format!(
-            "`{}` is not built yet: it arrives with the recipes issue",
-            args[0]
-        )),
+        Some("recipes") => recipes::run(&args[1..]),
+        Some("recipes-test") => match args.get(1) {
+            None => recipes_test::run(),
+            Some(extra) => Err(format!("recipes-test takes no arguments, got `{extra}`")),
+        },
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");
             return if args.is_empty() {
