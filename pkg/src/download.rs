@@ -1,15 +1,18 @@
 //! Downloading images: several at once, each into a temporary file, capped at the
-//! indexed size, hashed while streaming, checked against its index entry, fsynced and
-//! only then renamed into `images/` (DESIGN §5, SECURITY-TESTS items 1, 7–10, 25). One
-//! fsync of `images/` after the last rename makes all the renames durable before a
+//! indexed size, hashed while streaming and checked against its index entry (DESIGN §5,
+//! SECURITY-TESTS items 1, 7–10, 25). When every download has passed, one syncfs(2)
+//! makes all their bytes durable (one journal commit, where an fsync per image cost one
+//! each: most of the time of installing 100 small packages), then the images are renamed
+//! into `images/` and one fsync of `images/` makes the renames durable before a
 //! generation can name the images.
 //!
-//! Every file in `images/` has therefore passed its hash and meta checks; a failed or
-//! killed download leaves at most a temporary file the next command removes.
+//! Every file in `images/` has therefore passed its hash and meta checks and was on disk
+//! before it got its name; a failed or killed download leaves at most temporary files
+//! the next command removes.
 
 use std::fs;
 use std::io::{IsTerminal, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -45,6 +48,8 @@ pub fn fetch_all(
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    // Checked images waiting under their temporary names: (temporary, final).
+    let checked: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
     let progress = Progress::new(jobs);
     let workers = PARALLEL.min(jobs.len());
     std::thread::scope(|scope| {
@@ -55,36 +60,58 @@ pub fn fetch_all(
                 }
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 let Some(job) = jobs.get(i) else { return };
-                if let Err(error) = fetch_one(job, images_dir, arch, limits, &progress, &failed) {
-                    // Record the error before raising the flag, so the downloads that
-                    // stop because of the flag never report first.
-                    let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
-                    if slot.is_none() {
-                        *slot = Some(error);
+                let result = fetch_one(job, images_dir, arch, limits, &progress, &failed);
+                match result {
+                    Ok(names) => checked
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(names),
+                    Err(error) => {
+                        // Record the error before raising the flag, so the downloads that
+                        // stop because of the flag never report first.
+                        let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                        if slot.is_none() {
+                            *slot = Some(error);
+                        }
+                        drop(slot);
+                        failed.store(true, Ordering::SeqCst);
                     }
-                    drop(slot);
-                    failed.store(true, Ordering::SeqCst);
                 }
             });
         }
     });
     progress.finish();
-    // Every image was fsynced before its rename; one fsync of the directory now makes
-    // all the renames durable, before the caller commits a generation naming them.
-    // (One per image cost a tenth of the install time of 100 small packages.)
-    let synced = if jobs.is_empty() {
-        Ok(())
-    } else {
-        durable::sync_dir(images_dir)
-    };
-    match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+    let checked = checked.into_inner().unwrap_or_else(|p| p.into_inner());
+    let result = match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         Some(error) => Err(error),
-        None => synced.map(|()| progress.bytes.load(Ordering::SeqCst)),
+        None => commit(&checked, images_dir),
+    };
+    if result.is_err() {
+        for (temp, _) in &checked {
+            let _ = fs::remove_file(temp);
+        }
     }
+    result.map(|()| progress.bytes.load(Ordering::SeqCst))
 }
 
-/// Fetch one image, trying each mirror in turn. Gives up as soon as `cancelled` is set
-/// (another download failed, so this one would be thrown away).
+/// Make the checked images durable and give them their names: one flush of the
+/// filesystem for all their bytes, the renames, one fsync of `images/` for the names.
+fn commit(checked: &[(PathBuf, PathBuf)], images_dir: &Path) -> Result<(), Error> {
+    if checked.is_empty() {
+        return Ok(());
+    }
+    durable::sync_filesystem(images_dir)?;
+    crate::failpoint::hit("download:synced");
+    for (temp, target) in checked {
+        fs::rename(temp, target).context(target.display())?;
+        crate::failpoint::hit("download:renamed");
+    }
+    durable::sync_dir(images_dir)
+}
+
+/// Fetch one image, trying each mirror in turn, into a checked temporary file; returns
+/// its name and the image's final name. Gives up as soon as `cancelled` is set (another
+/// download failed, so this one would be thrown away).
 fn fetch_one(
     job: &Job<'_>,
     images_dir: &Path,
@@ -92,7 +119,7 @@ fn fetch_one(
     limits: &Limits,
     progress: &Progress,
     cancelled: &AtomicBool,
-) -> Result<(), Error> {
+) -> Result<(PathBuf, PathBuf), Error> {
     let id = job.entry.id();
     let target = images_dir.join(job.entry.file_name());
     let mut failures = Vec::new();
@@ -104,7 +131,7 @@ fn fetch_one(
         match fetch_from(
             job.entry, location, &target, arch, limits, progress, cancelled,
         ) {
-            Ok(()) => return Ok(()),
+            Ok(temp) => return Ok((temp, target)),
             Err(error) => failures.push(error.to_string()),
         }
     }
@@ -122,7 +149,7 @@ fn fetch_from(
     limits: &Limits,
     progress: &Progress,
     cancelled: &AtomicBool,
-) -> Result<(), Error> {
+) -> Result<PathBuf, Error> {
     let temp = durable::temp_path(target);
     let result = (|| {
         let mut file = durable::create_new(&temp)?;
@@ -138,21 +165,18 @@ fn fetch_from(
             Ok(())
         })?;
         check.finish().map_err(hash_error)?;
-        file.sync_all().context(temp.display())?;
         drop(file);
-        crate::failpoint::hit("download:fsynced");
+        crate::failpoint::hit("download:written");
         // The bytes are the ones the index vouches for; now the image must say so too.
         image::accept(&temp, entry, arch)?;
-        // Renamed only: fetch_all fsyncs images/ once, after the last rename.
-        fs::rename(&temp, target).context(target.display())?;
-        crate::failpoint::hit("download:renamed");
+        // Flushed and renamed by `commit`, with all the others.
         progress.done();
         Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
-    result
+    result.map(|()| temp)
 }
 
 fn hash_error(error: HashError) -> Error {
@@ -203,14 +227,17 @@ impl Progress {
         }
         *last = Instant::now();
         let bytes = self.bytes.load(Ordering::Relaxed);
-        let seconds = self.started.elapsed().as_secs_f64().max(0.001);
+        // Integer arithmetic throughout: float formatting would cost the device binary
+        // about 9 KB.
+        let millis = (self.started.elapsed().as_millis() as u64).max(1);
+        let rate = bytes.saturating_mul(1000) / millis;
         eprint!(
             "\rfetching {}/{}: {} of {} ({}/s)   ",
             self.finished.load(Ordering::Relaxed),
             self.count,
             human(bytes),
             human(self.total),
-            human((bytes as f64 / seconds) as u64)
+            human(rate)
         );
     }
 
@@ -228,11 +255,59 @@ pub fn human(bytes: u64) -> String {
     if bytes < 1024 {
         return format!("{bytes} B");
     }
-    let mut value = bytes as f64 / 1024.0;
+    // The value is bytes / divisor; it is shown in tenths, rounded half to even as
+    // `{:.1}` of the same f64 would be.
+    let mut divisor: u64 = 1024;
     let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
+    while bytes / 1024 >= divisor && unit < UNITS.len() - 1 {
+        divisor *= 1024;
         unit += 1;
     }
-    format!("{value:.1} {}", UNITS[unit])
+    // The remainder is below the divisor (at most 2^40), so ten times it fits.
+    let scaled = bytes % divisor * 10;
+    let mut tenths = bytes / divisor * 10 + scaled / divisor;
+    let remainder = scaled % divisor;
+    if remainder * 2 > divisor || (remainder * 2 == divisor && tenths % 2 == 1) {
+        tenths += 1;
+    }
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human;
+
+    /// The integer rounding matches `{:.1}` of the f64 it replaced, ties included.
+    #[test]
+    fn human_matches_float_formatting() {
+        fn float(bytes: u64) -> String {
+            const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+            if bytes < 1024 {
+                return format!("{bytes} B");
+            }
+            let mut value = bytes as f64 / 1024.0;
+            let mut unit = 0;
+            while value >= 1024.0 && unit < UNITS.len() - 1 {
+                value /= 1024.0;
+                unit += 1;
+            }
+            format!("{value:.1} {}", UNITS[unit])
+        }
+        let mut samples: Vec<u64> = (0..5000).collect();
+        for power in [1u64 << 10, 1 << 20, 1 << 30, 1 << 40] {
+            for tenth in 0..20_000u64 {
+                // Every tie (x.x5) and its neighbours, around each unit.
+                let tie = (tenth * 2 + 1) * power / 20;
+                samples.extend([tie.saturating_sub(1), tie, tie + 1]);
+            }
+            samples.extend([power - 1, power, power + 1, power * 1023 + power / 20 * 19]);
+        }
+        samples.extend([u64::MAX >> 12, 1 << 52, 5 << 50]);
+        for bytes in samples {
+            assert_eq!(human(bytes), float(bytes), "{bytes} bytes");
+        }
+        assert_eq!(human(812), "812 B");
+        assert_eq!(human(1280), "1.2 KiB");
+        assert_eq!(human(8192), "8.0 KiB");
+    }
 }

@@ -1,7 +1,6 @@
 //! Changing what is installed: `add`, `del` and `upgrade`. Each resolves a new world,
 //! fetches what is missing, and switches to a new generation atomically.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
 use std::path::Path;
@@ -246,14 +245,16 @@ fn change(
         world,
         packages: closure.iter().map(|e| (*e).clone()).collect(),
     };
-    let before: BTreeSet<String> = current
-        .packages
+    let before = sorted_ids(&current.packages);
+    let after = sorted_ids(&next.packages);
+    let added: Vec<&String> = after
         .iter()
-        .map(|e| e.id().to_string())
+        .filter(|id| before.binary_search(id).is_err())
         .collect();
-    let after: BTreeSet<String> = next.packages.iter().map(|e| e.id().to_string()).collect();
-    let added: Vec<&String> = after.difference(&before).collect();
-    let removed: Vec<&String> = before.difference(&after).collect();
+    let removed: Vec<&String> = before
+        .iter()
+        .filter(|id| after.binary_search(id).is_err())
+        .collect();
     if added.is_empty() && removed.is_empty() && next.world == current.world {
         let json = Json::object([
             ("ok", Json::Bool(true)),
@@ -286,6 +287,15 @@ fn change(
         ("fetched_bytes", Json::Number(fetched)),
     ]);
     Ok(Report::new(text, json))
+}
+
+/// The ids of `entries`, sorted and without repeats (a sorted list rather than a set:
+/// less code in the device binary).
+fn sorted_ids(entries: &[Entry]) -> Vec<String> {
+    let mut ids: Vec<String> = entries.iter().map(|e| e.id().to_string()).collect();
+    amber_core::sort::sort(&mut ids);
+    ids.dedup();
+    ids
 }
 
 /// Whether an `add` argument names a local image rather than a package.

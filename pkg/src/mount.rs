@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fuser::{Config, MountOption, SessionACL};
+use fuser::{Config, SessionACL};
 
 use crate::context::{Context, Report};
 use crate::error::{Context as _, Error};
@@ -137,21 +137,30 @@ fn serve(context: &Context, mountpoint: &Path, options: Options) -> Result<(), E
     let idle = options.idle;
     let inner = Inner::new(context.root.clone(), options)?;
     let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::RO,
-        MountOption::NoDev,
-        MountOption::DefaultPermissions,
-        MountOption::FSName("amber".into()),
-        MountOption::Subtype("amber".into()),
-    ];
     config.acl = SessionACL::All;
     config.n_threads = Some(threads);
     config.clone_fd = true;
-    let mut session = fuser::Session::new(StoreFs::new(Arc::clone(&inner)), mountpoint, &config)
+    let device = mount_fuse(mountpoint)
         .map_err(|e| Error::new(format!("{}: cannot mount: {e}", mountpoint.display())))?;
+    let session = fuser::Session::from_fd(
+        StoreFs::new(Arc::clone(&inner)),
+        device,
+        SessionACL::All,
+        config,
+    );
+    let session = match session {
+        Ok(session) => session,
+        Err(error) => {
+            let _ = unmount(mountpoint);
+            return Err(Error::new(format!(
+                "{}: cannot mount: {error}",
+                mountpoint.display()
+            )));
+        }
+    };
     inner.set_notifier(session.notifier());
     raise_readahead(mountpoint);
-    let mut unmounter = session.unmount_callable();
+    let unmount_path = mountpoint.to_path_buf();
 
     let socket = socket_path(&context.root);
     let _ = std::fs::remove_file(&socket);
@@ -171,7 +180,8 @@ fn serve(context: &Context, mountpoint: &Path, options: Options) -> Result<(), E
         let mut signal = 0;
         // SAFETY: `signals` is a valid set and `signal` a valid out pointer.
         unsafe { libc::sigwait(&signals, &mut signal) };
-        let _ = unmounter.unmount();
+        // The kernel then ends the connection, and `session.run` returns.
+        let _ = unmount(&unmount_path);
     });
 
     eprintln!(
@@ -180,8 +190,64 @@ fn serve(context: &Context, mountpoint: &Path, options: Options) -> Result<(), E
         mountpoint.display()
     );
     let result = session.run();
+    // Ended by an unmount or by an error: in the second case the mount goes now.
+    let _ = unmount(mountpoint);
     let _ = std::fs::remove_file(&socket);
     result.map_err(|e| Error::new(format!("store: {e}")))
+}
+
+/// Mount a FUSE filesystem at `mountpoint` and return the connection's /dev/fuse
+/// descriptor: type `fuse`, source `amber`, read-only, nodev, nosuid, checked by the
+/// kernel's permission rules and open to every user.
+///
+/// This is fuser's own direct mount(2) for root, without its fallback to the setuid
+/// `fusermount3` helper for other users (the store runs as root: init starts it) and
+/// without its mount-option handling: about 10 KB of the device binary.
+fn mount_fuse(mountpoint: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let mode = std::fs::metadata(mountpoint)?.permissions().mode();
+    let device = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")?;
+    // SAFETY: getuid and getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let options = format!(
+        "fd={},rootmode={mode:o},user_id={uid},group_id={gid},default_permissions,allow_other",
+        device.as_raw_fd()
+    );
+    let path = path_c_string(mountpoint)?;
+    let options = std::ffi::CString::new(options).map_err(std::io::Error::other)?;
+    let flags = libc::MS_RDONLY | libc::MS_NODEV | libc::MS_NOSUID;
+    // SAFETY: every pointer is a valid NUL-terminated string for the call's duration.
+    let status = unsafe {
+        libc::mount(
+            c"amber".as_ptr(),
+            path.as_ptr(),
+            c"fuse".as_ptr(),
+            flags,
+            options.as_ptr().cast(),
+        )
+    };
+    if status != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(device.into())
+}
+
+/// Unmount the store, which ends the FUSE connection, as fuser did: a plain umount(2),
+/// which fails while the mount is busy.
+fn unmount(mountpoint: &Path) -> std::io::Result<()> {
+    let path = path_c_string(mountpoint)?;
+    // SAFETY: `path` is a valid NUL-terminated string for the call's duration.
+    if unsafe { libc::umount2(path.as_ptr(), 0) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn path_c_string(path: &Path) -> std::io::Result<std::ffi::CString> {
+    std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)
 }
 
 fn stop_signals() -> libc::sigset_t {

@@ -26,7 +26,6 @@
 //! once. The root and the exchange directories are invalidated explicitly whenever the
 //! generation changes.
 
-use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -147,8 +146,8 @@ struct View {
     generation: u64,
     /// The newest tree last; older ones serve walks that began before a switch.
     trees: Vec<(u64, Arc<Tree>)>,
-    /// The ids shown at the root, with their slots.
-    visible: BTreeMap<String, u32>,
+    /// The ids shown at the root, with their slots, sorted by id.
+    visible: Vec<(String, u32)>,
 }
 
 /// The shared state of a mounted store: the FUSE handlers, the control socket and the
@@ -158,7 +157,10 @@ pub struct Inner {
     options: Options,
     started: Instant,
     images: Mutex<Images>,
-    by_id: Mutex<HashMap<String, u32>>,
+    /// Every image's slot, sorted by id. Sorted lists, here and in [`View`], cost the
+    /// device binary less than maps (no hashing, no tree code) and are as fast for the
+    /// few hundred ids a store holds.
+    by_id: Mutex<Vec<(String, u32)>>,
     /// Held by the one thread opening an image, so that making room and opening are
     /// one step and the number of open images never passes `max_open`.
     opening: Mutex<()>,
@@ -183,12 +185,12 @@ impl Inner {
                 open: Vec::new(),
                 clock: 0,
             }),
-            by_id: Mutex::new(HashMap::new()),
+            by_id: Mutex::new(Vec::new()),
             opening: Mutex::new(()),
             view: RwLock::new(View {
                 generation: 0,
                 trees: Vec::new(),
-                visible: BTreeMap::new(),
+                visible: Vec::new(),
             }),
             workspaces: Mutex::new(Vec::new()),
             busy: AtomicBool::new(false),
@@ -212,14 +214,17 @@ impl Inner {
         // The root shows the current generation: a removed package is gone at once.
         // Images of older generations keep serving the inodes already in use (an
         // upgraded service still running from its old image), until gc removes them.
-        let mut visible_paths = BTreeMap::new();
-        for entry in &current.packages {
-            visible_paths.insert(entry.id().to_string(), store.image_path(entry));
-        }
-        let mut visible = BTreeMap::new();
+        let mut visible_paths: Vec<(String, PathBuf)> = current
+            .packages
+            .iter()
+            .map(|entry| (entry.id().to_string(), store.image_path(entry)))
+            .collect();
+        amber_core::sort::sort_by(&mut visible_paths, |a, b| a.0.cmp(&b.0));
+        visible_paths.dedup_by(|a, b| a.0 == b.0);
+        let mut visible = Vec::with_capacity(visible_paths.len());
         for (id, path) in visible_paths {
             let slot = self.slot_for(&id, path)?;
-            visible.insert(id, slot);
+            visible.push((id, slot));
         }
 
         // The exchange tree of the current generation, merged in priority order.
@@ -232,7 +237,7 @@ impl Inner {
             exchange::build_for(
                 packages,
                 |entry| {
-                    let slot = *visible.get(&entry.id().to_string())?;
+                    let slot = find(&visible, &entry.id().to_string())?;
                     self.archive(slot).ok()
                 },
                 cache,
@@ -246,9 +251,9 @@ impl Inner {
             let mut view = write(&self.view);
             let removed = view
                 .visible
-                .keys()
-                .filter(|id| !visible.contains_key(*id))
-                .cloned()
+                .iter()
+                .filter(|(id, _)| find(&visible, id).is_none())
+                .map(|(id, _)| id.clone())
                 .collect();
             view.generation = current.number;
             view.trees.push((base, Arc::new(tree)));
@@ -262,7 +267,7 @@ impl Inner {
         // request is reading one this instant (the idle closer gets those later); their
         // slots stay reserved.
         for id in &removed {
-            if let Some(&slot) = lock(&self.by_id).get(id) {
+            if let Some(slot) = find(&lock(&self.by_id), id) {
                 lock(&self.images).close(slot);
             }
         }
@@ -293,9 +298,10 @@ impl Inner {
     /// The slot of an image, made on first sight.
     fn slot_for(&self, id: &str, path: PathBuf) -> Result<u32, Error> {
         let mut by_id = lock(&self.by_id);
-        if let Some(&slot) = by_id.get(id) {
-            return Ok(slot);
-        }
+        let position = match by_id.binary_search_by(|(known, _)| known.as_str().cmp(id)) {
+            Ok(found) => return Ok(by_id[found].1),
+            Err(position) => position,
+        };
         let slots = &mut lock(&self.images).slots;
         let slot = slots.len() as u64 + 1;
         if slot >= 1 << (64 - SLOT_SHIFT) {
@@ -309,7 +315,7 @@ impl Inner {
             last_used: 0,
             last_use: 0,
         });
-        by_id.insert(id.to_owned(), slot as u32);
+        by_id.insert(position, (id.to_owned(), slot as u32));
         Ok(slot as u32)
     }
 
@@ -513,7 +519,7 @@ impl Inner {
                 return Ok(tree_attr(&tree, base, index));
             }
             let id = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
-            let slot = *read(&self.view).visible.get(id).ok_or(Errno::ENOENT)?;
+            let slot = find(&read(&self.view).visible, id).ok_or(Errno::ENOENT)?;
             let (_, _, inode) = self.image_inode(Self::image_ino(slot, ROOT_MARK)?)?;
             return self.image_attr(slot, &inode, true);
         }
@@ -759,6 +765,14 @@ fn release_free_memory() {
     }
 }
 
+/// The slot of `id` in a list sorted by id.
+fn find(sorted: &[(String, u32)], id: &str) -> Option<u32> {
+    sorted
+        .binary_search_by(|(known, _)| known.as_str().cmp(id))
+        .ok()
+        .map(|found| sorted[found].1)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -963,8 +977,8 @@ impl Filesystem for StoreFs {
     fn statfs(&self, _request: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let bytes: u64 = read(&self.inner.view)
             .visible
-            .keys()
-            .filter_map(|id| {
+            .iter()
+            .filter_map(|(id, _)| {
                 let path = self
                     .inner
                     .root

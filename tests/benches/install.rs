@@ -22,15 +22,16 @@
 //!   wait4(2) in a small trampoline (see [`run_measured`]).
 //! - dpkg: `dpkg -i` of the 100 `.deb` files into a scratch root with its own admin
 //!   directory and log (see [`dpkg_command`]); the host's database is checked unchanged
-//!   at the end. dpkg fsyncs every file it installs, as pkg fsyncs every image, but the
-//!   host's `/etc/dpkg/dpkg.cfg.d` may turn that off with `force-unsafe-io` (Debian's
-//!   container images do): `--no-force-unsafe-io` turns it back on. dpkg with
-//!   `--force-unsafe-io` is measured too, for reference.
+//!   at the end. dpkg fsyncs every file it installs (pkg flushes all its images with one
+//!   syncfs), but the host's `/etc/dpkg/dpkg.cfg.d` may turn that off with
+//!   `force-unsafe-io` (Debian's container images do): `--no-force-unsafe-io` turns it
+//!   back on. dpkg with `--force-unsafe-io` is measured too, for reference.
 //! - the limit: `cp` of the 100 image files from the repository into a fresh directory,
 //!   then `sha256sum` of the copies (no fsync: that is the limit DESIGN §8 names).
 //! - for reference, a loopback client in this file that does only what a durable
 //!   install cannot avoid: the images from the same server over 4 connections, hashed
-//!   while written, each fsynced and renamed, then one fsync of the directory.
+//!   while written, one syncfs(2) for all of them, each renamed, then one fsync of the
+//!   directory (what pkg does).
 //!
 //! Other engineers' builds on a shared machine make the times noisy; for steady numbers
 //! build first (`cargo bench -p amber-tests --bench install --no-run` and
@@ -44,6 +45,7 @@
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -236,7 +238,7 @@ fn main() {
     );
     println!(
         "  loopback limit ({CONNECTIONS} connections from the same server, hash while writing, \
-         fsync and rename each image, one directory fsync) {:.3} s: pkg is {of_loopback:.2}x",
+         one syncfs, rename each image, one directory fsync) {:.3} s: pkg is {of_loopback:.2}x",
         loopback.as_secs_f64()
     );
     println!(
@@ -936,7 +938,8 @@ fn measure_limit(dir: &Path, repo: &Repo) -> Limit {
 }
 
 /// The least a client must do: [`CONNECTIONS`] connections, each image hashed while
-/// written to a temporary file, fsynced and renamed, then one fsync of the directory.
+/// written to a temporary file, one syncfs(2) for all of them, each renamed, then one
+/// fsync of the directory.
 fn measure_loopback(address: SocketAddr, dir: &Path, repo: &Repo) -> Duration {
     reset(dir);
     settle();
@@ -952,7 +955,14 @@ fn measure_loopback(address: SocketAddr, dir: &Path, repo: &Repo) -> Duration {
             });
         }
     });
-    File::open(dir).unwrap().sync_all().unwrap();
+    let handle = File::open(dir).unwrap();
+    // SAFETY: syncfs only reads the descriptor, which `handle` keeps open.
+    assert_eq!(unsafe { libc::syncfs(handle.as_raw_fd()) }, 0);
+    for image in &repo.images {
+        let temp = dir.join(format!(".tmp-{}", image.file_name));
+        fs::rename(&temp, dir.join(&image.file_name)).unwrap();
+    }
+    handle.sync_all().unwrap();
     started.elapsed()
 }
 
@@ -990,8 +1000,6 @@ fn fetch_image(address: SocketAddr, dir: &Path, image: &Image, buffer: &mut [u8]
         piece = &buffer[..n];
     }
     check.finish().unwrap();
-    file.sync_all().unwrap();
-    fs::rename(&temp, dir.join(&image.file_name)).unwrap();
 }
 
 /// Create `dir` empty, moving aside what an earlier run left there.

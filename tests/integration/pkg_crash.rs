@@ -258,14 +258,15 @@ fn killed_at_every_failpoint_the_store_keeps_the_old_or_the_new_generation_whole
         summary.push(format!("{}: {} ({by_name:?})", case.name, killed_at.len()));
     }
     println!("crash test: {total} kill points; {}", summary.join("; "));
-    // Each command passes the failpoints its steps promise: two per download (fsynced,
-    // renamed), three per commit (generation file, its name, `current`), one per removal
-    // by gc, four per accepted index (cache, url, cache written, serial).
+    // Each command passes the failpoints its steps promise: two per download (written,
+    // renamed) and one for all of them (the filesystem flushed before the renames), three
+    // per commit (generation file, its name, `current`), one per removal by gc, four per
+    // accepted index (cache, url, cache written, serial).
     let expected = BTreeMap::from([
         ("update", 4),
-        ("add", 6 * 2 + 3),
+        ("add", 6 * 2 + 1 + 3),
         ("del", 3),
-        ("upgrade", 4 * 2 + 3),
+        ("upgrade", 4 * 2 + 1 + 3),
         ("gc", 5 + 3),
         ("rollback", 1),
     ]);
