@@ -1,14 +1,18 @@
 //! The end-to-end test of `cargo xtask test`: every qemu board booted under TCG from a
-//! disk of its own, driven through the console shell (rsh) against xtask's repository
-//! server.
+//! disk of its own, driven through the console shell (busybox's sh, preinstalled)
+//! against xtask's repository server.
 //!
 //! For each board, on a freshly made disk (not qemu's snapshot mode: what the guest
 //! writes must survive the test's reboots):
 //!
 //! 1. boot to `amber: ready` (the line is printed: boot time from the kernel's
-//!    hand-over) and the shell's prompt; `/bin/hello`, from a preinstalled package, runs;
+//!    hand-over) and busybox's shell on the console; `/bin/hello`, from a preinstalled
+//!    package, runs;
 //! 2. `pkg update` and `pkg add greet` over HTTP through the guestfwd; `/bin/greet`
-//!    runs; `pkg del greet`, and it is gone; `pkg add greet` again; `reboot`;
+//!    runs; `pkg del greet`, and it is gone; `pkg add greet` again; `pkg add dropbear`
+//!    (built from its recipe, with a service file): init starts its service, and the
+//!    host, through a qemu `hostfwd`, reads dropbear's SSH banner; `pkg del dropbear`
+//!    stops it; `reboot`;
 //! 3. after the reboot `/bin/greet` still runs; init's idle RSS is printed; `poweroff`,
 //!    and qemu exits by itself, successfully;
 //! 4. the power cut (SECURITY-TESTS item 23): boot, `pkg add big` while the server sends
@@ -37,8 +41,14 @@ use crate::util::{create_dir, path_str, step};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// What rsh prints before reading a line.
-const PROMPT: &str = "rsh# ";
+/// The prompt the test gives the console shell (busybox's sh) once it is up.
+const PROMPT: &str = "e2e# ";
+/// Sets [`PROMPT`]; written so that its echo does not contain the prompt.
+const SET_PROMPT: &str = "PS1='e2e''# '";
+/// Lines services print on the console, which are not a command's output.
+const SERVICE_LINES: &[&str] = &["dropbear: "];
+/// How long dropbear may take from `pkg add` to answering on port 22.
+const SSH_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// From qemu's start to the shell's prompt; TCG on a busy CI machine is slow.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -56,7 +66,7 @@ const CUT_AFTER: u64 = 1 << 20;
 const PARALLEL_RATE: u64 = 1 << 20;
 
 /// The packages the image preinstalls, and the one the test installs.
-const OLD_GENERATION: [&str; 3] = ["greet", "hello", "rsh"];
+const OLD_GENERATION: [&str; 3] = ["busybox", "greet", "hello"];
 
 /// What one board's run measured.
 struct Report {
@@ -168,10 +178,12 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
         initramfs: images.initramfs.clone(),
         disk,
     };
+    let ssh_port = free_port()?;
     let options = Options {
         repo_port: server.port,
         snapshot: false,
         console: Console::Piped,
+        host_forward: Some((ssh_port, 22)),
         extra: Vec::new(),
     };
     let mut report = Report {
@@ -212,6 +224,33 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
         )));
     }
     guest.ok("pkg add greet")?;
+    // A package with a service: init starts it when pkg add returns.
+    let timer = Instant::now();
+    guest.ok("pkg add dropbear")?;
+    report
+        .timings
+        .push(("pkg add dropbear".to_owned(), timer.elapsed()));
+    let banner = ssh_banner(ssh_port).map_err(|e| {
+        let status = guest.ok("svc status").unwrap_or_default();
+        guest.failure(&format!(
+            "dropbear: {e}
+svc status:
+{status}"
+        ))
+    })?;
+    report
+        .timings
+        .push(("dropbear answers".to_owned(), timer.elapsed()));
+    eprintln!("    the host read dropbear's banner: {banner}");
+    let status = guest.ok("svc status dropbear")?;
+    guest.expect_output("svc status dropbear", &status, "running")?;
+    guest.ok("pkg del dropbear")?;
+    let (status, output) = guest.command("svc status dropbear", COMMAND_TIMEOUT)?;
+    if status == 0 && output.contains("running") {
+        return Err(guest.failure(&format!(
+            "dropbear still runs after `pkg del dropbear`:\n{output}"
+        )));
+    }
     let timer = Instant::now();
     guest.shut_down("reboot")?;
     report
@@ -415,9 +454,17 @@ fn temp_files(board: &Board, disk: &Path, directory: &Path) -> Result<Vec<(Strin
     Ok(found)
 }
 
-/// A test package's id, as `pkg list` shows it.
+/// A package's id, as `pkg list` shows it: test packages are all [`packages::VERSION`],
+/// the others have the version of their recipe.
 fn id(name: &str) -> String {
-    format!("{name}-{}", packages::VERSION)
+    let path = format!("recipes/{name}/recipe.toml");
+    match std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| crate::recipe::parse(name, &text).ok())
+    {
+        Some(recipe) => format!("{name}-{}", recipe.full_version()),
+        None => format!("{name}-{}", packages::VERSION),
+    }
 }
 
 /// A booted guest at its shell prompt.
@@ -451,7 +498,6 @@ impl Shell {
             .guest
             .expect(qemu::HANDOVER, BOOT_TIMEOUT)
             .map_err(fail)?;
-        let after_handover = shell.guest.mark();
         shell
             .guest
             .until("amber: ready", BOOT_TIMEOUT)
@@ -461,8 +507,9 @@ impl Shell {
             .until("\n", Duration::from_secs(10))
             .map_err(fail)?;
         let line = format!("amber: ready{}", rest.trim_end());
-        // The shell starts with the store, so its prompt may come before the ready line.
-        shell.guest.rewind(after_handover);
+        // The shell starts with the store, so it may be up before the ready line, or a
+        // little after; the terminal keeps the line until it reads it.
+        shell.guest.send(&format!("{SET_PROMPT}\n"))?;
         shell.guest.until(PROMPT, BOOT_TIMEOUT).map_err(fail)?;
         eprintln!(
             "    {line}; prompt after {:.1}s",
@@ -476,11 +523,13 @@ impl Shell {
         Ok(shell)
     }
 
-    /// Run one command line; returns its status (0, or the `exit N` rsh printed) and
-    /// what it printed, without the echo of the line and without init's and the
-    /// kernel's console lines.
+    /// Run one command line; returns its status (printed after it as `exit N`) and
+    /// what it printed, without the echo of the line and without init's, the
+    /// services' and the kernel's console lines.
     fn command(&mut self, line: &str, timeout: Duration) -> Result<(i32, String), String> {
         eprintln!("    {PROMPT}{line}");
+        let line = format!("{line}; echo \"exit $?\"");
+        let line = line.as_str();
         self.guest.send(&format!("{line}\n"))?;
         let text = self
             .guest
@@ -502,7 +551,12 @@ impl Shell {
                     continue;
                 }
             }
-            if printed.starts_with("amber: ") || is_kernel_line(printed) {
+            if printed.starts_with("amber: ")
+                || SERVICE_LINES
+                    .iter()
+                    .any(|prefix| printed.starts_with(prefix))
+                || is_kernel_line(printed)
+            {
                 continue;
             }
             output.push_str(printed);
@@ -580,6 +634,47 @@ impl Shell {
             self.guest.last_lines(30)
         )
     }
+}
+
+/// A free TCP port on 127.0.0.1 (for qemu's hostfwd).
+fn free_port() -> Result<u16, String> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
+    listener
+        .local_addr()
+        .map(|address| address.port())
+        .map_err(|e| format!("bind: {e}"))
+}
+
+/// The first line an SSH server sends (`SSH-2.0-...`), read through the hostfwd on
+/// `port`; retried until [`SSH_TIMEOUT`] (qemu accepts the connection even while
+/// nothing listens in the guest, and then closes it).
+fn ssh_banner(port: u16) -> Result<String, String> {
+    use std::io::Read;
+    let started = Instant::now();
+    let mut last = String::from("no answer");
+    while started.elapsed() < SSH_TIMEOUT {
+        let attempt = (|| -> std::io::Result<String> {
+            let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let mut line = Vec::new();
+            let mut byte = [0u8; 1];
+            while line.len() < 255 && stream.read(&mut byte)? == 1 && byte[0] != b'\n' {
+                line.push(byte[0]);
+            }
+            Ok(String::from_utf8_lossy(&line).trim_end().to_owned())
+        })();
+        match attempt {
+            Ok(line) if line.starts_with("SSH-2.0-") => return Ok(line),
+            Ok(line) if line.is_empty() => last = "connection closed without a banner".into(),
+            Ok(line) => last = format!("not an SSH banner: {line:?}"),
+            Err(error) => last = error.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Err(format!(
+        "no SSH banner on the forwarded port within {}s: {last}",
+        SSH_TIMEOUT.as_secs()
+    ))
 }
 
 /// A kernel message on the console: `[    2.279261] ...`.

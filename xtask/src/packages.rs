@@ -20,8 +20,9 @@ pub const VERSION: &str = "1.0-r0";
 
 /// What [`repository`] builds besides the boards' preinstalled packages: the packages
 /// the end-to-end test installs.
-pub const REPOSITORY_PACKAGES: &[&str] =
-    &["hello", "greet", "rsh", "big", "blob-a", "blob-b", "blob-c"];
+pub const REPOSITORY_PACKAGES: &[&str] = &[
+    "hello", "greet", "rsh", "dropbear", "big", "blob-a", "blob-b", "blob-c",
+];
 
 /// The architectures the repository holds packages for.
 const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];

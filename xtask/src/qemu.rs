@@ -54,6 +54,9 @@ pub struct Options {
     /// Discard the guest's writes to the disk (qemu's snapshot=on), for tests.
     pub snapshot: bool,
     pub console: Console,
+    /// A TCP port on the host's 127.0.0.1 forwarded to a port of the guest (qemu's
+    /// `hostfwd`, which `restrict=on` still allows): (host, guest).
+    pub host_forward: Option<(u16, u16)>,
     /// Extra qemu arguments, appended last.
     pub extra: Vec<String>,
 }
@@ -90,9 +93,13 @@ pub fn command(board: &Board, boot: &Boot, options: &Options) -> Result<Cmd, Str
         .args([
             "-netdev".to_owned(),
             format!(
-                "user,id=n0,restrict=on,guestfwd=tcp:{REPO_GUEST_ADDRESS}-cmd:{} proxy 127.0.0.1:{}",
+                "user,id=n0,restrict=on,guestfwd=tcp:{REPO_GUEST_ADDRESS}-cmd:{} proxy 127.0.0.1:{}{}",
                 proxy_program()?,
-                options.repo_port
+                options.repo_port,
+                match options.host_forward {
+                    Some((host, guest)) => format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"),
+                    None => String::new(),
+                }
             ),
             "-device".to_owned(),
             "virtio-net-pci,netdev=n0".to_owned(),
@@ -240,18 +247,6 @@ impl Guest {
             self.receive(&bytes);
         }
         find(&self.transcript[self.cursor..], text.as_bytes()).is_some()
-    }
-
-    /// Where the next [`Guest::expect`] starts looking, to come back to with
-    /// [`Guest::rewind`].
-    pub fn mark(&self) -> usize {
-        self.cursor
-    }
-
-    /// Look again from an earlier [`Guest::mark`], for text that may have come before
-    /// what was matched since.
-    pub fn rewind(&mut self, mark: usize) {
-        self.cursor = mark.min(self.transcript.len());
     }
 
     /// Wait for qemu to exit by itself (the guest powered off or rebooted); fails with

@@ -79,6 +79,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 repo_port,
                 snapshot: args.flag("--snapshot"),
                 console: Console::Terminal,
+                host_forward: None,
                 extra: args.rest.clone(),
             };
             let images = image::build(&board, Disk::KeepExisting)?;
@@ -98,6 +99,7 @@ pub fn test_options() -> Options {
         repo_port: 0,
         snapshot: true,
         console: Console::Piped,
+        host_forward: None,
         extra: Vec::new(),
     }
 }
