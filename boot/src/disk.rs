@@ -68,7 +68,7 @@ pub fn find(class_dir: &Path, dev_dir: &Path, label: &str) -> Option<PathBuf> {
 
 /// Mount the data partition at `/data`, waiting up to `wait` for it to appear; without one,
 /// a tmpfs keeps the system usable (nothing persists). Then make sure /data/pkg exists and
-/// holds keys and repositories.
+/// holds keys and repositories, and that root's home (/root → /data/root) exists.
 pub fn mount_data(wait: Duration) {
     let data = Path::new("/data");
     let _ = std::fs::create_dir_all(data);
@@ -114,6 +114,13 @@ pub fn mount_data(wait: Duration) {
         }
     }
     seed(Path::new("/etc/amber"), &data.join("pkg"));
+    let home = data.join("root");
+    if !home.exists() {
+        use std::os::unix::fs::DirBuilderExt;
+        if let Err(error) = std::fs::DirBuilder::new().mode(0o700).create(&home) {
+            say!("data: create {}: {error}", home.display());
+        }
+    }
 }
 
 /// Create the package store directory and, where missing, give it the initramfs's trusted

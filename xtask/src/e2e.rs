@@ -10,9 +10,10 @@
 //!    package, runs;
 //! 2. `pkg update` and `pkg add greet` over HTTP through the guestfwd; `/bin/greet`
 //!    runs; `pkg del greet`, and it is gone; `pkg add greet` again; `pkg add dropbear`
-//!    (built from its recipe, with a service file): init starts its service, and the
-//!    host, through a qemu `hostfwd`, reads dropbear's SSH banner; `pkg del dropbear`
-//!    stops it; `reboot`;
+//!    (built from its recipe, with a service file): init starts its service, the
+//!    host, through a qemu `hostfwd`, reads dropbear's SSH banner, and root logs in with
+//!    dropbear's client and a key made in the guest; `pkg del dropbear` stops it;
+//!    `reboot`;
 //! 3. after the reboot `/bin/greet` still runs; init's idle RSS is printed; `poweroff`,
 //!    and qemu exits by itself, successfully;
 //! 4. the power cut (SECURITY-TESTS item 23): boot, `pkg add big` while the server sends
@@ -244,6 +245,17 @@ svc status:
     eprintln!("    the host read dropbear's banner: {banner}");
     let status = guest.ok("svc status dropbear")?;
     guest.expect_output("svc status dropbear", &status, "running")?;
+    // A login with a key made in the guest and authorized for root (lines kept short:
+    // busybox's line editing wraps at 80 columns on a serial console).
+    guest.ok("dropbearkey -t ed25519 -f /tmp/id")?;
+    guest.ok("mkdir -p -m 700 /root/.ssh && cd /root/.ssh")?;
+    guest.ok("dropbearkey -y -f /tmp/id | grep ^ssh- > authorized_keys")?;
+    let timer = Instant::now();
+    let login = guest.ok("cd / && dbclient -y -i /tmp/id root@127.0.0.1 'echo ssh:$((6*7))'")?;
+    guest.expect_output("the ssh login", &login, "ssh:42")?;
+    report
+        .timings
+        .push(("ssh login (in the guest)".to_owned(), timer.elapsed()));
     guest.ok("pkg del dropbear")?;
     let (status, output) = guest.command("svc status dropbear", COMMAND_TIMEOUT)?;
     if status == 0 && output.contains("running") {

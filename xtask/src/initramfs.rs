@@ -12,6 +12,7 @@
 //! /etc/amber/keys/*.pub          trusted minisign public keys
 //! /etc/amber/repos               repository URLs, one per line
 //! /etc/amber/svc/                service files (none yet)
+//! /etc/passwd, /etc/group        root, whose home /root -> /data/root (made by init)
 //! /amber/modules/*.ko            the kernel modules
 //! /dev/console (char 5:1); empty /proc /sys /dev /run /tmp /data /ro
 //! ```
@@ -98,6 +99,16 @@ pub fn archive(
     let repos: String = board.repos.iter().map(|repo| format!("{repo}\n")).collect();
     archive.file("etc/amber/repos", 0o644, repos.into_bytes());
     archive.directory("etc/amber/svc", 0o755);
+    // The one user, for programs that look users up (dropbear, busybox's id and ls);
+    // its home is on the data partition, so ~/.ssh/authorized_keys persists. No
+    // password: logins over ssh take a key.
+    archive.file(
+        "etc/passwd",
+        0o644,
+        b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
+    );
+    archive.file("etc/group", 0o644, b"root:x:0:\n".to_vec());
+    archive.symlink("root", "/data/root");
     archive.directory("amber/modules", 0o755);
     for module in modules {
         archive.file(
