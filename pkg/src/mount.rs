@@ -57,6 +57,15 @@ pub fn mount(
             mountpoint.display()
         )));
     }
+    // The store mounts /dev/fuse itself with mount(2), which only root may do: say so
+    // in one line rather than through a daemon that fails.
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Error::new(format!(
+            "{}: cannot mount: the store needs root",
+            mountpoint.display()
+        )));
+    }
     if foreground {
         serve(context, mountpoint, options)?;
         return Ok(Report::empty());
