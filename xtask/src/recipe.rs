@@ -267,7 +267,7 @@ fn check(directory: &str, raw: RawRecipe) -> Result<Recipe, String> {
 fn check_source(raw: RawSource) -> Result<Source, String> {
     let sha256 = match raw.sha256 {
         Some(hash) => {
-            if hash.len() != 64 || !hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            if amber_core::hash::parse_hex32(&hash).is_err() {
                 return Err(format!("sha256 `{hash}` is not 64 lowercase hex digits"));
             }
             Some(hash)

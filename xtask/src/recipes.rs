@@ -27,6 +27,7 @@ use crate::board::Arch;
 use crate::cmd::Cmd;
 use crate::recipe::{self, Build, Origin, Recipe, Source, RECIPE_FILE};
 use crate::util::{create_dir, path_str, step, write};
+use amber_core::hash::to_hex;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -170,6 +171,7 @@ pub fn build(
     let mut outcomes = Vec::new();
     let repo = settings.repo_dir.join(arch.name());
     create_dir(&repo)?;
+    let key_stamp = settings.work_dir.join(arch.name()).join("index-key");
     let mut changed = false;
     for (position, loaded) in order.iter().enumerate() {
         let recipe = &loaded.recipe;
@@ -188,6 +190,7 @@ pub fn build(
             loaded,
             arch,
             identity: &identity,
+            toolchain: &toolchain,
             pkg,
         };
         if job.up_to_date() {
@@ -208,7 +211,6 @@ pub fn build(
             Err(error) => {
                 // What was built before stays usable: its images get into the index.
                 if changed {
-                    let key_stamp = settings.work_dir.join(arch.name()).join("index-key");
                     index(pkg, &settings.secret_key, &repo, &key_stamp, true)?;
                 }
                 return Err(format!("{}: {error}", recipe.name));
@@ -228,7 +230,6 @@ pub fn build(
             image_bytes,
         });
     }
-    let key_stamp = settings.work_dir.join(arch.name()).join("index-key");
     index(pkg, &settings.secret_key, &repo, &key_stamp, changed)?;
     Ok(outcomes)
 }
@@ -379,7 +380,7 @@ fn identity(
     );
     text.push_str(&format!(
         "builder {}\n",
-        hex(&Sha256::digest(builder.as_bytes()))
+        to_hex(&Sha256::digest(builder.as_bytes()))
     ));
     for (name, hash) in files_of(&loaded.dir)? {
         text.push_str(&format!("file {name} {hash}\n"));
@@ -395,7 +396,7 @@ fn identity(
             .ok_or_else(|| format!("{}: {} is not built yet", recipe.name, dep.name))?;
         text.push_str(&format!("dep {} {hash}\n", dep.name));
     }
-    Ok(hex(&Sha256::digest(text.as_bytes())))
+    Ok(to_hex(&Sha256::digest(text.as_bytes())))
 }
 
 /// Every file below `dir` as (relative name, SHA-256), sorted; a symlink hashes as
@@ -444,11 +445,7 @@ pub fn sha256_file(path: &Path) -> Result<String, String> {
         }
         hasher.update(&buffer[..n]);
     }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(to_hex(&hasher.finalize()))
 }
 
 pub fn triple(arch: Arch) -> String {
@@ -465,6 +462,7 @@ struct Job<'a> {
     loaded: &'a Loaded,
     arch: Arch,
     identity: &'a str,
+    toolchain: &'a Toolchain,
     pkg: &'a Path,
 }
 
@@ -630,8 +628,8 @@ impl Job<'_> {
         let zig_dir = zig.parent().expect("zig lives in a directory");
         let zig_cache = absolute(Path::new(ZIG_CACHE))?;
         create_dir(&zig_cache)?;
-        let toolchain = Toolchain::describe()?;
-        let readonly = format!("{}:{}", toolchain.sysroot.display(), zig_dir.display());
+        let sysroot = &self.toolchain.sysroot;
+        let readonly = format!("{}:{}", sysroot.display(), zig_dir.display());
         let log_path = self.log();
         let log =
             std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
@@ -649,7 +647,7 @@ impl Job<'_> {
             .arg(&zig_cache)
             .args(["sh", "-eu", "/build/tools/amber-build.sh"])
             .env_clear()
-            .envs(environment(self.arch, &toolchain.sysroot, &zig_cache))
+            .envs(environment(self.arch, sysroot, &zig_cache))
             .stdin(std::process::Stdio::null())
             .stdout(log)
             .stderr(log_err);
@@ -694,16 +692,8 @@ impl Job<'_> {
             command = command.args(["--provides", name]);
         }
         command.output()?;
-        std::fs::rename(&fresh, &image).map_err(|e| {
-            format!(
-                "cannot rename {} to {}: {e}",
-                fresh.display(),
-                image.display()
-            )
-        })?;
-        std::fs::metadata(&image)
-            .map(|m| m.len())
-            .map_err(|e| format!("{}: {e}", image.display()))
+        rename(&fresh, &image)?;
+        crate::build::file_size(&image)
     }
 }
 

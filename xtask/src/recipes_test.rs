@@ -296,7 +296,7 @@ fn tarball(base: &Path, pkg: &Path) -> Result<(), String> {
         ])
         .output()?;
     let genuine_bytes = crate::util::read(&genuine)?;
-    let genuine_hash = crate::recipes::sha256_file(&genuine)?;
+    let genuine_hash = amber_core::hash::to_hex(&amber_core::hash::sha256(&genuine_bytes));
     let mut tampered = genuine_bytes.clone();
     tampered.extend_from_slice(b"tampered");
 
