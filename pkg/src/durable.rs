@@ -86,8 +86,7 @@ pub fn sync_filesystem(dir: &Path) -> Result<(), Error> {
     let handle = File::open(dir).context(dir.display())?;
     // SAFETY: syncfs only reads the descriptor, which `handle` keeps open.
     if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
-        let error = std::io::Error::last_os_error();
-        return Err(Error::new(format!("{}: {error}", dir.display())));
+        return Err(std::io::Error::last_os_error()).context(dir.display());
     }
     Ok(())
 }

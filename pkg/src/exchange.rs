@@ -133,14 +133,14 @@ impl Tree {
     /// checked by the reader).
     fn push(&mut self, name: &[u8], parent: u32, kind: NodeKind) -> u32 {
         let index = self.nodes.len() as u32;
+        let name = &name[..name.len().min(u16::MAX as usize)];
         self.nodes.push(Node {
             name_start: self.names.len() as u32,
-            name_len: name.len().min(u16::MAX as usize) as u16,
+            name_len: name.len() as u16,
             parent,
             kind,
         });
-        self.names
-            .extend_from_slice(&name[..name.len().min(u16::MAX as usize)]);
+        self.names.extend_from_slice(name);
         index
     }
 

@@ -146,7 +146,6 @@ fn serve(context: &Context, mountpoint: &Path, options: Options) -> Result<(), E
     let idle = options.idle;
     let inner = Inner::new(context.root.clone(), options)?;
     let mut config = Config::default();
-    config.acl = SessionACL::All;
     config.n_threads = Some(threads);
     config.clone_fd = true;
     let device = mount_fuse(mountpoint)

@@ -619,16 +619,11 @@ impl Inner {
                     ));
                 }
             }
-            let visible: Vec<(String, u32)> = read(&self.view)
-                .visible
-                .iter()
-                .map(|(id, slot)| (id.clone(), *slot))
-                .collect();
             // Listing the root must not open every image: the ids come without
             // attributes, which a lookup fetches when someone looks inside.
-            for (id, slot) in visible {
-                let ino = Self::image_ino(slot, ROOT_MARK)?;
-                entries.push((ino, FileType::Directory, id.into_bytes(), None));
+            for (id, slot) in &read(&self.view).visible {
+                let ino = Self::image_ino(*slot, ROOT_MARK)?;
+                entries.push((ino, FileType::Directory, id.as_bytes().to_vec(), None));
             }
             return emit(entries, offset, add);
         }
