@@ -778,20 +778,22 @@ fn memory(host: &Pkg, device: Option<&Path>, base: &Path, image: &Path) {
         );
     }
 
-    let mut reference = vec![(
-        "squashfuse_ll",
-        System::Squashfuse {
-            image: image.to_path_buf(),
-        },
-    )];
-    reference.push((
-        "pkg store (host)",
-        System::Ours {
-            pkg: host.clone(),
-            root: base.join("root"),
-            label: "pkg store",
-        },
-    ));
+    let reference = [
+        (
+            "squashfuse_ll",
+            System::Squashfuse {
+                image: image.to_path_buf(),
+            },
+        ),
+        (
+            "pkg store (host)",
+            System::Ours {
+                pkg: host.clone(),
+                root: base.join("root"),
+                label: "pkg store",
+            },
+        ),
+    ];
     println!("memory, the one 50 MB image:");
     for (label, system) in reference {
         let mounted = system.mount(&base.join("mnt/rss-one"));

@@ -45,6 +45,8 @@ pub struct Images {
     pub modules: Vec<Module>,
     pub vmlinuz: PathBuf,
     pub initramfs: PathBuf,
+    /// The board's disk image; missing when it was never made and the build was asked
+    /// to [`Disk::Skip`] it.
     pub disk: PathBuf,
     pub base_initramfs_bytes: u64,
     pub initramfs_bytes: u64,
@@ -55,6 +57,9 @@ pub struct Images {
 pub enum Disk {
     Remake,
     KeepExisting,
+    /// Leave the disk image alone, made or not: the caller makes its own disk with
+    /// [`make_disk`] (the end-to-end test).
+    Skip,
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {
@@ -93,13 +98,15 @@ pub fn build(board: &Board, disk: Disk) -> Result<Images, String> {
     copy(&kernel.vmlinuz, &vmlinuz)?;
 
     let disk_path = directory.join("disk.img");
-    if disk == Disk::Remake || !disk_path.is_file() {
-        make_disk(board, &directory, &vmlinuz, &initramfs, &disk_path)?;
-    } else {
-        step(&format!(
+    match disk {
+        Disk::Skip => {}
+        Disk::KeepExisting if disk_path.is_file() => step(&format!(
             "keeping {} (its data partition is the device's; `cargo xtask image` remakes it)",
             disk_path.display()
-        ));
+        )),
+        Disk::Remake | Disk::KeepExisting => {
+            make_disk(board, &directory, &vmlinuz, &initramfs, &disk_path)?
+        }
     }
     Ok(Images {
         binary,
@@ -340,7 +347,7 @@ fn preinstall(board: &Board, store: &Path) -> Result<(), String> {
 }
 
 /// Every path under `directory`, relative to it, parents first.
-fn walk(directory: &Path, prefix: &str, paths: &mut Vec<String>) -> Result<(), String> {
+pub fn walk(directory: &Path, prefix: &str, paths: &mut Vec<String>) -> Result<(), String> {
     let entries =
         std::fs::read_dir(directory).map_err(|e| format!("{}: {e}", directory.display()))?;
     let mut names: Vec<_> = entries

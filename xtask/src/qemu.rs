@@ -219,9 +219,7 @@ impl Guest {
             match self.output.recv_timeout(left) {
                 Ok(bytes) => {
                     self.receive(&bytes);
-                    while let Ok(more) = self.output.try_recv() {
-                        self.receive(&more);
-                    }
+                    self.drain();
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     return Err(format!(
@@ -243,9 +241,7 @@ impl Guest {
 
     /// Whether `text` has appeared since the last match, without waiting.
     pub fn seen(&mut self, text: &str) -> bool {
-        while let Ok(bytes) = self.output.try_recv() {
-            self.receive(&bytes);
-        }
+        self.drain();
         find(&self.transcript[self.cursor..], text.as_bytes()).is_some()
     }
 
@@ -254,9 +250,7 @@ impl Guest {
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<Duration, String> {
         let deadline = Instant::now() + timeout;
         loop {
-            while let Ok(bytes) = self.output.try_recv() {
-                self.receive(&bytes);
-            }
+            self.drain();
             match self.child.try_wait() {
                 Ok(Some(status)) if status.success() => return Ok(self.started.elapsed()),
                 Ok(Some(status)) => {
@@ -281,10 +275,15 @@ impl Guest {
 
     /// The console's last lines, for error messages.
     pub fn last_lines(&mut self, lines: usize) -> String {
+        self.drain();
+        self.tail(lines)
+    }
+
+    /// Take in whatever the console printed that has not been read yet, without waiting.
+    fn drain(&mut self) {
         while let Ok(bytes) = self.output.try_recv() {
             self.receive(&bytes);
         }
-        self.tail(lines)
     }
 
     fn receive(&mut self, bytes: &[u8]) {

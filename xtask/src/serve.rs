@@ -144,7 +144,7 @@ fn serve_connection(stream: TcpStream, root: &Path, state: &State) -> std::io::R
             return Ok(());
         }
         let path = target.split(['?', '#']).next().unwrap_or("").to_owned();
-        let file = resolve(root, target).and_then(|path| std::fs::read(path).ok());
+        let file = resolve(root, &path).and_then(|path| std::fs::read(path).ok());
         match file {
             Some(bytes) if method == "HEAD" => {
                 respond_with_length(&mut writer, bytes.len(), close)?;
@@ -164,9 +164,8 @@ fn serve_connection(stream: TcpStream, root: &Path, state: &State) -> std::io::R
     }
 }
 
-/// The file a request path names, if it stays inside the root.
-fn resolve(root: &Path, target: &str) -> Option<PathBuf> {
-    let path = target.split(['?', '#']).next()?;
+/// The file a request path (without its query) names, if it stays inside the root.
+fn resolve(root: &Path, path: &str) -> Option<PathBuf> {
     let relative = path.strip_prefix('/')?;
     if relative.contains('%') || relative.contains('\\') {
         return None;
