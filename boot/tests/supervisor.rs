@@ -535,10 +535,10 @@ fn service_files_are_overridden_checked_and_rescanned() {
 /// store again; the services keep running; at shutdown the store goes last and unmounts.
 #[test]
 fn killed_store_is_detached_and_restarted() {
-    // SAFETY: geteuid takes no arguments and cannot fail.
-    if unsafe { libc::geteuid() } != 0 || !Path::new("/dev/fuse").exists() {
-        // A FUSE mount needs root and /dev/fuse; CI has both, a developer may not.
-        eprintln!("skipped: mounting the FUSE store needs root and /dev/fuse");
+    // A FUSE mount needs root and /dev/fuse; CI has both, a developer may not.
+    if !amber_testkit::require_root("mounting the FUSE store")
+        || !amber_testkit::require(Path::new("/dev/fuse").exists(), "/dev/fuse is missing")
+    {
         return;
     }
     let mut supervisor = Supervisor::start_with(

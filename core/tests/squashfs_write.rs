@@ -402,9 +402,12 @@ struct Mount(PathBuf);
 impl Mount {
     /// Mount `image`, or `None` (with a notice) where loop mounts are not possible.
     fn new(image: &Path, at: &Path) -> Option<Mount> {
-        let uid = run(Command::new("id").arg("-u"));
-        if uid.trim() != "0" || !Path::new("/dev/loop-control").exists() {
-            eprintln!("skipped: kernel mount needs root and loop devices");
+        if !amber_testkit::require_root("the kernel's squashfs mount")
+            || !amber_testkit::require(
+                Path::new("/dev/loop-control").exists(),
+                "/dev/loop-control is missing (the kernel mount needs loop devices)",
+            )
+        {
             return None;
         }
         fs::create_dir_all(at).unwrap();

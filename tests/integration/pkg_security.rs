@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use amber_core::minisign::Signature;
 use amber_tests::fixture::{future, now, Device, Repo, Scene, ARCH};
 use amber_tests::server::{Behavior, Server};
-use amber_tests::{have, run, run_ok, TempDir};
+use amber_tests::{run, run_ok, TempDir};
 
 /// Run a pkg command that must be refused: exit 1, one `pkg: ` line holding every
 /// `expected` piece, the store unchanged and no temporary file left. Returns the line.
@@ -702,8 +702,7 @@ fn unknown_key_wrong_key_id_edited_comment_or_truncated_signature_is_refused() {
 /// Item 13: the real `minisign` tool's signatures pass, and only for the exact bytes.
 #[test]
 fn minisign_tool_signatures_are_accepted_and_an_edited_index_is_not() {
-    if !have("minisign") {
-        eprintln!("minisign_tool_signatures_are_accepted: skipped, no minisign on PATH");
+    if !amber_testkit::require_tool("minisign", "minisign") {
         return;
     }
     let scene = Scene::new("item13-minisign", &[("a", "1.0-r0", &[])], 1);
@@ -820,17 +819,6 @@ impl Drop for Mount {
     }
 }
 
-/// Whether this process runs as root (uid 0).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-            Some(line.split_whitespace().nth(1)? == "0")
-        })
-        .unwrap_or(false)
-}
-
 /// Free blocks of the file system holding `path`.
 fn free_blocks(path: &std::path::Path) -> u64 {
     let out = run_ok(
@@ -844,8 +832,7 @@ fn free_blocks(path: &std::path::Path) -> u64 {
 /// Item 25.
 #[test]
 fn disk_full_during_a_download_is_a_clear_error_and_the_space_comes_back() {
-    if !is_root() {
-        eprintln!("disk_full: skipped, mounting a tmpfs needs root");
+    if !amber_testkit::require_root("mounting a small tmpfs") {
         return;
     }
     let temp = TempDir::new("item25");
@@ -868,10 +855,10 @@ fn disk_full_during_a_download_is_a_clear_error_and_the_space_comes_back() {
         .arg(&device.root));
     if !mounted.status.success() {
         // Root without the right to mount (an unprivileged container).
-        eprintln!(
-            "disk_full: skipped, cannot mount a tmpfs: {}",
+        amber_testkit::skip(&format!(
+            "cannot mount a tmpfs: {}",
             String::from_utf8_lossy(&mounted.stderr).trim()
-        );
+        ));
         return;
     }
     let _mount = Mount(device.root.clone());

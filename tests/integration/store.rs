@@ -19,29 +19,11 @@ use amber_tests::{pkg_binary, run_ok, TempDir};
 pub const EIO: i32 = 5;
 pub const ENOTCONN: i32 = 107;
 
-/// Whether this process may mount FUSE filesystems (root and /dev/fuse); prints a skip
-/// notice naming `test` when not.
-pub fn can_mount(test: &str) -> bool {
-    let effective_uid = fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
-            line.split_whitespace().nth(2).map(str::to_owned)
-        });
-    let reason = if effective_uid.as_deref() != Some("0") {
-        Some("not running as root")
-    } else if !Path::new("/dev/fuse").exists() {
-        Some("/dev/fuse is missing")
-    } else {
-        None
-    };
-    match reason {
-        Some(reason) => {
-            eprintln!("skipped {test}: {reason}; FUSE mounts need root and /dev/fuse");
-            false
-        }
-        None => true,
-    }
+/// Whether this process may mount FUSE filesystems (root and /dev/fuse); when not, the
+/// test is skipped (a failure under CI, see amber-testkit).
+pub fn can_mount() -> bool {
+    amber_testkit::require_root("a FUSE mount")
+        && amber_testkit::require(Path::new("/dev/fuse").exists(), "/dev/fuse is missing")
 }
 
 /// A store mounted with `pkg store mount`. Dropping it unmounts (`umount -l`) and makes
@@ -314,7 +296,7 @@ fn compare_trees(source: &Path, mounted: &Path, top: bool) -> usize {
 
 #[test]
 fn store_serves_packed_trees_byte_for_byte() {
-    if !can_mount("store_serves_packed_trees_byte_for_byte") {
+    if !can_mount() {
         return;
     }
     let temp = TempDir::new("store-bytes");
@@ -388,7 +370,7 @@ fn store_serves_packed_trees_byte_for_byte() {
 
 #[test]
 fn store_exchange_links_resolve_into_packages() {
-    if !can_mount("store_exchange_links_resolve_into_packages") {
+    if !can_mount() {
         return;
     }
     let temp = TempDir::new("store-exchange");
@@ -487,7 +469,7 @@ fn store_exchange_links_resolve_into_packages() {
 
 #[test]
 fn store_shows_add_del_upgrade_rollback_before_pkg_returns() {
-    if !can_mount("store_shows_add_del_upgrade_rollback_before_pkg_returns") {
+    if !can_mount() {
         return;
     }
     let temp = TempDir::new("store-switch");
@@ -596,7 +578,7 @@ fn exchange_state(device: &Device, store: &Mounted) -> (Vec<String>, String) {
 
 #[test]
 fn store_conflicts_resolve_by_rule_every_time() {
-    if !can_mount("store_conflicts_resolve_by_rule_every_time") {
+    if !can_mount() {
         return;
     }
     let temp = TempDir::new("store-conflicts");
@@ -707,7 +689,7 @@ fn store_conflicts_resolve_by_rule_every_time() {
 
 #[test]
 fn store_run_sees_only_the_closure() {
-    if !can_mount("store_run_sees_only_the_closure") {
+    if !can_mount() {
         return;
     }
     let temp = TempDir::new("store-run");
@@ -772,7 +754,7 @@ fn store_run_sees_only_the_closure() {
 
 #[test]
 fn store_mount_refuses_a_second_store_on_the_same_directory() {
-    if !can_mount("store_mount_refuses_a_second_store_on_the_same_directory") {
+    if !can_mount() {
         return;
     }
     let temp = TempDir::new("store-twice");

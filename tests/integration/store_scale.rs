@@ -15,7 +15,7 @@ const MAX_OPEN: usize = 32;
 
 #[test]
 fn store_with_500_packages_never_holds_more_than_max_open_images() {
-    if !can_mount("store_with_500_packages_never_holds_more_than_max_open_images") {
+    if !can_mount() {
         return;
     }
     let temp = TempDir::new("store-500");

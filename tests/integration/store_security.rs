@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use amber_core::squashfs::read::{Archive, Cache};
 use amber_tests::fixture::{future, noise, Device, Repo, ARCH};
-use amber_tests::{have, TempDir};
+use amber_tests::TempDir;
 
 use crate::store::{
     can_mount, device_for, errno, lexical_target, links_below, names, pack, Mounted, EIO, ENOTCONN,
@@ -332,11 +332,10 @@ fn exchange_links_stay_inside(store: &Mounted, broken: bool) -> usize {
 
 #[test]
 fn store_malformed_images_give_eio_and_the_daemon_serves_the_rest() {
-    if !can_mount("store_malformed_images_give_eio_and_the_daemon_serves_the_rest") {
+    if !can_mount() {
         return;
     }
-    if !have("mksquashfs") {
-        eprintln!("skipped: mksquashfs is missing (apt-get install squashfs-tools)");
+    if !amber_testkit::require_tool("mksquashfs", "squashfs-tools") {
         return;
     }
     let temp = TempDir::new("store-malformed");
@@ -469,7 +468,7 @@ fn store_malformed_images_give_eio_and_the_daemon_serves_the_rest() {
 
 #[test]
 fn store_exchange_links_never_point_outside_the_mount() {
-    if !can_mount("store_exchange_links_never_point_outside_the_mount") {
+    if !can_mount() {
         return;
     }
     let temp = TempDir::new("store-escape");
@@ -539,7 +538,7 @@ fn store_exchange_links_never_point_outside_the_mount() {
 
 #[test]
 fn store_killed_answers_enotconn_and_mounts_again() {
-    if !can_mount("store_killed_answers_enotconn_and_mounts_again") {
+    if !can_mount() {
         return;
     }
     let temp = TempDir::new("store-killed");

@@ -66,13 +66,7 @@ pub fn pkg_binary() -> PathBuf {
 }
 
 /// Whether an external program is on PATH.
-pub fn have(program: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {program} >/dev/null 2>&1"))
-        .status()
-        .is_ok_and(|s| s.success())
-}
+pub use amber_testkit::have;
 
 /// Run a command, panicking with its output if it cannot be started.
 pub fn run(command: &mut Command) -> Output {

@@ -40,7 +40,7 @@ const FUZZ_TARGETS: &[&str] = &[
 
 /// How long `--ci` runs each target: six targets and a first build from nothing (about
 /// 70 s on two cores) stay under three minutes.
-const CI_SECONDS: u64 = 15;
+pub const CI_SECONDS: u64 = 15;
 
 /// `--ci` prints no line per new input, only crashes and the final counts.
 const CI_QUIET: [&str; 2] = ["-verbosity=0", "-print_final_stats=1"];
@@ -49,13 +49,18 @@ const CI_QUIET: [&str; 2] = ["-verbosity=0", "-print_final_stats=1"];
 /// memory (SECURITY-TESTS 21).
 const FUZZ_LIMITS: [&str; 2] = ["-timeout=5", "-rss_limit_mb=512"];
 
-/// `cargo xtask fuzz TARGET [--seconds N] [-- LIBFUZZER-ARGS]`: install cargo-fuzz if it
-/// is missing, then run the target on nightly for N seconds (default 60). New inputs
+/// `cargo xtask fuzz TARGET [--seconds N] [-- LIBFUZZER-ARGS]`: make sure of cargo-fuzz
+/// (deps.rs), then run the target for N seconds (default 60). New inputs
 /// go to `fuzz/target/corpus/TARGET`, so the committed seeds in `fuzz/corpus/TARGET`
 /// stay small; a crash is saved under `fuzz/artifacts/TARGET/` and fails the command.
 ///
 /// `cargo xtask fuzz --ci [--seconds N]`: every target, 15 seconds each by default, as
-/// `cargo xtask test` runs them; skipped with a notice when nightly is missing.
+/// `cargo xtask test` runs them.
+///
+/// cargo-fuzz's flags (`-Zsanitizer=address`, sanitizer coverage) are unstable; they run
+/// on the pinned stable toolchain with `RUSTC_BOOTSTRAP=1`, as the device build's
+/// `-Z build-std` does, so a machine with only the pinned toolchain fuzzes too. The
+/// AddressSanitizer runtime ships in the host's rust-std.
 pub fn fuzz(args: &[String]) -> Result<(), String> {
     let (target, rest) = match args.first() {
         Some(first) if !first.starts_with('-') => (Some(first.as_str()), &args[1..]),
@@ -88,36 +93,23 @@ pub fn fuzz(args: &[String]) -> Result<(), String> {
             FUZZ_TARGETS.join(", ")
         ));
     }
-    if !have_nightly() {
-        return Err("fuzzing needs nightly: rustup toolchain install nightly".into());
-    }
-    ensure_cargo_fuzz()?;
+    crate::deps::ensure()?;
     fuzz_target(target, seconds.unwrap_or(60), &options.rest)
 }
 
-/// The fuzzing step of `cargo xtask test`, the same as `cargo xtask fuzz --ci`.
-pub fn fuzz_ci() -> Result<(), String> {
-    fuzz_every_target(CI_SECONDS, &[])
+/// The fuzzing step of `cargo xtask test`, the same as `cargo xtask fuzz --ci`; returns
+/// how many targets ran.
+pub fn fuzz_ci() -> Result<usize, String> {
+    fuzz_every_target(CI_SECONDS, &[])?;
+    Ok(FUZZ_TARGETS.len())
 }
 
 /// Builds every target once, then runs each for `seconds`; all run even when one
-/// crashes, and the command fails naming each that did. Without nightly it prints one
-/// notice and passes, so the rest of the suite still runs on a stable-only machine;
-/// the corpora replay under `cargo test` either way.
+/// crashes, and the command fails naming each that did. The corpora also replay under
+/// `cargo test`.
 fn fuzz_every_target(seconds: u64, extra: &[String]) -> Result<(), String> {
-    if !have_nightly() {
-        eprintln!(
-            "notice: fuzzing skipped: `cargo +nightly` is not available \
-             (rustup toolchain install nightly); the corpora still replay in cargo test"
-        );
-        return Ok(());
-    }
-    ensure_cargo_fuzz()?;
     let started = std::time::Instant::now();
-    Cmd::new("cargo")
-        .args(["+nightly", "fuzz", "build"])
-        .current_dir(fuzz_dir())
-        .run()?;
+    cargo_fuzz().arg("build").run()?;
     let mut flags: Vec<String> = CI_QUIET.iter().map(|flag| flag.to_string()).collect();
     flags.extend_from_slice(extra);
     let mut failed = Vec::new();
@@ -142,7 +134,7 @@ fn fuzz_every_target(seconds: u64, extra: &[String]) -> Result<(), String> {
     } else {
         Err(format!(
             "fuzz targets failed: {}; the inputs are in fuzz/artifacts/<target>/ \
-             (replay one with `cargo +nightly fuzz run TARGET FILE` in fuzz/)",
+             (replay one with `RUSTC_BOOTSTRAP=1 cargo fuzz run TARGET FILE` in fuzz/)",
             failed.join(", ")
         ))
     }
@@ -153,45 +145,25 @@ fn fuzz_target(target: &str, seconds: u64, extra: &[String]) -> Result<(), Strin
     let scratch = format!("target/corpus/{target}");
     std::fs::create_dir_all(fuzz_dir().join(&scratch))
         .map_err(|e| format!("cannot create fuzz/{scratch}: {e}"))?;
-    Cmd::new("cargo")
-        .args(["+nightly", "fuzz", "run", target])
+    cargo_fuzz()
+        .args(["run", target])
         .arg(&scratch)
         .arg(format!("corpus/{target}"))
         .arg("--")
         .arg(format!("-max_total_time={seconds}"))
         .args(FUZZ_LIMITS)
         .args(extra)
-        .current_dir(fuzz_dir())
         .run()
+}
+
+/// `cargo fuzz` in `fuzz/`, on the pinned toolchain with its unstable flags allowed.
+fn cargo_fuzz() -> Cmd {
+    Cmd::new("cargo")
+        .arg("fuzz")
+        .env("RUSTC_BOOTSTRAP", "1")
+        .current_dir(fuzz_dir())
 }
 
 fn fuzz_dir() -> std::path::PathBuf {
     crate::cmd::workspace_root().join("fuzz")
-}
-
-/// Whether `cargo +nightly` works. rustup is told not to install nightly on the spot:
-/// a missing toolchain is reported, never downloaded behind the user's back.
-fn have_nightly() -> bool {
-    Cmd::new("cargo")
-        .args(["+nightly", "--version"])
-        .env("RUSTUP_AUTO_INSTALL", "0")
-        .output()
-        .is_ok()
-}
-
-/// Installs cargo-fuzz from crates.io when `cargo fuzz` is missing (a fresh CI machine).
-fn ensure_cargo_fuzz() -> Result<(), String> {
-    let present = Cmd::new("cargo")
-        .args(["+nightly", "fuzz", "--version"])
-        .output()
-        .is_ok();
-    if present {
-        return Ok(());
-    }
-    eprintln!("fuzz: cargo-fuzz is missing; installing it once (a few minutes)");
-    Cmd::new("cargo")
-        .args(["install", "cargo-fuzz", "--locked"])
-        .run()?;
-    eprintln!("fuzz: cargo-fuzz installed");
-    Ok(())
 }

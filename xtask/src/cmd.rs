@@ -112,6 +112,32 @@ impl Cmd {
         }
     }
 
+    /// Run to completion with stdout read line by line: each line is printed as it comes
+    /// and handed to `each`; stderr is inherited. A non-zero exit is an error.
+    pub fn run_lines(mut self, mut each: impl FnMut(&str)) -> Result<(), String> {
+        use std::io::BufRead;
+        eprintln!("$ {}", self.shown);
+        let mut child = self
+            .command
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run `{}`: {e}", self.shown))?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.map_err(|e| format!("`{}`: reading its output: {e}", self.shown))?;
+            println!("{line}");
+            each(&line);
+        }
+        let status = child
+            .wait()
+            .map_err(|e| format!("cannot wait for `{}`: {e}", self.shown))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("`{}` failed ({status})", self.shown))
+        }
+    }
+
     /// Run quietly and return stdout; a non-zero exit is an error carrying stderr.
     pub fn output(mut self) -> Result<String, String> {
         let output = self

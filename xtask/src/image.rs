@@ -65,6 +65,7 @@ pub enum Disk {
 pub fn run(args: &[String]) -> Result<(), String> {
     let args = Args::parse("image", args, &["--board"], &[])?;
     let board = args.board()?;
+    crate::deps::ensure()?;
     let images = build(&board, Disk::Remake)?;
     print_summary(&board, &images)?;
     Ok(())
@@ -316,7 +317,7 @@ fn preinstall(board: &Board, store: &Path) -> Result<(), String> {
     if board.preinstall.is_empty() {
         return Ok(());
     }
-    let pkg = crate::packages::repository()?;
+    let pkg = crate::packages::repository(board.arch)?;
     step(&format!(
         "preinstalling {} for {}",
         board.preinstall.join(" "),

@@ -40,7 +40,8 @@ commands:
   test                      every test: fmt, clippy, host tests, no_std check, qemu end to end
   e2e                       only the qemu end-to-end test (both boards)
   bench <name>              run a benchmark: solver, squashfs
-  fuzz <target> [--seconds N]   run a fuzz target (cargo-fuzz, nightly)
+  fuzz <target> [--seconds N]   run a fuzz target (cargo-fuzz on the pinned toolchain)
+  fuzz --ci [--seconds N]   every fuzz target, 15 s each, as cargo xtask test does
   deps                      install what the project needs on this host
   build --board B           cross-build the device binary, report size
   recipes --board B [--secret-key F] [NAME...]
@@ -70,7 +71,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("test") => test::run(&args[1..]),
         Some("e2e") => match args.get(1) {
-            None => e2e::run(),
+            None => e2e::run().map(|_| ()),
             Some(extra) => Err(format!("e2e takes no arguments, got `{extra}`")),
         },
         Some("bench") => bench::run(&args[1..]),

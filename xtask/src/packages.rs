@@ -1,6 +1,7 @@
 //! The repository the images and the end-to-end test use: the host `pkg`, and the
-//! packages of [`REPOSITORY_PACKAGES`] plus every board's preinstalled packages, built
-//! from their recipes (`recipes.rs`) for both architectures into `target/repo/`.
+//! packages of [`REPOSITORY_PACKAGES`] plus the boards' preinstalled packages, built
+//! from their recipes (`recipes.rs`) into `target/repo/<arch>/`, one architecture at a
+//! time as a board needs it.
 //!
 //! The test packages are recipes like any other:
 //!
@@ -13,7 +14,7 @@ use crate::board::Arch;
 use crate::cmd::Cmd;
 use crate::util::step;
 use std::path::PathBuf;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// Every test package is this version: one build of a test package.
 pub const VERSION: &str = "1.0-r0";
@@ -24,43 +25,51 @@ pub const REPOSITORY_PACKAGES: &[&str] = &[
     "hello", "greet", "rsh", "dropbear", "big", "blob-a", "blob-b", "blob-c",
 ];
 
-/// The architectures the repository holds packages for.
-const ARCHES: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
-
 /// The repository's image file name of a test package, as the index names it.
 pub fn file_name(name: &str) -> String {
     format!("{name}-{VERSION}.squashfs")
 }
 
-/// Build the host pkg, and the repository with [`REPOSITORY_PACKAGES`] and every
-/// board's preinstalled packages for every architecture; done once per xtask run.
-/// Returns the host pkg program.
-pub fn repository() -> Result<PathBuf, String> {
-    static DONE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    DONE.get_or_init(build_repository).clone()
+/// Build the host pkg, and the repository with [`REPOSITORY_PACKAGES`] and the
+/// preinstalled packages of every board of `arch`, for `arch` only; done once per arch
+/// and xtask run. Returns the host pkg program.
+///
+/// `cargo xtask run --board B` and `image` ask for B's architecture alone, so a board
+/// never waits for packages of the other one; the end-to-end test asks for each board's.
+pub fn repository(arch: Arch) -> Result<PathBuf, String> {
+    static DONE: Mutex<Vec<(Arch, Result<PathBuf, String>)>> = Mutex::new(Vec::new());
+    let mut done = DONE.lock().expect("no build panics while holding it");
+    if let Some((_, result)) = done.iter().find(|(built, _)| *built == arch) {
+        return result.clone();
+    }
+    let result = build_repository(arch);
+    done.push((arch, result.clone()));
+    result
 }
 
-fn build_repository() -> Result<PathBuf, String> {
+fn build_repository(arch: Arch) -> Result<PathBuf, String> {
     let pkg = host_pkg()?;
     let settings = crate::recipes::Settings::standard(None)?;
     let mut names: Vec<String> = REPOSITORY_PACKAGES.iter().map(|&n| n.to_owned()).collect();
     for board in crate::board::names()? {
-        for name in crate::board::load(&board)?.preinstall {
+        let board = crate::board::load(&board)?;
+        if board.arch != arch {
+            continue;
+        }
+        for name in board.preinstall {
             if !names.contains(&name) {
                 names.push(name);
             }
         }
     }
-    for arch in ARCHES {
-        step(&format!(
-            "packages for {} in {}/{}/: {}",
-            arch.name(),
-            crate::run::REPO_DIR,
-            arch.name(),
-            names.join(" ")
-        ));
-        crate::recipes::build(&settings, &pkg, arch, &names)?;
-    }
+    step(&format!(
+        "packages for {} in {}/{}/: {}",
+        arch.name(),
+        crate::run::REPO_DIR,
+        arch.name(),
+        names.join(" ")
+    ));
+    crate::recipes::build(&settings, &pkg, arch, &names)?;
     Ok(pkg)
 }
 

@@ -41,6 +41,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         &["--snapshot"],
     )?;
     let board = args.board()?;
+    crate::deps::ensure()?;
     let repo_port = match args.value("--repo-port") {
         Some(port) => port
             .parse::<u16>()
@@ -83,7 +84,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 extra: args.rest.clone(),
             };
             let images = image::build(&board, Disk::KeepExisting)?;
-            let options = with_repo_server(options)?;
+            let options = with_repo_server(&board, options)?;
             step(
                 "booting; the console is this terminal (Ctrl-A X quits qemu, Ctrl-A C its monitor)",
             );
@@ -122,7 +123,7 @@ pub fn boot_and_expect(
     timeout: Duration,
 ) -> Result<BootReport, String> {
     let images = image::build(board, Disk::KeepExisting)?;
-    let options = with_repo_server(options.clone())?;
+    let options = with_repo_server(board, options.clone())?;
     step(&format!("booting {} with the console captured", board.name));
     let mut guest = Guest::start(board, &Boot::from_images(&images), &options, true)?;
     let handover = guest
@@ -139,10 +140,10 @@ pub fn boot_and_expect(
 /// Make sure something listens on the repository port, where the guestfwd's proxy
 /// connects for each guest connection: a server already there, or xtask's own, serving
 /// target/repo/. A repo_port of 0 picks a free port.
-fn with_repo_server(mut options: Options) -> Result<Options, String> {
+fn with_repo_server(board: &Board, mut options: Options) -> Result<Options, String> {
     // The test packages until `cargo xtask recipes` builds real ones; the server offers
     // whatever target/repo/ holds when the guest asks.
-    crate::packages::repository()?;
+    crate::packages::repository(board.arch)?;
     let root = PathBuf::from(REPO_DIR);
     match crate::serve::start(root, options.repo_port)? {
         Some(server) => {
