@@ -66,13 +66,16 @@ pub fn find(class_dir: &Path, dev_dir: &Path, label: &str) -> Option<PathBuf> {
         .find(|path| matches!(label_of(path), Ok(Some(found)) if found == label.as_bytes()))
 }
 
-/// Mount the data partition at `/data`, waiting up to `wait` for it to appear; without one,
-/// a tmpfs keeps the system usable (nothing persists). Then make sure /data/pkg exists and
-/// holds keys and repositories, and that root's home (/root → /data/root) exists.
-pub fn mount_data(wait: Duration) {
+/// Mount the data partition at `/data`, waiting up to `wait` for it to appear and calling
+/// `between` every 50 ms while it does not (init loads the drivers new devices ask for);
+/// without one, a tmpfs keeps the system usable (nothing persists). Then make sure
+/// /data/pkg exists and holds keys and repositories, and that root's home (/root →
+/// /data/root) exists.
+pub fn mount_data(wait: Duration, between: &mut dyn FnMut()) {
     let data = Path::new("/data");
     let _ = std::fs::create_dir_all(data);
     let started = Instant::now();
+    let mut polls = 0u32;
     let device = loop {
         if let Some(device) = find(Path::new("/sys/class/block"), Path::new("/dev"), LABEL) {
             break Some(device);
@@ -81,6 +84,10 @@ pub fn mount_data(wait: Duration) {
             break None;
         }
         std::thread::sleep(Duration::from_millis(10));
+        polls += 1;
+        if polls % 5 == 0 {
+            between();
+        }
     };
     let mounted = match &device {
         Some(device) => {

@@ -52,9 +52,30 @@ fn boot() -> ! {
     }
     mounts::early();
     sys::disable_ctrl_alt_del();
-    modules::load_all(Path::new("/etc/amber/modules"), Path::new("/amber/modules"));
+    modules::load_all(
+        Path::new("/etc/amber/modules"),
+        Path::new(modules::MODULE_DIR),
+    );
+    // The kernel asks for what it lacks (a file system, a crypto algorithm) through
+    // the modprobe applet, which loads from the initramfs.
+    if let Err(error) = std::fs::write("/proc/sys/kernel/modprobe", "/amber/bin/modprobe\n") {
+        say!("modules: /proc/sys/kernel/modprobe: {error}");
+    }
+    let mut loader = modules::Loader::system();
+    let started = std::time::Instant::now();
+    let sys_bus = Path::new("/sys/bus");
+    let mut loaded = loader.coldplug(sys_bus);
     let command_line = CommandLine::read();
-    disk::mount_data(Duration::from_secs(5));
+    // While init waits for the data partition, drivers bring new devices (the USB
+    // host controller, then the stick on it, then its disk): look again each time.
+    disk::mount_data(Duration::from_secs(10), &mut || {
+        loaded += loader.coldplug(sys_bus)
+    });
+    loaded += loader.coldplug(sys_bus);
+    say!(
+        "modules: {loaded} loaded for the devices present ({} ms)",
+        crate::millis(started.elapsed())
+    );
 
     let file = std::fs::read_to_string("/etc/amber/network").ok();
     let network = match net::configure(file.as_deref(), &command_line) {

@@ -1,5 +1,5 @@
-//! The device binary: one static executable that is `init`, `pkg`, `svc`, `poweroff` and
-//! `reboot`, chosen by the name it was started as (argv[0]).
+//! The device binary: one static executable that is `init`, `pkg`, `svc`, `poweroff`,
+//! `reboot` and `modprobe`, chosen by the name it was started as (argv[0]).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -63,8 +63,9 @@ fn main() -> ExitCode {
         "svc" => control::svc_main(args),
         "poweroff" => control::power_main(true, args),
         "reboot" => control::power_main(false, args),
+        "modprobe" => modules::modprobe_main(args),
         _ => {
-            eprintln!("amber: unknown command name {called:?}; link this binary as init, pkg, svc, poweroff or reboot");
+            eprintln!("amber: unknown command name {called:?}; link this binary as init, pkg, svc, poweroff, reboot or modprobe");
             ExitCode::from(2)
         }
     }

@@ -44,7 +44,6 @@ impl Args {
                         value.clone()
                     }
                 };
-                parsed.values.retain(|(existing, _)| *existing != known);
                 parsed.values.push((known, value));
             } else if let Some(&known) = flags.iter().find(|known| **known == arg) {
                 parsed.flags.push(known);
@@ -60,11 +59,22 @@ impl Args {
         Ok(parsed)
     }
 
+    /// The option's value; when it was given more than once, the last.
     pub fn value(&self, name: &str) -> Option<&str> {
         self.values
             .iter()
+            .rev()
             .find(|(known, _)| *known == name)
             .map(|(_, value)| value.as_str())
+    }
+
+    /// Every value of a repeatable option, in the order given.
+    pub fn values(&self, name: &str) -> Vec<&str> {
+        self.values
+            .iter()
+            .filter(|(known, _)| *known == name)
+            .map(|(_, value)| value.as_str())
+            .collect()
     }
 
     pub fn flag(&self, name: &str) -> bool {
@@ -105,6 +115,15 @@ mod tests {
         assert!(args.flag("--yes"));
         assert!(!args.flag("--force"));
         assert_eq!(args.rest, ["-m", "1G"]);
+        let repeated = Args::parse(
+            "image",
+            &strings(&["--trust", "a.pub", "--trust=b.pub"]),
+            &["--trust"],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(repeated.values("--trust"), ["a.pub", "b.pub"]);
+        assert_eq!(repeated.value("--trust"), Some("b.pub"));
     }
 
     #[test]

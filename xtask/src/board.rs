@@ -17,16 +17,47 @@ pub struct Board {
     pub arch: Arch,
     pub rust_target: String,
     pub kernel: KernelSource,
-    /// Modules the board needs, as listed; their dependencies are added at build time.
+    /// Modules loaded at every boot, as listed; their dependencies are added at build
+    /// time.
     pub modules: Vec<String>,
+    /// Drivers the image carries but loads only for a device that is present: init
+    /// matches each device's modalias against these modules' aliases.
+    pub hardware_modules: Vec<String>,
     pub cmdline: String,
-    pub esp_bytes: u64,
+    /// How the board's firmware boots the disk.
+    pub firmware: Firmware,
+    /// The boot partition (the EFI system partition, or the Pi's FAT partition).
+    pub boot_bytes: u64,
     pub data_bytes: u64,
     pub preinstall: Vec<String>,
     pub budget: Budget,
     pub network: Option<Network>,
     pub repos: Vec<String>,
-    pub qemu: Qemu,
+    /// How qemu boots it; `None` for a board qemu cannot emulate (checked structurally).
+    pub qemu: Option<Qemu>,
+}
+
+/// What starts the board, and so how its disk is laid out (DESIGN §10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Firmware {
+    /// UEFI: GPT, an EFI system partition with systemd-boot as the removable-media
+    /// loader and the system as a unified kernel image in `EFI/Linux/`.
+    Uefi,
+    /// The Raspberry Pi's boot ROM and firmware: MBR, partition 1 FAT32 (type 0x0c)
+    /// holding the firmware files, config.txt, cmdline.txt, the kernel and the DTBs.
+    RaspberryPi(RaspberryPi),
+}
+
+/// The Raspberry Pi specifics of a board.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaspberryPi {
+    /// Files of Debian's raspi-firmware (`usr/lib/raspi-firmware/`) the model boots
+    /// with: `bootcode.bin`, `start.elf` and `fixup.dat` on the Pi 3.
+    pub files: Vec<String>,
+    /// config.txt model filters and the DTB each selects (`pi3` →
+    /// `bcm2837-rpi-3-b.dtb`), from the kernel's `broadcom/` directory. The first is
+    /// the one qemu boots with.
+    pub dtbs: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,8 +133,27 @@ pub struct Network {
 #[derive(Debug, Clone)]
 pub struct Qemu {
     pub machine: String,
-    pub cpu: String,
+    /// `None` for machines with a fixed CPU (raspi3b).
+    pub cpu: Option<String>,
     pub memory_mib: u32,
+    pub disk: QemuDisk,
+    /// The network card qemu gives the guest (`virtio-net-pci`, `e1000e`, `usb-net`),
+    /// with its options.
+    pub nic: String,
+    /// Which of the machine's serial ports is the console (0 = the first); the raspi3b's
+    /// mini UART, where Debian's Pi images put the console, is its second.
+    pub serial: u8,
+}
+
+/// How qemu attaches the disk image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QemuDisk {
+    /// A virtio-blk disk (Debian's cloud kernels have no USB).
+    Virtio,
+    /// A USB stick: usb-storage on a qemu-xhci controller.
+    Usb,
+    /// The machine's SD card slot.
+    Sd,
 }
 
 // The raw file, exactly as written. Unknown keys anywhere are errors.
@@ -115,13 +165,14 @@ struct RawBoard {
     rust_target: String,
     kernel: RawKernel,
     image: RawImage,
+    raspberrypi: Option<RawRaspberryPi>,
     #[serde(default)]
     packages: RawPackages,
     budget: RawBudget,
     network: Option<RawNetwork>,
     #[serde(default)]
     repos: Vec<String>,
-    qemu: RawQemu,
+    qemu: Option<RawQemu>,
 }
 
 #[derive(Deserialize)]
@@ -130,14 +181,24 @@ struct RawKernel {
     package: Option<String>,
     path: Option<String>,
     modules: Vec<String>,
+    #[serde(default)]
+    hardware_modules: Vec<String>,
     cmdline: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawImage {
-    esp_mib: u64,
+    firmware: String,
+    boot_mib: u64,
     data_mib: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawRaspberryPi {
+    files: Vec<String>,
+    dtbs: toml::Table,
 }
 
 #[derive(Deserialize, Default)]
@@ -164,11 +225,15 @@ struct RawNetwork {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawQemu {
-    /// The guest's serial console device; checked against `console=` in the cmdline.
     machine: String,
-    cpu: String,
+    cpu: Option<String>,
     memory_mib: u32,
+    /// The guest's serial console device; checked against `console=` in the cmdline.
     console: String,
+    disk: String,
+    nic: Option<String>,
+    #[serde(default)]
+    serial: u8,
 }
 
 /// The names of all boards: one per `boards/*.toml`, sorted.
@@ -242,32 +307,49 @@ fn check(name: &str, raw: RawBoard) -> Result<Board, String> {
         (None, Some(path)) => KernelSource::Path(PathBuf::from(path)),
         _ => return Err("[kernel] needs exactly one of `package` and `path`".into()),
     };
-    let mut modules: Vec<String> = Vec::new();
-    for module in raw.kernel.modules {
-        let normal = module.replace('-', "_");
-        if normal.is_empty()
-            || !normal
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        {
-            return Err(format!("kernel.modules: `{module}` is not a module name"));
-        }
-        if modules.contains(&normal) {
-            return Err(format!("kernel.modules: `{module}` is listed twice"));
-        }
-        modules.push(normal);
-    }
+    let mut seen = Vec::new();
+    let modules = module_names("kernel.modules", raw.kernel.modules, &mut seen)?;
+    let hardware_modules = module_names(
+        "kernel.hardware-modules",
+        raw.kernel.hardware_modules,
+        &mut seen,
+    )?;
     let cmdline = raw.kernel.cmdline.trim().to_owned();
-    let console_arg = format!("console={}", raw.qemu.console);
-    if !cmdline.split_whitespace().any(|arg| arg == console_arg) {
-        return Err(format!(
-            "kernel.cmdline must contain `{console_arg}` to match qemu.console"
-        ));
+    if let Some(qemu) = &raw.qemu {
+        let console_arg = format!("console={}", qemu.console);
+        let named = cmdline.split_whitespace().any(|arg| {
+            arg.strip_prefix(console_arg.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(','))
+        });
+        if !named {
+            return Err(format!(
+                "kernel.cmdline must contain `{console_arg}` to match qemu.console"
+            ));
+        }
+    }
+    let firmware = match (raw.image.firmware.as_str(), raw.raspberrypi) {
+        ("uefi", None) => Firmware::Uefi,
+        ("uefi", Some(_)) => {
+            return Err("[raspberrypi] is only for image.firmware = \"raspberrypi\"".into())
+        }
+        ("raspberrypi", Some(pi)) => Firmware::RaspberryPi(check_raspberrypi(pi)?),
+        ("raspberrypi", None) => {
+            return Err("image.firmware = \"raspberrypi\" needs a [raspberrypi] table".into())
+        }
+        (other, _) => {
+            return Err(format!(
+                "image.firmware `{other}` is not one of uefi, raspberrypi"
+            ))
+        }
+    };
+    if firmware != Firmware::Uefi && arch != Arch::Aarch64 {
+        return Err("a Raspberry Pi board is aarch64".into());
     }
     // FAT needs some room; the kernel and initramfs need more. The data partition
     // holds the package store.
-    if raw.image.esp_mib < 16 {
-        return Err(format!("image.esp-mib {} is below 16", raw.image.esp_mib));
+    // FAT32 needs about 33 MiB at the least.
+    if raw.image.boot_mib < 40 {
+        return Err(format!("image.boot-mib {} is below 40", raw.image.boot_mib));
     }
     if raw.image.data_mib < 16 {
         return Err(format!("image.data-mib {} is below 16", raw.image.data_mib));
@@ -320,29 +402,20 @@ fn check(name: &str, raw: RawBoard) -> Result<Board, String> {
             ));
         }
     }
-    if raw.qemu.memory_mib < 64 {
-        return Err(format!(
-            "qemu.memory-mib {} is below 64",
-            raw.qemu.memory_mib
-        ));
-    }
-    for (key, value) in [
-        ("qemu.machine", &raw.qemu.machine),
-        ("qemu.cpu", &raw.qemu.cpu),
-        ("qemu.console", &raw.qemu.console),
-    ] {
-        if value.is_empty() || value.contains(char::is_whitespace) || value.contains(',') {
-            return Err(format!("{key} `{value}` must be one word"));
-        }
-    }
+    let qemu = match raw.qemu {
+        None => None,
+        Some(qemu) => Some(check_qemu(qemu, &firmware)?),
+    };
     Ok(Board {
         name: name.to_owned(),
         arch,
         rust_target: raw.rust_target,
         kernel,
         modules,
+        hardware_modules,
         cmdline,
-        esp_bytes: raw.image.esp_mib << 20,
+        firmware,
+        boot_bytes: raw.image.boot_mib << 20,
         data_bytes: raw.image.data_mib << 20,
         preinstall: raw.packages.preinstall,
         budget: Budget {
@@ -351,12 +424,139 @@ fn check(name: &str, raw: RawBoard) -> Result<Board, String> {
         },
         network,
         repos: raw.repos,
-        qemu: Qemu {
-            machine: raw.qemu.machine,
-            cpu: raw.qemu.cpu,
-            memory_mib: raw.qemu.memory_mib,
-        },
+        qemu,
     })
+}
+
+/// Module names as the kernel spells them (`_` for `-`), each listed once across both
+/// lists (`seen`).
+fn module_names(
+    key: &str,
+    list: Vec<String>,
+    seen: &mut Vec<String>,
+) -> Result<Vec<String>, String> {
+    let mut names = Vec::new();
+    for module in list {
+        let normal = module.replace('-', "_");
+        if normal.is_empty()
+            || !normal
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(format!("{key}: `{module}` is not a module name"));
+        }
+        if seen.contains(&normal) {
+            return Err(format!("{key}: `{module}` is listed twice"));
+        }
+        seen.push(normal.clone());
+        names.push(normal);
+    }
+    Ok(names)
+}
+
+fn check_raspberrypi(raw: RawRaspberryPi) -> Result<RaspberryPi, String> {
+    if raw.files.is_empty() {
+        return Err("raspberrypi.files names no firmware file".into());
+    }
+    for file in &raw.files {
+        if !is_plain_file_name(file) {
+            return Err(format!("raspberrypi.files: `{file}` is not a file name"));
+        }
+    }
+    let mut dtbs = Vec::new();
+    for (filter, dtb) in raw.dtbs {
+        let dtb = dtb
+            .as_str()
+            .ok_or_else(|| format!("raspberrypi.dtbs.{filter} must be a file name"))?
+            .to_owned();
+        if !filter
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+')
+            || !is_plain_file_name(&dtb)
+            || !dtb.ends_with(".dtb")
+        {
+            return Err(format!(
+                "raspberrypi.dtbs: `{filter} = {dtb}` is not a model filter and a .dtb file"
+            ));
+        }
+        dtbs.push((filter, dtb));
+    }
+    if dtbs.is_empty() {
+        return Err("raspberrypi.dtbs names no device tree".into());
+    }
+    Ok(RaspberryPi {
+        files: raw.files,
+        dtbs,
+    })
+}
+
+fn check_qemu(raw: RawQemu, firmware: &Firmware) -> Result<Qemu, String> {
+    if raw.memory_mib < 64 {
+        return Err(format!("qemu.memory-mib {} is below 64", raw.memory_mib));
+    }
+    for (key, value) in [
+        ("qemu.machine", Some(&raw.machine)),
+        ("qemu.cpu", raw.cpu.as_ref()),
+        ("qemu.console", Some(&raw.console)),
+    ] {
+        let Some(value) = value else { continue };
+        if value.is_empty() || value.contains(char::is_whitespace) || value.contains(',') {
+            return Err(format!("{key} `{value}` must be one word"));
+        }
+    }
+    let disk = match raw.disk.as_str() {
+        "virtio" => QemuDisk::Virtio,
+        "usb" => QemuDisk::Usb,
+        "sd" => QemuDisk::Sd,
+        other => return Err(format!("qemu.disk `{other}` is not one of virtio, usb, sd")),
+    };
+    // qemu cannot run the Pi's firmware: it boots the kernel out of the boot partition
+    // on the machine's SD card; UEFI boards boot from their disk through OVMF/AAVMF.
+    match (firmware, disk) {
+        (Firmware::RaspberryPi(_), QemuDisk::Sd)
+        | (Firmware::Uefi, QemuDisk::Virtio | QemuDisk::Usb) => {}
+        _ => {
+            return Err(format!(
+                "qemu.disk `{}` does not fit the board's firmware",
+                raw.disk
+            ))
+        }
+    }
+    if raw.serial > 3 {
+        return Err(format!(
+            "qemu.serial {} is not a serial port of the machine",
+            raw.serial
+        ));
+    }
+    Ok(Qemu {
+        machine: raw.machine,
+        cpu: raw.cpu,
+        memory_mib: raw.memory_mib,
+        disk,
+        nic: raw.nic.unwrap_or_else(|| "virtio-net-pci".to_owned()),
+        serial: raw.serial,
+    })
+}
+
+/// A file name without directories, as the firmware and config.txt name them.
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
+}
+
+impl Board {
+    /// The board's qemu settings, or why it has none.
+    pub fn qemu(&self) -> Result<&Qemu, String> {
+        self.qemu.as_ref().ok_or_else(|| {
+            format!(
+                "board {} has no [qemu] table: qemu cannot boot it (its image is checked structurally)",
+                self.name
+            )
+        })
+    }
 }
 
 fn is_debian_package_name(name: &str) -> bool {
@@ -395,11 +595,13 @@ repos = ["http://10.0.2.100:8080/"]
 
 [kernel]
 package = "linux-image-cloud-amd64"
-modules = ["virtio_pci", "virtio-blk"]
+modules = ["fuse", "squashfs"]
+hardware-modules = ["virtio_pci", "virtio-blk"]
 cmdline = "console=ttyS0 panic=-1"
 
 [image]
-esp-mib = 64
+firmware = "uefi"
+boot-mib = 64
 data-mib = 256
 
 [packages]
@@ -419,14 +621,49 @@ machine = "q35"
 cpu = "max"
 memory-mib = 256
 console = "ttyS0"
+disk = "virtio"
+"#;
+
+    const PI: &str = r#"
+arch = "aarch64"
+rust-target = "aarch64-unknown-linux-musl"
+
+[kernel]
+package = "linux-image-arm64"
+modules = ["fuse"]
+hardware-modules = ["bcm2835"]
+cmdline = "console=ttyS1,115200 panic=-1"
+
+[image]
+firmware = "raspberrypi"
+boot-mib = 128
+data-mib = 256
+
+[raspberrypi]
+files = ["bootcode.bin", "start.elf", "fixup.dat"]
+dtbs = { pi3 = "bcm2837-rpi-3-b.dtb", "pi3+" = "bcm2837-rpi-3-b-plus.dtb" }
+
+[budget]
+binary-bytes = 524288
+base-initramfs-bytes = 1048576
+
+[qemu]
+machine = "raspi3b"
+memory-mib = 1024
+console = "ttyS1"
+disk = "sd"
+serial = 1
 "#;
 
     #[test]
     fn good_board_parses() {
         let board = parse("test", GOOD).unwrap();
         assert_eq!(board.arch, Arch::X86_64);
-        assert_eq!(board.modules, ["virtio_pci", "virtio_blk"]);
-        assert_eq!(board.esp_bytes, 64 << 20);
+        assert_eq!(board.modules, ["fuse", "squashfs"]);
+        assert_eq!(board.hardware_modules, ["virtio_pci", "virtio_blk"]);
+        assert_eq!(board.boot_bytes, 64 << 20);
+        assert_eq!(board.firmware, Firmware::Uefi);
+        assert_eq!(board.qemu().unwrap().disk, QemuDisk::Virtio);
         assert_eq!(
             board.kernel,
             KernelSource::Debian("linux-image-cloud-amd64".into())
@@ -467,6 +704,40 @@ console = "ttyS0"
             "preinstall = [\"a-1\"]",
             "not a package name",
         );
-        check_error("esp-mib = 64", "esp-mib = 1", "below 16");
+        check_error("boot-mib = 64", "boot-mib = 1", "below 40");
+        check_error(
+            "\"squashfs\"]",
+            "\"squashfs\", \"virtio_pci\"]",
+            "listed twice",
+        );
+        check_error("\"uefi\"", "\"bios\"", "not one of uefi, raspberrypi");
+        check_error("disk = \"virtio\"", "disk = \"sd\"", "does not fit");
+        check_error("disk = \"virtio\"", "disk = \"floppy\"", "not one of");
+    }
+
+    #[test]
+    fn raspberry_pi_boards_parse_and_are_checked() {
+        let board = parse("pi", PI).unwrap();
+        let Firmware::RaspberryPi(pi) = &board.firmware else {
+            panic!("not a Pi board")
+        };
+        assert_eq!(pi.files[0], "bootcode.bin");
+        assert_eq!(
+            pi.dtbs,
+            [
+                ("pi3".to_owned(), "bcm2837-rpi-3-b.dtb".to_owned()),
+                ("pi3+".to_owned(), "bcm2837-rpi-3-b-plus.dtb".to_owned())
+            ]
+        );
+        let qemu = board.qemu().unwrap();
+        assert_eq!((qemu.cpu.as_deref(), qemu.serial), (None, 1));
+        let without_qemu = PI[..PI.find("[qemu]").unwrap()].to_owned();
+        assert!(parse("pi", &without_qemu).unwrap().qemu().is_err());
+        let broken = PI.replace("\"start.elf\"", "\"../start.elf\"");
+        assert!(parse("pi", &broken)
+            .unwrap_err()
+            .contains("not a file name"));
+        let no_table = PI.replace("[raspberrypi]", "[raspberrypi-x]");
+        assert!(parse("pi", &no_table).is_err());
     }
 }

@@ -187,12 +187,8 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
     let directory = Path::new("target/e2e").join(name);
     create_dir(&directory)?;
     let disk = directory.join("disk.img");
-    image::make_disk(board, &directory, &images.vmlinuz, &images.initramfs, &disk)?;
-    let boot = Boot {
-        vmlinuz: images.vmlinuz.clone(),
-        initramfs: images.initramfs.clone(),
-        disk,
-    };
+    image::make_disk(board, &images, &disk)?;
+    let boot = Boot { disk };
     let ssh_port = free_port()?;
     let options = Options {
         repo_port: server.port,
@@ -200,6 +196,8 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
         console: Console::Piped,
         host_forward: Some((ssh_port, 22)),
         extra: Vec::new(),
+        memory_mib: None,
+        reboot: false,
     };
     let mut report = Report {
         board: name.to_owned(),
@@ -429,7 +427,7 @@ fn power_cut(
 /// The temporary files (pkg's `.tmp-*`) in the store on a guest's disk, with their sizes,
 /// read with debugfs while qemu is not running.
 fn temp_files(board: &Board, disk: &Path, directory: &Path) -> Result<Vec<(String, u64)>, String> {
-    let offset = image::layout(board)?.partitions[1].offset;
+    let offset = image::places(board)?.1.offset;
     let dump = directory.join("store-dump");
     if dump.exists() {
         std::fs::remove_dir_all(&dump).map_err(|e| format!("{}: {e}", dump.display()))?;

@@ -1,34 +1,60 @@
-//! `cargo xtask image --board B`: the bootable disk image in `target/images/B/`.
+//! `cargo xtask image --board B [--trust KEY.pub]...`: the bootable disk image in
+//! `target/images/B/`, the bytes `cargo xtask flash` writes and every test boots.
 //!
 //! ```text
-//! target/images/B/vmlinuz         the kernel, for qemu's -kernel
-//! target/images/B/initramfs.img   the gzip'd cpio initramfs, for qemu's -initrd
-//! target/images/B/disk.img        GPT: EFI system partition (/vmlinuz, /initramfs.img)
-//!                                 and amber-data (ext4: pkg/images/, pkg/state/)
+//! target/images/B/initramfs.img      the gzip'd cpio initramfs
+//! target/images/B/amber-<v>.efi      UEFI boards: the system, one unified kernel image
+//! target/images/B/disk.img           the disk (DESIGN §10)
 //! ```
 //!
+//! UEFI boards (GPT):
+//!
+//! ```text
+//! EFI system partition (FAT32)
+//!   EFI/BOOT/BOOTX64.EFI | BOOTAA64.EFI   systemd-boot, the removable-media loader
+//!   loader/loader.conf                    boot the newest good system at once
+//!   EFI/Linux/amber-<v>+3.efi             the system, three tries left
+//! amber-data (ext4)                       pkg/images/, pkg/state/
+//! ```
+//!
+//! The ESP is sized for two systems and a third being written (the running one, the
+//! previous good one, and an update: DESIGN §11); systemd-boot counts the tries in the
+//! file name and renames it on every boot.
+//!
+//! Raspberry Pi boards (MBR, DESIGN §10):
+//!
+//! ```text
+//! partition 1, FAT32 (type 0x0c)   the Pi firmware, config.txt, cmdline.txt,
+//!                                  vmlinuz (Debian's arm64 Image), initramfs.img, DTBs
+//! partition 2, ext4 amber-data
+//! ```
+//!
+//! A Pi image is a power of two bytes long, as qemu's SD card must be; it is all
+//! holes past the data partition, which `flash` skips.
+//!
 //! Nothing here needs root or a loop mount: the FAT file system is made on a file with
-//! mkfs.vfat and filled with mcopy, the ext4 one with `mke2fs -d` from a staging
-//! directory, and the partitions are copied into the disk file at their offsets.
+//! mkfs.vfat and filled with mtools, the ext4 one with `mke2fs -d` from a staging
+//! directory, and the partitions are copied into the disk file at their offsets. The
+//! same inputs give the same bytes.
 //!
 //! The data partition's store is prepared with the host pkg (`pkg --root`, with
-//! `AMBER_ARCH` set to the board's architecture): it trusts the development key,
-//! installs the board's `packages.preinstall` from `target/repo/` (see
-//! [`crate::packages`]), and then lists the board's `repos` as its repositories.
+//! `AMBER_ARCH` set to the board's architecture): it trusts the image's keys, installs
+//! the board's `packages.preinstall` from `target/repo/` (see [`crate::packages`]), and
+//! then lists the board's `repos` as its repositories.
 //!
-//! The ESP holds no boot loader yet: qemu boots the kernel directly with -kernel and
-//! -initrd, and real hardware will need one (systemd-boot or the kernel's EFI stub
-//! with a startup.nsh) when its board arrives.
+//! The image trusts the development key (`target/keys/`, made on first use) unless
+//! `--trust KEY.pub` names the deployment keys; the build then warns on one line.
 
 use crate::args::Args;
-use crate::board::Board;
+use crate::board::{Arch, Board, Firmware};
 use crate::build::file_size;
 use crate::cmd::Cmd;
-use crate::gpt::{self, Layout};
+use crate::gpt;
 use crate::initramfs;
 use crate::kernel::Kernel;
-use crate::modules::Module;
-use crate::util::{copy, create_dir, path_str, read, size, step, write};
+use crate::mbr;
+use crate::modules::Modules;
+use crate::util::{create_dir, path_str, read, size, step, write};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -38,18 +64,36 @@ use std::path::{Path, PathBuf};
 /// SOURCE_DATE_EPOCH, or this when it is earlier (or unset).
 const FAT_EPOCH: u32 = 315_532_800;
 
+/// The tries systemd-boot gives a new system before it falls back (`+3` in its name).
+pub const BOOT_TRIES: u32 = 3;
+
 /// What an image build produced.
 pub struct Images {
     pub binary: PathBuf,
     pub kernel: Kernel,
-    pub modules: Vec<Module>,
-    pub vmlinuz: PathBuf,
+    pub modules: Modules,
     pub initramfs: PathBuf,
+    /// UEFI boards: the unified kernel image; Pi boards: the kernel the firmware loads.
+    pub system: System,
     /// The board's disk image; missing when it was never made and the build was asked
     /// to [`Disk::Skip`] it.
     pub disk: PathBuf,
     pub base_initramfs_bytes: u64,
     pub initramfs_bytes: u64,
+    /// The public keys the image trusts: (file name in /etc/amber/keys, bytes).
+    pub keys: Vec<(String, Vec<u8>)>,
+}
+
+/// The system one release boots: what A/B updates replace (DESIGN §11).
+pub enum System {
+    /// A unified kernel image, and the systemd-boot loader that starts it.
+    Uki {
+        uki: PathBuf,
+        version: String,
+        loader: PathBuf,
+    },
+    /// The boot partition's files, by their names there.
+    RaspberryPi { files: Vec<(String, PathBuf)> },
 }
 
 /// Whether to remake the disk image when one exists (it holds the device's data).
@@ -63,10 +107,15 @@ pub enum Disk {
 }
 
 pub fn run(args: &[String]) -> Result<(), String> {
-    let args = Args::parse("image", args, &["--board"], &[])?;
+    let args = Args::parse("image", args, &["--board", "--trust"], &[])?;
     let board = args.board()?;
     crate::deps::ensure()?;
-    let images = build(&board, Disk::Remake)?;
+    let trust: Vec<PathBuf> = args
+        .values("--trust")
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    let images = build_trusting(&board, Disk::Remake, &trust)?;
     print_summary(&board, &images)?;
     Ok(())
 }
@@ -75,15 +124,33 @@ pub fn directory(board: &Board) -> PathBuf {
     Path::new("target/images").join(&board.name)
 }
 
-/// Build everything the board boots from.
+/// The release of the system an image holds: `AMBER_VERSION`, or the workspace's
+/// version. A/B updates only ever move to a greater one (DESIGN §11).
+pub fn system_version() -> String {
+    std::env::var("AMBER_VERSION").unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_owned())
+}
+
+/// Build everything the board boots from, trusting the development key.
 pub fn build(board: &Board, disk: Disk) -> Result<Images, String> {
+    build_trusting(board, disk, &[])
+}
+
+/// Build everything the board boots from; the image trusts `trust` (public key files),
+/// or the development key when that is empty.
+pub fn build_trusting(board: &Board, disk: Disk, trust: &[PathBuf]) -> Result<Images, String> {
     let directory = directory(board);
     create_dir(&directory)?;
     let kernel = crate::kernel::prepare(board)?;
     step(&format!("kernel {} ({})", kernel.release, kernel.origin));
     let modules = crate::modules::resolve(board, &kernel)?;
     let binary = crate::build::device_binary(board)?;
-    let keys = trusted_keys()?;
+    let keys = trusted_keys(trust)?;
+    if trust.is_empty() {
+        eprintln!(
+            "warning: the image trusts the development key target/keys/dev.pub, whose secret \
+             key is unencrypted on this machine; for a deployment, build with --trust KEY.pub"
+        );
+    }
 
     step("initramfs");
     let archive = initramfs::archive(board, read(&binary)?, &keys, &modules);
@@ -95,36 +162,194 @@ pub fn build(board: &Board, disk: Disk) -> Result<Images, String> {
     )?;
     let initramfs = directory.join("initramfs.img");
     write(&initramfs, &full)?;
-    let vmlinuz = directory.join("vmlinuz");
-    copy(&kernel.vmlinuz, &vmlinuz)?;
+    let system = match &board.firmware {
+        Firmware::Uefi => uefi_system(board, &kernel, &full, &directory)?,
+        Firmware::RaspberryPi(pi) => pi_system(board, pi, &kernel, &initramfs, &directory)?,
+    };
 
-    let disk_path = directory.join("disk.img");
+    let mut images = Images {
+        binary,
+        kernel,
+        modules,
+        initramfs,
+        system,
+        disk: directory.join("disk.img"),
+        base_initramfs_bytes: base.len() as u64,
+        initramfs_bytes: full.len() as u64,
+        keys,
+    };
+    let disk_path = images.disk.clone();
     match disk {
         Disk::Skip => {}
         Disk::KeepExisting if disk_path.is_file() => step(&format!(
             "keeping {} (its data partition is the device's; `cargo xtask image` remakes it)",
             disk_path.display()
         )),
-        Disk::Remake | Disk::KeepExisting => {
-            make_disk(board, &directory, &vmlinuz, &initramfs, &disk_path)?
-        }
+        Disk::Remake | Disk::KeepExisting => make_disk(board, &images, &disk_path)?,
     }
-    Ok(Images {
-        binary,
-        kernel,
-        modules,
-        vmlinuz,
-        initramfs,
-        disk: disk_path,
-        base_initramfs_bytes: base.len() as u64,
-        initramfs_bytes: full.len() as u64,
+    images.disk = disk_path;
+    Ok(images)
+}
+
+/// The UKI of this release: Debian's systemd stub with the kernel, the initramfs, the
+/// board's command line and an os-release (`uki.rs`).
+fn uefi_system(
+    board: &Board,
+    kernel: &Kernel,
+    initramfs: &[u8],
+    directory: &Path,
+) -> Result<System, String> {
+    let boot = crate::debian::unpacked(board.arch.debian(), "systemd-boot-efi", "main")?;
+    let efi = boot.tree.join("usr/lib/systemd/boot/efi");
+    let (stub, loader) = match board.arch {
+        Arch::X86_64 => ("linuxx64.efi.stub", "systemd-bootx64.efi"),
+        Arch::Aarch64 => ("linuxaa64.efi.stub", "systemd-bootaa64.efi"),
+    };
+    let version = system_version();
+    step(&format!(
+        "unified kernel image amber {version} ({}, {})",
+        boot.origin, kernel.release
+    ));
+    let osrel = os_release(board, &version);
+    let linux = read(&kernel.vmlinuz)?;
+    let uki = crate::uki::build(
+        &read(&efi.join(stub))?,
+        &[
+            crate::uki::Section {
+                name: ".osrel",
+                data: osrel.as_bytes(),
+            },
+            crate::uki::Section {
+                name: ".cmdline",
+                data: board.cmdline.as_bytes(),
+            },
+            crate::uki::Section {
+                name: ".linux",
+                data: &linux,
+            },
+            crate::uki::Section {
+                name: ".initrd",
+                data: initramfs,
+            },
+        ],
+    )
+    .map_err(|e| format!("{}: {e}", efi.join(stub).display()))?;
+    let path = directory.join(format!("amber-{version}.efi"));
+    write(&path, &uki)?;
+    Ok(System::Uki {
+        uki: path,
+        version,
+        loader: efi.join(loader),
     })
 }
 
-/// The public keys the image trusts: for now the development key.
-pub fn trusted_keys() -> Result<Vec<(String, Vec<u8>)>, String> {
-    let key = crate::keys::development()?;
-    Ok(vec![("dev.pub".to_owned(), read(&key.public)?)])
+/// The os-release the UKI carries: systemd-boot shows PRETTY_NAME and orders systems
+/// by VERSION_ID.
+fn os_release(board: &Board, version: &str) -> String {
+    format!(
+        "NAME=amber\nID=amber\nVERSION_ID={version}\nPRETTY_NAME=\"amber {version} ({})\"\n",
+        board.name
+    )
+}
+
+/// The Pi boot partition's files: the firmware, config.txt, cmdline.txt, the kernel,
+/// the initramfs and the DTBs the board's models use.
+fn pi_system(
+    board: &Board,
+    pi: &crate::board::RaspberryPi,
+    kernel: &Kernel,
+    initramfs: &Path,
+    directory: &Path,
+) -> Result<System, String> {
+    let firmware =
+        crate::debian::unpacked(board.arch.debian(), "raspi-firmware", "non-free-firmware")?;
+    step(&format!("Raspberry Pi boot files ({})", firmware.origin));
+    let mut files: Vec<(String, PathBuf)> = Vec::new();
+    for name in &pi.files {
+        let path = firmware.tree.join("usr/lib/raspi-firmware").join(name);
+        if !path.is_file() {
+            return Err(format!("{} has no {name}", firmware.origin));
+        }
+        files.push((name.clone(), path));
+    }
+    let dtb_dir = kernel
+        .modules_dir
+        .ancestors()
+        .nth(3)
+        .expect("modules_dir is <tree>/lib/modules/<release>")
+        .join(format!("usr/lib/linux-image-{}/broadcom", kernel.release));
+    for (_, dtb) in &pi.dtbs {
+        let path = dtb_dir.join(dtb);
+        if !path.is_file() {
+            return Err(format!(
+                "kernel {} has no {}",
+                kernel.release,
+                path.display()
+            ));
+        }
+        if !files.iter().any(|(name, _)| name == dtb) {
+            files.push((dtb.clone(), path));
+        }
+    }
+    let config = directory.join("config.txt");
+    write(&config, pi_config(board, pi).as_bytes())?;
+    let cmdline = directory.join("cmdline.txt");
+    write(&cmdline, format!("{}\n", board.cmdline).as_bytes())?;
+    files.push(("config.txt".into(), config));
+    files.push(("cmdline.txt".into(), cmdline));
+    files.push((PI_KERNEL.into(), kernel.vmlinuz.clone()));
+    files.push((PI_INITRAMFS.into(), initramfs.to_path_buf()));
+    Ok(System::RaspberryPi { files })
+}
+
+/// The kernel's and the initramfs's names in a Pi boot partition.
+pub const PI_KERNEL: &str = "vmlinuz";
+pub const PI_INITRAMFS: &str = "initramfs.img";
+
+/// config.txt, as Debian's raspi-firmware writes it for arm64 (64-bit mode, the mini
+/// UART enabled at a fixed core clock, upstream DTB names), with the kernel, the
+/// initramfs and, per model, the DTB named.
+fn pi_config(board: &Board, pi: &crate::board::RaspberryPi) -> String {
+    let mut text = format!(
+        "# Written by cargo xtask image for board {}.\n\
+         # Start the CPU in 64-bit mode.\n\
+         arm_64bit=1\n\
+         # The console is the mini UART (ttyS1); this fixes the core clock it runs from.\n\
+         enable_uart=1\n\
+         # Device trees with the mainline kernel's names (bcm2837-rpi-3-b.dtb, ...).\n\
+         upstream_kernel=1\n\
+         kernel={PI_KERNEL}\n\
+         initramfs {PI_INITRAMFS} followkernel\n",
+        board.name
+    );
+    for (filter, dtb) in &pi.dtbs {
+        text.push_str(&format!("[{filter}]\ndevice_tree={dtb}\n"));
+    }
+    text.push_str("[all]\n");
+    text
+}
+
+/// The public keys the image trusts: the files given, or else the development key (with
+/// a warning: its secret key sits unencrypted in target/keys/).
+pub fn trusted_keys(trust: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    if trust.is_empty() {
+        let key = crate::keys::development()?;
+        return Ok(vec![("dev.pub".to_owned(), read(&key.public)?)]);
+    }
+    let mut keys = Vec::new();
+    for path in trust {
+        let bytes = read(path)?;
+        let key = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| amber_core::minisign::PublicKey::parse_file(text).ok())
+            .ok_or_else(|| format!("{}: not a minisign public key file", path.display()))?;
+        // Named after the key id, so two files of one key are one key.
+        let name = format!("{}.pub", key.key_id_hex());
+        if !keys.iter().any(|(known, _)| *known == name) {
+            keys.push((name, bytes));
+        }
+    }
+    Ok(keys)
 }
 
 pub fn print_summary(board: &Board, images: &Images) -> Result<(), String> {
@@ -133,15 +358,15 @@ pub fn print_summary(board: &Board, images: &Images) -> Result<(), String> {
         "  kernel      {} ({})",
         images.kernel.release, images.kernel.origin
     );
-    println!(
-        "  modules     {}",
-        images
-            .modules
+    let names = |modules: &[crate::modules::Module]| {
+        modules
             .iter()
             .map(|module| module.name.as_str())
             .collect::<Vec<_>>()
             .join(" ")
-    );
+    };
+    println!("  modules     {}", names(&images.modules.always));
+    println!("  for devices {}", names(&images.modules.hardware));
     println!("  binary      {}", size(file_size(&images.binary)?));
     println!(
         "  initramfs   {} compressed; {} without modules (budget {})",
@@ -149,8 +374,23 @@ pub fn print_summary(board: &Board, images: &Images) -> Result<(), String> {
         size(images.base_initramfs_bytes),
         size(board.budget.base_initramfs_bytes)
     );
-    println!("  vmlinuz     {}", images.vmlinuz.display());
-    println!("  initramfs   {}", images.initramfs.display());
+    match &images.system {
+        System::Uki { uki, .. } => {
+            println!(
+                "  system      {} ({})",
+                uki.display(),
+                size(file_size(uki)?)
+            )
+        }
+        System::RaspberryPi { files } => println!(
+            "  boot files  {}",
+            files
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    }
     println!(
         "  disk        {} ({})",
         images.disk.display(),
@@ -159,45 +399,121 @@ pub fn print_summary(board: &Board, images: &Images) -> Result<(), String> {
     Ok(())
 }
 
-/// The board's disk layout: the EFI system partition, then the data partition.
-pub fn layout(board: &Board) -> Result<Layout, String> {
-    Layout::new(
+/// A partition of the disk: where it is and how big.
+#[derive(Debug, Clone, Copy)]
+pub struct Place {
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// Where the boot and data partitions of the board's disk are, and the disk's size.
+pub fn places(board: &Board) -> Result<(Place, Place, u64), String> {
+    match &board.firmware {
+        Firmware::Uefi => {
+            let layout = gpt_layout(board)?;
+            let place = |index: usize| Place {
+                offset: layout.partitions[index].offset,
+                size: layout.partitions[index].size,
+            };
+            Ok((place(0), place(1), layout.disk_size))
+        }
+        Firmware::RaspberryPi(_) => {
+            let layout = mbr_layout(board)?;
+            let place = |index: usize| Place {
+                offset: layout.partitions[index].offset,
+                size: layout.partitions[index].size,
+            };
+            Ok((place(0), place(1), layout.disk_size))
+        }
+    }
+}
+
+/// The UEFI disk: the EFI system partition, then the data partition.
+fn gpt_layout(board: &Board) -> Result<gpt::Layout, String> {
+    gpt::Layout::new(
         &board.name,
         &[
-            ("EFI system", gpt::TYPE_ESP, board.esp_bytes),
+            ("EFI system", gpt::TYPE_ESP, board.boot_bytes),
             ("amber-data", gpt::TYPE_LINUX, board.data_bytes),
         ],
     )
 }
 
-/// Make a disk image at `disk` holding the given kernel and initramfs and a fresh data
-/// partition, using `directory` for the partitions while they are made.
-pub fn make_disk(
-    board: &Board,
-    directory: &Path,
-    vmlinuz: &Path,
-    initramfs: &Path,
-    disk: &Path,
-) -> Result<(), String> {
-    let layout = layout(board)?;
-    let esp = directory.join("esp.img");
+/// The Pi disk: the FAT boot partition, then the data partition, on a card image of
+/// a power of two bytes (qemu's SD card needs that).
+fn mbr_layout(board: &Board) -> Result<mbr::Layout, String> {
+    let parts = [
+        (mbr::TYPE_FAT32_LBA, board.boot_bytes),
+        (mbr::TYPE_LINUX, board.data_bytes),
+    ];
+    let needed = mbr::Layout::new(&board.name, &parts, None)?.disk_size;
+    mbr::Layout::new(&board.name, &parts, Some(needed.next_power_of_two()))
+}
+
+/// Make a disk image at `disk` holding the build's system and a fresh data partition,
+/// using the disk's directory for the partitions while they are made.
+pub fn make_disk(board: &Board, images: &Images, disk: &Path) -> Result<(), String> {
+    let directory = disk.parent().unwrap_or(Path::new("."));
+    let (boot_place, data_place, disk_size) = places(board)?;
+    let boot = directory.join("boot.img");
     let data = directory.join("data.img");
-    step("EFI system partition (FAT)");
-    make_esp(board, &layout.partitions[0], &esp, vmlinuz, initramfs)?;
+    match &images.system {
+        System::Uki {
+            uki,
+            version,
+            loader,
+        } => {
+            step("EFI system partition (FAT32): systemd-boot and the system");
+            let loader_name = match board.arch {
+                Arch::X86_64 => "BOOTX64.EFI",
+                Arch::Aarch64 => "BOOTAA64.EFI",
+            };
+            let loader_conf = directory.join("loader.conf");
+            write(&loader_conf, LOADER_CONF.as_bytes())?;
+            let system_name = format!("amber-{version}+{BOOT_TRIES}.efi");
+            make_fat(
+                board,
+                boot_place,
+                &boot,
+                "AMBER-ESP",
+                &["EFI", "EFI/BOOT", "EFI/Linux", "loader"],
+                &[
+                    (loader.as_path(), format!("EFI/BOOT/{loader_name}")),
+                    (loader_conf.as_path(), "loader/loader.conf".to_owned()),
+                    (uki.as_path(), format!("EFI/Linux/{system_name}")),
+                ],
+            )?;
+        }
+        System::RaspberryPi { files } => {
+            step("boot partition (FAT32): Pi firmware, config.txt, kernel, initramfs, DTBs");
+            let files: Vec<(&Path, String)> = files
+                .iter()
+                .map(|(name, path)| (path.as_path(), name.clone()))
+                .collect();
+            make_fat(board, boot_place, &boot, "AMBER-BOOT", &[], &files)?;
+        }
+    }
     step("data partition amber-data (ext4)");
-    make_data(board, &layout.partitions[1], directory, &data)?;
+    make_data(board, data_place, directory, &data, &images.keys)?;
     step(&format!("disk {}", disk.display()));
+    let _ = std::fs::remove_file(disk);
     let file = File::create(disk).map_err(|e| format!("cannot create {}: {e}", disk.display()))?;
-    file.set_len(layout.disk_size)
+    file.set_len(disk_size)
         .map_err(|e| format!("{}: {e}", disk.display()))?;
     let write_at = |bytes: &[u8], offset: u64| {
         file.write_all_at(bytes, offset)
             .map_err(|e| format!("cannot write {}: {e}", disk.display()))
     };
-    write_at(&layout.head(), 0)?;
-    write_at(&layout.tail(), layout.tail_offset())?;
-    for (partition, image) in layout.partitions.iter().zip([&esp, &data]) {
-        copy_sparse(image, &file, partition.offset, partition.size)?;
+    match &board.firmware {
+        Firmware::Uefi => {
+            let layout = gpt_layout(board)?;
+            write_at(&layout.head(), 0)?;
+            write_at(&layout.tail(), layout.tail_offset())?;
+        }
+        Firmware::RaspberryPi(_) => write_at(&mbr_layout(board)?.sector(), 0)?,
+    }
+    for (place, image) in [(boot_place, &boot), (data_place, &data)] {
+        copy_sparse(image, &file, place.offset, place.size)?;
         std::fs::remove_file(image).map_err(|e| format!("{}: {e}", image.display()))?;
     }
     file.sync_all()
@@ -205,50 +521,79 @@ pub fn make_disk(
     Ok(())
 }
 
-fn make_esp(
+/// systemd-boot's settings: no menu unless a key is held, no editing of the kernel
+/// command line (it would bypass what the image says), no entries of its own making.
+/// The newest system whose tries are not used up boots first.
+pub const LOADER_CONF: &str = "\
+# Written by cargo xtask image. Hold a key at power-on for the menu.
+timeout 0
+editor no
+auto-entries no
+auto-firmware no
+";
+
+/// A FAT32 file system of the partition's size at `image`, with `directories` made and
+/// `files` (host path, path inside) copied in, all stamped with the same time.
+fn make_fat(
     board: &Board,
-    partition: &gpt::Partition,
-    esp: &Path,
-    vmlinuz: &Path,
-    initramfs: &Path,
+    place: Place,
+    image: &Path,
+    label: &str,
+    directories: &[&str],
+    files: &[(&Path, String)],
 ) -> Result<(), String> {
-    let _ = std::fs::remove_file(esp);
-    // The volume id comes from the partition's GUID, so rebuilds give the same bytes.
-    let volume_id: String = partition.unique_guid[..4]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let _ = std::fs::remove_file(image);
+    // The volume id comes from the board and label, so rebuilds give the same bytes.
+    let guid = gpt::derived_guid(&format!("{}/fat/{label}", board.name));
+    let volume_id: String = guid[..4].iter().map(|b| format!("{b:02x}")).collect();
     Cmd::new("mkfs.vfat")
         .args([
             "--invariant",
+            "-F",
+            "32",
             "-i",
             &volume_id,
             "-n",
-            "AMBER-ESP",
+            label,
             "-C",
-            path_str(esp)?,
-            &(partition.size / 1024).to_string(),
+            path_str(image)?,
+            &(place.size / 1024).to_string(),
         ])
-        .run()?;
-    // mcopy stamps files with SOURCE_DATE_EPOCH when set; FAT times start in 1980.
+        .output()?;
+    // mtools stamps files with SOURCE_DATE_EPOCH when set; FAT times start in 1980.
     let fat_epoch = initramfs::mtime().max(FAT_EPOCH).to_string();
-    for (from, to) in [(vmlinuz, "::/vmlinuz"), (initramfs, "::/initramfs.img")] {
-        Cmd::new("mcopy")
+    let mtools = |program: &str| {
+        Cmd::new(program)
             .env("MTOOLS_SKIP_CHECK", "1")
             .env("SOURCE_DATE_EPOCH", &fat_epoch)
             .env("TZ", "UTC")
-            .args(["-o", "-i", path_str(esp)?, path_str(from)?, to])
+    };
+    for directory in directories {
+        mtools("mmd")
+            .args(["-i", path_str(image)?, &format!("::/{directory}")])
+            .run()?;
+    }
+    for (from, to) in files {
+        mtools("mcopy")
+            .args([
+                "-o",
+                "-i",
+                path_str(image)?,
+                path_str(from)?,
+                &format!("::/{to}"),
+            ])
             .run()
-            .map_err(|e| format!("board {}: {e} (is image.esp-mib too small?)", board.name))?;
+            .map_err(|e| format!("board {}: {e} (is image.boot-mib too small?)", board.name))?;
     }
     Ok(())
 }
 
 fn make_data(
     board: &Board,
-    partition: &gpt::Partition,
+    place: Place,
     directory: &Path,
     data: &Path,
+    keys: &[(String, Vec<u8>)],
 ) -> Result<(), String> {
     let staging = directory.join("data-staging");
     if staging.exists() {
@@ -259,10 +604,10 @@ fn make_data(
     for relative in ["pkg", "pkg/images", "pkg/state"] {
         create_dir(&staging.join(relative))?;
     }
-    preinstall(board, &staging.join("pkg"))?;
+    preinstall(board, &staging.join("pkg"), directory, keys)?;
     let _ = std::fs::remove_file(data);
     let file = File::create(data).map_err(|e| format!("cannot create {}: {e}", data.display()))?;
-    file.set_len(partition.size)
+    file.set_len(place.size)
         .map_err(|e| format!("{}: {e}", data.display()))?;
     drop(file);
     let uuid = gpt::guid_text(&gpt::derived_guid(&format!("{}/data/ext4", board.name)));
@@ -312,21 +657,15 @@ fn make_data(
 }
 
 /// Install the board's preinstalled packages into the store at `store` from the local
-/// repository, then point the store at the board's repositories.
-fn preinstall(board: &Board, store: &Path) -> Result<(), String> {
-    if board.preinstall.is_empty() {
-        return Ok(());
-    }
+/// repository (signed with the development key), then point the store at the board's
+/// repositories and make it trust exactly the image's `keys`.
+fn preinstall(
+    board: &Board,
+    store: &Path,
+    directory: &Path,
+    keys: &[(String, Vec<u8>)],
+) -> Result<(), String> {
     let pkg = crate::packages::repository(board.arch)?;
-    step(&format!(
-        "preinstalling {} for {}",
-        board.preinstall.join(" "),
-        board.arch.name()
-    ));
-    let repo = std::fs::canonicalize(crate::run::REPO_DIR)
-        .map_err(|e| format!("{}: {e}", crate::run::REPO_DIR))?;
-    let local = format!("file://{}", path_str(&repo)?);
-    let key = crate::keys::development()?;
     let run = |args: &[&str]| {
         Cmd::new(path_str(&pkg)?)
             .args(["--root", path_str(store)?])
@@ -334,17 +673,54 @@ fn preinstall(board: &Board, store: &Path) -> Result<(), String> {
             .env("AMBER_ARCH", board.arch.name())
             .run()
     };
-    run(&["key", "add", path_str(&key.public)?])?;
-    run(&["repo", "add", &local])?;
-    run(&["update"])?;
-    let mut add = vec!["add"];
-    add.extend(board.preinstall.iter().map(String::as_str));
-    run(&add)?;
-    run(&["repo", "del", &local])?;
+    let development = crate::keys::development()?;
+    let development_id = key_id(&read(&development.public)?)?;
+    if !board.preinstall.is_empty() {
+        step(&format!(
+            "preinstalling {} for {}",
+            board.preinstall.join(" "),
+            board.arch.name()
+        ));
+        let repo = std::fs::canonicalize(crate::run::REPO_DIR)
+            .map_err(|e| format!("{}: {e}", crate::run::REPO_DIR))?;
+        let local = format!("file://{}", path_str(&repo)?);
+        run(&["key", "add", path_str(&development.public)?])?;
+        run(&["repo", "add", &local])?;
+        run(&["update"])?;
+        let mut add = vec!["add"];
+        add.extend(board.preinstall.iter().map(String::as_str));
+        run(&add)?;
+        run(&["repo", "del", &local])?;
+    }
     for url in &board.repos {
         run(&["repo", "add", url])?;
     }
+    let mut trusted = Vec::new();
+    for (name, bytes) in keys {
+        let id = key_id(bytes)?;
+        if id != development_id {
+            let file = directory.join(name);
+            write(&file, bytes)?;
+            run(&["key", "add", path_str(&file)?])?;
+            let _ = std::fs::remove_file(&file);
+        }
+        trusted.push(id);
+    }
+    if !trusted.contains(&development_id) && !board.preinstall.is_empty() {
+        // Only the deployment keys stay: the development key vouched for the
+        // preinstalled images at build time, and nothing it signs is trusted after.
+        run(&["key", "del", &development_id])?;
+    }
     Ok(())
+}
+
+/// The key id of a minisign public key file, as `pkg key list` shows it.
+fn key_id(file: &[u8]) -> Result<String, String> {
+    std::str::from_utf8(file)
+        .ok()
+        .and_then(|text| amber_core::minisign::PublicKey::parse_file(text).ok())
+        .map(|key| key.key_id_hex())
+        .ok_or_else(|| "not a minisign public key file".to_owned())
 }
 
 /// Every path under `directory`, relative to it, parents first.

@@ -4,10 +4,12 @@
 //!
 //! ```text
 //! /init                          the device binary
-//! /amber/bin/{pkg,svc,poweroff,reboot} -> /init
+//! /amber/bin/{pkg,svc,poweroff,reboot,modprobe} -> /init
 //! /bin, /sbin, /lib -> ro/...;  /usr/{bin,sbin,lib,share} -> /ro/...
 //! /etc/amber/board               the board name
-//! /etc/amber/modules             modules to load, in order, one file name per line
+//! /etc/amber/modules             modules loaded at every boot, in order, one file per line
+//! /etc/amber/modules.alias       `alias PATTERN NAME` of every module carried (modalias)
+//! /etc/amber/modules.dep         `NAME: DEPENDENCY...` of every module, in load order
 //! /etc/amber/network             address, gateway, interface (boards with a network)
 //! /etc/amber/keys/*.pub          trusted minisign public keys
 //! /etc/amber/repos               repository URLs, one per line
@@ -23,12 +25,12 @@
 use crate::board::Board;
 use crate::cmd::Cmd;
 use crate::cpio::{Archive, Entry};
-use crate::modules::Module;
+use crate::modules::Modules;
 use crate::util::{create_dir, path_str, write};
 use std::path::Path;
 
 /// The names init answers to besides `init`, linked to /init.
-pub const APPLETS: &[&str] = &["pkg", "svc", "poweroff", "reboot"];
+pub const APPLETS: &[&str] = &["pkg", "svc", "poweroff", "reboot", "modprobe"];
 
 /// Which part of the base an entry belongs to, for the size report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +47,7 @@ impl Part {
             Part::Binary
         } else if path.starts_with("etc/amber/keys/") {
             Part::Keys
-        } else if path.starts_with("amber/modules/") {
+        } else if path.starts_with("amber/modules/") || path.starts_with("etc/amber/modules.") {
             Part::Modules
         } else {
             Part::Skeleton
@@ -58,7 +60,7 @@ pub fn archive(
     board: &Board,
     binary: Vec<u8>,
     keys: &[(String, Vec<u8>)],
-    modules: &[Module],
+    modules: &Modules,
 ) -> Archive {
     let mut archive = Archive::new();
     archive.file("init", 0o755, binary);
@@ -78,10 +80,21 @@ pub fn archive(
         format!("{}\n", board.name).into_bytes(),
     );
     let list: String = modules
+        .always
         .iter()
         .map(|module| format!("{}\n", module.file_name))
         .collect();
     archive.file("etc/amber/modules", 0o644, list.into_bytes());
+    archive.file(
+        "etc/amber/modules.alias",
+        0o644,
+        modules.aliases.clone().into_bytes(),
+    );
+    archive.file(
+        "etc/amber/modules.dep",
+        0o644,
+        modules.dependencies.clone().into_bytes(),
+    );
     if let Some(network) = &board.network {
         archive.file(
             "etc/amber/network",
@@ -110,7 +123,7 @@ pub fn archive(
     archive.file("etc/group", 0o644, b"root:x:0:\n".to_vec());
     archive.symlink("root", "/data/root");
     archive.directory("amber/modules", 0o755);
-    for module in modules {
+    for module in modules.all() {
         archive.file(
             &format!("amber/modules/{}", module.file_name),
             0o644,

@@ -1,14 +1,13 @@
 //! The board's kernel: fetched as a Debian package through apt (or taken from a path),
 //! extracted and cached under `target/kernels/<board>/`.
 //!
-//! apt runs with its own lists and cache directories under `target/kernels/apt-<arch>/`,
-//! so fetching a foreign architecture's kernel needs neither root nor a change to the
-//! host's apt configuration. A cached kernel is reused while the board's kernel source
+//! apt runs with state of its own (see [`crate::debian`]), so fetching a foreign
+//! architecture's kernel needs neither root nor a change to the host's apt
+//! configuration. A cached kernel is reused while the board's kernel source
 //! stays the same; delete `target/kernels/<board>/` to fetch the newest again.
 
 use crate::board::{Board, KernelSource};
-use crate::cmd::Cmd;
-use crate::util::{create_dir, path_str, step, write};
+use crate::util::{create_dir, step, write};
 use std::path::{Path, PathBuf};
 
 /// An extracted kernel: the image to boot and its module tree.
@@ -53,20 +52,7 @@ pub fn prepare(board: &Board) -> Result<Kernel, String> {
         KernelSource::Path(path) => (None, Some(path.clone())),
     };
     let (origin, tree) = match (deb, directory) {
-        (Some(deb), _) => {
-            let fields = Cmd::new("dpkg-deb")
-                .args(["-f", path_str(&deb)?, "Package", "Version"])
-                .output()?;
-            let origin = fields
-                .lines()
-                .filter_map(|line| line.split_once(": ").map(|(_, value)| value))
-                .collect::<Vec<_>>()
-                .join(" ");
-            Cmd::new("dpkg-deb")
-                .args(["-x", path_str(&deb)?, path_str(&tree)?])
-                .run()?;
-            (origin, tree)
-        }
+        (Some(deb), _) => crate::debian::unpack(&deb, &tree)?,
         (None, Some(directory)) => (directory.display().to_string(), directory),
         (None, None) => unreachable!("one of the two is always set"),
     };
@@ -83,60 +69,18 @@ fn source_line(board: &Board) -> String {
     }
 }
 
-/// apt-get with its own state for the board's architecture, under target/.
-fn apt(program: &str, board: &Board) -> Result<Cmd, String> {
-    let root = std::fs::canonicalize("target")
-        .map_err(|e| format!("target/: {e}"))?
-        .join(format!("kernels/apt-{}", board.arch.debian()));
-    let lists = root.join("lists");
-    let cache = root.join("cache");
-    create_dir(&lists.join("partial"))?;
-    create_dir(&cache.join("archives/partial"))?;
-    let arch = board.arch.debian();
-    Ok(Cmd::new(program).args([
-        "-q".to_owned(),
-        "-o".to_owned(),
-        format!("APT::Architecture={arch}"),
-        "-o".to_owned(),
-        format!("APT::Architectures={arch}"),
-        "-o".to_owned(),
-        format!("Dir::State::Lists={}", lists.display()),
-        "-o".to_owned(),
-        format!("Dir::Cache={}", cache.display()),
-        // As root, apt would hand downloads to its `_apt` user, which cannot write here.
-        "-o".to_owned(),
-        "APT::Sandbox::User=root".to_owned(),
-        // Only the package lists are needed, not translations or AppStream data.
-        "-o".to_owned(),
-        "Acquire::Languages=none".to_owned(),
-        "-o".to_owned(),
-        "Acquire::IndexTargets::deb::DEP-11::DefaultEnabled=false".to_owned(),
-        "-o".to_owned(),
-        "Acquire::IndexTargets::deb::DEP-11-icons::DefaultEnabled=false".to_owned(),
-        "-o".to_owned(),
-        "Acquire::IndexTargets::deb::DEP-11-icons-small::DefaultEnabled=false".to_owned(),
-    ]))
-}
-
 /// Download the kernel package, following metapackages to the versioned image package.
 fn download(board: &Board, package: &str, into: &Path) -> Result<PathBuf, String> {
-    let lists = std::fs::canonicalize("target")
-        .map_err(|e| format!("target/: {e}"))?
-        .join(format!("kernels/apt-{}/lists", board.arch.debian()));
-    let has_lists = std::fs::read_dir(&lists).is_ok_and(|entries| {
-        entries
-            .flatten()
-            .any(|entry| entry.file_name().to_string_lossy().contains("_Packages"))
-    });
-    if !has_lists {
-        apt("apt-get", board)?.arg("update").run()?;
-    }
+    let arch = board.arch.debian();
+    let fresh = crate::debian::ensure_lists(arch, "main")?;
     match download_newest(board, package, into) {
         Ok(deb) => Ok(deb),
         // Lists from an earlier run may name a version the archive no longer has.
-        Err(_) if has_lists => {
+        Err(_) if !fresh => {
             step("the package lists may be stale: updating them and trying again");
-            apt("apt-get", board)?.arg("update").run()?;
+            crate::debian::apt("apt-get", arch, "main")?
+                .arg("update")
+                .run()?;
             download_newest(board, package, into)
         }
         Err(error) => Err(error),
@@ -148,7 +92,7 @@ fn download_newest(board: &Board, package: &str, into: &Path) -> Result<PathBuf,
     // A metapackage such as linux-image-cloud-amd64 depends on exactly one versioned
     // linux-image package; follow the chain a few steps at most.
     for _ in 0..4 {
-        let depends = apt("apt-cache", board)?
+        let depends = crate::debian::apt("apt-cache", board.arch.debian(), "main")?
             .args([
                 "depends",
                 "--no-recommends",
@@ -176,24 +120,7 @@ fn download_newest(board: &Board, package: &str, into: &Path) -> Result<PathBuf,
             }
         }
     }
-    let absolute = std::fs::canonicalize(into).map_err(|e| format!("{}: {e}", into.display()))?;
-    apt("apt-get", board)?
-        .args(["download", &name])
-        .current_dir(&absolute)
-        .run()?;
-    let mut debs: Vec<PathBuf> = std::fs::read_dir(into)
-        .map_err(|e| format!("{}: {e}", into.display()))?
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "deb"))
-        .collect();
-    match debs.len() {
-        1 => Ok(debs.remove(0)),
-        n => Err(format!(
-            "expected one .deb for {name} in {}, found {n}",
-            into.display()
-        )),
-    }
+    crate::debian::download(board.arch.debian(), "main", &name, into)
 }
 
 /// Find `boot/vmlinuz-<release>` and its `lib/modules/<release>/` in an extracted tree.

@@ -18,21 +18,50 @@ use std::path::{Path, PathBuf};
 pub struct Module {
     /// The module's name, with `_` for `-` as the kernel spells it in `depends=`.
     pub name: String,
-    /// The plain file name in `/amber/modules/` (`virtio_ring.ko`).
+    /// The plain file name in `/amber/modules/`: always `<name>.ko`, so init finds a
+    /// module's file from its name.
     pub file_name: String,
     /// The uncompressed `.ko` bytes.
     pub bytes: Vec<u8>,
     pub depends: Vec<String>,
+    /// The `alias=` fields of its `.modinfo`: the devices it drives (`pci:v...`) and
+    /// the names the kernel asks for it by (`fs-vfat`, `crypto-crc32c`).
+    pub aliases: Vec<String>,
 }
 
-/// The board's modules and all they depend on, dependencies first.
-pub fn resolve(board: &Board, kernel: &Kernel) -> Result<Vec<Module>, String> {
+/// What the initramfs carries of the kernel's modules.
+#[derive(Debug, Clone)]
+pub struct Modules {
+    /// The board's `kernel.modules` and what they depend on, in load order: loaded at
+    /// every boot (`/etc/amber/modules`).
+    pub always: Vec<Module>,
+    /// The board's `kernel.hardware-modules` and what they depend on (less what
+    /// `always` has), loaded only when a device present asks for one.
+    pub hardware: Vec<Module>,
+    /// `/etc/amber/modules.alias`: the kernel's `alias PATTERN NAME` lines for every
+    /// module carried, device aliases (`pci:`, `usb:`, `of:` ...) and the names the
+    /// kernel asks modprobe for (`fs-vfat`, `crypto-crc32c`) alike.
+    pub aliases: String,
+    /// `/etc/amber/modules.dep`: `NAME: DEPENDENCY...` for every module carried, the
+    /// whole closure of its dependencies in load order.
+    pub dependencies: String,
+}
+
+impl Modules {
+    /// Every module carried, `always` first.
+    pub fn all(&self) -> impl Iterator<Item = &Module> {
+        self.always.iter().chain(&self.hardware)
+    }
+}
+
+/// The board's modules and all they depend on, with their aliases and load orders.
+pub fn resolve(board: &Board, kernel: &Kernel) -> Result<Modules, String> {
     let files = index(&kernel.modules_dir)?;
     let builtin = builtin(&kernel.modules_dir)?;
-    for wanted in &board.modules {
+    for wanted in board.modules.iter().chain(&board.hardware_modules) {
         if builtin.contains(wanted) {
             return Err(format!(
-                "board {}: module {wanted} is built into kernel {}; remove it from kernel.modules",
+                "board {}: module {wanted} is built into kernel {}; remove it from the board's modules",
                 board.name, kernel.release
             ));
         }
@@ -44,7 +73,12 @@ pub fn resolve(board: &Board, kernel: &Kernel) -> Result<Vec<Module>, String> {
         }
     }
     let mut loaded: BTreeMap<String, Module> = BTreeMap::new();
-    let mut pending: Vec<String> = board.modules.clone();
+    let mut pending: Vec<String> = board
+        .modules
+        .iter()
+        .chain(&board.hardware_modules)
+        .cloned()
+        .collect();
     while let Some(name) = pending.pop() {
         if loaded.contains_key(&name) {
             continue;
@@ -63,15 +97,46 @@ pub fn resolve(board: &Board, kernel: &Kernel) -> Result<Vec<Module>, String> {
         .iter()
         .map(|(name, module)| (name.clone(), module.depends.clone()))
         .collect();
-    let order = load_order(&board.modules, &graph)?;
-    Ok(order
-        .into_iter()
-        .map(|name| {
-            loaded
-                .remove(&name)
-                .expect("every ordered module was loaded")
-        })
-        .collect())
+    let always_order = load_order(&board.modules, &graph)?;
+    let mut hardware_order = load_order(&board.hardware_modules, &graph)?;
+    hardware_order.retain(|name| !always_order.contains(name));
+    let mut dependencies = String::new();
+    for name in graph.keys() {
+        let mut closure = load_order(std::slice::from_ref(name), &graph)?;
+        closure.pop();
+        dependencies.push_str(&format!("{name}:"));
+        for dependency in closure {
+            dependencies.push(' ');
+            dependencies.push_str(&dependency);
+        }
+        dependencies.push('\n');
+    }
+    // Debian's kernel packages ship no modules.alias (depmod makes it when a package
+    // is installed): the aliases come from each module's own .modinfo.
+    let mut aliases = String::new();
+    for (name, module) in &loaded {
+        for alias in &module.aliases {
+            aliases.push_str(&format!("alias {alias} {name}\n"));
+        }
+    }
+    let mut take = |order: Vec<String>| -> Vec<Module> {
+        order
+            .into_iter()
+            .map(|name| {
+                loaded
+                    .remove(&name)
+                    .expect("every ordered module was loaded")
+            })
+            .collect()
+    };
+    let always = take(always_order);
+    let hardware = take(hardware_order);
+    Ok(Modules {
+        always,
+        hardware,
+        aliases,
+        dependencies,
+    })
 }
 
 /// Module name → file, for every module file under the release's `kernel/` tree.
@@ -120,14 +185,14 @@ fn load(name: &str, path: &Path, machine: u16) -> Result<Module, String> {
         .file_name()
         .and_then(|name| name.to_str())
         .ok_or_else(|| format!("{}: odd file name", path.display()))?;
-    let (plain_name, bytes) = if let Some(stem) = file_name.strip_suffix(".xz") {
-        (stem, decompress("xz", path)?)
-    } else if let Some(stem) = file_name.strip_suffix(".zst") {
-        (stem, decompress("zstd", path)?)
-    } else if let Some(stem) = file_name.strip_suffix(".gz") {
-        (stem, decompress("gzip", path)?)
+    let bytes = if file_name.ends_with(".xz") {
+        decompress("xz", path)?
+    } else if file_name.ends_with(".zst") {
+        decompress("zstd", path)?
+    } else if file_name.ends_with(".gz") {
+        decompress("gzip", path)?
     } else {
-        (file_name, read(path)?)
+        read(path)?
     };
     let info = modinfo(&bytes, machine).map_err(|e| format!("{}: {e}", path.display()))?;
     let depends = info
@@ -137,11 +202,20 @@ fn load(name: &str, path: &Path, machine: u16) -> Result<Module, String> {
         .filter(|dependency| !dependency.is_empty())
         .map(|dependency| dependency.replace('-', "_"))
         .collect();
+    let aliases = info
+        .iter()
+        .filter(|(key, value)| {
+            key == "alias" && !value.is_empty() && !value.contains(char::is_whitespace)
+        })
+        .map(|(_, value)| value.clone())
+        .collect();
+    // The file is named after the module whatever the kernel tree calls it.
     Ok(Module {
         name: name.to_owned(),
-        file_name: plain_name.to_owned(),
+        file_name: format!("{name}.ko"),
         bytes,
         depends,
+        aliases,
     })
 }
 

@@ -1,15 +1,22 @@
 //! Booting a board's image in qemu under software emulation (TCG, never KVM), either on
 //! this terminal or with the serial console on pipes for tests to drive ([`Guest`]).
 //!
+//! Every board boots from its disk the way its hardware does (DESIGN §10). UEFI boards
+//! start qemu's UEFI firmware (OVMF on x86_64, AAVMF on aarch64, from pflash with a
+//! variable store of the disk's own beside it), which starts systemd-boot from the
+//! disk's EFI system partition, which starts the system's UKI. qemu cannot run the
+//! Raspberry Pi firmware, so a Pi board boots the kernel, DTB and initramfs read out
+//! of the image's own boot partition (with mtools), with the image as the SD card.
+//!
 //! The guest's only network is qemu's user network with `restrict=on` and one
 //! `guestfwd` from 10.0.2.100:8080 to 127.0.0.1:PORT on the host (DESIGN §7), carried
 //! by `xtask proxy` once per guest connection (see [`crate::proxy`]).
 
-use crate::board::Board;
+use crate::board::{Arch, Board, Firmware, QemuDisk};
 use crate::cmd::Cmd;
-use crate::util::path_str;
+use crate::util::{copy, create_dir, path_str};
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -20,22 +27,86 @@ pub const REPO_GUEST_ADDRESS: &str = "10.0.2.100:8080";
 /// What the kernel prints as it hands over to the initramfs's /init.
 pub const HANDOVER: &str = "Run /init as init process";
 
-/// The files qemu boots from.
+/// The disk qemu boots from.
 #[derive(Debug, Clone)]
 pub struct Boot {
-    pub vmlinuz: PathBuf,
-    pub initramfs: PathBuf,
     pub disk: PathBuf,
 }
 
 impl Boot {
     pub fn from_images(images: &crate::image::Images) -> Boot {
         Boot {
-            vmlinuz: images.vmlinuz.clone(),
-            initramfs: images.initramfs.clone(),
             disk: images.disk.clone(),
         }
     }
+}
+
+/// The UEFI firmware qemu runs for an architecture: its code (read-only) and the
+/// template of its variable store, from Debian's ovmf and qemu-efi-aarch64.
+pub fn uefi_firmware(arch: Arch) -> (&'static str, &'static str) {
+    match arch {
+        Arch::X86_64 => (
+            "/usr/share/OVMF/OVMF_CODE_4M.fd",
+            "/usr/share/OVMF/OVMF_VARS_4M.fd",
+        ),
+        Arch::Aarch64 => (
+            "/usr/share/AAVMF/AAVMF_CODE.fd",
+            "/usr/share/AAVMF/AAVMF_VARS.fd",
+        ),
+    }
+}
+
+/// The disk's UEFI variable store (`DISK.efivars`), made from the firmware's template
+/// when missing: the machine's NVRAM, which lives as long as the disk.
+fn variable_store(arch: Arch, disk: &Path) -> Result<PathBuf, String> {
+    let mut name = disk.as_os_str().to_owned();
+    name.push(".efivars");
+    let store = PathBuf::from(name);
+    if !store.is_file() {
+        let (_, template) = uefi_firmware(arch);
+        copy(Path::new(template), &store)?;
+    }
+    Ok(store)
+}
+
+/// The kernel, DTB and initramfs of a Pi image, read out of its boot partition into
+/// `DISK.boot/` for qemu's -kernel, -dtb and -initrd (qemu cannot run the Pi firmware).
+fn pi_boot_files(board: &Board, disk: &Path) -> Result<(PathBuf, PathBuf, PathBuf), String> {
+    let Firmware::RaspberryPi(pi) = &board.firmware else {
+        return Err(format!("board {} is not a Raspberry Pi board", board.name));
+    };
+    let (boot, _, _) = crate::image::places(board)?;
+    let mut name = disk.as_os_str().to_owned();
+    name.push(".boot");
+    let out = PathBuf::from(name);
+    create_dir(&out)?;
+    let dtb = &pi.dtbs[0].1;
+    let image = format!("{}@@{}", path_str(disk)?, boot.offset);
+    let mut files = Vec::new();
+    for inside in [
+        crate::image::PI_KERNEL,
+        dtb.as_str(),
+        crate::image::PI_INITRAMFS,
+    ] {
+        let to = out.join(inside);
+        Cmd::new("mcopy")
+            .env("MTOOLS_SKIP_CHECK", "1")
+            .args([
+                "-o",
+                "-n",
+                "-i",
+                &image,
+                &format!("::/{inside}"),
+                path_str(&to)?,
+            ])
+            .output()
+            .map_err(|e| format!("reading {inside} out of the image's boot partition: {e}"))?;
+        files.push(to);
+    }
+    let initramfs = files.pop().expect("three files");
+    let dtb = files.pop().expect("three files");
+    let kernel = files.pop().expect("three files");
+    Ok((kernel, dtb, initramfs))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,19 +130,23 @@ pub struct Options {
     pub host_forward: Option<(u16, u16)>,
     /// Extra qemu arguments, appended last.
     pub extra: Vec<String>,
+    /// Memory other than the board's `qemu.memory-mib` (the small-memory measurement).
+    pub memory_mib: Option<u32>,
+    /// Let a reboot restart the machine (the firmware's boot counting needs several
+    /// boots in one run); by default a reboot or panic ends qemu.
+    pub reboot: bool,
 }
 
 /// The qemu command line for a board.
 pub fn command(board: &Board, boot: &Boot, options: &Options) -> Result<Cmd, String> {
-    let mut drive = format!("if=none,id=disk0,format=raw,file={}", path_str(&boot.disk)?);
-    if options.snapshot {
-        drive.push_str(",snapshot=on");
-    }
-    let serial = match options.console {
+    let qemu = board.qemu()?;
+    let snapshot = if options.snapshot { ",snapshot=on" } else { "" };
+    let disk = path_str(&boot.disk)?;
+    let console = match options.console {
         Console::Terminal => "mon:stdio",
         Console::Piped => "stdio",
     };
-    Ok(Cmd::new(board.arch.qemu_system())
+    let mut command = Cmd::new(board.arch.qemu_system())
         .args([
             "-accel",
             "tcg",
@@ -80,16 +155,68 @@ pub fn command(board: &Board, boot: &Boot, options: &Options) -> Result<Cmd, Str
             "-display",
             "none",
         ])
-        // Reboots and panics (panic=-1 on the command line) end qemu, so a failed
-        // boot ends the run instead of looping.
-        .arg("-no-reboot")
-        .args(["-machine", &board.qemu.machine, "-cpu", &board.qemu.cpu])
-        .args(["-m", &format!("{}M", board.qemu.memory_mib)])
-        .args(["-serial", serial])
-        .args(["-kernel", path_str(&boot.vmlinuz)?])
-        .args(["-initrd", path_str(&boot.initramfs)?])
-        .args(["-append", &board.cmdline])
-        .args(["-drive", &drive, "-device", "virtio-blk-pci,drive=disk0"])
+        .args(["-machine", &qemu.machine]);
+    if let Some(cpu) = &qemu.cpu {
+        command = command.args(["-cpu", cpu]);
+    }
+    command = command.args([
+        "-m",
+        &format!("{}M", options.memory_mib.unwrap_or(qemu.memory_mib)),
+    ]);
+    if !options.reboot {
+        // Reboots and panics (panic=-1 on the command line) end qemu, so a failed boot
+        // ends the run instead of looping.
+        command = command.arg("-no-reboot");
+    }
+    // The console is the machine's serial port `qemu.serial`; the ones before it go
+    // nowhere.
+    for _ in 0..qemu.serial {
+        command = command.args(["-serial", "null"]);
+    }
+    command = command.args(["-serial", console]);
+    match &board.firmware {
+        Firmware::Uefi => {
+            let (code, _) = uefi_firmware(board.arch);
+            let variables = variable_store(board.arch, &boot.disk)?;
+            command = command
+                .args([
+                    "-drive",
+                    &format!("if=pflash,format=raw,readonly=on,file={code}"),
+                ])
+                .args([
+                    "-drive",
+                    &format!("if=pflash,format=raw,file={}", path_str(&variables)?),
+                ]);
+        }
+        Firmware::RaspberryPi(_) => {
+            let (kernel, dtb, initramfs) = pi_boot_files(board, &boot.disk)?;
+            command = command
+                .args(["-kernel", path_str(&kernel)?])
+                .args(["-dtb", path_str(&dtb)?])
+                .args(["-initrd", path_str(&initramfs)?])
+                .args(["-append", &pi_cmdline(board, &boot.disk)?]);
+        }
+    }
+    command = match qemu.disk {
+        QemuDisk::Virtio => command.args([
+            "-drive",
+            &format!("if=none,id=disk0,format=raw,file={disk}{snapshot}"),
+            "-device",
+            "virtio-blk-pci,drive=disk0",
+        ]),
+        QemuDisk::Usb => command.args([
+            "-drive",
+            &format!("if=none,id=disk0,format=raw,file={disk}{snapshot}"),
+            "-device",
+            "qemu-xhci,id=xhci",
+            "-device",
+            "usb-storage,bus=xhci.0,drive=disk0,removable=on",
+        ]),
+        QemuDisk::Sd => {
+            command.args(["-drive", &format!("if=sd,format=raw,file={disk}{snapshot}")])
+        }
+    };
+    Ok(command
         .args([
             "-netdev".to_owned(),
             format!(
@@ -102,9 +229,22 @@ pub fn command(board: &Board, boot: &Boot, options: &Options) -> Result<Cmd, Str
                 }
             ),
             "-device".to_owned(),
-            "virtio-net-pci,netdev=n0".to_owned(),
+            format!("{},netdev=n0", qemu.nic),
         ])
         .args(&options.extra))
+}
+
+/// The command line the Pi firmware would pass: the image's own cmdline.txt, read out
+/// of its boot partition.
+fn pi_cmdline(board: &Board, disk: &Path) -> Result<String, String> {
+    let (boot, _, _) = crate::image::places(board)?;
+    let image = format!("{}@@{}", path_str(disk)?, boot.offset);
+    let text = Cmd::new("mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-i", &image, "::/cmdline.txt"])
+        .output()
+        .map_err(|e| format!("reading cmdline.txt out of the image's boot partition: {e}"))?;
+    Ok(text.trim().to_owned())
 }
 
 /// This program, as the `cmd:` of the guestfwd: quoted for the shell-like split qemu's

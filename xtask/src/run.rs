@@ -64,6 +64,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
             let options = Options {
                 repo_port,
                 extra: args.rest.clone(),
+                memory_mib: None,
+                reboot: false,
                 ..test_options()
             };
             let report = boot_and_expect(&board, &options, text, timeout)?;
@@ -82,6 +84,8 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 console: Console::Terminal,
                 host_forward: None,
                 extra: args.rest.clone(),
+                memory_mib: None,
+                reboot: false,
             };
             let images = image::build(&board, Disk::KeepExisting)?;
             let options = with_repo_server(&board, options)?;
@@ -102,6 +106,8 @@ pub fn test_options() -> Options {
         console: Console::Piped,
         host_forward: None,
         extra: Vec::new(),
+        memory_mib: None,
+        reboot: false,
     }
 }
 
