@@ -100,6 +100,8 @@ pub enum System {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disk {
     Remake,
+    /// Keep an existing disk's data partition and write this build's boot partition
+    /// onto it ([`refresh_boot`]), so `cargo xtask run` boots what was just built.
     KeepExisting,
     /// Leave the disk image alone, made or not: the caller makes its own disk with
     /// [`make_disk`] (the end-to-end test).
@@ -181,10 +183,13 @@ pub fn build_trusting(board: &Board, disk: Disk, trust: &[PathBuf]) -> Result<Im
     let disk_path = images.disk.clone();
     match disk {
         Disk::Skip => {}
-        Disk::KeepExisting if disk_path.is_file() => step(&format!(
-            "keeping {} (its data partition is the device's; `cargo xtask image` remakes it)",
-            disk_path.display()
-        )),
+        Disk::KeepExisting if disk_path.is_file() => {
+            step(&format!(
+                "{}: this build's system on the boot partition; the data partition is the device's and stays (`cargo xtask image` remakes it)",
+                disk_path.display()
+            ));
+            refresh_boot(board, &images, &disk_path)?;
+        }
         Disk::Remake | Disk::KeepExisting => make_disk(board, &images, &disk_path)?,
     }
     images.disk = disk_path;
@@ -369,7 +374,8 @@ pub fn print_summary(board: &Board, images: &Images) -> Result<(), String> {
     println!("  for devices {}", names(&images.modules.hardware));
     println!("  binary      {}", size(file_size(&images.binary)?));
     println!(
-        "  initramfs   {} compressed; {} without modules (budget {})",
+        "  initramfs   {}: {} compressed; {} without modules (budget {})",
+        images.initramfs.display(),
         size(images.initramfs_bytes),
         size(images.base_initramfs_bytes),
         size(board.budget.base_initramfs_bytes)
@@ -397,6 +403,110 @@ pub fn print_summary(board: &Board, images: &Images) -> Result<(), String> {
         size(file_size(&images.disk)?)
     );
     Ok(())
+}
+
+/// Check the boot partition of a disk image as the board's firmware will read it, with
+/// mtools: every file the firmware and the loader need is there, and what the
+/// configuration names exists. Returns a one-line summary.
+pub fn check_boot_partition(board: &Board, disk: &Path) -> Result<String, String> {
+    let (boot, _, _) = places(board)?;
+    let image = format!("{}@@{}", path_str(disk)?, boot.offset);
+    let mtools = |program: &str| Cmd::new(program).env("MTOOLS_SKIP_CHECK", "1");
+    // `mdir -b -/` lists every file, one full path a line (`::/EFI/BOOT/BOOTX64.EFI`).
+    let listing = mtools("mdir")
+        .args(["-b", "-/", "-i", &image, "::/"])
+        .output()?;
+    let files: Vec<String> = listing
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("::/"))
+        .filter(|path| !path.ends_with('/'))
+        .map(str::to_owned)
+        .collect();
+    // FAT is case-insensitive; mtools prints the stored names.
+    let has = |name: &str| files.iter().any(|file| file.eq_ignore_ascii_case(name));
+    let read = |name: &str| -> Result<String, String> {
+        mtools("mtype")
+            .args(["-i", &image, &format!("::/{name}")])
+            .output()
+    };
+    match &board.firmware {
+        Firmware::Uefi => {
+            let loader = match board.arch {
+                Arch::X86_64 => "EFI/BOOT/BOOTX64.EFI",
+                Arch::Aarch64 => "EFI/BOOT/BOOTAA64.EFI",
+            };
+            for needed in [loader, "loader/loader.conf"] {
+                if !has(needed) {
+                    return Err(format!("the ESP has no {needed}"));
+                }
+            }
+            let systems: Vec<&String> = files
+                .iter()
+                .filter(|file| file.starts_with("EFI/Linux/") && file.ends_with(".efi"))
+                .collect();
+            let Some(system) = systems.first() else {
+                return Err("the ESP has no system in EFI/Linux/".into());
+            };
+            let scratch = Path::new("target/tmp");
+            create_dir(scratch)?;
+            let copy = scratch.join(format!("{}-check.efi", board.name));
+            mtools("mcopy")
+                .args(["-o", "-n", "-i", &image, &format!("::/{system}"), path_str(&copy)?])
+                .output()?;
+            let sections = crate::uki::sections(&crate::util::read(&copy)?)?;
+            let _ = std::fs::remove_file(&copy);
+            for needed in [".osrel", ".cmdline", ".linux", ".initrd"] {
+                if !sections.iter().any(|(name, _, _)| name == needed) {
+                    return Err(format!("{system} has no {needed} section"));
+                }
+            }
+            Ok(format!(
+                "{loader}, loader/loader.conf, {} (sections {})",
+                systems
+                    .iter()
+                    .map(|system| system.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                sections
+                    .iter()
+                    .map(|(name, _, _)| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ))
+        }
+        Firmware::RaspberryPi(pi) => {
+            for needed in pi.files.iter().map(String::as_str).chain(["config.txt", "cmdline.txt"]) {
+                if !has(needed) {
+                    return Err(format!("the boot partition has no {needed}"));
+                }
+            }
+            let config = read("config.txt")?;
+            let mut named = Vec::new();
+            for line in config.lines().map(str::trim) {
+                let value = line
+                    .strip_prefix("kernel=")
+                    .or_else(|| line.strip_prefix("device_tree="))
+                    .or_else(|| line.strip_prefix("initramfs ").and_then(|rest| rest.split_whitespace().next()));
+                if let Some(value) = value {
+                    if !has(value) {
+                        return Err(format!("config.txt names {value}, which the boot partition has not"));
+                    }
+                    named.push(value.to_owned());
+                }
+            }
+            if !named.iter().any(|name| name == PI_KERNEL) {
+                return Err("config.txt names no kernel".into());
+            }
+            if read("cmdline.txt")?.trim().is_empty() {
+                return Err("cmdline.txt is empty".into());
+            }
+            Ok(format!(
+                "firmware {}; config.txt names {}",
+                pi.files.join(" "),
+                named.join(" ")
+            ))
+        }
+    }
 }
 
 /// A partition of the disk: where it is and how big.
@@ -455,44 +565,8 @@ fn mbr_layout(board: &Board) -> Result<mbr::Layout, String> {
 pub fn make_disk(board: &Board, images: &Images, disk: &Path) -> Result<(), String> {
     let directory = disk.parent().unwrap_or(Path::new("."));
     let (boot_place, data_place, disk_size) = places(board)?;
-    let boot = directory.join("boot.img");
+    let boot = make_boot_partition(board, images, boot_place, directory)?;
     let data = directory.join("data.img");
-    match &images.system {
-        System::Uki {
-            uki,
-            version,
-            loader,
-        } => {
-            step("EFI system partition (FAT32): systemd-boot and the system");
-            let loader_name = match board.arch {
-                Arch::X86_64 => "BOOTX64.EFI",
-                Arch::Aarch64 => "BOOTAA64.EFI",
-            };
-            let loader_conf = directory.join("loader.conf");
-            write(&loader_conf, LOADER_CONF.as_bytes())?;
-            let system_name = format!("amber-{version}+{BOOT_TRIES}.efi");
-            make_fat(
-                board,
-                boot_place,
-                &boot,
-                "AMBER-ESP",
-                &["EFI", "EFI/BOOT", "EFI/Linux", "loader"],
-                &[
-                    (loader.as_path(), format!("EFI/BOOT/{loader_name}")),
-                    (loader_conf.as_path(), "loader/loader.conf".to_owned()),
-                    (uki.as_path(), format!("EFI/Linux/{system_name}")),
-                ],
-            )?;
-        }
-        System::RaspberryPi { files } => {
-            step("boot partition (FAT32): Pi firmware, config.txt, kernel, initramfs, DTBs");
-            let files: Vec<(&Path, String)> = files
-                .iter()
-                .map(|(name, path)| (path.as_path(), name.clone()))
-                .collect();
-            make_fat(board, boot_place, &boot, "AMBER-BOOT", &[], &files)?;
-        }
-    }
     step("data partition amber-data (ext4)");
     make_data(board, data_place, directory, &data, &images.keys)?;
     step(&format!("disk {}", disk.display()));
@@ -519,6 +593,86 @@ pub fn make_disk(board: &Board, images: &Images, disk: &Path) -> Result<(), Stri
     file.sync_all()
         .map_err(|e| format!("{}: {e}", disk.display()))?;
     Ok(())
+}
+
+/// Put this build's system on an existing disk: its boot partition is made again and
+/// written in place, and the data partition (the device's packages and settings) is
+/// left as it is. A disk whose size does not fit the board's layout is refused.
+pub fn refresh_boot(board: &Board, images: &Images, disk: &Path) -> Result<(), String> {
+    let directory = disk.parent().unwrap_or(Path::new("."));
+    let (boot_place, _, disk_size) = places(board)?;
+    let found = file_size(disk)?;
+    if found != disk_size {
+        return Err(format!(
+            "{} is {found} bytes, not the {disk_size} of board {}'s layout; `cargo xtask image --board {}` makes a new one",
+            disk.display(),
+            board.name,
+            board.name
+        ));
+    }
+    let boot = make_boot_partition(board, images, boot_place, directory)?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(disk)
+        .map_err(|e| format!("cannot open {}: {e}", disk.display()))?;
+    // Every block of the partition is written, zeros included: the old file system's
+    // blocks must not show through.
+    let bytes = read(&boot)?;
+    file.write_all_at(&bytes, boot_place.offset)
+        .map_err(|e| format!("cannot write {}: {e}", disk.display()))?;
+    file.sync_all()
+        .map_err(|e| format!("{}: {e}", disk.display()))?;
+    std::fs::remove_file(&boot).map_err(|e| format!("{}: {e}", boot.display()))?;
+    Ok(())
+}
+
+/// The boot partition of the build as a file in `directory`: the ESP with systemd-boot
+/// and the UKI, or the Pi's FAT partition.
+fn make_boot_partition(
+    board: &Board,
+    images: &Images,
+    place: Place,
+    directory: &Path,
+) -> Result<PathBuf, String> {
+    let boot = directory.join("boot.img");
+    match &images.system {
+        System::Uki {
+            uki,
+            version,
+            loader,
+        } => {
+            step("EFI system partition (FAT32): systemd-boot and the system");
+            let loader_name = match board.arch {
+                Arch::X86_64 => "BOOTX64.EFI",
+                Arch::Aarch64 => "BOOTAA64.EFI",
+            };
+            let loader_conf = directory.join("loader.conf");
+            write(&loader_conf, LOADER_CONF.as_bytes())?;
+            let system_name = format!("amber-{version}+{BOOT_TRIES}.efi");
+            make_fat(
+                board,
+                place,
+                &boot,
+                "AMBER-ESP",
+                &["EFI", "EFI/BOOT", "EFI/Linux", "loader"],
+                &[
+                    (loader.as_path(), format!("EFI/BOOT/{loader_name}")),
+                    (loader_conf.as_path(), "loader/loader.conf".to_owned()),
+                    (uki.as_path(), format!("EFI/Linux/{system_name}")),
+                ],
+            )?;
+            let _ = std::fs::remove_file(&loader_conf);
+        }
+        System::RaspberryPi { files } => {
+            step("boot partition (FAT32): Pi firmware, config.txt, kernel, initramfs, DTBs");
+            let files: Vec<(&Path, String)> = files
+                .iter()
+                .map(|(name, path)| (path.as_path(), name.clone()))
+                .collect();
+            make_fat(board, place, &boot, "AMBER-BOOT", &[], &files)?;
+        }
+    }
+    Ok(boot)
 }
 
 /// systemd-boot's settings: no menu unless a key is held, no editing of the kernel
