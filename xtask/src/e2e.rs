@@ -71,7 +71,7 @@ const PARALLEL_RATE: u64 = 1 << 20;
 const OLD_GENERATION: [&str; 3] = ["busybox", "greet", "hello"];
 
 /// What one board's run measured.
-struct Report {
+pub struct Report {
     board: String,
     ready_lines: Vec<String>,
     rss_kib: u64,
@@ -232,15 +232,7 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
         memory_mib: None,
         reboot: false,
     };
-    let mut report = Report {
-        board: name.to_owned(),
-        ready_lines: Vec::new(),
-        rss_kib: 0,
-        timings: Vec::new(),
-        power_cuts: Vec::new(),
-        parallel: 0,
-        firmware_times: Vec::new(),
-    };
+    let mut report = Report::new(name);
     let arch = board.arch.name();
 
     // 1 and 2: the preinstalled package, then one installed over HTTP.
@@ -510,14 +502,29 @@ fn id(name: &str) -> String {
 }
 
 /// A booted guest at its shell prompt.
-struct Shell {
+/// A guest driven through its console shell.
+pub struct Shell {
     guest: Guest,
     board: String,
 }
 
+impl Report {
+    pub fn new(board: &str) -> Report {
+        Report {
+            board: board.to_owned(),
+            ready_lines: Vec::new(),
+            rss_kib: 0,
+            timings: Vec::new(),
+            power_cuts: Vec::new(),
+            parallel: 0,
+            firmware_times: Vec::new(),
+        }
+    }
+}
+
 impl Shell {
     /// Boot, wait for the ready line (kept in the report) and the first prompt.
-    fn boot(
+    pub fn boot(
         board: &Board,
         boot: &Boot,
         options: &Options,
@@ -617,7 +624,7 @@ impl Shell {
     }
 
     /// Run a command that must succeed; returns its output.
-    fn ok(&mut self, line: &str) -> Result<String, String> {
+    pub fn ok(&mut self, line: &str) -> Result<String, String> {
         let (status, output) = self.command(line, COMMAND_TIMEOUT)?;
         if status != 0 {
             return Err(self.failure(&format!("`{line}` failed (exit {status}):\n{output}")));

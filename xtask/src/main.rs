@@ -20,6 +20,7 @@ mod initramfs;
 mod kernel;
 mod keys;
 mod mbr;
+mod memory;
 mod modules;
 mod packages;
 mod proxy;
@@ -42,7 +43,7 @@ usage: cargo xtask <command> [options]
 commands:
   test                      every test: fmt, clippy, host tests, no_std check, qemu end to end
   e2e                       only the qemu end-to-end test (both boards)
-  bench <name>              run a benchmark: solver, squashfs
+  bench <name>              run a benchmark: solver, squashfs, install, store, memory
   fuzz <target> [--seconds N]   run a fuzz target (cargo-fuzz on the pinned toolchain)
   fuzz --ci [--seconds N]   every fuzz target, 15 s each, as cargo xtask test does
   deps                      install what the project needs on this host

@@ -1,0 +1,167 @@
+//! `cargo xtask bench memory [--board B]...`: the smallest memory each board boots in
+//! through its firmware and installs a package in (issue 14, DESIGN §10).
+//!
+//! For each board with a qemu machine, a disk is made once (in `target/bench-memory/B/`)
+//! and booted in qemu's snapshot mode, so every attempt starts from the same bytes.
+//! An attempt passes when the firmware, the loader and the kernel reach `amber: ready`
+//! and the console shell's `pkg update && pkg add greet && /bin/greet` succeeds over
+//! the guestfwd, all within the timeouts; it fails when qemu dies, the kernel panics
+//! (it reboots, and `-no-reboot` ends qemu) or a timeout passes. The memory is bisected
+//! in steps of 8 MiB between 32 MiB and the board's `qemu.memory-mib`.
+//!
+//! The output says where the memory goes: the size of what the firmware loads (the
+//! UKI, or on a Pi board the kernel and initramfs), the kernel's own footprint once
+//! decompressed (its `init_size` on x86_64, `image_size` on arm64, from the image
+//! header), and the initramfs, unpacked and compressed.
+
+use crate::board::{Arch, Board, Firmware};
+use crate::e2e::{Report, Shell};
+use crate::image::{self, Disk, System};
+use crate::qemu::{Boot, Console, Options};
+use crate::util::{create_dir, read, size, step};
+use std::path::Path;
+use std::time::Instant;
+
+/// The granularity of the search.
+const STEP_MIB: u32 = 8;
+/// Below this nothing is tried: the firmware alone needs more.
+const FLOOR_MIB: u32 = 32;
+
+pub fn run(args: &[String]) -> Result<(), String> {
+    let args = crate::args::Args::parse("bench memory", args, &["--board"], &[])?;
+    let names: Vec<String> = match args.values("--board").as_slice() {
+        [] => crate::board::names()?,
+        named => named.iter().map(|name| name.to_string()).collect(),
+    };
+    let boards: Vec<Board> = names
+        .iter()
+        .map(|name| crate::board::load(name))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|board| board.qemu.is_some())
+        .collect();
+    crate::deps::ensure()?;
+    let server = crate::serve::start(crate::run::REPO_DIR.into(), 0)?
+        .ok_or("cannot start the repository server")?;
+    let mut lines = Vec::new();
+    for board in &boards {
+        crate::packages::repository(board.arch)?;
+        let images = image::build(board, Disk::Skip)?;
+        let directory = Path::new("target/bench-memory").join(&board.name);
+        create_dir(&directory)?;
+        let disk = directory.join("disk.img");
+        let _ = std::fs::remove_file(directory.join("disk.img.efivars"));
+        image::make_disk(board, &images, &disk)?;
+        let boot = Boot { disk };
+        let most = board.qemu()?.memory_mib;
+        let started = Instant::now();
+        let passes = |memory: u32| attempt(board, &boot, server.port, memory);
+        if !passes(most) {
+            return Err(format!(
+                "{}: fails at its own qemu.memory-mib of {most} MiB",
+                board.name
+            ));
+        }
+        // Invariant: `high` passes, `low` fails (or is the floor, untried).
+        let (mut low, mut high) = (FLOOR_MIB, most);
+        while high - low > STEP_MIB {
+            let middle = (low + (high - low) / 2) / STEP_MIB * STEP_MIB;
+            let middle = middle.max(low + STEP_MIB);
+            if passes(middle) {
+                high = middle;
+            } else {
+                low = middle;
+            }
+        }
+        lines.push(format!(
+            "{}: boots by firmware and installs a package in {high} MiB; not in {low} MiB (goal 64 MiB: {}); searched in {:.0} s",
+            board.name,
+            if high <= 64 { "met" } else { "missed" },
+            started.elapsed().as_secs_f64()
+        ));
+        lines.extend(breakdown(board, &images)?);
+    }
+    println!();
+    for line in &lines {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// One boot at `memory_mib`: ready, then a package installed and run.
+fn attempt(board: &Board, boot: &Boot, port: u16, memory_mib: u32) -> bool {
+    step(&format!("{}: {memory_mib} MiB", board.name));
+    let options = Options {
+        repo_port: port,
+        snapshot: true,
+        console: Console::Piped,
+        host_forward: None,
+        extra: Vec::new(),
+        memory_mib: Some(memory_mib),
+        reboot: false,
+    };
+    let mut report = Report::new(&board.name);
+    let result = Shell::boot(board, boot, &options, &mut report)
+        .and_then(|mut shell| shell.ok("pkg update && pkg add greet && /bin/greet memory"));
+    match result {
+        Ok(output) if output.contains("Greetings, memory!") => {
+            eprintln!("    {memory_mib} MiB: passed");
+            true
+        }
+        Ok(output) => {
+            eprintln!("    {memory_mib} MiB: greet printed {output:?}");
+            false
+        }
+        Err(error) => {
+            let last = error.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+            eprintln!("    {memory_mib} MiB: failed: {last}");
+            false
+        }
+    }
+}
+
+/// Where the memory goes: what the firmware loads, the kernel decompressed, the
+/// initramfs.
+fn breakdown(board: &Board, images: &image::Images) -> Result<Vec<String>, String> {
+    let kernel = read(&images.kernel.vmlinuz)?;
+    let footprint = match board.arch {
+        // The x86 boot protocol's init_size (offset 0x260): what the kernel needs from
+        // its load address once decompressed, bss and page tables included.
+        Arch::X86_64 => kernel
+            .get(0x260..0x264)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64),
+        // The arm64 Image header's image_size (offset 16): the same, for arm64.
+        Arch::Aarch64 => kernel.get(16..24).map(|b| {
+            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+        }),
+    };
+    let loaded = match &images.system {
+        System::Uki { uki, .. } => format!(
+            "the firmware loads the UKI, {} (systemd-boot reads the file into a buffer, then LoadImage copies it)",
+            size(crate::build::file_size(uki)?)
+        ),
+        System::RaspberryPi { .. } => "qemu loads the kernel and initramfs itself".to_owned(),
+    };
+    let mut lines = vec![
+        format!("  {loaded}"),
+        format!(
+            "  kernel {}: {} compressed, {} once decompressed (its own figure)",
+            images.kernel.release,
+            size(kernel.len() as u64),
+            footprint.map_or("?".to_owned(), size)
+        ),
+        format!(
+            "  initramfs {} compressed ({} of it the base, the rest {} modules)",
+            size(images.initramfs_bytes),
+            size(images.base_initramfs_bytes),
+            images.modules.all().count()
+        ),
+    ];
+    if board.firmware == Firmware::Uefi {
+        lines.push(
+            "  the UEFI firmware itself keeps its own reservations (runtime services, ACPI, its pool) below all of this"
+                .to_owned(),
+        );
+    }
+    Ok(lines)
+}
