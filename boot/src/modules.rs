@@ -14,7 +14,9 @@
 //! first), and is called again while init waits for the data partition, since a loaded
 //! driver brings new devices (a USB host controller, then the stick on it, then its
 //! disk). The kernel's own requests (`fs-vfat`, `crypto-crc32c`) reach the same table
-//! through the `modprobe` applet, which /proc/sys/kernel/modprobe names.
+//! through the `modprobe` applet, which /proc/sys/kernel/modprobe names. Devices that
+//! come later (a USB adapter plugged in, a bus that enumerates slowly) are handled by
+//! `modprobe --hotplug`, the `hotplug` service, which listens to the kernel's uevents.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -376,6 +378,71 @@ fn device_aliases(sys_bus: &Path) -> Vec<String> {
     aliases
 }
 
+/// The fields of one uevent message (`add@/devices/...\0ACTION=add\0MODALIAS=...\0`)
+/// that hotplug needs: its action and the device's modalias.
+pub fn uevent_modalias(message: &[u8]) -> Option<(&str, &str)> {
+    let mut action = None;
+    let mut modalias = None;
+    for field in message.split(|&byte| byte == 0) {
+        let Ok(field) = std::str::from_utf8(field) else {
+            continue;
+        };
+        if let Some(value) = field.strip_prefix("ACTION=") {
+            action = Some(value);
+        } else if let Some(value) = field.strip_prefix("MODALIAS=") {
+            modalias = Some(value);
+        }
+    }
+    Some((action?, modalias?))
+}
+
+/// `modprobe --hotplug`: load the driver of every device that appears, for as long as
+/// the system runs (init supervises it as the `hotplug` service). It listens to the
+/// kernel's uevents first, then looks at the devices already there, so none is missed;
+/// when the kernel drops events (ENOBUFS), it looks at every device again.
+fn hotplug() -> std::process::ExitCode {
+    use std::io::Read;
+    let mut socket = match sys::uevent_socket() {
+        Ok(socket) => socket,
+        Err(error) => {
+            eprintln!("hotplug: uevent socket: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let sys_bus = Path::new("/sys/bus");
+    let mut loader = Loader::system();
+    let loaded = loader.coldplug(sys_bus);
+    // Lines go to the service's output, which the supervisor prefixes with `hotplug: `.
+    let report = |line: std::fmt::Arguments| {
+        use std::io::Write;
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
+    if loaded > 0 {
+        report(format_args!("{loaded} modules loaded for devices present"));
+    }
+    let mut buffer = vec![0u8; 8192];
+    loop {
+        match socket.read(&mut buffer) {
+            Ok(length) => {
+                if let Some(("add", modalias)) = uevent_modalias(&buffer[..length]) {
+                    let before = loader.tried.len();
+                    if loader.probe(modalias) && loader.tried.len() > before {
+                        report(format_args!("{modalias}: {}", loader.tried[before..].join(" ")));
+                    }
+                }
+            }
+            Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => {
+                loader.coldplug(sys_bus);
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => {
+                eprintln!("hotplug: uevent socket: {error}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    }
+}
+
 /// `modprobe [-q] [--] NAME`: what the kernel runs (/proc/sys/kernel/modprobe) when it
 /// needs a module it has not got: a file system, a crypto algorithm, a protocol.
 /// Exit 0 when NAME names something the initramfs carries, else 1.
@@ -383,6 +450,9 @@ pub fn modprobe_main(args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
     let mut quiet = false;
     let mut names = Vec::new();
     let mut options = true;
+    if args.get(1).is_some_and(|arg| arg == "--hotplug") {
+        return hotplug();
+    }
     for arg in args.iter().skip(1) {
         let arg = arg.to_string_lossy();
         match arg.as_ref() {
@@ -489,6 +559,17 @@ mod tests {
         );
         assert!(database.has("crc32c_generic"));
         assert!(!database.has("e1000e"));
+    }
+
+    #[test]
+    fn uevents_give_their_action_and_modalias() {
+        let message = b"add@/devices/platform/soc/3f980000.usb/usb1/1-1/1-1.1/1-1.1:2.0\0ACTION=add\0DEVPATH=/devices/x\0SUBSYSTEM=usb\0MODALIAS=usb:v0525pA4A2d0000dc02dsc00dp00ic02isc06ip00in00\0SEQNUM=1234\0";
+        assert_eq!(
+            uevent_modalias(message),
+            Some(("add", "usb:v0525pA4A2d0000dc02dsc00dp00ic02isc06ip00in00"))
+        );
+        assert_eq!(uevent_modalias(b"remove@/x\0ACTION=remove\0SEQNUM=1\0"), None);
+        assert_eq!(uevent_modalias(b"libudev\0\xfe\xed"), None);
     }
 
     #[test]

@@ -31,6 +31,8 @@ const STORE_POLL: Duration = Duration::from_millis(5);
 /// How often a missing network interface is looked for, and for how long.
 const NETWORK_RETRY: Duration = Duration::from_millis(20);
 const NETWORK_WAIT: Duration = Duration::from_secs(5);
+/// How often a network interface that did not come within [`NETWORK_WAIT`] is looked for.
+const NETWORK_LATE_RETRY: Duration = Duration::from_millis(500);
 /// How often a missing console shell is looked for.
 const SHELL_CHECK: Duration = Duration::from_secs(5);
 /// How long a client may take to send its request or read the answer.
@@ -140,10 +142,14 @@ enum State {
     /// Exited and not restarted (`restart never` or `on-failure` after success).
     Exited(Exit),
     Failed(String),
-    /// The network interface does not exist yet.
+    /// The network interface does not exist yet. Until `until` it is tried often and
+    /// the system is not ready; after that (`late`) the system goes on without it and it
+    /// is tried every [`NETWORK_LATE_RETRY`], since a driver may bring it later (a USB
+    /// network adapter enumerates when it likes).
     Configuring {
         until: Instant,
         next_try: Instant,
+        late: bool,
     },
     /// The console shell's program does not exist yet.
     Missing {
@@ -402,9 +408,9 @@ impl Supervisor {
                         then,
                     };
                 }
-                State::Configuring { until, next_try } if next_try <= now => {
-                    self.configure_network(index, now, until)
-                }
+                State::Configuring {
+                    until, next_try, ..
+                } if next_try <= now => self.configure_network(index, now, until),
                 State::Running { pid, since } if !unit.mounted => {
                     if let Kind::Store(Some(store)) = &unit.kind {
                         if mounts::is_mounted(&store.mount_point) {
@@ -584,7 +590,25 @@ impl Supervisor {
             Err(error) if net::no_such_interface(&error) && now < until => State::Configuring {
                 until,
                 next_try: now + NETWORK_RETRY,
+                late: false,
             },
+            Err(error) if net::no_such_interface(&error) => {
+                let Network::Static(config) = network else {
+                    unreachable!("only a configured interface can be missing")
+                };
+                if !matches!(unit.state, State::Configuring { late: true, .. }) {
+                    messages.push(format!(
+                        "{}: no such interface after {}; it is set up when it appears",
+                        config.interface,
+                        human(NETWORK_WAIT)
+                    ));
+                }
+                State::Configuring {
+                    until,
+                    next_try: now + NETWORK_LATE_RETRY,
+                    late: true,
+                }
+            }
             Err(error) => {
                 let message = match network {
                     Network::Static(config) if net::no_such_interface(&error) => format!(
@@ -867,7 +891,12 @@ impl Supervisor {
             .is_some_and(|index| self.units[index].ready());
         let network_settled = self
             .find("network")
-            .is_some_and(|index| matches!(self.units[index].state, State::Up | State::Failed(_)));
+            .is_some_and(|index| {
+                matches!(
+                    self.units[index].state,
+                    State::Up | State::Failed(_) | State::Configuring { late: true, .. }
+                )
+            });
         let services_pending = self.units.iter().any(|unit| {
             matches!(unit.kind, Kind::Service(_))
                 && (matches!(unit.state, State::Idle) && unit.want

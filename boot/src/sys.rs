@@ -272,6 +272,47 @@ pub fn pipe() -> io::Result<(File, File)> {
     Ok((read, write))
 }
 
+/// A socket that receives the kernel's uevents (NETLINK_KOBJECT_UEVENT, multicast group
+/// 1, what udev and mdev listen to), with a large receive buffer so a burst of devices
+/// at boot is not dropped.
+pub fn uevent_socket() -> io::Result<File> {
+    // SAFETY: socket takes integer arguments and returns a new descriptor or -1.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+            libc::NETLINK_KOBJECT_UEVENT,
+        )
+    })?;
+    // SAFETY: the descriptor is new and owned by nothing else.
+    let socket = unsafe { File::from_raw_fd(fd) };
+    let size: libc::c_int = 1 << 20;
+    // SAFETY: the option value is a valid int of the size given. Root may exceed
+    // rmem_max with SO_RCVBUFFORCE; a failure only leaves the default buffer.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    // SAFETY: sockaddr_nl is plain data; zeroed is a valid value to fill in.
+    let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    address.nl_groups = 1;
+    // SAFETY: `address` is a valid sockaddr_nl and the length is its size.
+    check(unsafe {
+        libc::bind(
+            fd,
+            (&address as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    })?;
+    Ok(socket)
+}
+
 /// The user id of the process at the other end of a unix socket.
 pub fn peer_uid(stream: &UnixStream) -> io::Result<u32> {
     let mut cred = libc::ucred {

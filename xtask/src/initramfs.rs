@@ -13,7 +13,7 @@
 //! /etc/amber/network             address, gateway, interface (boards with a network)
 //! /etc/amber/keys/*.pub          trusted minisign public keys
 //! /etc/amber/repos               repository URLs, one per line
-//! /etc/amber/svc/                service files (none yet)
+//! /etc/amber/svc/hotplug         the hotplug service (boards with hardware modules)
 //! /etc/passwd, /etc/group        root, whose home /root -> /data/root (made by init)
 //! /amber/modules/*.ko            the kernel modules
 //! /dev/console (char 5:1); empty /proc /sys /dev /run /tmp /data /ro
@@ -31,6 +31,13 @@ use std::path::Path;
 
 /// The names init answers to besides `init`, linked to /init.
 pub const APPLETS: &[&str] = &["pkg", "svc", "poweroff", "reboot", "modprobe"];
+
+/// The `hotplug` service: the device binary's module loader, listening to uevents.
+const HOTPLUG_SERVICE: &str = "\
+# Loads the driver of every device that appears after boot (cargo xtask image).
+command /amber/bin/modprobe --hotplug
+restart always
+";
 
 /// Which part of the base an entry belongs to, for the size report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +119,10 @@ pub fn archive(
     let repos: String = board.repos.iter().map(|repo| format!("{repo}\n")).collect();
     archive.file("etc/amber/repos", 0o644, repos.into_bytes());
     archive.directory("etc/amber/svc", 0o755);
+    if !modules.hardware.is_empty() {
+        // Drivers for devices that appear after boot (hotplug, slow buses).
+        archive.file("etc/amber/svc/hotplug", 0o644, HOTPLUG_SERVICE.as_bytes().to_vec());
+    }
     // The one user, for programs that look users up (dropbear, busybox's id and ls);
     // its home is on the data partition, so ~/.ssh/authorized_keys persists. No
     // password: logins over ssh take a key.
