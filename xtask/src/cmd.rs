@@ -66,6 +66,12 @@ impl Cmd {
         self
     }
 
+    /// Where the command's stderr goes (inherited unless set).
+    pub fn stderr(mut self, stderr: std::process::Stdio) -> Cmd {
+        self.command.stderr(stderr);
+        self
+    }
+
     /// Print the command and start it with the given standard streams.
     pub fn spawn(
         mut self,
@@ -136,6 +142,20 @@ impl Cmd {
         } else {
             Err(format!("`{}` failed ({status})", self.shown))
         }
+    }
+
+    /// Print the command, run it with nothing on stdin, and return its exit status and
+    /// its stdout followed by its stderr, whatever the exit: for tests of failures.
+    pub fn capture(mut self) -> Result<(std::process::ExitStatus, String), String> {
+        eprintln!("$ {}", self.shown);
+        let output = self
+            .command
+            .stdin(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run `{}`: {e}", self.shown))?;
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        Ok((output.status, text))
     }
 
     /// Run quietly and return stdout; a non-zero exit is an error carrying stderr.

@@ -14,6 +14,7 @@ mod debsrc;
 mod deps;
 mod e2e;
 mod flash;
+mod flash_test;
 mod gpt;
 mod image;
 mod initramfs;
@@ -52,12 +53,17 @@ commands:
                             build packages from recipes/ (all, or NAME and what it
                             needs to build) into the signed repo target/repo/<arch>/
   recipes-test              the recipe builder's tests: reproducible, sandboxed, hashed
+  flash-test                flash's tests on loop devices (root): verified writes,
+                            refusals, Ctrl-C midway
   image --board B           bootable disk image in target/images/B/
   run --board B [--repo-port P] [--snapshot] [--expect TEXT [--timeout S]] [-- QEMU-ARGS]
                             boot it in qemu (TCG) on this terminal, or wait for TEXT
   size --board B            size report of the base, per part, against the budgets
   flash --board B --device DEV [--yes] [--force]
-                            write the disk image to a removable disk
+                            write the disk image to a removable disk, skipping its
+                            holes, first MiB last, verified by reading back
+  flash --image FILE --device DEV [--yes] [--force]
+                            the same for an image of your own
   proxy HOST:PORT           (run by qemu) carry one guest connection to HOST:PORT
 ";
 
@@ -105,6 +111,10 @@ fn main() -> ExitCode {
         Some("recipes-test") => match args.get(1) {
             None => recipes_test::run(),
             Some(extra) => Err(format!("recipes-test takes no arguments, got `{extra}`")),
+        },
+        Some("flash-test") => match args.get(1) {
+            None => flash_test::run(),
+            Some(extra) => Err(format!("flash-test takes no arguments, got `{extra}`")),
         },
         Some("-h" | "--help" | "help") | None => {
             print!("{USAGE}");

@@ -76,6 +76,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
     // the sandbox, identities that follow every input.
     crate::recipes_test::run()?;
     ran.push("recipes-test".into());
+    // flash on loop devices: verified writes, every refusal, a clean stop on Ctrl-C.
+    crate::flash_test::run()?;
+    ran.push("flash-test".into());
     // Every qemu board end to end: images, boots, pkg over HTTP, reboots, power cuts.
     let boards = crate::e2e::run()?;
     if boards > 0 {
