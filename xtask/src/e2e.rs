@@ -52,6 +52,9 @@ const SERVICE_LINES: &[&str] = &["dropbear: "];
 /// How long dropbear may take from `pkg add` to answering on port 22.
 const SSH_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Waits (up to 120 s) until init has configured the network, then shows it.
+const NETWORK_UP: &str = "n=0; until svc status network | grep -qw up; do sleep 1; n=$((n+1)); [ $n -lt 120 ] || break; done; svc status network | grep -w up";
+
 /// From qemu's start to the shell's prompt; TCG on a busy CI machine is slow.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// One shell command, a pkg command over the guestfwd included.
@@ -81,6 +84,8 @@ pub struct Report {
     /// Per boot, from qemu's start (the firmware's): to the kernel's hand-over to /init,
     /// and to `amber: ready`.
     firmware_times: Vec<(Duration, Duration)>,
+    /// The loop device the disk was flashed to and booted from, if it was.
+    flashed: Option<String>,
 }
 
 /// Runs every board; returns how many ran (0 when the test could not run here and was
@@ -187,6 +192,9 @@ fn print_report(report: &Report) {
         "  init idle RSS {} KiB (goal ≤ 512 KiB: {verdict})",
         report.rss_kib
     );
+    if let Some(stick) = &report.flashed {
+        println!("  flashed to {stick} (read back, SHA-256 equal) and booted from it as a USB stick");
+    }
     for cut in &report.power_cuts {
         println!("  power cut: {cut}");
     }
@@ -237,6 +245,8 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
 
     // 1 and 2: the preinstalled package, then one installed over HTTP.
     let mut guest = Shell::boot(board, &boot, &options, &mut report)?;
+    // A network adapter on a slow bus (the raspi3b's USB) may come after `ready`.
+    guest.ok(NETWORK_UP)?;
     let hello = guest.ok("/bin/hello")?;
     guest.expect_output("/bin/hello", &hello, "Hello from amber!")?;
     guest.timed("pkg update", &mut report)?;
@@ -395,6 +405,21 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
             "{name}: temporary files left in the store after the power cuts: {left:?}"
         ));
     }
+    if board.qemu()?.disk == crate::board::QemuDisk::Usb {
+        // What `cargo xtask flash` writes is what boots: the disk, flashed to a loop
+        // device (read back and compared), boots from it as a USB stick.
+        step(&format!("e2e {name}: the disk flashed to a loop device and booted from it"));
+        let stick = crate::flash_test::flash_to_loop(&boot.disk)?;
+        let flashed = Boot {
+            disk: stick.path.clone(),
+        };
+        let mut guest = Shell::boot(board, &flashed, &options, &mut report)?;
+        guest.ok("pkg verify")?;
+        let hello = guest.ok("/bin/hello")?;
+        guest.expect_output("/bin/hello", &hello, "Hello from amber!")?;
+        guest.shut_down("poweroff")?;
+        report.flashed = Some(stick.path.display().to_string());
+    }
     Ok(report)
 }
 
@@ -518,6 +543,7 @@ impl Report {
             power_cuts: Vec::new(),
             parallel: 0,
             firmware_times: Vec::new(),
+            flashed: None,
         }
     }
 }

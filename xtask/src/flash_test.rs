@@ -95,8 +95,7 @@ pub fn flash_to_loop(image: &Path) -> Result<LoopDevice, String> {
 }
 
 pub fn run() -> Result<(), String> {
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = amber_testkit::is_root();
     let tools = ["losetup", "partx", "mount", "mkfs.vfat", "mcopy", "mke2fs"];
     let missing: Vec<&str> = tools
         .into_iter()

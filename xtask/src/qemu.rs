@@ -56,10 +56,18 @@ pub fn uefi_firmware(arch: Arch) -> (&'static str, &'static str) {
     }
 }
 
-/// The disk's UEFI variable store (`DISK.efivars`), made from the firmware's template
-/// when missing: the machine's NVRAM, which lives as long as the disk.
+/// The disk's UEFI variable store (`DISK.efivars`, or `target/efivars/NAME.efivars` for
+/// a block device), made from the firmware's template when missing: the machine's
+/// NVRAM, which lives as long as the disk.
 fn variable_store(arch: Arch, disk: &Path) -> Result<PathBuf, String> {
-    let mut name = disk.as_os_str().to_owned();
+    // A block device (a flashed stick) keeps its store under target/, not in /dev.
+    let beside = if disk.starts_with("/dev") {
+        create_dir(Path::new("target/efivars"))?;
+        Path::new("target/efivars").join(disk.file_name().unwrap_or_default())
+    } else {
+        disk.to_path_buf()
+    };
+    let mut name = beside.into_os_string();
     name.push(".efivars");
     let store = PathBuf::from(name);
     if !store.is_file() {
