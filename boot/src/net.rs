@@ -156,12 +156,36 @@ pub fn apply(config: &Config) -> io::Result<()> {
             other => other?,
         }
     }
+    // Up means packets can go: a NIC that negotiates its link (e1000e takes seconds
+    // after it is brought up) is not up before it has a carrier.
+    if !has_carrier(interface) {
+        return Err(io::Error::from_raw_os_error(libc::ENOLINK));
+    }
     Ok(())
 }
 
-/// Whether an error from [`apply`] means the interface does not exist (yet).
-pub fn no_such_interface(error: &io::Error) -> bool {
-    error.raw_os_error() == Some(libc::ENODEV)
+/// Whether the interface reports a link (`/sys/class/net/IF/carrier` is 1). An
+/// interface that cannot say (no such file) counts as having one.
+fn has_carrier(interface: &str) -> bool {
+    match std::fs::read_to_string(format!("/sys/class/net/{interface}/carrier")) {
+        Ok(text) => text.trim() == "1",
+        Err(_) => true,
+    }
+}
+
+/// Whether an error from [`apply`] means the interface is not there yet: it does not
+/// exist, or it has no link.
+pub fn not_yet(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENODEV | libc::ENOLINK))
+}
+
+/// What [`not_yet`] means, in words.
+pub fn not_yet_reason(error: &io::Error) -> &'static str {
+    if error.raw_os_error() == Some(libc::ENOLINK) {
+        "no link"
+    } else {
+        "no such interface"
+    }
 }
 
 #[cfg(test)]

@@ -587,19 +587,20 @@ impl Supervisor {
                 });
                 State::Up
             }
-            Err(error) if net::no_such_interface(&error) && now < until => State::Configuring {
+            Err(error) if net::not_yet(&error) && now < until => State::Configuring {
                 until,
                 next_try: now + NETWORK_RETRY,
                 late: false,
             },
-            Err(error) if net::no_such_interface(&error) => {
+            Err(error) if net::not_yet(&error) => {
                 let Network::Static(config) = network else {
                     unreachable!("only a configured interface can be missing")
                 };
                 if !matches!(unit.state, State::Configuring { late: true, .. }) {
                     messages.push(format!(
-                        "{}: no such interface after {}; it is set up when it appears",
+                        "{}: {} after {}; it is set up when it comes",
                         config.interface,
+                        net::not_yet_reason(&error),
                         human(NETWORK_WAIT)
                     ));
                 }
@@ -611,11 +612,6 @@ impl Supervisor {
             }
             Err(error) => {
                 let message = match network {
-                    Network::Static(config) if net::no_such_interface(&error) => format!(
-                        "{}: no such interface after {}",
-                        config.interface,
-                        human(NETWORK_WAIT)
-                    ),
                     Network::Static(config) => format!("{}: {error}", config.interface),
                     _ => format!("lo: {error}"),
                 };
@@ -1285,7 +1281,7 @@ impl Supervisor {
             ),
             State::Exited(exit) => ("exited", exit.to_string()),
             State::Failed(reason) => ("failed", reason.clone()),
-            State::Configuring { .. } => ("waiting", "for its network interface".into()),
+            State::Configuring { .. } => ("waiting", "for its network interface and link".into()),
             State::Missing { .. } => match &unit.kind {
                 Kind::Shell(shell) => (
                     "waiting",

@@ -88,9 +88,21 @@ pub struct Report {
     flashed: Option<String>,
 }
 
+/// `cargo xtask e2e [--board B]...`: every board, or the ones named.
+pub fn main(args: &[String]) -> Result<(), String> {
+    let args = crate::args::Args::parse("e2e", args, &["--board"], &[])?;
+    let named: Vec<String> = args.values("--board").into_iter().map(str::to_owned).collect();
+    run_boards(&named).map(|_| ())
+}
+
 /// Runs every board; returns how many ran (0 when the test could not run here and was
 /// skipped with a notice, which CI refuses).
 pub fn run() -> Result<usize, String> {
+    run_boards(&[])
+}
+
+/// Runs the boards named, or every board when none is; returns how many booted.
+fn run_boards(named: &[String]) -> Result<usize, String> {
     if !crate::test::can_run(
         "e2e",
         crate::deps::is_root(),
@@ -98,7 +110,12 @@ pub fn run() -> Result<usize, String> {
     )? {
         return Ok(0);
     }
-    let boards: Vec<Board> = crate::board::names()?
+    let names = if named.is_empty() {
+        crate::board::names()?
+    } else {
+        named.to_vec()
+    };
+    let boards: Vec<Board> = names
         .iter()
         .map(|name| crate::board::load(name))
         .collect::<Result<_, _>>()?;

@@ -43,7 +43,7 @@ usage: cargo xtask <command> [options]
 
 commands:
   test                      every test: fmt, clippy, host tests, no_std check, qemu end to end
-  e2e                       only the qemu end-to-end test (both boards)
+  e2e [--board B]...        only the qemu end-to-end test (every board, or those named)
   bench <name>              run a benchmark: solver, squashfs, install, store, memory
   fuzz <target> [--seconds N]   run a fuzz target (cargo-fuzz on the pinned toolchain)
   fuzz --ci [--seconds N]   every fuzz target, 15 s each, as cargo xtask test does
@@ -80,10 +80,7 @@ fn main() -> ExitCode {
     }
     let result = match args.first().map(String::as_str) {
         Some("test") => test::run(&args[1..]),
-        Some("e2e") => match args.get(1) {
-            None => e2e::run().map(|_| ()),
-            Some(extra) => Err(format!("e2e takes no arguments, got `{extra}`")),
-        },
+        Some("e2e") => e2e::main(&args[1..]),
         Some("bench") => bench::run(&args[1..]),
         Some("fuzz") => bench::fuzz(&args[1..]),
         Some("deps") => deps::ensure(),
