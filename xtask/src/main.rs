@@ -84,21 +84,6 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&args[1..]),
         Some("fuzz") => bench::fuzz(&args[1..]),
         Some("deps") => deps::ensure(),
-        Some("uki-proto") => {
-            (|| {
-                let read = |p: &String| std::fs::read(p).map_err(|e| format!("{p}: {e}"));
-                let stub = read(&args[1])?;
-                let linux = read(&args[2])?;
-                let initrd = read(&args[3])?;
-                let out = uki::build(&stub, &[
-                uki::Section { name: ".osrel", data: b"ID=amber\nNAME=amber\nVERSION_ID=0.1.0\nPRETTY_NAME=\"amber 0.1.0\"\n" },
-                uki::Section { name: ".cmdline", data: args[4].as_bytes() },
-                uki::Section { name: ".linux", data: &linux },
-                uki::Section { name: ".initrd", data: &initrd },
-            ])?;
-                std::fs::write(&args[5], out).map_err(|e| e.to_string())
-            })()
-        }
         Some("build") => build::run(&args[1..]),
         Some("image") => image::run(&args[1..]),
         Some("run") => run::run(&args[1..]),
