@@ -47,6 +47,11 @@
 //! - cold and warm stat walk: mount afresh, drop caches, then list every directory and
 //!   lstat every entry; then again (best of three).
 //!
+//! Each ratio is given for the medians and for each side's best run. A goal is met when
+//! both meet it: load only ever adds time, so where the two fall on different sides of
+//! a goal the load slowed one side more than the other (the loop device's worker runs
+//! at normal priority, the daemons at the bench's), and the bench says which.
+//!
 //! For the FUSE daemons, what they spent on each cold pass is shown too, from /proc:
 //! the time their threads ran (since on a loaded machine the wall times move a lot),
 //! their write calls (one per reply, so the requests they served) and their threads.
@@ -185,7 +190,7 @@ fn main() {
         backing_device(&image)
     );
     println!(
-        "runs: {runs}, interleaved, median reported; reads: {BUFFER} byte buffer, 1 and \
+        "runs: {runs}, interleaved, medians and best runs reported; reads: {BUFFER} byte buffer, 1 and \
          {threads} readers; load average before: {}",
         load_average()
     );
@@ -1067,6 +1072,12 @@ fn report(
             .unwrap()
     };
     let ours = column("pkg store");
+    // The least disturbed run of each side: load only ever adds time, so where the
+    // best runs and the medians disagree on a goal, the load moved one side more.
+    let best_of = |column: usize, pick: Pick| results[column].iter().map(pick).min().unwrap();
+    let best_ratio = |bench: &Bench, peer: usize| {
+        best_of(ours, bench.time).as_secs_f64() / best_of(peer, bench.time).as_secs_f64()
+    };
     // The three systems; the variants only get their own table.
     let main: Vec<usize> = [ours, column("squashfuse_ll"), column("kernel")].to_vec();
 
@@ -1132,11 +1143,12 @@ fn report(
             let peer = column(bench.peer);
             let value = median_of(ours, bench.time).as_secs_f64()
                 / median_of(peer, bench.time).as_secs_f64();
+            let best = best_ratio(bench, peer);
             println!(
-                "  pkg store / {}: {value:.2} (goal <= {}): {}",
+                "  pkg store / {}: {value:.2}, of the best runs {best:.2} (goal <= {}): {}",
                 bench.peer,
                 bench.goal,
-                if value <= bench.goal { "met" } else { "MISSED" }
+                verdict(value, best, bench.goal)
             );
             println!();
         }
@@ -1195,10 +1207,11 @@ fn report(
         let peer = column(bench.peer);
         let value =
             median_of(ours, bench.time).as_secs_f64() / median_of(peer, bench.time).as_secs_f64();
-        let verdict = match (judged, value <= bench.goal) {
-            (false, _) => "",
-            (true, true) => "met",
-            (true, false) => "MISSED",
+        let best = best_ratio(bench, peer);
+        let verdict = if judged {
+            verdict(value, best, bench.goal)
+        } else {
+            ""
         };
         println!(
             "  {:<24} ours/{:<14} {value:>5.2}  (goal <= {}) {verdict}",
@@ -1239,6 +1252,18 @@ fn report(
             }
             println!();
         }
+    }
+}
+
+/// A goal is met when the ratio of the medians and that of the best runs both meet it:
+/// load only ever adds time, so where they disagree the load slowed one side more, and
+/// a goal met only by a slowed peer is not met.
+fn verdict(median: f64, best: f64, goal: f64) -> &'static str {
+    match (median <= goal, best <= goal) {
+        (true, true) => "met",
+        (true, false) => "MISSED (the medians meet it only because the load slowed the peer more)",
+        (false, true) => "MISSED (the best runs meet it: the load slowed ours more)",
+        (false, false) => "MISSED",
     }
 }
 
