@@ -20,7 +20,8 @@ use amber_core::squashfs::write::{
 };
 use amber_core::version::{is_valid_name, Dependency, Version};
 
-use crate::cli::PackArgs;
+use crate::args::PackArgs;
+use crate::context::Report;
 use crate::durable;
 use crate::error::{Context, Error};
 
@@ -29,7 +30,7 @@ pub const META_DIR: &str = ".pkg";
 /// The metadata file's name inside [`META_DIR`].
 pub const META_FILE: &str = "meta";
 
-pub fn run(args: &PackArgs) -> Result<(), Error> {
+pub fn run(args: &PackArgs) -> Result<Report, Error> {
     let mtime = source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())?;
     let mut meta = check_args(args)?;
     check_output(&args.dir, &args.output)?;
@@ -75,8 +76,9 @@ pub fn run(args: &PackArgs) -> Result<(), Error> {
                 other => Error::new(format!("{}: {other}", args.output.display())),
             })
     })?;
-    println!("wrote {} ({size} bytes)", args.output.display());
-    Ok(())
+    let line = format!("wrote {} ({size} bytes)\n", args.output.display());
+    crate::stdout::write(&line).context("stdout")?;
+    Ok(Report::empty())
 }
 
 /// SOURCE_DATE_EPOCH (https://reproducible-builds.org/specs/source-date-epoch/): unset

@@ -9,7 +9,8 @@ use std::path::Path;
 use amber_core::index::{is_valid_arch, Entry, Index};
 use amber_core::minisign::{self, SecretKey};
 
-use crate::cli::RepoIndexArgs;
+use crate::args::RepoIndexArgs;
+use crate::context::Report;
 use crate::durable;
 use crate::error::{Context, Error};
 
@@ -26,7 +27,7 @@ const DEFAULT_LIFETIME: u64 = 30 * 24 * 3600;
 /// `pkg repo index DIR --secret-key F [--serial N] [--expires UNIX]`: read every image's
 /// `.pkg/meta`, hash the image, and write the signed index. DIR is `<repo>/<arch>` and
 /// its name is the architecture; every image must say the same.
-pub fn run(args: &RepoIndexArgs) -> Result<(), Error> {
+pub fn run(args: &RepoIndexArgs) -> Result<Report, Error> {
     let dir = &args.dir;
     let arch = dir
         .file_name()
@@ -85,12 +86,13 @@ pub fn run(args: &RepoIndexArgs) -> Result<(), Error> {
         packages,
     };
     write_signed_index(dir, &index, &secret, &trusted_comment(now, serial))?;
-    println!(
-        "{}: {} packages, serial {serial}, expires {expires}",
+    let line = format!(
+        "{}: {} packages, serial {serial}, expires {expires}\n",
         dir.join(INDEX_FILE).display(),
         index.packages.len()
     );
-    Ok(())
+    crate::stdout::write(&line).context("stdout")?;
+    Ok(Report::empty())
 }
 
 /// The trusted comment of an index signature, in minisign's `key:value<TAB>...` style:
