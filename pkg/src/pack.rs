@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use amber_core::index::{is_valid_arch, parse_sha256};
+use amber_core::line::{is_valid_arch, parse_sha256};
 use amber_core::meta::Meta;
 use amber_core::squashfs::write::{
     write_image, Contents, DirId, FileId, Options, Sink, Tree, WriteError,

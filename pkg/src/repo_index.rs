@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use amber_core::index::{is_valid_arch, Entry, Index};
+use amber_core::index::{Entry, Index};
+use amber_core::line::is_valid_arch;
 use amber_core::minisign::{self, SecretKey};
 
 use crate::args::RepoIndexArgs;
@@ -58,14 +59,8 @@ pub fn run(args: &RepoIndexArgs) -> Result<Report, Error> {
     images.sort();
     for path in images {
         let meta = crate::image::read_meta(&path)?;
-        let entry = Entry {
-            name: meta.name.clone(),
-            version: meta.version.clone(),
-            size: std::fs::metadata(&path).context(path.display())?.len(),
-            sha256: crate::install::hash_file(&path)?,
-            deps: meta.deps.clone(),
-            provides: meta.provides.clone(),
-        };
+        let size = std::fs::metadata(&path).context(path.display())?.len();
+        let entry = Entry::from_meta(&meta, size, crate::install::hash_file(&path)?);
         let expected = entry.file_name();
         if path.file_name().and_then(|n| n.to_str()) != Some(expected.as_str()) {
             return Err(Error::new(format!(
