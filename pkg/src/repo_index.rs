@@ -60,7 +60,7 @@ pub fn run(args: &RepoIndexArgs) -> Result<Report, Error> {
     for path in images {
         let meta = crate::image::read_meta(&path)?;
         let size = std::fs::metadata(&path).context(path.display())?.len();
-        let entry = Entry::from_meta(&meta, size, crate::install::hash_file(&path)?);
+        let entry = Entry::from_meta(&meta, size, crate::image::sha256(&path)?);
         let expected = entry.file_name();
         if path.file_name().and_then(|n| n.to_str()) != Some(expected.as_str()) {
             return Err(Error::new(format!(

@@ -8,7 +8,8 @@
 //! SHA-256 is the one the recipe names.
 
 use crate::cmd::Cmd;
-use crate::recipes::{rename, sha256_file, Settings};
+use crate::recipes::{rename, Settings};
+use crate::util::sha256_file;
 use crate::util::{create_dir, step, write};
 use std::path::{Path, PathBuf};
 

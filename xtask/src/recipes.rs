@@ -26,11 +26,9 @@
 use crate::board::Arch;
 use crate::cmd::Cmd;
 use crate::recipe::{self, Build, Origin, Recipe, Source, RECIPE_FILE};
-use crate::util::{create_dir, path_str, step, write};
-use amber_core::hash::to_hex;
-use sha2::{Digest, Sha256};
+use crate::util::{create_dir, path_str, sha256_file, step, write};
+use amber_core::hash::{sha256, to_hex};
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -380,7 +378,7 @@ fn identity(
     );
     text.push_str(&format!(
         "builder {}\n",
-        to_hex(&Sha256::digest(builder.as_bytes()))
+        to_hex(&sha256(builder.as_bytes()))
     ));
     for (name, hash) in files_of(&loaded.dir)? {
         text.push_str(&format!("file {name} {hash}\n"));
@@ -396,7 +394,7 @@ fn identity(
             .ok_or_else(|| format!("{}: {} is not built yet", recipe.name, dep.name))?;
         text.push_str(&format!("dep {} {hash}\n", dep.name));
     }
-    Ok(to_hex(&Sha256::digest(text.as_bytes())))
+    Ok(to_hex(&sha256(text.as_bytes())))
 }
 
 /// Every file below `dir` as (relative name, SHA-256), sorted; a symlink hashes as
@@ -430,22 +428,6 @@ fn files_of(dir: &Path) -> Result<Vec<(String, String)>, String> {
     }
     found.sort();
     Ok(found)
-}
-
-pub fn sha256_file(path: &Path) -> Result<String, String> {
-    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(to_hex(&hasher.finalize()))
 }
 
 pub fn triple(arch: Arch) -> String {

@@ -1,5 +1,5 @@
-//! Small helpers shared by the image subcommands: progress lines and file operations
-//! whose errors name the file.
+//! Small helpers shared by the subcommands: progress lines and file operations whose
+//! errors name the file.
 
 use std::path::Path;
 
@@ -24,6 +24,15 @@ pub fn copy(from: &Path, to: &Path) -> Result<(), String> {
     std::fs::copy(from, to)
         .map(|_| ())
         .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+}
+
+/// SHA-256 of a file as 64 hex digits (core's one hash of a stream).
+pub fn sha256_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    amber_core::hash::sha256_stream(|buffer| file.read(buffer))
+        .map(|hash| amber_core::hash::to_hex(&hash))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 pub fn path_str(path: &Path) -> Result<&str, String> {
