@@ -359,8 +359,7 @@ pub fn svc_main(args: Vec<OsString>) -> ExitCode {
         words.first().map(String::as_str),
         Some("-h" | "--help" | "help")
     ) {
-        println!("{SVC_USAGE}");
-        return ExitCode::SUCCESS;
+        return print("svc", &format!("{SVC_USAGE}\n"));
     }
     let socket = match take_socket(&mut words) {
         Ok(socket) => socket,
@@ -406,8 +405,7 @@ pub fn power_main(power_off: bool, args: Vec<OsString>) -> ExitCode {
             return ExitCode::FAILURE;
         }
         [flag] if flag == "-h" || flag == "--help" => {
-            println!("{help}");
-            return ExitCode::SUCCESS;
+            return print(command, &format!("{help}\n"));
         }
         _ => return usage(command, "unexpected arguments", &help),
     }
@@ -453,12 +451,21 @@ fn usage(command: &str, message: &str, help: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Print `text` on standard output, where a closed reader is the normal end of the
+/// output (`svc status | head -1` exits 0; see `amber_pkg::stdout`).
+fn print(command: &str, text: &str) -> ExitCode {
+    match amber_pkg::stdout::write(text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{command}: stdout: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn finish(command: &str, answer: io::Result<Answer>, socket: &Path) -> ExitCode {
     match answer {
-        Ok(Answer::Ok(text)) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
+        Ok(Answer::Ok(text)) => print(command, &text),
         Ok(Answer::Fail(text)) => {
             eprint!("{command}: {text}");
             ExitCode::FAILURE
