@@ -1,4 +1,5 @@
-//! What every amber test crate shares: the rule for a test that cannot run here.
+//! What every amber test crate shares: the rule for a test that cannot run here, and
+//! one deterministic random generator ([`Random`]).
 //!
 //! A test that needs something this machine lacks (root, `/dev/fuse`, a peer tool such
 //! as `minisign` or `mksquashfs`) asks through [`require_root`], [`require_tool`] or
@@ -11,6 +12,10 @@
 //!
 //! It offers nothing else: no fixtures, no servers (those live with the tests that use
 //! them).
+
+mod random;
+
+pub use random::Random;
 
 use std::io::Write;
 use std::path::Path;
