@@ -1,4 +1,5 @@
-//! The control socket protocol and its clients: `svc`, `poweroff` and `reboot`.
+//! The control socket: its protocol, init's server, and the clients `svc`, `poweroff`
+//! and `reboot`.
 //!
 //! A client connects to the unix stream socket (/run/amber/control, mode 0600, and init
 //! also checks that the peer runs as its own user, root), writes one request line and
@@ -13,13 +14,19 @@
 //! `svc` prints the text of `ok` on stdout and exits 0; for `fail` it prints
 //! `svc: <text>` on stderr and exits 1; `usage` (and its own usage errors) exit 2.
 //! `stop` and `restart` are answered once the service's process has exited.
+//!
+//! The server ([`Server`]) is part of init's poll loop: it accepts connections, reads
+//! request lines and writes answers without blocking; what a request does is the
+//! supervisor's.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::sys;
 
@@ -28,6 +35,11 @@ pub const SOCKET: &str = "/run/amber/control";
 
 /// The longest request line init reads.
 pub const MAX_REQUEST: usize = 256;
+
+/// How long a client may take to send its request or read the answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+/// At most this many control connections at once; more are closed at once.
+const MAX_CONNECTIONS: usize = 16;
 
 /// One request to init.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +135,219 @@ pub fn ask(socket: &Path, request: &Request, timeout: Duration) -> io::Result<An
     Answer::decode(&bytes).ok_or_else(|| io::Error::other("init sent an answer that is not one"))
 }
 
+/// Init's side of the socket: the listener and its connections.
+pub struct Server {
+    /// None when the socket could not be made: services still run.
+    listener: Option<UnixListener>,
+    connections: Vec<Connection>,
+}
+
+struct Connection {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    /// Answer once this unit is no longer stopping.
+    waiting_for: Option<String>,
+    answered: bool,
+    deadline: Instant,
+}
+
+impl Server {
+    /// Listen on `path` (its directory made 0700, the socket 0600). When that fails,
+    /// say so: init goes on without a control socket.
+    pub fn listen(path: &Path) -> Server {
+        let listener = match listen(path) {
+            Ok(listener) => Some(listener),
+            Err(error) => {
+                say!("control: {}: {error}; svc will not work", path.display());
+                None
+            }
+        };
+        Server {
+            listener,
+            connections: Vec::new(),
+        }
+    }
+
+    /// The listener's poll entry (fd -1, never ready, when there is none).
+    pub fn listener_entry(&self) -> sys::PollFd {
+        let fd = self
+            .listener
+            .as_ref()
+            .map_or(-1, |listener| listener.as_raw_fd());
+        sys::poll_entry(fd, sys::POLLIN)
+    }
+
+    /// One poll entry per connection, in order: [`Server::serve`] takes their events.
+    pub fn connection_entries(&self, fds: &mut Vec<sys::PollFd>) {
+        for connection in &self.connections {
+            let events = if !connection.output.is_empty() {
+                sys::POLLOUT
+            } else if !connection.answered && connection.waiting_for.is_none() {
+                sys::POLLIN
+            } else {
+                0
+            };
+            fds.push(sys::poll_entry(connection.stream.as_raw_fd(), events));
+        }
+    }
+
+    /// Take every pending connection from a peer running as init's own user, up to
+    /// [`MAX_CONNECTIONS`]; the others get a `fail` answer and are closed.
+    pub fn accept(&mut self, now: Instant) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        while let Ok((stream, _)) = listener.accept() {
+            let mut connection = Connection {
+                stream,
+                input: Vec::new(),
+                output: Vec::new(),
+                waiting_for: None,
+                answered: false,
+                deadline: now + CLIENT_TIMEOUT,
+            };
+            let allowed = sys::peer_uid(&connection.stream).ok() == Some(sys::effective_uid());
+            if self.connections.len() >= MAX_CONNECTIONS
+                || !allowed
+                || connection.stream.set_nonblocking(true).is_err()
+            {
+                let answer = if allowed {
+                    "too many connections\n"
+                } else {
+                    "permission denied\n"
+                };
+                let _ = connection.stream.set_nonblocking(true);
+                let _ = connection
+                    .stream
+                    .write_all(&Answer::Fail(answer.into()).encode());
+                continue;
+            }
+            self.connections.push(connection);
+        }
+    }
+
+    /// Act on the poll events of connection `index`: write what is left of its answer,
+    /// or read its request. A whole, valid request is returned for the supervisor to
+    /// carry out; a bad one is answered here.
+    pub fn serve(&mut self, index: usize, revents: i16, now: Instant) -> Option<Request> {
+        let connection = &mut self.connections[index];
+        if revents & sys::POLLOUT != 0 && !connection.output.is_empty() {
+            match connection.stream.write(&connection.output) {
+                Ok(written) => {
+                    connection.output.drain(..written);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => connection.output.clear(),
+            }
+            return None;
+        }
+        if connection.answered || connection.waiting_for.is_some() {
+            // The client hung up while waiting: forget it.
+            connection.answered = true;
+            connection.output.clear();
+            connection.waiting_for = None;
+            return None;
+        }
+        let mut buffer = [0u8; MAX_REQUEST];
+        let line = match connection.stream.read(&mut buffer) {
+            Ok(0) | Err(_) => {
+                connection.answered = true;
+                return None;
+            }
+            Ok(count) => {
+                connection.input.extend_from_slice(&buffer[..count]);
+                match connection.input.iter().position(|&b| b == b'\n') {
+                    Some(end) => String::from_utf8_lossy(&connection.input[..end]).into_owned(),
+                    None if connection.input.len() > MAX_REQUEST => {
+                        self.answer(index, Answer::Usage("request too long\n".into()), now);
+                        return None;
+                    }
+                    None => return None,
+                }
+            }
+        };
+        let words: Vec<&str> = line.split_ascii_whitespace().collect();
+        match Request::parse(&words) {
+            Ok(request) => Some(request),
+            Err(message) => {
+                self.answer(index, Answer::Usage(format!("{message}\n")), now);
+                None
+            }
+        }
+    }
+
+    /// Answer connection `index`; init closes it once the answer is written.
+    pub fn answer(&mut self, index: usize, answer: Answer, now: Instant) {
+        let connection = &mut self.connections[index];
+        connection.output = answer.encode();
+        connection.answered = true;
+        connection.waiting_for = None;
+        connection.deadline = now + CLIENT_TIMEOUT;
+        // Most answers fit the socket buffer at once.
+        if let Ok(written) = connection.stream.write(&connection.output) {
+            connection.output.drain(..written);
+        }
+    }
+
+    /// Answer connection `index` later, once unit `name` no longer stops.
+    pub fn wait_for(&mut self, index: usize, name: String) {
+        self.connections[index].waiting_for = Some(name);
+    }
+
+    /// The connections waiting for a unit to stop: (connection, unit).
+    pub fn waiting(&self) -> impl Iterator<Item = (usize, &str)> {
+        self.connections
+            .iter()
+            .enumerate()
+            .filter_map(|(index, connection)| Some((index, connection.waiting_for.as_deref()?)))
+    }
+
+    /// Close the connections whose answer is written.
+    pub fn close_answered(&mut self) {
+        self.connections
+            .retain(|connection| !(connection.answered && connection.output.is_empty()));
+    }
+
+    /// Close the connections past their deadline (a waiting one has none), and say how
+    /// many.
+    pub fn close_idle(&mut self, now: Instant) {
+        let before = self.connections.len();
+        self.connections
+            .retain(|connection| connection.waiting_for.is_some() || connection.deadline > now);
+        if self.connections.len() != before {
+            say!(
+                "control: closed {} idle connection(s)",
+                before - self.connections.len()
+            );
+        }
+    }
+
+    /// The earliest deadline of a connection.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.connections
+            .iter()
+            .filter(|connection| connection.waiting_for.is_none())
+            .map(|connection| connection.deadline)
+            .min()
+    }
+}
+
+fn listen(path: &Path) -> io::Result<UnixListener> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
+    }
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 const SVC_USAGE: &str = "usage: svc [--socket PATH] status [NAME] | start NAME | stop NAME | restart NAME | log NAME | rescan";
 
 /// `svc`: talk to init about services.
@@ -134,8 +359,7 @@ pub fn svc_main(args: Vec<OsString>) -> ExitCode {
         words.first().map(String::as_str),
         Some("-h" | "--help" | "help")
     ) {
-        println!("{SVC_USAGE}");
-        return ExitCode::SUCCESS;
+        return print("svc", &format!("{SVC_USAGE}\n"));
     }
     let socket = match take_socket(&mut words) {
         Ok(socket) => socket,
@@ -181,8 +405,7 @@ pub fn power_main(power_off: bool, args: Vec<OsString>) -> ExitCode {
             return ExitCode::FAILURE;
         }
         [flag] if flag == "-h" || flag == "--help" => {
-            println!("{help}");
-            return ExitCode::SUCCESS;
+            return print(command, &format!("{help}\n"));
         }
         _ => return usage(command, "unexpected arguments", &help),
     }
@@ -228,12 +451,21 @@ fn usage(command: &str, message: &str, help: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
+/// Print `text` on standard output, where a closed reader is the normal end of the
+/// output (`svc status | head -1` exits 0; see `amber_pkg::stdout`).
+fn print(command: &str, text: &str) -> ExitCode {
+    match amber_pkg::stdout::write(text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{command}: stdout: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn finish(command: &str, answer: io::Result<Answer>, socket: &Path) -> ExitCode {
     match answer {
-        Ok(Answer::Ok(text)) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
+        Ok(Answer::Ok(text)) => print(command, &text),
         Ok(Answer::Fail(text)) => {
             eprint!("{command}: {text}");
             ExitCode::FAILURE

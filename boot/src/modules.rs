@@ -427,7 +427,10 @@ fn hotplug() -> std::process::ExitCode {
                 if let Some(("add", modalias)) = uevent_modalias(&buffer[..length]) {
                     let before = loader.tried.len();
                     if loader.probe(modalias) && loader.tried.len() > before {
-                        report(format_args!("{modalias}: {}", loader.tried[before..].join(" ")));
+                        report(format_args!(
+                            "{modalias}: {}",
+                            loader.tried[before..].join(" ")
+                        ));
                     }
                 }
             }
@@ -568,7 +571,10 @@ mod tests {
             uevent_modalias(message),
             Some(("add", "usb:v0525pA4A2d0000dc02dsc00dp00ic02isc06ip00in00"))
         );
-        assert_eq!(uevent_modalias(b"remove@/x\0ACTION=remove\0SEQNUM=1\0"), None);
+        assert_eq!(
+            uevent_modalias(b"remove@/x\0ACTION=remove\0SEQNUM=1\0"),
+            None
+        );
         assert_eq!(uevent_modalias(b"libudev\0\xfe\xed"), None);
     }
 

@@ -1,8 +1,9 @@
 //! The service supervisor: one single-threaded poll(2) loop that starts services in
 //! dependency order, restarts them with backoff, captures their output, reaps every child
-//! (orphans included), supervises the FUSE store and the console shell, and answers the
-//! control socket. Everything it touches comes from [`Config`], so tests run it in a
-//! temporary directory without being PID 1.
+//! (orphans included), supervises the FUSE store and the console shell, and carries out
+//! the requests of the control socket (whose server is `control.rs`). Everything it
+//! touches comes from [`Config`], so tests run it in a temporary directory without being
+//! PID 1.
 //!
 //! Units: the built-ins `store` (the FUSE store; ready once its mount point is mounted),
 //! `network` (ready once configured) and `console` (the shell), then one unit per service
@@ -11,16 +12,14 @@
 //! `restart never` one, which is ready once it exited with status 0 (a one-shot task).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::control::{Answer, Request, MAX_REQUEST};
+use crate::control::{Answer, Request, Server};
 use crate::output::{self, LogRing, Pipe};
 use crate::service::{self, Definition, Restart};
 use crate::sys::{self, Exit, Reaped};
@@ -35,12 +34,8 @@ const NETWORK_WAIT: Duration = Duration::from_secs(5);
 const NETWORK_LATE_RETRY: Duration = Duration::from_millis(500);
 /// How often a missing console shell is looked for.
 const SHELL_CHECK: Duration = Duration::from_secs(5);
-/// How long a client may take to send its request or read the answer.
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A wait at least this long counts as going idle.
 const IDLE: Duration = Duration::from_secs(1);
-/// At most this many control connections at once; more are closed at once.
-const MAX_CONNECTIONS: usize = 16;
 
 /// Restart delays: `initial`, doubling up to `max`, back to `initial` once a process
 /// stayed up for `reset_after`.
@@ -215,23 +210,11 @@ impl Unit {
     }
 }
 
-struct Connection {
-    stream: UnixStream,
-    input: Vec<u8>,
-    output: Vec<u8>,
-    /// Answer once this unit is no longer stopping.
-    waiting_for: Option<String>,
-    answered: bool,
-    deadline: Instant,
-}
-
 struct Supervisor {
     config: Config,
     units: Vec<Unit>,
     pipes: Vec<Pipe>,
-    connections: Vec<Connection>,
-    /// None when the control socket could not be made: services still run.
-    listener: Option<UnixListener>,
+    control: Server,
     signals: sys::SignalFd,
     shutdown: Option<(Outcome, Instant)>,
     announced_ready: bool,
@@ -254,16 +237,7 @@ pub fn run(mut config: Config) -> io::Result<Outcome> {
         sys::SIGUSR2,
         sys::SIGHUP,
     ])?;
-    let listener = match listen(&config.control_socket) {
-        Ok(listener) => Some(listener),
-        Err(error) => {
-            say!(
-                "control: {}: {error}; svc will not work",
-                config.control_socket.display()
-            );
-            None
-        }
-    };
+    let control = Server::listen(&config.control_socket);
     let mut units = Vec::new();
     let log_size = config.log_size;
     let unit = |name: &str, kind: Kind, needs: &[&str]| Unit {
@@ -288,8 +262,7 @@ pub fn run(mut config: Config) -> io::Result<Outcome> {
         config,
         units,
         pipes: Vec::new(),
-        connections: Vec::new(),
-        listener,
+        control,
         signals,
         shutdown: None,
         announced_ready: false,
@@ -308,21 +281,6 @@ pub fn run(mut config: Config) -> io::Result<Outcome> {
         }
         supervisor.wait(now)?;
     }
-}
-
-fn listen(path: &std::path::Path) -> io::Result<UnixListener> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-        std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o700))?;
-    }
-    match std::fs::remove_file(path) {
-        Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
-        _ => {}
-    }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    listener.set_nonblocking(true)?;
-    Ok(listener)
 }
 
 /// Send a signal to a process group, or to the process if it left its group.
@@ -379,8 +337,7 @@ impl Supervisor {
             Some(_) => self.shutdown_progress(now),
         };
         self.answer_waiters(now);
-        self.connections
-            .retain(|connection| !(connection.answered && connection.output.is_empty()));
+        self.control.close_answered();
         self.check_ready();
         done
     }
@@ -446,15 +403,7 @@ impl Supervisor {
         if (store_came_up || rescan_due) && self.shutdown.is_none() {
             self.rescan(now);
         }
-        let before = self.connections.len();
-        self.connections
-            .retain(|connection| connection.waiting_for.is_some() || connection.deadline > now);
-        if self.connections.len() != before {
-            say!(
-                "control: closed {} idle connection(s)",
-                before - self.connections.len()
-            );
-        }
+        self.control.close_idle(now);
     }
 
     /// Start every wanted, idle unit whose needs are ready, until nothing changes (a unit
@@ -885,14 +834,12 @@ impl Supervisor {
         let store_ready = self
             .find("store")
             .is_some_and(|index| self.units[index].ready());
-        let network_settled = self
-            .find("network")
-            .is_some_and(|index| {
-                matches!(
-                    self.units[index].state,
-                    State::Up | State::Failed(_) | State::Configuring { late: true, .. }
-                )
-            });
+        let network_settled = self.find("network").is_some_and(|index| {
+            matches!(
+                self.units[index].state,
+                State::Up | State::Failed(_) | State::Configuring { late: true, .. }
+            )
+        });
         let services_pending = self.units.iter().any(|unit| {
             matches!(unit.kind, Kind::Service(_))
                 && (matches!(unit.state, State::Idle) && unit.want
@@ -928,13 +875,8 @@ impl Supervisor {
             }
             _ => None,
         });
-        let connections = self
-            .connections
-            .iter()
-            .filter(|connection| connection.waiting_for.is_none())
-            .map(|connection| connection.deadline);
         units
-            .chain(connections)
+            .chain(self.control.next_deadline())
             .chain(self.next_rescan)
             .chain(self.shutdown.map(|(_, deadline)| deadline))
             .min()
@@ -943,26 +885,13 @@ impl Supervisor {
     /// Wait for the next event or deadline and handle what happened.
     fn wait(&mut self, now: Instant) -> io::Result<()> {
         let connections_start = 2 + self.pipes.len();
-        let mut fds = Vec::with_capacity(connections_start + self.connections.len());
+        let mut fds = Vec::with_capacity(connections_start);
         fds.push(sys::poll_entry(self.signals.fd(), sys::POLLIN));
-        let listener = self
-            .listener
-            .as_ref()
-            .map_or(-1, |listener| listener.as_raw_fd());
-        fds.push(sys::poll_entry(listener, sys::POLLIN));
+        fds.push(self.control.listener_entry());
         for pipe in &self.pipes {
             fds.push(sys::poll_entry(pipe.file.as_raw_fd(), sys::POLLIN));
         }
-        for connection in &self.connections {
-            let events = if !connection.output.is_empty() {
-                sys::POLLOUT
-            } else if !connection.answered && connection.waiting_for.is_none() {
-                sys::POLLIN
-            } else {
-                0
-            };
-            fds.push(sys::poll_entry(connection.stream.as_raw_fd(), events));
-        }
+        self.control.connection_entries(&mut fds);
         let timeout = self
             .next_deadline(now)
             .map(|deadline| deadline.saturating_duration_since(now));
@@ -1018,15 +947,19 @@ impl Supervisor {
             .map(|fd| fd.revents)
             .collect();
         for (index, revents) in connection_events.into_iter().enumerate() {
-            if revents != 0 {
-                self.serve(index, revents, now);
+            if revents == 0 {
+                continue;
+            }
+            if let Some(request) = self.control.serve(index, revents, now) {
+                if let Some(answer) = self.handle(index, request, now) {
+                    self.control.answer(index, answer, now);
+                }
             }
         }
-        self.connections
-            .retain(|connection| !(connection.answered && connection.output.is_empty()));
+        self.control.close_answered();
 
         if fds[1].revents != 0 {
-            self.accept(now);
+            self.control.accept(now);
         }
         Ok(())
     }
@@ -1041,114 +974,21 @@ impl Supervisor {
         self.units.retain(|unit| !unit.removed);
     }
 
-    fn accept(&mut self, now: Instant) {
-        let Some(listener) = &self.listener else {
-            return;
-        };
-        while let Ok((stream, _)) = listener.accept() {
-            let mut connection = Connection {
-                stream,
-                input: Vec::new(),
-                output: Vec::new(),
-                waiting_for: None,
-                answered: false,
-                deadline: now + CLIENT_TIMEOUT,
-            };
-            let allowed = sys::peer_uid(&connection.stream).ok() == Some(sys::effective_uid());
-            if self.connections.len() >= MAX_CONNECTIONS
-                || !allowed
-                || connection.stream.set_nonblocking(true).is_err()
-            {
-                let answer = if allowed {
-                    "too many connections\n"
-                } else {
-                    "permission denied\n"
-                };
-                let _ = connection.stream.set_nonblocking(true);
-                let _ = connection
-                    .stream
-                    .write_all(&Answer::Fail(answer.into()).encode());
-                continue;
-            }
-            self.connections.push(connection);
-        }
-    }
-
-    fn serve(&mut self, index: usize, revents: i16, now: Instant) {
-        let connection = &mut self.connections[index];
-        if revents & sys::POLLOUT != 0 && !connection.output.is_empty() {
-            match connection.stream.write(&connection.output) {
-                Ok(written) => {
-                    connection.output.drain(..written);
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(_) => connection.output.clear(),
-            }
-            return;
-        }
-        if connection.answered || connection.waiting_for.is_some() {
-            // The client hung up while waiting: forget it.
-            connection.answered = true;
-            connection.output.clear();
-            connection.waiting_for = None;
-            return;
-        }
-        let mut buffer = [0u8; MAX_REQUEST];
-        let line = match connection.stream.read(&mut buffer) {
-            Ok(0) | Err(_) => {
-                connection.answered = true;
-                return;
-            }
-            Ok(count) => {
-                connection.input.extend_from_slice(&buffer[..count]);
-                match connection.input.iter().position(|&b| b == b'\n') {
-                    Some(end) => String::from_utf8_lossy(&connection.input[..end]).into_owned(),
-                    None if connection.input.len() > MAX_REQUEST => {
-                        self.answer(index, Answer::Usage("request too long\n".into()), now);
-                        return;
-                    }
-                    None => return,
-                }
-            }
-        };
-        let words: Vec<&str> = line.split_ascii_whitespace().collect();
-        let answer = match Request::parse(&words) {
-            Ok(request) => self.handle(index, request, now),
-            Err(message) => Some(Answer::Usage(format!("{message}\n"))),
-        };
-        if let Some(answer) = answer {
-            self.answer(index, answer, now);
-        }
-    }
-
-    fn answer(&mut self, index: usize, answer: Answer, now: Instant) {
-        let connection = &mut self.connections[index];
-        connection.output = answer.encode();
-        connection.answered = true;
-        connection.waiting_for = None;
-        connection.deadline = now + CLIENT_TIMEOUT;
-        // Most answers fit the socket buffer at once.
-        if let Ok(written) = connection.stream.write(&connection.output) {
-            connection.output.drain(..written);
-        }
-    }
-
     /// Answer the clients of `svc stop` and `svc restart` whose service has stopped.
     fn answer_waiters(&mut self, now: Instant) {
-        for index in 0..self.connections.len() {
-            let Some(name) = &self.connections[index].waiting_for else {
-                continue;
-            };
-            let settled = match self.find(name) {
-                None => Some(format!("{name}: stopped and removed\n")),
+        let settled: Vec<(usize, String)> = self
+            .control
+            .waiting()
+            .filter_map(|(index, name)| match self.find(name) {
+                None => Some((index, format!("{name}: stopped and removed\n"))),
                 Some(unit) if !matches!(self.units[unit].state, State::Stopping { .. }) => {
-                    Some(self.status_line(unit, now, 0))
+                    Some((index, self.status_line(unit, now, 0)))
                 }
                 Some(_) => None,
-            };
-            if let Some(text) = settled {
-                self.answer(index, Answer::Ok(text), now);
-            }
+            })
+            .collect();
+        for (index, text) in settled {
+            self.control.answer(index, Answer::Ok(text), now);
         }
     }
 
@@ -1215,7 +1055,7 @@ impl Supervisor {
                 unit.want = false;
                 if unit.pid().is_some() {
                     self.stop(index, now, Then::Stop);
-                    self.connections[connection].waiting_for = Some(name);
+                    self.control.wait_for(connection, name);
                     return None;
                 }
                 if !matches!(unit.state, State::Up) {
@@ -1230,7 +1070,7 @@ impl Supervisor {
                 match unit.state {
                     State::Running { .. } | State::Stopping { .. } if restart => {
                         self.stop(index, now, Then::Restart);
-                        self.connections[connection].waiting_for = Some(name);
+                        self.control.wait_for(connection, name);
                         return None;
                     }
                     State::Stopping { .. } => self.stop(index, now, Then::Restart),

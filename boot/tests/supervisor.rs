@@ -1,8 +1,9 @@
 //! The supervisor end to end on the host: `init --root DIR` supervising small shell-script
-//! services in a temporary directory, driven with `svc`, `poweroff` and signals.
+//! services in a temporary directory, driven with `svc`, `poweroff` and signals; and every
+//! command of the device binary writing into a closed pipe.
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -593,4 +594,93 @@ fn killed_store_is_detached_and_restarted() {
     let store_stopped = supervisor.wait_for_line("amber: store: stopped");
     assert!(web_stopped <= store_stopped, "the store stops last");
     assert!(!mounted(&ro), "the store unmounted /ro");
+}
+
+/// Run the device binary as `name` with `args`, its standard output a pipe whose reader
+/// is closed before it writes (`svc status | head -0`): (exit code, signal, stderr).
+fn into_closed_pipe(name: &str, args: &[&str]) -> (Option<i32>, Option<i32>, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = Command::new(BINARY)
+        .arg0(name)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        output.status.signal(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// `svc status | head -1` died by SIGILL on the device: println! panicked on EPIPE and
+/// the device build aborts on a panic. A closed output is the end of the output: every
+/// command that prints exits as it would have with a reader, without a word about it.
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let supervisor = Supervisor::start(
+        "closed-stdout",
+        &[(
+            "ro/svc",
+            "talker",
+            "command /bin/sh -c 'echo hello; exec sleep 30'\n",
+        )],
+    );
+    supervisor.wait_for_line("talker: hello");
+    let socket = supervisor.socket();
+    let socket = socket.to_str().unwrap();
+    let store = supervisor.path("store");
+    let store = store.to_str().unwrap();
+    // A command that changes something finishes the change, its output dropped.
+    let added = into_closed_pipe("pkg", &["--root", store, "repo", "add", "file:///nowhere"]);
+    assert_eq!(added, (Some(0), None, String::new()));
+    let repos = Command::new(BINARY)
+        .arg0("pkg")
+        .args(["--root", store, "repo", "list"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&repos.stdout), "file:///nowhere\n");
+    // (command name, arguments, exit code, what stderr says)
+    let table: &[(&str, &[&str], i32, &str)] = &[
+        ("svc", &["--socket", socket, "status"], 0, ""),
+        ("svc", &["--socket", socket, "status", "talker"], 0, ""),
+        ("svc", &["--socket", socket, "log", "talker"], 0, ""),
+        ("svc", &["--help"], 0, ""),
+        ("poweroff", &["--help"], 0, ""),
+        ("reboot", &["--help"], 0, ""),
+        ("pkg", &["--help"], 0, ""),
+        ("pkg", &["info", "--help"], 0, ""),
+        ("pkg", &["--root", store, "repo", "list"], 0, ""),
+        ("pkg", &["--root", store, "--json", "list"], 0, ""),
+        ("pkg", &["--root", store, "--json", "key", "list"], 0, ""),
+        (
+            "pkg",
+            &["--root", store, "--json", "search", "x"],
+            1,
+            "pkg: file:///nowhere: no index yet, run pkg update\n",
+        ),
+        (
+            "pkg",
+            &["--root", store, "--json", "info", "x"],
+            1,
+            "pkg: x: no such package installed or available\n",
+        ),
+    ];
+    for (name, args, code, stderr) in table {
+        let with_reader = Command::new(BINARY)
+            .arg0(name)
+            .args(*args)
+            .output()
+            .unwrap();
+        assert!(!with_reader.stdout.is_empty(), "{name} {args:?} prints");
+        let got = into_closed_pipe(name, args);
+        assert_eq!(
+            got,
+            (Some(*code), None, stderr.to_string()),
+            "{name} {args:?}"
+        );
+    }
 }

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 use amber_core::squashfs::read::{Archive, Cache, Inode, Kind};
 use amber_core::squashfs::write::{write_image, Contents, FileId, Options, Sink, Tree};
 use amber_core::squashfs::{ReadAt, ReadError};
+use amber_testkit::Random;
 
 /// Bump when the generator changes, so an old tree is rebuilt.
 const TREE_VERSION: &str = "amber squashfs bench tree v2";
@@ -208,34 +209,18 @@ fn remove(path: &Path) {
 
 // ---- the tree -------------------------------------------------------------------
 
-/// xorshift64*: deterministic, fast, good enough to look like compressed data.
-struct Random(u64);
+/// A size between `low` and `high`, spread evenly on a log scale.
+fn size(random: &mut Random, low: u64, high: u64) -> usize {
+    let (low, high) = ((low as f64).ln(), (high as f64).ln());
+    let unit = random.below(1 << 20) as f64 / f64::from(1 << 20);
+    (low + (high - low) * unit).exp() as usize
+}
 
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, limit: u64) -> u64 {
-        self.next() % limit
-    }
-
-    /// A size between `low` and `high`, spread evenly on a log scale.
-    fn size(&mut self, low: u64, high: u64) -> usize {
-        let (low, high) = ((low as f64).ln(), (high as f64).ln());
-        let unit = self.below(1 << 20) as f64 / f64::from(1 << 20);
-        (low + (high - low) * unit).exp() as usize
-    }
-
-    fn noise(&mut self, out: &mut Vec<u8>, length: usize) {
-        while out.len() < length {
-            out.extend_from_slice(&self.next().to_le_bytes());
-        }
-        out.truncate(length);
-    }
+/// Extend `out` to `length` bytes of noise.
+fn noise(random: &mut Random, out: &mut Vec<u8>, length: usize) {
+    let start = out.len();
+    out.resize(length, 0);
+    random.fill(&mut out[start..]);
 }
 
 const WORDS: &[&str] = &[
@@ -355,7 +340,7 @@ fn binary(random: &mut Random, length: usize) -> Vec<u8> {
         match random.below(20) {
             0 => {
                 let run = out.len() + random.below(4096) as usize;
-                random.noise(&mut out, run);
+                noise(random, &mut out, run);
             }
             1 => out.resize(out.len() + random.below(512) as usize, 0),
             2 => {
@@ -414,7 +399,7 @@ fn ensure_tree(base: &Path, source: &Path) -> (usize, u64) {
     remove(source);
     let _ = fs::remove_file(&stamp);
     fs::create_dir_all(source).unwrap();
-    let mut random = Random(0x005E_ED0F_A3BE_2024);
+    let mut random = Random::new(0x005E_ED0F_A3BE_2024);
     let dirs: Vec<PathBuf> = [
         "usr/bin",
         "usr/sbin",
@@ -453,18 +438,16 @@ fn ensure_tree(base: &Path, source: &Path) -> (usize, u64) {
             let original = &written[random.below(n as u64) as usize];
             (format!("copy-{n}"), fs::read(original).unwrap(), 0o644)
         } else if kind < 60 {
-            let length = random.size(200, 100_000);
+            let length = size(&mut random, 200, 100_000);
             (format!("text-{n}.c"), text(&mut random, length), 0o644)
         } else if kind < 78 {
-            let length = random.size(5_000, 600_000);
+            let length = size(&mut random, 5_000, 600_000);
             (format!("prog-{n}"), binary(&mut random, length), 0o755)
         } else if kind < 88 {
-            let length = random.size(1_000, 1_000_000);
-            let mut noise = Vec::new();
-            random.noise(&mut noise, length);
-            (format!("data-{n}.gz"), noise, 0o644)
+            let length = size(&mut random, 1_000, 1_000_000);
+            (format!("data-{n}.gz"), random.bytes(length), 0o644)
         } else if kind < 99 {
-            let length = random.size(1_000, 500_000);
+            let length = size(&mut random, 1_000, 500_000);
             (
                 format!("log-{n}.txt"),
                 repetitive(&mut random, length),

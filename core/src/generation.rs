@@ -25,9 +25,8 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::fmt::Write as _;
 
-use crate::index::{
-    check_line_shape, lines, parse_decimal, parse_package, Entry, IndexErrorReason,
-};
+use crate::index::{parse_package, Entry, IndexErrorReason};
+use crate::line::{check_line_shape, lines, parse_decimal};
 use crate::version::{Dependency, DependencyError};
 
 const MAGIC: &str = "amber-generation 1";

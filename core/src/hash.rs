@@ -1,10 +1,12 @@
-//! SHA-256 checks of downloaded images against their index entry, and strict hex helpers.
+//! SHA-256: checks of downloaded images against their index entry, the hash of a file
+//! read piece by piece, and strict hex helpers.
 //!
 //! A download is checked while it streams: [`Sha256Check::update`] fails as soon as more
 //! bytes arrive than the index promised, so the caller can stop reading at once and an
 //! endless or oversized body never fills memory or disk (SECURITY-TESTS 1, 7, 9).
 
 use alloc::string::String;
+use alloc::vec;
 use core::fmt;
 
 use sha2::{Digest, Sha256};
@@ -48,6 +50,42 @@ impl std::error::Error for HashError {}
 /// SHA-256 of `bytes` in one call.
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
+}
+
+/// SHA-256 of a stream that `read` yields piece by piece: it fills the buffer it is
+/// given and returns how many bytes it put there, 0 at the end. This is the one hash of
+/// a file for pkg and xtask (`|buffer| file.read(buffer)`); the caller does the I/O.
+pub fn sha256_stream<E>(
+    mut read: impl FnMut(&mut [u8]) -> Result<usize, E>,
+) -> Result<[u8; 32], E> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let count = read(&mut buffer)?;
+        if count == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buffer[..count]);
+    }
+}
+
+/// SHA-256 of bytes fed in pieces, for callers that hash while they do something else
+/// with the bytes (xtask's flash hashes the image as it writes it).
+#[derive(Clone, Default)]
+pub struct Sha256Hasher(Sha256);
+
+impl Sha256Hasher {
+    pub fn new() -> Sha256Hasher {
+        Sha256Hasher(Sha256::new())
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(self) -> [u8; 32] {
+        self.0.finalize().into()
+    }
 }
 
 /// Checks a byte stream, fed in pieces, against an expected SHA-256 and exact size.
@@ -206,6 +244,20 @@ mod tests {
         // FIPS 180-2 appendix B.1 and the empty string.
         assert_eq!(to_hex(&sha256(b"abc")), ABC);
         assert_eq!(to_hex(&sha256(b"")), EMPTY);
+    }
+
+    #[test]
+    fn stream_hash_is_the_hash_of_its_pieces() {
+        // A reader that gives one byte at a time, then fails after the end if asked again.
+        let mut pieces = [&b"a"[..], b"b", b"c", b""].into_iter();
+        let hash = sha256_stream(|buffer: &mut [u8]| {
+            let piece = pieces.next().ok_or("read after the end")?;
+            buffer[..piece.len()].copy_from_slice(piece);
+            Ok::<usize, &str>(piece.len())
+        });
+        assert_eq!(hash.map(|hash| to_hex(&hash)), Ok(ABC.into()));
+        let failing = sha256_stream(|_: &mut [u8]| Err::<usize, _>("broken"));
+        assert_eq!(failing, Err("broken"));
     }
 
     #[test]

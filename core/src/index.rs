@@ -34,227 +34,19 @@
 //! [`Index::write`] produces exactly this form, sorted, so
 //! `parse(&index.write()) == Ok(index)` for every index [`parse`] returns.
 
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 use core::fmt::Write as _;
 
-use crate::meta::Meta;
-use crate::version::{
-    is_valid_name, parse_dependency_list, Dependency, DependencyError, PackageId, Version,
-    VersionError,
+use crate::line::{
+    check_line_shape, is_valid_arch, lines, parse_decimal, parse_dependencies, parse_name_list,
+    parse_sha256, push_hex, push_list, HashError, LineShapeError, ListError,
 };
+use crate::version::{is_valid_name, Dependency, PackageId, Version, VersionError};
 
 /// The only index format version this code reads and writes.
 const MAGIC: &str = "amber-index 1";
-
-/// The longest architecture name accepted, in bytes.
-pub const MAX_ARCH_LEN: usize = 32;
-
-/// Reports whether `arch` is a valid architecture name such as `aarch64` or `x86_64`.
-pub fn is_valid_arch(arch: &str) -> bool {
-    !arch.is_empty()
-        && arch.len() <= MAX_ARCH_LEN
-        && arch
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-}
-
-/// Why a hex-encoded SHA-256 was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HashError {
-    /// Nothing was given.
-    Empty,
-    /// A character is not a hex digit (a space included).
-    NotHex,
-    /// Hex digits are there, but some are uppercase.
-    Uppercase,
-    /// The digits are lowercase hex, but there are not 64 of them.
-    Length(usize),
-}
-
-impl fmt::Display for HashError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HashError::Empty => f.write_str("is empty"),
-            HashError::NotHex => f.write_str("has a character that is not a hex digit"),
-            HashError::Uppercase => f.write_str("must be lowercase hex"),
-            HashError::Length(_) => f.write_str("is not 64 hex digits"),
-        }
-    }
-}
-
-impl core::error::Error for HashError {}
-
-/// Decodes exactly 64 lowercase hex digits into 32 bytes.
-pub fn parse_sha256(text: &str) -> Result<[u8; 32], HashError> {
-    if text.is_empty() {
-        return Err(HashError::Empty);
-    }
-    if !text.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(HashError::NotHex);
-    }
-    if text.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Err(HashError::Uppercase);
-    }
-    if text.len() != 64 {
-        return Err(HashError::Length(text.len()));
-    }
-    let mut hash = [0u8; 32];
-    for (byte, pair) in hash.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-        *byte = (hex_value(pair[0]) << 4) | hex_value(pair[1]);
-    }
-    Ok(hash)
-}
-
-fn hex_value(digit: u8) -> u8 {
-    match digit {
-        b'0'..=b'9' => digit - b'0',
-        b'a'..=b'f' => digit - b'a' + 10,
-        // Callers checked the digit already; nothing else reaches here.
-        _ => 0,
-    }
-}
-
-/// Appends `bytes` to `out` as lowercase hex.
-pub(crate) fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for &byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 15)]));
-    }
-}
-
-/// Parses a canonical decimal `u64`: digits only, no leading zeros, no overflow.
-pub(crate) fn parse_decimal(text: &str) -> Option<u64> {
-    if text.is_empty() || (text.len() > 1 && text.starts_with('0')) {
-        return None;
-    }
-    text.bytes().try_fold(0u64, |value, b| {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        value.checked_mul(10)?.checked_add(u64::from(b - b'0'))
-    })
-}
-
-/// Parses a comma-separated list of package names (no empty items, no repeats).
-pub(crate) fn parse_name_list(text: &str) -> Result<Vec<String>, ListError> {
-    let mut names: Vec<String> = Vec::new();
-    for name in text.split(',') {
-        if !is_valid_name(name) {
-            return Err(ListError::BadName);
-        }
-        if names.iter().any(|seen| seen == name) {
-            return Err(ListError::Duplicate);
-        }
-        names.push(String::from(name));
-    }
-    Ok(names)
-}
-
-/// Parses a comma-separated list of dependencies without repeats.
-pub(crate) fn parse_dependencies(text: &str) -> Result<Vec<Dependency>, ListError> {
-    let dependencies = parse_dependency_list(text).map_err(ListError::BadDependency)?;
-    for (i, dependency) in dependencies.iter().enumerate() {
-        if dependencies[..i].contains(dependency) {
-            return Err(ListError::Duplicate);
-        }
-    }
-    Ok(dependencies)
-}
-
-/// Why a comma-separated list was rejected.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListError {
-    /// An item is not a valid package name (an empty item included).
-    BadName,
-    /// An item is not a valid dependency.
-    BadDependency(DependencyError),
-    /// The same item appears twice.
-    Duplicate,
-}
-
-impl fmt::Display for ListError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ListError::BadName => f.write_str("has an invalid package name"),
-            ListError::BadDependency(error) => write!(f, "has a bad item: {error}"),
-            ListError::Duplicate => f.write_str("names the same thing twice"),
-        }
-    }
-}
-
-/// Writes items separated by commas.
-pub(crate) fn push_list<T: fmt::Display>(out: &mut String, items: &[T]) {
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        // Writing into a String cannot fail.
-        let _ = write!(out, "{item}");
-    }
-}
-
-/// Checks the shape of a line: no control characters, single spaces only.
-pub(crate) fn check_line_shape(line: &str) -> Result<(), LineShapeError> {
-    if line.is_empty() {
-        return Err(LineShapeError::Empty);
-    }
-    if line.chars().any(char::is_control) {
-        return Err(LineShapeError::ControlCharacter);
-    }
-    if line.starts_with(' ') || line.ends_with(' ') || line.contains("  ") {
-        return Err(LineShapeError::Spacing);
-    }
-    Ok(())
-}
-
-/// Why a line's outer shape was rejected.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineShapeError {
-    /// The line has nothing on it.
-    Empty,
-    /// A tab, carriage return or other control character.
-    ControlCharacter,
-    /// A leading, trailing or doubled space.
-    Spacing,
-}
-
-impl fmt::Display for LineShapeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            LineShapeError::Empty => f.write_str("empty line"),
-            LineShapeError::ControlCharacter => {
-                f.write_str("control character (tab, carriage return, ...)")
-            }
-            LineShapeError::Spacing => f.write_str("leading, trailing or doubled space"),
-        }
-    }
-}
-
-/// Splits text into lines, each paired with its 1-based number; the last line
-/// must end with a newline, which yields a `None` line number for the error.
-pub(crate) fn lines(text: &str) -> (impl Iterator<Item = (usize, &str)>, Option<usize>) {
-    let complete = text.strip_suffix('\n');
-    let body = complete.unwrap_or(text);
-    let count = if text.is_empty() {
-        0
-    } else {
-        body.split('\n').count()
-    };
-    let unterminated = if complete.is_none() && !text.is_empty() {
-        Some(count)
-    } else {
-        None
-    };
-    let iter = body
-        .split('\n')
-        .take(count)
-        .enumerate()
-        .map(|(i, line)| (i + 1, line));
-    (iter, unterminated)
-}
 
 /// One package of the index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,95 +96,11 @@ impl Entry {
         out.push('\n');
     }
 
-    /// The entry for an image with this meta, file size and hash: what `pkg
-    /// repo index` writes for it.
-    pub fn from_meta(meta: &Meta, size: u64, sha256: [u8; 32]) -> Entry {
-        Entry {
-            name: meta.name.clone(),
-            version: meta.version.clone(),
-            size,
-            sha256,
-            deps: meta.deps.clone(),
-            provides: meta.provides.clone(),
-        }
-    }
-
     /// Reports whether the entry has the name or provides it.
     pub fn has_or_provides(&self, name: &str) -> bool {
         self.name == name || self.provides.iter().any(|provided| provided == name)
     }
-
-    /// Checks that an image's `.pkg/meta` says what this entry promised (DESIGN
-    /// §3, SECURITY-TESTS item 8): name, version, architecture, dependencies and
-    /// provides. Lists compare as sets. The sizes are not compared: the index
-    /// gives the image file size, the meta the installed payload size.
-    pub fn check_meta(&self, arch: &str, meta: &Meta) -> Result<(), MetaMismatch> {
-        let mismatch =
-            |field, meta: String, index: String| Err(MetaMismatch { field, meta, index });
-        if meta.name != self.name {
-            return mismatch("name", meta.name.clone(), self.name.clone());
-        }
-        if meta.version != self.version {
-            return mismatch(
-                "version",
-                meta.version.to_string(),
-                self.version.to_string(),
-            );
-        }
-        if meta.arch != arch {
-            return mismatch("arch", meta.arch.clone(), String::from(arch));
-        }
-        if !same_set(&meta.deps, &self.deps) {
-            return mismatch("deps", list_text(&meta.deps), list_text(&self.deps));
-        }
-        if !same_set(&meta.provides, &self.provides) {
-            return mismatch(
-                "provides",
-                list_text(&meta.provides),
-                list_text(&self.provides),
-            );
-        }
-        Ok(())
-    }
 }
-
-fn same_set<T: PartialEq>(a: &[T], b: &[T]) -> bool {
-    a.len() == b.len()
-        && a.iter().all(|item| b.contains(item))
-        && b.iter().all(|item| a.contains(item))
-}
-
-fn list_text<T: fmt::Display>(items: &[T]) -> String {
-    if items.is_empty() {
-        return String::from("(none)");
-    }
-    let mut out = String::new();
-    push_list(&mut out, items);
-    out
-}
-
-/// An image's `.pkg/meta` disagrees with its index entry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetaMismatch {
-    /// Which field differs: `name`, `version`, `arch`, `deps` or `provides`.
-    pub field: &'static str,
-    /// What the image's meta says.
-    pub meta: String,
-    /// What the index promised.
-    pub index: String,
-}
-
-impl fmt::Display for MetaMismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "package meta says {} {}, but the index says {}",
-            self.field, self.meta, self.index
-        )
-    }
-}
-
-impl core::error::Error for MetaMismatch {}
 
 /// A parsed repository index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -665,7 +373,7 @@ pub(crate) fn parse_package(line: &str) -> Result<Entry, IndexErrorReason> {
 impl Index {
     /// Writes the index in its one canonical form, packages sorted. Entries are
     /// written as they are; an index built from [`parse`] or from valid
-    /// [`Meta`]s without two equal ids parses back to an equal value.
+    /// [`Meta`](crate::meta::Meta)s without two equal ids parses back to an equal value.
     pub fn write(&self) -> String {
         let mut sorted: Vec<&Entry> = self.packages.iter().collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.version.cmp(&b.version)));
@@ -1242,101 +950,5 @@ mod tests {
         assert!(index
             .get(&PackageId::parse("busybox-1.35").unwrap())
             .is_none());
-    }
-
-    #[test]
-    fn meta_must_agree_with_the_entry() {
-        let meta_text = "name busybox\nversion 1.36.1-r2\narch aarch64\ndeps musl>=1.2,zlib\n\
-                         provides sh,vi\ndescription\nlicense\nsize 9\nrecipe\n";
-        let meta = Meta::parse(meta_text).unwrap();
-        let entry = Entry::from_meta(&meta, 812_345, [7; 32]);
-        assert_eq!(entry.size, 812_345);
-        assert_eq!(entry.check_meta("aarch64", &meta), Ok(()));
-        // Each row edits the meta and gives the expected complaint.
-        let table: &[(&str, &str, &str)] = &[
-            (
-                "name busybox",
-                "name toybox",
-                "package meta says name toybox, but the index says busybox",
-            ),
-            (
-                "version 1.36.1-r2",
-                "version 1.36.1-r3",
-                "package meta says version 1.36.1-r3, but the index says 1.36.1-r2",
-            ),
-            (
-                "arch aarch64",
-                "arch x86_64",
-                "package meta says arch x86_64, but the index says aarch64",
-            ),
-            ("deps musl>=1.2,zlib", "deps zlib,musl>=1.2", ""),
-            (
-                "deps musl>=1.2,zlib",
-                "deps zlib",
-                "package meta says deps zlib, but the index says musl>=1.2,zlib",
-            ),
-            (
-                "deps musl>=1.2,zlib",
-                "deps musl>=1.3,zlib",
-                "package meta says deps musl>=1.3,zlib, but the index says musl>=1.2,zlib",
-            ),
-            (
-                "deps musl>=1.2,zlib",
-                "deps musl>=1.2,zlib,curl",
-                "package meta says deps musl>=1.2,zlib,curl, but the index says musl>=1.2,zlib",
-            ),
-            (
-                "deps musl>=1.2,zlib",
-                "deps",
-                "package meta says deps (none), but the index says musl>=1.2,zlib",
-            ),
-            ("provides sh,vi", "provides vi,sh", ""),
-            (
-                "provides sh,vi",
-                "provides sh",
-                "package meta says provides sh, but the index says sh,vi",
-            ),
-            // The sizes differ by design: payload bytes against image bytes.
-            ("size 9", "size 10", ""),
-        ];
-        for (from, to, expect) in table {
-            let edited = Meta::parse(&meta_text.replace(from, to)).unwrap();
-            let got = match entry.check_meta("aarch64", &edited) {
-                Ok(()) => String::new(),
-                Err(error) => error.to_string(),
-            };
-            assert_eq!(got, *expect, "{from} -> {to}");
-        }
-    }
-
-    #[test]
-    fn sha256_decoding() {
-        assert_eq!(parse_sha256(&"ff".repeat(32)), Ok([0xff; 32]));
-        assert_eq!(parse_sha256(&"a5".repeat(32)), Ok([0xa5; 32]));
-        let mut text = String::new();
-        push_hex(&mut text, &[0x00, 0x9f, 0xa0, 0xff]);
-        assert_eq!(text, "009fa0ff");
-    }
-
-    #[test]
-    fn decimals() {
-        let table: &[(&str, Option<u64>)] = &[
-            ("0", Some(0)),
-            ("7", Some(7)),
-            ("812345", Some(812_345)),
-            ("18446744073709551615", Some(u64::MAX)),
-            ("18446744073709551616", None),
-            ("", None),
-            ("00", None),
-            ("07", None),
-            ("-1", None),
-            ("+1", None),
-            ("1_000", None),
-            ("1e3", None),
-            ("٣", None),
-        ];
-        for (text, expect) in table {
-            assert_eq!(parse_decimal(text), *expect, "{text:?}");
-        }
     }
 }

@@ -13,6 +13,7 @@ pub mod blake2b;
 pub mod generation;
 pub mod hash;
 pub mod index;
+pub mod line;
 pub mod meta;
 pub mod minisign;
 pub mod solve;

@@ -35,12 +35,13 @@
 //! [`Meta::to_text`] writes exactly this form, so `Meta::parse(&meta.to_text())`
 //! gives back `meta` for every valid `meta`.
 
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 use core::fmt::Write as _;
 
-use crate::index::{
+use crate::index::Entry;
+use crate::line::{
     check_line_shape, is_valid_arch, lines, parse_decimal, parse_dependencies, parse_name_list,
     parse_sha256, push_hex, push_list, HashError, LineShapeError, ListError,
 };
@@ -308,6 +309,94 @@ fn check_value(key: &'static str, value: &str) -> Result<(), MetaErrorReason> {
     }
 }
 
+// How an image's meta and its index entry relate lives here, beside the meta: the index
+// knows nothing of `.pkg/meta`.
+impl Entry {
+    /// The entry for an image with this meta, file size and hash: what `pkg
+    /// repo index` writes for it.
+    pub fn from_meta(meta: &Meta, size: u64, sha256: [u8; 32]) -> Entry {
+        Entry {
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            size,
+            sha256,
+            deps: meta.deps.clone(),
+            provides: meta.provides.clone(),
+        }
+    }
+
+    /// Checks that an image's `.pkg/meta` says what this entry promised (DESIGN
+    /// §3, SECURITY-TESTS item 8): name, version, architecture, dependencies and
+    /// provides. Lists compare as sets. The sizes are not compared: the index
+    /// gives the image file size, the meta the installed payload size.
+    pub fn check_meta(&self, arch: &str, meta: &Meta) -> Result<(), MetaMismatch> {
+        let mismatch =
+            |field, meta: String, index: String| Err(MetaMismatch { field, meta, index });
+        if meta.name != self.name {
+            return mismatch("name", meta.name.clone(), self.name.clone());
+        }
+        if meta.version != self.version {
+            return mismatch(
+                "version",
+                meta.version.to_string(),
+                self.version.to_string(),
+            );
+        }
+        if meta.arch != arch {
+            return mismatch("arch", meta.arch.clone(), String::from(arch));
+        }
+        if !same_set(&meta.deps, &self.deps) {
+            return mismatch("deps", list_text(&meta.deps), list_text(&self.deps));
+        }
+        if !same_set(&meta.provides, &self.provides) {
+            return mismatch(
+                "provides",
+                list_text(&meta.provides),
+                list_text(&self.provides),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn same_set<T: PartialEq>(a: &[T], b: &[T]) -> bool {
+    a.len() == b.len()
+        && a.iter().all(|item| b.contains(item))
+        && b.iter().all(|item| a.contains(item))
+}
+
+fn list_text<T: fmt::Display>(items: &[T]) -> String {
+    if items.is_empty() {
+        return String::from("(none)");
+    }
+    let mut out = String::new();
+    push_list(&mut out, items);
+    out
+}
+
+/// An image's `.pkg/meta` disagrees with its index entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetaMismatch {
+    /// Which field differs: `name`, `version`, `arch`, `deps` or `provides`.
+    pub field: &'static str,
+    /// What the image's meta says.
+    pub meta: String,
+    /// What the index promised.
+    pub index: String,
+}
+
+impl fmt::Display for MetaMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "package meta says {} {}, but the index says {}",
+            self.field, self.meta, self.index
+        )
+    }
+}
+
+impl core::error::Error for MetaMismatch {}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,6 +660,71 @@ mod tests {
         ];
         for (text, expect) in table {
             check(text, expect);
+        }
+    }
+
+    #[test]
+    fn meta_must_agree_with_the_entry() {
+        let meta_text = "name busybox\nversion 1.36.1-r2\narch aarch64\ndeps musl>=1.2,zlib\n\
+                         provides sh,vi\ndescription\nlicense\nsize 9\nrecipe\n";
+        let meta = Meta::parse(meta_text).unwrap();
+        let entry = Entry::from_meta(&meta, 812_345, [7; 32]);
+        assert_eq!(entry.size, 812_345);
+        assert_eq!(entry.check_meta("aarch64", &meta), Ok(()));
+        // Each row edits the meta and gives the expected complaint.
+        let table: &[(&str, &str, &str)] = &[
+            (
+                "name busybox",
+                "name toybox",
+                "package meta says name toybox, but the index says busybox",
+            ),
+            (
+                "version 1.36.1-r2",
+                "version 1.36.1-r3",
+                "package meta says version 1.36.1-r3, but the index says 1.36.1-r2",
+            ),
+            (
+                "arch aarch64",
+                "arch x86_64",
+                "package meta says arch x86_64, but the index says aarch64",
+            ),
+            ("deps musl>=1.2,zlib", "deps zlib,musl>=1.2", ""),
+            (
+                "deps musl>=1.2,zlib",
+                "deps zlib",
+                "package meta says deps zlib, but the index says musl>=1.2,zlib",
+            ),
+            (
+                "deps musl>=1.2,zlib",
+                "deps musl>=1.3,zlib",
+                "package meta says deps musl>=1.3,zlib, but the index says musl>=1.2,zlib",
+            ),
+            (
+                "deps musl>=1.2,zlib",
+                "deps musl>=1.2,zlib,curl",
+                "package meta says deps musl>=1.2,zlib,curl, but the index says musl>=1.2,zlib",
+            ),
+            (
+                "deps musl>=1.2,zlib",
+                "deps",
+                "package meta says deps (none), but the index says musl>=1.2,zlib",
+            ),
+            ("provides sh,vi", "provides vi,sh", ""),
+            (
+                "provides sh,vi",
+                "provides sh",
+                "package meta says provides sh, but the index says sh,vi",
+            ),
+            // The sizes differ by design: payload bytes against image bytes.
+            ("size 9", "size 10", ""),
+        ];
+        for (from, to, expect) in table {
+            let edited = Meta::parse(&meta_text.replace(from, to)).unwrap();
+            let got = match entry.check_meta("aarch64", &edited) {
+                Ok(()) => String::new(),
+                Err(error) => error.to_string(),
+            };
+            assert_eq!(got, *expect, "{from} -> {to}");
         }
     }
 }

@@ -45,7 +45,12 @@
 //!
 //! [`Pool::new`] indexes every name and provided name once (`O(n log n)`), and
 //! resolves the dependency names of every candidate to integers, so the search
-//! itself does no string lookups except for the requests.
+//! itself does no string lookups except for the requests. A search compares the
+//! versions of a name with a constraint once, when it first meets the
+//! constraint, and keeps the answer as one bit per version: backtracking meets
+//! the same constraints again and again, and comparing versions is the dearest
+//! thing it does. It builds the explanation of a dead end only for the first
+//! one, the one it reports.
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -295,6 +300,33 @@ impl<'a> NameTable<'a> {
     }
 }
 
+/// The candidates whose bits are set in a run of allowed bits, in order.
+struct AllowedVersions<'s> {
+    words: core::slice::Iter<'s, u64>,
+    /// The bits of the current word not visited yet.
+    word: u64,
+    /// The candidate that bit 0 of the current word stands for.
+    base: CandidateId,
+    /// The candidate that bit 0 of the next word stands for.
+    next: CandidateId,
+}
+
+impl Iterator for AllowedVersions<'_> {
+    type Item = CandidateId;
+
+    fn next(&mut self) -> Option<CandidateId> {
+        while self.word == 0 {
+            self.word = *self.words.next()?;
+            self.base = self.next;
+            self.next += 64;
+        }
+        let bit = self.word.trailing_zeros();
+        // Clears the lowest set bit, the one just visited.
+        self.word &= self.word - 1;
+        Some(self.base + bit)
+    }
+}
+
 fn range(span: (u32, u32)) -> core::ops::Range<usize> {
     span.0 as usize..span.1 as usize
 }
@@ -465,9 +497,29 @@ pub fn solve<'a>(
 /// root of the chain.
 struct Requirement<'d> {
     need: Need<'d>,
+    key: Key,
     parent: Option<CandidateId>,
     root: usize,
 }
+
+/// Names a dependency for the versions it allows: its position in `Pool::needs`
+/// for a package's dependency, or `Pool::needs.len()` plus its position among the
+/// requests for a request.
+type Key = u32;
+
+/// The versions one dependency allows, once the search has compared them.
+#[derive(Clone, Copy, Default)]
+struct Allowed {
+    /// Where its bits start in `Search::allowed_bits`, plus one; 0 until compared.
+    start: u32,
+    /// The first candidate of the dependency's name, which bit 0 stands for.
+    first: CandidateId,
+}
+
+/// A dead end. Only the first one is reported, and building the explanation (a
+/// chain of package ids) costs more than finding the dead end, so later ones
+/// carry none.
+type DeadEnd = Option<SolveError>;
 
 /// Where a recorded version constraint comes from.
 #[derive(Clone, Copy)]
@@ -479,6 +531,7 @@ enum Source {
 /// A version constraint recorded on a name.
 struct Restriction<'d> {
     dependency: &'d Dependency,
+    key: Key,
     source: Source,
 }
 
@@ -493,7 +546,9 @@ enum Undo {
 /// state to return to before trying it.
 struct Choice {
     requirement: usize,
-    options: Vec<CandidateId>,
+    /// Where its candidates start in `Search::options`; they run to the end.
+    options: usize,
+    /// The position in `Search::options` of the candidate to try next.
     next: usize,
     trail: usize,
     queue: usize,
@@ -501,8 +556,9 @@ struct Choice {
 
 enum Status {
     Satisfied,
-    Open(Vec<CandidateId>),
-    Broken(SolveError),
+    /// The candidates were appended to the list given, in preference order.
+    Open,
+    Broken(DeadEnd),
 }
 
 struct Search<'p, 'a, 'r> {
@@ -523,6 +579,14 @@ struct Search<'p, 'a, 'r> {
     queue: Vec<Requirement<'r>>,
     trail: Vec<Undo>,
     choices: Vec<Choice>,
+    /// The candidates of every choice, innermost last. Choices nest, so their
+    /// candidates form a stack too, and one list serves them all without an
+    /// allocation per choice.
+    options: Vec<CandidateId>,
+    /// Per key: where the versions it allows are, once compared.
+    allowed: Vec<Allowed>,
+    /// One bit per version of each compared dependency's name, newest first.
+    allowed_bits: Vec<u64>,
     steps: usize,
     first_failure: Option<SolveError>,
 }
@@ -548,6 +612,9 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
             queue: Vec::with_capacity(requests.len() * 4),
             trail: Vec::new(),
             choices: Vec::new(),
+            options: Vec::new(),
+            allowed: vec![Allowed::default(); pool.needs.len() + requests.len()],
+            allowed_bits: Vec::new(),
             steps: 0,
             first_failure: None,
         };
@@ -563,6 +630,9 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
         }
         for (root, dependency) in requests.iter().enumerate() {
             let name = pool.names.get(&dependency.name);
+            let need = Need { dependency, name };
+            let key = to_u32(pool.needs.len() + root);
+            search.compare(key, need);
             if let Some(name) = name {
                 search.preferred[name as usize] = true;
                 // Requests constrain their name from the start, so the first
@@ -570,12 +640,14 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                 if dependency.constraint.is_some() {
                     search.restrictions[name as usize].push(Restriction {
                         dependency,
+                        key,
                         source: Source::Request,
                     });
                 }
             }
             search.queue.push(Requirement {
-                need: Need { dependency, name },
+                need,
+                key,
                 parent: None,
                 root,
             });
@@ -588,13 +660,19 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
         'search: loop {
             // Walk forward over what already holds, up to the next open requirement.
             while position < self.queue.len() {
-                match self.status(position) {
+                let requirement = &self.queue[position];
+                self.compare(requirement.key, requirement.need);
+                let mut options = core::mem::take(&mut self.options);
+                let start = options.len();
+                let status = self.status(position, &mut options);
+                self.options = options;
+                match status {
                     Status::Satisfied => position += 1,
-                    Status::Open(options) => {
+                    Status::Open => {
                         self.choices.push(Choice {
                             requirement: position,
-                            options,
-                            next: 0,
+                            options: start,
+                            next: start,
                             trail: self.trail.len(),
                             queue: self.queue.len(),
                         });
@@ -624,6 +702,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                             steps: self.steps - 1,
                         });
                     }
+                    self.compare_needs(candidate);
                     match self.check(candidate, requirement) {
                         Ok(()) => {
                             self.apply(candidate, requirement);
@@ -633,22 +712,88 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                         Err(error) => self.note(error),
                     }
                 }
-                self.choices.pop();
+                if let Some(choice) = self.choices.pop() {
+                    self.options.truncate(choice.options);
+                }
             }
         }
     }
 
     fn next_option(&mut self) -> Option<CandidateId> {
         let choice = self.choices.last_mut()?;
-        let candidate = choice.options.get(choice.next).copied()?;
+        let candidate = self.options.get(choice.next).copied()?;
         choice.next += 1;
         Some(candidate)
     }
 
     /// Keeps the first dead end: it explains the most preferred path.
-    fn note(&mut self, error: SolveError) {
+    fn note(&mut self, dead_end: DeadEnd) {
         if self.first_failure.is_none() {
-            self.first_failure = Some(error);
+            self.first_failure = dead_end;
+        }
+    }
+
+    /// A dead end, explained by `explain` if it is the first one.
+    fn dead_end(&self, explain: impl FnOnce() -> SolveError) -> DeadEnd {
+        self.first_failure.is_none().then(explain)
+    }
+
+    /// Compares the versions of a versioned need's name with its constraint,
+    /// unless that was done already.
+    fn compare(&mut self, key: Key, need: Need<'_>) {
+        let (Some(name), Some(_)) = (need.name, &need.dependency.constraint) else {
+            return;
+        };
+        let allowed = &mut self.allowed[key as usize];
+        if allowed.start != 0 {
+            return;
+        }
+        let versions = self.pool.versions(name);
+        allowed.start = to_u32(self.allowed_bits.len() + 1);
+        allowed.first = to_u32(versions.start);
+        let start = self.allowed_bits.len();
+        self.allowed_bits
+            .resize(start + versions.len().div_ceil(64), 0);
+        for (bit, candidate) in versions.enumerate() {
+            if need
+                .dependency
+                .allows(&self.pool.candidates[candidate].entry.version)
+            {
+                self.allowed_bits[start + bit / 64] |= 1 << (bit % 64);
+            }
+        }
+    }
+
+    /// Compares the versioned needs of a candidate before it is checked.
+    fn compare_needs(&mut self, candidate: CandidateId) {
+        let pool = self.pool;
+        let needs = range(pool.candidates[candidate as usize].needs);
+        for (key, need) in needs.clone().zip(&pool.needs[needs]) {
+            self.compare(to_u32(key), *need);
+        }
+    }
+
+    /// Reports whether the dependency `key` allows `candidate`, a version of its
+    /// name. The versions were compared when the dependency entered the search.
+    fn allows(&self, key: Key, candidate: CandidateId) -> bool {
+        let allowed = self.allowed[key as usize];
+        let bit = (candidate - allowed.first) as usize;
+        let word = allowed.start as usize - 1 + bit / 64;
+        self.allowed_bits[word] & (1 << (bit % 64)) != 0
+    }
+
+    /// The versions of `name` that the dependency `key` allows, newest first.
+    /// Only those are visited: a name may have many versions, and backtracking
+    /// asks for the same ones again and again.
+    fn allowed_versions(&self, key: Key, name: NameId) -> AllowedVersions<'_> {
+        let allowed = self.allowed[key as usize];
+        let start = allowed.start as usize - 1;
+        let words = self.pool.versions(name).len().div_ceil(64);
+        AllowedVersions {
+            words: self.allowed_bits[start..start + words].iter(),
+            word: 0,
+            base: allowed.first,
+            next: allowed.first,
         }
     }
 
@@ -686,97 +831,102 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
             self.trail.push(Undo::Provided(provided));
         }
         let root = self.queue[requirement].root;
-        for need in &pool.needs[range(record.needs)] {
+        let needs = range(record.needs);
+        for (key, need) in needs.clone().zip(&pool.needs[needs]) {
+            let key = to_u32(key);
             if let (Some(name), Some(_)) = (need.name, &need.dependency.constraint) {
                 self.restrictions[name as usize].push(Restriction {
                     dependency: need.dependency,
+                    key,
                     source: Source::Package(candidate),
                 });
                 self.trail.push(Undo::Restricted(name));
             }
             self.queue.push(Requirement {
                 need: *need,
+                key,
                 parent: Some(candidate),
                 root,
             });
         }
     }
 
-    fn status(&self, position: usize) -> Status {
+    /// What the requirement at `position` needs next; its versions must have
+    /// been compared (see [`Search::compare`]). The candidates of an open one
+    /// are appended to `options`.
+    fn status(&self, position: usize, options: &mut Vec<CandidateId>) -> Status {
         let requirement = &self.queue[position];
         let dependency = requirement.need.dependency;
+        let unprovided = || SolveError::NothingProvides {
+            dependency: dependency.clone(),
+            via: Box::new(self.via(position)),
+        };
         let Some(name) = requirement.need.name else {
-            return Status::Broken(SolveError::NothingProvides {
-                dependency: dependency.clone(),
-                via: Box::new(self.via(position)),
-            });
+            return Status::Broken(self.dead_end(unprovided));
         };
         if dependency.constraint.is_none() {
             if self.chosen[name as usize].is_some() || self.provided[name as usize] > 0 {
                 return Status::Satisfied;
             }
-            let options = self.provider_options(name);
-            if options.is_empty() {
-                return Status::Broken(SolveError::NothingProvides {
-                    dependency: dependency.clone(),
-                    via: Box::new(self.via(position)),
-                });
+            let start = options.len();
+            self.provider_options(name, options);
+            if options.len() == start {
+                return Status::Broken(self.dead_end(unprovided));
             }
-            return Status::Open(options);
+            return Status::Open;
         }
         if let Some(chosen) = self.chosen[name as usize] {
-            if dependency.allows(&self.pool.entry(chosen).version) {
+            if self.allows(requirement.key, chosen) {
                 return Status::Satisfied;
             }
-            return Status::Broken(SolveError::Conflict {
+            return Status::Broken(self.dead_end(|| SolveError::Conflict {
                 wanted: Box::new(self.claim(position)),
                 blocker: Box::new(self.blocker(name, dependency, chosen)),
-            });
+            }));
         }
-        let mut options = Vec::new();
-        self.push_versions(name, Some(dependency), &mut options);
-        if options.is_empty() {
-            return Status::Broken(SolveError::NoMatchingVersion {
+        let start = options.len();
+        self.push_versions(name, Some(requirement.key), options);
+        if options.len() == start {
+            return Status::Broken(self.dead_end(|| SolveError::NoMatchingVersion {
                 dependency: dependency.clone(),
                 available: self.available(name),
                 via: Box::new(self.via(position)),
-            });
+            }));
         }
-        Status::Open(options)
+        Status::Open
     }
 
-    /// Appends the versions of `name` that `dependency` allows (all without
-    /// one), in preference order.
-    fn push_versions(
-        &self,
-        name: NameId,
-        dependency: Option<&Dependency>,
-        out: &mut Vec<CandidateId>,
-    ) {
-        let keep = match self.mode {
+    /// Appends the versions of `name` that the dependency `key` allows (all
+    /// without one), in preference order.
+    fn push_versions(&self, name: NameId, key: Option<Key>, out: &mut Vec<CandidateId>) {
+        let installed = match self.mode {
             Mode::Keep => self.installed[name as usize],
             Mode::Upgrade => None,
         };
-        let allowed = |candidate: CandidateId| {
-            dependency
-                .is_none_or(|dependency| dependency.allows(&self.pool.entry(candidate).version))
+        let Some(key) = key else {
+            out.extend(installed);
+            let versions = self.pool.versions(name).map(to_u32);
+            out.extend(versions.filter(|&candidate| Some(candidate) != installed));
+            return;
         };
-        if let Some(installed) = keep.filter(|&candidate| allowed(candidate)) {
-            out.push(installed);
-        }
-        for candidate in self.pool.versions(name).map(to_u32) {
-            if Some(candidate) != keep && allowed(candidate) {
-                out.push(candidate);
-            }
-        }
+        let installed = installed.filter(|&candidate| self.allows(key, candidate));
+        out.extend(installed);
+        let versions = self.allowed_versions(key, name);
+        out.extend(versions.filter(|&candidate| Some(candidate) != installed));
     }
 
-    /// The candidates for a dependency without a constraint, in preference order.
-    fn provider_options(&self, name: NameId) -> Vec<CandidateId> {
+    /// Appends the candidates for a dependency without a constraint, in
+    /// preference order.
+    fn provider_options(&self, name: NameId, options: &mut Vec<CandidateId>) {
         let pool = self.pool;
+        let providers = &pool.slots[name as usize].providers;
+        // Most names have no providers: then the name's own versions are all.
+        if providers.is_empty() {
+            self.push_versions(name, None, options);
+            return;
+        }
         // Groups of one package name each: the name itself, then each provider.
         let mut groups: Vec<(bool, bool, NameId, usize, usize)> = Vec::new();
-        let providers = &pool.slots[name as usize].providers;
         let mut start = 0;
         while start < providers.len() {
             let group = pool.name_of(providers[start]);
@@ -793,10 +943,9 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
         }
         groups
             .sort_unstable_by_key(|&(unpreferred, other, group, _, _)| (unpreferred, other, group));
-        let mut options = Vec::new();
         for (_, other, group, start, end) in groups {
             if !other {
-                self.push_versions(name, None, &mut options);
+                self.push_versions(name, None, options);
                 continue;
             }
             let keep = match self.mode {
@@ -809,36 +958,38 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
             }
             options.extend(members.iter().filter(|&&candidate| Some(candidate) != keep));
         }
-        options
     }
 
-    /// Checks a candidate for a requirement before choosing it.
-    fn check(&self, candidate: CandidateId, requirement: usize) -> Result<(), SolveError> {
+    /// Checks a candidate for a requirement before choosing it; the versions
+    /// of its needs must have been compared (see [`Search::compare_needs`]).
+    fn check(&self, candidate: CandidateId, requirement: usize) -> Result<(), DeadEnd> {
         let pool = self.pool;
         let record = &pool.candidates[candidate as usize];
         let entry = record.entry;
         if let Some(chosen) = self.chosen[record.name as usize] {
             // Another version of this package is in already, and it does not
             // provide what is needed here.
-            return Err(SolveError::Conflict {
+            return Err(self.dead_end(|| SolveError::Conflict {
                 wanted: Box::new(self.claim(requirement)),
                 blocker: Box::new(Blocker::Chosen(
                     pool.entry(chosen).id(),
                     self.via_of(chosen),
                 )),
-            });
+            }));
         }
         if let Some(restriction) = self.restrictions[record.name as usize]
             .iter()
-            .find(|restriction| !restriction.dependency.allows(&entry.version))
+            .find(|restriction| !self.allows(restriction.key, candidate))
         {
-            return Err(SolveError::Conflict {
+            return Err(self.dead_end(|| SolveError::Conflict {
                 wanted: Box::new(self.claim(requirement)),
                 blocker: Box::new(Blocker::Claim(self.restriction_claim(restriction))),
-            });
+            }));
         }
         // Look one step ahead: each versioned dependency must still be possible.
-        for need in &pool.needs[range(record.needs)] {
+        let needs = range(record.needs);
+        for (key, need) in needs.clone().zip(&pool.needs[needs]) {
+            let key = to_u32(key);
             let dependency = need.dependency;
             let wanted = || Claim {
                 needer: Needer::Package(entry.id(), self.via(requirement)),
@@ -850,34 +1001,31 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                 via
             };
             let Some(name) = need.name else {
-                return Err(SolveError::NothingProvides {
+                return Err(self.dead_end(|| SolveError::NothingProvides {
                     dependency: dependency.clone(),
                     via: Box::new(via()),
-                });
+                }));
             };
             if dependency.constraint.is_none() {
                 continue;
             }
             if let Some(chosen) = self.chosen[name as usize] {
-                if dependency.allows(&pool.entry(chosen).version) {
+                if self.allows(key, chosen) {
                     continue;
                 }
-                return Err(SolveError::Conflict {
+                return Err(self.dead_end(|| SolveError::Conflict {
                     wanted: Box::new(wanted()),
                     blocker: Box::new(self.blocker(name, dependency, chosen)),
-                });
+                }));
             }
+            let restrictions = &self.restrictions[name as usize];
             let mut first_allowed = None;
             let mut possible = false;
-            for version in pool.versions(name).map(to_u32) {
-                let version_text = &pool.entry(version).version;
-                if !dependency.allows(version_text) {
-                    continue;
-                }
+            for version in self.allowed_versions(key, name) {
                 first_allowed.get_or_insert(version);
-                if self.restrictions[name as usize]
+                if restrictions
                     .iter()
-                    .all(|restriction| restriction.dependency.allows(version_text))
+                    .all(|restriction| self.allows(restriction.key, version))
                 {
                     possible = true;
                     break;
@@ -887,21 +1035,20 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                 continue;
             }
             let Some(first_allowed) = first_allowed else {
-                return Err(SolveError::NoMatchingVersion {
+                return Err(self.dead_end(|| SolveError::NoMatchingVersion {
                     dependency: dependency.clone(),
                     available: self.available(name),
                     via: Box::new(via()),
-                });
+                }));
             };
-            let version = &pool.entry(first_allowed).version;
-            if let Some(restriction) = self.restrictions[name as usize]
+            if let Some(restriction) = restrictions
                 .iter()
-                .find(|restriction| !restriction.dependency.allows(version))
+                .find(|restriction| !self.allows(restriction.key, first_allowed))
             {
-                return Err(SolveError::Conflict {
+                return Err(self.dead_end(|| SolveError::Conflict {
                     wanted: Box::new(wanted()),
                     blocker: Box::new(Blocker::Claim(self.restriction_claim(restriction))),
-                });
+                }));
             }
         }
         Ok(())

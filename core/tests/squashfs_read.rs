@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 
 use amber_core::squashfs::format::{self, Superblock, SUPERBLOCK_SIZE};
 use amber_core::squashfs::read::{Archive, Cache, CheckLimits, Error, Inode, Kind};
+use amber_testkit::Random;
 
 #[path = "../../fuzz/walk.rs"]
 mod walk;
@@ -70,26 +71,6 @@ fn gensquashfs(tree: &Path, image: &Path, extra: &[&str]) {
         .arg(image));
 }
 
-/// A small deterministic PRNG (xorshift64*), so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, bound: usize) -> usize {
-        (self.next() % bound as u64) as usize
-    }
-
-    fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next() as u8).collect()
-    }
-}
-
 fn text(len: usize, seed: usize) -> Vec<u8> {
     let mut out = Vec::with_capacity(len);
     let mut line = seed;
@@ -113,7 +94,7 @@ fn big_tree() -> &'static Path {
     static TREE: OnceLock<PathBuf> = OnceLock::new();
     TREE.get_or_init(|| {
         let root = test_dir("big-tree");
-        let mut rng = Rng(0x5eed);
+        let mut rng = Random::new(0x5eed);
         let files = root.join("files");
         fs::create_dir(&files).unwrap();
         for i in 0..200 {
@@ -674,7 +655,7 @@ fn small_image(name: &str, extra: &[&str]) -> Vec<u8> {
     fs::write(tree.join("dup2"), b"dup two").unwrap();
     fs::write(tree.join("same_a"), b"same").unwrap();
     std::os::unix::fs::symlink("ab", tree.join("same_b")).unwrap();
-    let mut rng = Rng(7);
+    let mut rng = Random::new(7);
     let mut big = rng.bytes(3 * 4096);
     big.extend(text(100, 1));
     fs::write(tree.join("big.bin"), &big).unwrap();
@@ -1310,7 +1291,7 @@ fn random_corruptions_are_survived() {
         max_read: 1 << 20,
         read_data: true,
     };
-    let mut rng = Rng(0xC0FFEE);
+    let mut rng = Random::new(0xC0FFEE);
     for clean in [
         uncompressed_image("random-raw"),
         small_image("random-gzip", &[]),
@@ -1318,8 +1299,8 @@ fn random_corruptions_are_survived() {
         for _ in 0..3000 {
             let mut image = clean.clone();
             for _ in 0..1 + rng.below(8) {
-                let at = rng.below(image.len());
-                image[at] = rng.next() as u8;
+                let at = rng.index(image.len());
+                image[at] = rng.next_u64() as u8;
             }
             if let Ok(archive) = Archive::open(&image[..]) {
                 let _ = archive.check(&mut Cache::with_limits(1, 1), &limits);

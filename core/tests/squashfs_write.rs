@@ -16,6 +16,7 @@ use amber_core::squashfs::write::{
     write_image, Contents, FileId, Options, Sink, Summary, Tree, TreeError,
 };
 use amber_core::squashfs::{ReadAt, ReadError};
+use amber_testkit::Random;
 
 /// This process's directory under cargo's per-target temp directory. Several test
 /// processes may run at once (and mount images), so each works in its own directory,
@@ -129,38 +130,19 @@ fn write_dir(source: &Path, image: &Path, options: &Options) -> Summary {
     summary
 }
 
-/// A small deterministic generator (xorshift64*), so fixtures are the same every run.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+/// Text-like bytes: words from a small vocabulary, so deflate has something to find.
+fn text(random: &mut Random, length: usize) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "the", "package", "store", "router", "kernel", "squashfs", "block", "image", "amber",
+        "signed", "index", "version", "=", "{", "}", "\n", "    ", "fn", "0x1f", "return",
+    ];
+    let mut out = Vec::with_capacity(length + 16);
+    while out.len() < length {
+        out.extend_from_slice(WORDS[random.index(WORDS.len())].as_bytes());
+        out.push(b' ');
     }
-
-    fn below(&mut self, limit: u64) -> u64 {
-        self.next() % limit
-    }
-
-    fn bytes(&mut self, length: usize) -> Vec<u8> {
-        (0..length).map(|_| self.next() as u8).collect()
-    }
-
-    fn text(&mut self, length: usize) -> Vec<u8> {
-        const WORDS: &[&str] = &[
-            "the", "package", "store", "router", "kernel", "squashfs", "block", "image", "amber",
-            "signed", "index", "version", "=", "{", "}", "\n", "    ", "fn", "0x1f", "return",
-        ];
-        let mut out = Vec::with_capacity(length + 16);
-        while out.len() < length {
-            out.extend_from_slice(WORDS[self.below(WORDS.len() as u64) as usize].as_bytes());
-            out.push(b' ');
-        }
-        out.truncate(length);
-        out
-    }
+    out.truncate(length);
+    out
 }
 
 fn put(path: &Path, bytes: &[u8], mode: u32) {
@@ -175,7 +157,7 @@ const BLOCK: usize = 128 * 1024;
 /// files, 40 levels of directories, a directory of 5,000 entries, symlinks, odd but
 /// legal names and unusual modes.
 fn build_fixture(root: &Path) {
-    let mut random = Random(0x00C0_FFEE_1234_5678);
+    let mut random = Random::new(0x00C0_FFEE_1234_5678);
     fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
 
     // Many small files across a few directories, text and binary.
@@ -187,7 +169,7 @@ fn build_fixture(root: &Path) {
             let bytes = if n % 3 == 0 {
                 random.bytes(length)
             } else {
-                random.text(length)
+                text(&mut random, length)
             };
             put(&dir.join(format!("file{n:03}")), &bytes, 0o644);
         }
@@ -197,22 +179,30 @@ fn build_fixture(root: &Path) {
     // Several blocks plus a tail, exact block multiples, incompressible, sparse.
     let big = root.join("big");
     fs::create_dir(&big).unwrap();
-    let text = random.text(5 * BLOCK + 1234);
-    put(&big.join("text"), &text, 0o755);
+    let long_text = text(&mut random, 5 * BLOCK + 1234);
+    put(&big.join("text"), &long_text, 0o755);
     put(&big.join("noise"), &random.bytes(3 * BLOCK + 77), 0o644);
-    put(&big.join("two-blocks"), &random.text(2 * BLOCK), 0o644);
+    put(
+        &big.join("two-blocks"),
+        &text(&mut random, 2 * BLOCK),
+        0o644,
+    );
     let mut sparse = vec![0u8; 4 * BLOCK + 10];
     sparse[2 * BLOCK..2 * BLOCK + 5].copy_from_slice(b"holes");
     put(&big.join("sparse"), &sparse, 0o644);
-    put(&big.join("one-block-exactly"), &random.text(BLOCK), 0o644);
-    put(&big.join("one-less"), &random.text(BLOCK - 1), 0o644);
+    put(
+        &big.join("one-block-exactly"),
+        &text(&mut random, BLOCK),
+        0o644,
+    );
+    put(&big.join("one-less"), &text(&mut random, BLOCK - 1), 0o644);
 
     // Duplicates of a big file, of a small file, and of a file's tail only.
-    put(&big.join("text-copy"), &text, 0o600);
-    put(&root.join("text-copy-2"), &text, 0o644);
+    put(&big.join("text-copy"), &long_text, 0o600);
+    put(&root.join("text-copy-2"), &long_text, 0o644);
     let small = fs::read(root.join("bin/file001")).unwrap();
     put(&root.join("small-copy"), &small, 0o644);
-    put(&big.join("tail-only"), &text[5 * BLOCK..], 0o644);
+    put(&big.join("tail-only"), &long_text[5 * BLOCK..], 0o644);
 
     // Empty files and an empty directory.
     for name in ["empty", "empty2", "big/empty3"] {

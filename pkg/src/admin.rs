@@ -2,7 +2,7 @@
 
 use amber_core::minisign::PublicKey;
 
-use crate::cli::{KeyCommand, RepoCommand};
+use crate::args::{KeyCommand, RepoCommand};
 use crate::context::{Context, Report};
 use crate::error::{Context as _, Error};
 use crate::json::Json;

@@ -4,11 +4,12 @@
 use std::cell::Cell;
 use std::path::PathBuf;
 
-use crate::cli::{Args, DEFAULT_ROOT};
-use crate::error::Error;
+use crate::args::{Args, DEFAULT_ROOT};
+use crate::error::{Context as _, Error};
 use crate::http::Limits;
 use crate::json::Json;
 use crate::repo::Clock;
+use crate::stdout;
 
 /// The resolved global options and environment of one pkg run.
 pub struct Context {
@@ -63,7 +64,8 @@ impl Context {
             }
             other => other,
         };
-        Report::new(report.text, json).print(self.json);
+        // The command fails with `error` whatever becomes of its report.
+        let _ = Report::new(report.text, json).print(self.json);
         self.reported.set(true);
     }
 }
@@ -87,14 +89,19 @@ impl Report {
         Report { text, json }
     }
 
-    pub fn print(&self, json: bool) {
-        if json {
-            println!("{}", self.json.render());
-        } else if !self.text.is_empty() {
-            print!("{}", self.text);
-            if !self.text.ends_with('\n') {
-                println!();
-            }
+    /// Print the report on standard output: its JSON document, or its text.
+    pub fn print(&self, json: bool) -> Result<(), Error> {
+        let rendered;
+        let text = if json {
+            rendered = self.json.render();
+            &rendered
+        } else {
+            &self.text
+        };
+        stdout::write(text).context("stdout")?;
+        if !text.is_empty() && !text.ends_with('\n') {
+            stdout::write("\n").context("stdout")?;
         }
+        Ok(())
     }
 }

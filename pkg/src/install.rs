@@ -195,7 +195,7 @@ fn change(
             let vouched = current.packages.iter().any(|e| {
                 e.name == entry.name && e.version == entry.version && e.sha256 == entry.sha256
             });
-            if !vouched && hash_file(&path)? != entry.sha256 {
+            if !vouched && crate::image::sha256(&path)? != entry.sha256 {
                 return Err(Error::new(format!(
                     "{}: the store holds other bytes for this version than the index lists \
                      (was it rebuilt?); pkg gc can remove the old image once no kept \
@@ -312,7 +312,7 @@ fn import_local(
     arch: &str,
     allow_untrusted: bool,
 ) -> Result<Entry, Error> {
-    let bytes_hash = hash_file(path)?;
+    let bytes_hash = crate::image::sha256(path)?;
     let size = fs::metadata(path).context(path.display())?.len();
     let trusted = indexes
         .iter()
@@ -372,19 +372,4 @@ fn import_local(
     }
     result.map_err(|e| e.context(path.display()))?;
     Ok(entry)
-}
-
-/// SHA-256 of a file, streamed.
-pub fn hash_file(path: &Path) -> Result<[u8; 32], Error> {
-    use sha2::Digest;
-    let mut file = fs::File::open(path).context(path.display())?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buffer = vec![0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buffer).context(path.display())?;
-        if n == 0 {
-            return Ok(hasher.finalize().into());
-        }
-        hasher.update(&buffer[..n]);
-    }
 }

@@ -10,13 +10,14 @@ use std::path::{Path, PathBuf};
 
 use amber_core::minisign::KeyPair;
 
-use crate::cli::KeygenArgs;
+use crate::args::KeygenArgs;
+use crate::context::Report;
 use crate::error::{Context, Error};
 
 /// Where the randomness comes from; the kernel's pool never blocks once seeded.
 const RANDOM_SOURCE: &str = "/dev/urandom";
 
-pub fn run(args: &KeygenArgs) -> Result<(), Error> {
+pub fn run(args: &KeygenArgs) -> Result<Report, Error> {
     if args.secret_key == args.public_key {
         return Err(Error::usage(
             "keygen: --secret-key and --public-key must be different files",
@@ -46,12 +47,13 @@ pub fn run(args: &KeygenArgs) -> Result<(), Error> {
         0o644,
         args.force,
     )?;
-    println!(
-        "public key {} (key id {})",
+    let line = format!(
+        "public key {} (key id {})\n",
         args.public_key.display(),
         pair.public.key_id_hex()
     );
-    Ok(())
+    crate::stdout::write(&line).context("stdout")?;
+    Ok(Report::empty())
 }
 
 /// A new key pair from 32 random bytes of seed and 8 of key id.

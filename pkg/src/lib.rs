@@ -1,6 +1,7 @@
 //! amber-pkg: the package manager as a library, so the device binary can call it.
 
 pub mod admin;
+pub mod args;
 pub mod cli;
 pub mod context;
 pub mod download;
@@ -16,9 +17,11 @@ pub mod lock;
 pub mod maintain;
 pub mod mount;
 pub mod notify;
+mod parser;
 pub mod query;
 pub mod repo;
 pub mod run;
+pub mod stdout;
 pub mod store;
 pub mod storefs;
 

@@ -6,7 +6,6 @@ use amber_core::hash::to_hex;
 
 use crate::context::{Context, Report};
 use crate::error::Error;
-use crate::install::hash_file;
 use crate::json::Json;
 use crate::repo;
 use crate::store::Store;
@@ -97,7 +96,7 @@ pub fn verify(context: &Context) -> Result<Report, Error> {
                     Some(format!("size {} instead of {}", meta.len(), entry.size))
                 }
                 Ok(_) => {
-                    let hash = hash_file(&path)?;
+                    let hash = crate::image::sha256(&path)?;
                     (hash != entry.sha256).then(|| {
                         format!(
                             "sha256 {} instead of {}",

@@ -13,14 +13,15 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use amber_core::index::{is_valid_arch, parse_sha256};
+use amber_core::line::{is_valid_arch, parse_sha256};
 use amber_core::meta::Meta;
 use amber_core::squashfs::write::{
     write_image, Contents, DirId, FileId, Options, Sink, Tree, WriteError,
 };
 use amber_core::version::{is_valid_name, Dependency, Version};
 
-use crate::cli::PackArgs;
+use crate::args::PackArgs;
+use crate::context::Report;
 use crate::durable;
 use crate::error::{Context, Error};
 
@@ -29,7 +30,7 @@ pub const META_DIR: &str = ".pkg";
 /// The metadata file's name inside [`META_DIR`].
 pub const META_FILE: &str = "meta";
 
-pub fn run(args: &PackArgs) -> Result<(), Error> {
+pub fn run(args: &PackArgs) -> Result<Report, Error> {
     let mtime = source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())?;
     let mut meta = check_args(args)?;
     check_output(&args.dir, &args.output)?;
@@ -75,8 +76,9 @@ pub fn run(args: &PackArgs) -> Result<(), Error> {
                 other => Error::new(format!("{}: {other}", args.output.display())),
             })
     })?;
-    println!("wrote {} ({size} bytes)", args.output.display());
-    Ok(())
+    let line = format!("wrote {} ({size} bytes)\n", args.output.display());
+    crate::stdout::write(&line).context("stdout")?;
+    Ok(Report::empty())
 }
 
 /// SOURCE_DATE_EPOCH (https://reproducible-builds.org/specs/source-date-epoch/): unset
@@ -88,64 +90,76 @@ fn source_date_epoch(value: Option<&OsStr>) -> Result<u32, Error> {
     };
     let text = value.to_str().unwrap_or("");
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(Error::new(
-            "SOURCE_DATE_EPOCH: not a decimal number of seconds",
+        return Err(Error::argument(
+            "SOURCE_DATE_EPOCH",
+            None,
+            "not a decimal number of seconds",
         ));
     }
     text.parse::<u32>().map_err(|_| {
-        Error::new("SOURCE_DATE_EPOCH: beyond 4294967295, the latest time SquashFS can store")
+        Error::argument(
+            "SOURCE_DATE_EPOCH",
+            None,
+            "beyond 4294967295, the latest time SquashFS can store",
+        )
     })
 }
 
 /// Check every argument that goes into `.pkg/meta`; `size` is filled in after the walk.
 fn check_args(args: &PackArgs) -> Result<Meta, Error> {
     if !is_valid_name(&args.name) {
-        return Err(Error::new(format!(
-            "--name {:?}: invalid package name (expected [a-z0-9][a-z0-9+._-]* without -<digit>)",
-            args.name
-        )));
+        return Err(Error::argument(
+            "--name",
+            Some(&args.name),
+            "invalid package name (expected [a-z0-9][a-z0-9+._-]* without -<digit>)",
+        ));
     }
     let version = Version::parse(&args.version)
-        .map_err(|error| Error::new(format!("--version {:?}: {error}", args.version)))?;
+        .map_err(|error| Error::argument("--version", Some(&args.version), error))?;
     // The whole version names one build of a package, so it carries its revision.
     let has_revision = args.version.rsplit_once("-r").is_some_and(|(_, revision)| {
         !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_digit())
     });
     if !has_revision {
-        return Err(Error::new(format!(
-            "--version {:?}: give the whole version with its revision, like 1.36.1-r2",
-            args.version
-        )));
+        return Err(Error::argument(
+            "--version",
+            Some(&args.version),
+            "give the whole version with its revision, like 1.36.1-r2",
+        ));
     }
     if !is_valid_arch(&args.arch) {
-        return Err(Error::new(format!(
-            "--arch {:?}: invalid architecture (expected [a-z0-9_]+, at most 32 bytes)",
-            args.arch
-        )));
+        return Err(Error::argument(
+            "--arch",
+            Some(&args.arch),
+            "invalid architecture (expected [a-z0-9_]+, at most 32 bytes)",
+        ));
     }
     let mut deps = Vec::new();
     for dep in &args.dep {
-        let parsed = Dependency::parse(dep)
-            .map_err(|error| Error::new(format!("--dep {dep:?}: {error}")))?;
+        let parsed =
+            Dependency::parse(dep).map_err(|error| Error::argument("--dep", Some(dep), error))?;
         if deps
             .iter()
             .any(|seen: &Dependency| seen.name == parsed.name)
         {
-            return Err(Error::new(format!(
-                "--dep {dep:?}: {} is given twice",
-                parsed.name
-            )));
+            return Err(Error::argument(
+                "--dep",
+                Some(dep),
+                format_args!("{} is given twice", parsed.name),
+            ));
         }
         deps.push(parsed);
     }
     for name in &args.provides {
         if !is_valid_name(name) {
-            return Err(Error::new(format!(
-                "--provides {name:?}: invalid package name"
-            )));
+            return Err(Error::argument(
+                "--provides",
+                Some(name),
+                "invalid package name",
+            ));
         }
         if args.provides.iter().filter(|other| *other == name).count() > 1 {
-            return Err(Error::new(format!("--provides {name:?}: given twice")));
+            return Err(Error::argument("--provides", Some(name), "given twice"));
         }
     }
     // A newline would split the meta line and shift the blame below to the wrong option.
@@ -154,18 +168,21 @@ fn check_args(args: &PackArgs) -> Result<Meta, Error> {
         ("--license", &args.license),
     ] {
         if text.chars().any(char::is_control) {
-            return Err(Error::new(format!(
-                "{option}: contains a control character (one line of text expected)"
-            )));
+            return Err(Error::argument(
+                option,
+                None,
+                "contains a control character (one line of text expected)",
+            ));
         }
     }
-    let recipe = if args.recipe_hash.is_empty() {
-        None
-    } else {
-        Some(parse_sha256(&args.recipe_hash).map_err(|error| {
-            Error::new(format!("--recipe-hash {:?}: {error}", args.recipe_hash))
-        })?)
-    };
+    let recipe =
+        if args.recipe_hash.is_empty() {
+            None
+        } else {
+            Some(parse_sha256(&args.recipe_hash).map_err(|error| {
+                Error::argument("--recipe-hash", Some(&args.recipe_hash), error)
+            })?)
+        };
     let meta = Meta {
         name: args.name.clone(),
         version,
@@ -196,7 +213,7 @@ fn check_args(args: &PackArgs) -> Result<Meta, Error> {
                 "--recipe-hash",
             ];
             match error.line.checked_sub(1).and_then(|line| OPTIONS.get(line)) {
-                Some(option) => Err(Error::new(format!("{option}: {}", error.reason))),
+                Some(option) => Err(Error::argument(option, None, error.reason)),
                 None => Err(Error::new(format!("package metadata: {error}"))),
             }
         }
@@ -393,6 +410,7 @@ fn write_output<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
 
     fn args() -> PackArgs {
         PackArgs {
@@ -462,9 +480,10 @@ mod tests {
         for (edit, expected) in table {
             let mut args = args();
             edit(&mut args);
-            let error = check_args(&args).unwrap_err().to_string();
-            assert!(error.contains(expected), "{error}");
-            assert!(!error.contains('\n'), "{error}");
+            let error = check_args(&args).unwrap_err();
+            assert_eq!(error.kind(), Kind::Argument(expected), "{error}");
+            let line = error.to_string();
+            assert!(line.starts_with(expected) && !line.contains('\n'), "{line}");
         }
     }
 }

@@ -6,10 +6,12 @@
 
 use std::path::Path;
 
-use amber_core::index::{is_valid_arch, Entry, Index};
+use amber_core::index::{Entry, Index};
+use amber_core::line::is_valid_arch;
 use amber_core::minisign::{self, SecretKey};
 
-use crate::cli::RepoIndexArgs;
+use crate::args::RepoIndexArgs;
+use crate::context::Report;
 use crate::durable;
 use crate::error::{Context, Error};
 
@@ -26,7 +28,7 @@ const DEFAULT_LIFETIME: u64 = 30 * 24 * 3600;
 /// `pkg repo index DIR --secret-key F [--serial N] [--expires UNIX]`: read every image's
 /// `.pkg/meta`, hash the image, and write the signed index. DIR is `<repo>/<arch>` and
 /// its name is the architecture; every image must say the same.
-pub fn run(args: &RepoIndexArgs) -> Result<(), Error> {
+pub fn run(args: &RepoIndexArgs) -> Result<Report, Error> {
     let dir = &args.dir;
     let arch = dir
         .file_name()
@@ -57,14 +59,8 @@ pub fn run(args: &RepoIndexArgs) -> Result<(), Error> {
     images.sort();
     for path in images {
         let meta = crate::image::read_meta(&path)?;
-        let entry = Entry {
-            name: meta.name.clone(),
-            version: meta.version.clone(),
-            size: std::fs::metadata(&path).context(path.display())?.len(),
-            sha256: crate::install::hash_file(&path)?,
-            deps: meta.deps.clone(),
-            provides: meta.provides.clone(),
-        };
+        let size = std::fs::metadata(&path).context(path.display())?.len();
+        let entry = Entry::from_meta(&meta, size, crate::image::sha256(&path)?);
         let expected = entry.file_name();
         if path.file_name().and_then(|n| n.to_str()) != Some(expected.as_str()) {
             return Err(Error::new(format!(
@@ -85,12 +81,13 @@ pub fn run(args: &RepoIndexArgs) -> Result<(), Error> {
         packages,
     };
     write_signed_index(dir, &index, &secret, &trusted_comment(now, serial))?;
-    println!(
-        "{}: {} packages, serial {serial}, expires {expires}",
+    let line = format!(
+        "{}: {} packages, serial {serial}, expires {expires}\n",
         dir.join(INDEX_FILE).display(),
         index.packages.len()
     );
-    Ok(())
+    crate::stdout::write(&line).context("stdout")?;
+    Ok(Report::empty())
 }
 
 /// The trusted comment of an index signature, in minisign's `key:value<TAB>...` style:

@@ -1,4 +1,5 @@
-//! What every amber test crate shares: the rule for a test that cannot run here.
+//! What every amber test crate shares: the rule for a test that cannot run here, and
+//! one deterministic random generator ([`Random`]).
 //!
 //! A test that needs something this machine lacks (root, `/dev/fuse`, a peer tool such
 //! as `minisign` or `mksquashfs`) asks through [`require_root`], [`require_tool`] or
@@ -11,6 +12,10 @@
 //!
 //! It offers nothing else: no fixtures, no servers (those live with the tests that use
 //! them).
+
+mod random;
+
+pub use random::Random;
 
 use std::io::Write;
 use std::path::Path;
@@ -64,6 +69,21 @@ pub fn record(test: &str, missing: &str) {
             Path::new(&path).display()
         );
     }
+}
+
+/// For a step that is not a libtest test (xtask's e2e, flash-test): `Ok(true)` when
+/// `met`; otherwise, under CI, an error naming what is missing, and elsewhere one
+/// notice, the skip recorded, and `Ok(false)` to go on without the step.
+pub fn check_step(step: &str, met: bool, missing: &str) -> Result<bool, String> {
+    if met {
+        return Ok(true);
+    }
+    if in_ci() {
+        return Err(format!("{step}: cannot run in CI: {missing}"));
+    }
+    eprintln!("notice: skipped {step}: {missing}");
+    record(step, missing);
+    Ok(false)
 }
 
 /// `true` when `met`; otherwise [`skip`]s the running test for `missing` and returns

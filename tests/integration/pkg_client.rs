@@ -2,7 +2,8 @@
 //! update, add, del, list, info, search, which, upgrade, rollback, gc, verify, `--json`,
 //! usage errors, local images, `file://` repositories and mirrors.
 
-use std::process::Command;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
 
 use amber_tests::fixture::{future, Device, Repo, Scene, ARCH};
 use amber_tests::server::{dead_url, Server};
@@ -640,4 +641,53 @@ fn rebuilt_version_is_not_taken_for_the_image_already_in_the_store() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("a-1.0-r0: ok\n"), "{stdout}");
     assert!(stdout.contains("a-1.0-r0: sha256 "), "{stdout}");
+}
+
+/// `pkg list | head -1` must not die when head closes the pipe (the device build aborts
+/// on println!'s panic, by SIGILL): every query's output ends quietly at a closed
+/// reader, with the status it would have had.
+#[test]
+fn closed_stdout_ends_query_output_quietly() {
+    let scene = Scene::new(
+        "closed-stdout",
+        &[("a", "1.0-r0", &[]), ("b", "1.0-r0", &["a"])],
+        1,
+    );
+    let device = &scene.device;
+    device.ok(&["add", "b"]);
+    let table: &[(&[&str], i32)] = &[
+        (&["list"], 0),
+        (&["search", "a"], 0),
+        (&["info", "b"], 0),
+        (&["info", "--conflicts"], 0),
+        (&["which", "/bin/a"], 0),
+        (&["verify"], 0),
+        (&["key", "list"], 0),
+        (&["--json", "list"], 0),
+        (&["--json", "info", "nosuch"], 1),
+    ];
+    for (args, code) in table {
+        let with_reader = device.pkg(args);
+        assert!(!with_reader.stdout.is_empty(), "pkg {args:?} prints");
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = device
+            .command(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            (output.status.code(), output.status.signal()),
+            (Some(*code), None),
+            "pkg {args:?}: {stderr}"
+        );
+        // Nothing but the command's own error line, as with a reader.
+        assert_eq!(
+            stderr,
+            String::from_utf8_lossy(&with_reader.stderr),
+            "pkg {args:?}"
+        );
+    }
 }

@@ -29,18 +29,9 @@ pub fn future() -> u64 {
     now() + 30 * 24 * 3600
 }
 
-/// `len` bytes that do not compress, the same for the same `seed` (xorshift64).
+/// `len` bytes that do not compress, the same for the same `seed`.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        bytes.extend_from_slice(&state.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
+    amber_testkit::Random::new(seed).bytes(len)
 }
 
 /// Copy a directory tree (files and directories only).

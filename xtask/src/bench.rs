@@ -2,32 +2,61 @@
 
 use crate::cmd::Cmd;
 
-/// Benchmarks and the crate that holds each (a `harness = false` bench target).
-const BENCHES: &[(&str, &str)] = &[
-    ("solver", "amber-core"),
-    ("squashfs", "amber-core"),
-    ("install", "amber-tests"),
-    ("store", "amber-tests"),
+/// A benchmark: a `harness = false` bench target of a crate, and the cargo profile
+/// it is built with.
+struct Bench {
+    name: &'static str,
+    package: &'static str,
+    profile: &'static str,
+}
+
+/// Benchmarks of code the device runs use `bench-device`, the release profile's
+/// code generation (Cargo.toml), so they measure what the device runs; the others
+/// use cargo's `bench` profile.
+const BENCHES: &[Bench] = &[
+    Bench {
+        name: "solver",
+        package: "amber-core",
+        profile: "bench-device",
+    },
+    Bench {
+        name: "squashfs",
+        package: "amber-core",
+        profile: "bench",
+    },
+    Bench {
+        name: "install",
+        package: "amber-tests",
+        profile: "bench",
+    },
+    Bench {
+        name: "store",
+        package: "amber-tests",
+        profile: "bench",
+    },
 ];
 
+/// `cargo xtask bench NAME [ARGS]`: builds and runs one benchmark; ARGS go to it.
 pub fn run(args: &[String]) -> Result<(), String> {
     // The memory bench boots qemu: xtask runs it itself.
     if args.first().map(String::as_str) == Some("memory") {
         return crate::memory::run(&args[1..]);
     }
-    let mut names: Vec<&str> = BENCHES.iter().map(|(name, _)| *name).collect();
+    let mut names: Vec<&str> = BENCHES.iter().map(|bench| bench.name).collect();
     names.push("memory");
     let Some(name) = args.first() else {
         return Err(format!("bench needs a name: {}", names.join(", ")));
     };
-    let Some((_, package)) = BENCHES.iter().find(|(bench, _)| bench == name) else {
+    let Some(bench) = BENCHES.iter().find(|bench| bench.name == name) else {
         return Err(format!(
             "unknown bench `{name}`; known: {}",
             names.join(", ")
         ));
     };
+    eprintln!("bench {name}: cargo profile `{}`", bench.profile);
     Cmd::new("cargo")
-        .args(["bench", "-p", package, "--bench", name, "--"])
+        .args(["bench", "--profile", bench.profile])
+        .args(["-p", bench.package, "--bench", name, "--"])
         .args(&args[1..])
         .run()
 }

@@ -1,4 +1,5 @@
-//! `cargo xtask build --board B`: cross-build the device binary and report its size.
+//! `cargo xtask build --board B`: cross-build the device binary and report its size; and
+//! the host build of pkg the image and recipe steps run.
 //!
 //! The binary is built with the size-optimized release profile, the standard library
 //! rebuilt for size (`-Z build-std`) and panics that abort at once without formatting
@@ -12,6 +13,7 @@ use crate::board::{Arch, Board};
 use crate::cmd::Cmd;
 use crate::util::{size, step};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 
 /// The device build's target directory.
 pub const TARGET_DIR: &str = "target/device";
@@ -123,6 +125,25 @@ fn cross_build(board: &Board, target_dir: &str, extra: &[&str]) -> Result<PathBu
         return Err(format!("cargo built no {}", binary.display()));
     }
     Ok(binary)
+}
+
+/// The host build of pkg (pack, repo index, and `--root` stores for images), absolute.
+pub fn host_pkg() -> Result<PathBuf, String> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            step("host pkg");
+            Cmd::new("cargo")
+                .args(["build", "--package", "amber-pkg", "--bin", "pkg"])
+                .run()?;
+            let program = PathBuf::from("target/debug/pkg");
+            if !program.is_file() {
+                return Err(format!("cargo built no {}", program.display()));
+            }
+            // Absolute, since pkg is also run from other directories' points of view.
+            std::fs::canonicalize(&program).map_err(|e| format!("{}: {e}", program.display()))
+        })
+        .clone()
 }
 
 pub fn file_size(path: &std::path::Path) -> Result<u64, String> {

@@ -8,20 +8,20 @@
 //! SHA-256 is the one the recipe names.
 
 use crate::cmd::Cmd;
-use crate::recipes::{rename, sha256_file, Settings};
-use crate::util::{create_dir, step, write};
+use crate::util::{create_dir, rename, sha256_file, step, write};
 use std::path::{Path, PathBuf};
 
 /// Download the source package `package` and move the file whose SHA-256 is
-/// `expected` into the directory `into`; returns where it is.
+/// `expected` into the directory `into`; returns where it is. apt's own files live under
+/// the source cache `sources`.
 pub fn fetch(
-    settings: &Settings,
+    sources: &Path,
     package: &str,
     expected: &str,
     into: &Path,
 ) -> Result<PathBuf, String> {
-    let root = std::fs::canonicalize(&settings.sources_dir)
-        .map_err(|e| format!("{}: {e}", settings.sources_dir.display()))?
+    let root = std::fs::canonicalize(sources)
+        .map_err(|e| format!("{}: {e}", sources.display()))?
         .join("apt");
     let list = root.join("sources.list");
     write_list(&list)?;

@@ -91,7 +91,11 @@ pub struct Report {
 /// `cargo xtask e2e [--board B]...`: every board, or the ones named.
 pub fn main(args: &[String]) -> Result<(), String> {
     let args = crate::args::Args::parse("e2e", args, &["--board"], &[])?;
-    let named: Vec<String> = args.values("--board").into_iter().map(str::to_owned).collect();
+    let named: Vec<String> = args
+        .values("--board")
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     run_boards(&named).map(|_| ())
 }
 
@@ -103,7 +107,7 @@ pub fn run() -> Result<usize, String> {
 
 /// Runs the boards named, or every board when none is; returns how many booted.
 fn run_boards(named: &[String]) -> Result<usize, String> {
-    if !crate::test::can_run(
+    if !amber_testkit::check_step(
         "e2e",
         crate::deps::is_root(),
         "not root (the qemu end-to-end test runs as root, as CI does)",
@@ -125,7 +129,7 @@ fn run_boards(named: &[String]) -> Result<usize, String> {
         .map(|board| board.arch.qemu_system())
         .filter(|program| !crate::cmd::have(program))
         .collect();
-    if !crate::test::can_run(
+    if !amber_testkit::check_step(
         "e2e",
         missing.is_empty(),
         &format!(
@@ -141,7 +145,7 @@ fn run_boards(named: &[String]) -> Result<usize, String> {
             packages::repository(arch)?;
         }
     }
-    let server = crate::serve::start(crate::run::REPO_DIR.into(), 0)?
+    let server = crate::serve::start(crate::recipes::REPO_DIR.into(), 0)?
         .ok_or("cannot start the repository server")?;
     let mut reports = Vec::new();
     let mut checked = Vec::new();
@@ -210,7 +214,9 @@ fn print_report(report: &Report) {
         report.rss_kib
     );
     if let Some(stick) = &report.flashed {
-        println!("  flashed to {stick} (read back, SHA-256 equal) and booted from it as a USB stick");
+        println!(
+            "  flashed to {stick} (read back, SHA-256 equal) and booted from it as a USB stick"
+        );
     }
     for cut in &report.power_cuts {
         println!("  power cut: {cut}");
@@ -425,7 +431,9 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
     if board.qemu()?.disk == crate::board::QemuDisk::Usb {
         // What `cargo xtask flash` writes is what boots: the disk, flashed to a loop
         // device (read back and compared), boots from it as a USB stick.
-        step(&format!("e2e {name}: the disk flashed to a loop device and booted from it"));
+        step(&format!(
+            "e2e {name}: the disk flashed to a loop device and booted from it"
+        ));
         let stick = crate::flash_test::flash_to_loop(&boot.disk)?;
         let flashed = Boot {
             disk: stick.path.clone(),

@@ -48,7 +48,7 @@ use crate::args::Args;
 use crate::image::{self, Disk};
 use crate::util::size;
 use amber_core::hash::to_hex;
-use sha2::{Digest, Sha256};
+use amber_core::hash::Sha256Hasher;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::fd::AsRawFd;
@@ -751,7 +751,7 @@ fn write_and_verify(device: &File, image: &ImageFile, target: &Target) -> Result
         seconds_text(seconds),
         size(writer.skipped)
     );
-    let expected = to_hex(&std::mem::take(&mut writer.hasher).finalize());
+    let expected = to_hex(&std::mem::take(&mut writer.hasher).finish());
     let started = Instant::now();
     let read = verify(&target.path, total, &mut writer.buffer);
     let fail = |what: String| match writer.zero_head(head) {
@@ -790,7 +790,7 @@ struct Writer<'a> {
     total: u64,
     buffer: Aligned,
     zeros: Aligned,
-    hasher: Sha256,
+    hasher: Sha256Hasher,
     written: u64,
     skipped: u64,
     /// Zeros not yet asked of the device, merged across holes and chunks.
@@ -825,7 +825,7 @@ impl<'a> Writer<'a> {
             total,
             buffer: Aligned::new(CHUNK),
             zeros: Aligned::new(CHUNK),
-            hasher: Sha256::new(),
+            hasher: Sha256Hasher::new(),
             written: 0,
             skipped: 0,
             pending: None,
@@ -1028,7 +1028,7 @@ fn verify(path: &Path, total: u64, buffer: &mut Aligned) -> Result<String, Stop>
         .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| Stop::Failed(format!("cannot open {} to read back: {e}", path.display())))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = Sha256Hasher::new();
     let mut progress = Progress::new("verifying", total);
     let mut position = 0;
     let result = (|| {
@@ -1051,7 +1051,7 @@ fn verify(path: &Path, total: u64, buffer: &mut Aligned) -> Result<String, Stop>
         Ok(())
     })();
     progress.end(position);
-    result.map(|()| to_hex(&hasher.finalize()))
+    result.map(|()| to_hex(&hasher.finish()))
 }
 
 fn zero_out(device: &File, start: u64, length: u64) -> std::io::Result<()> {

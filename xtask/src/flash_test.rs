@@ -23,7 +23,7 @@ use crate::flash;
 use crate::gpt::{self, Layout};
 use crate::util::{create_dir, path_str, step};
 use amber_core::hash::to_hex;
-use sha2::{Digest, Sha256};
+use amber_core::hash::Sha256Hasher;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -106,7 +106,7 @@ pub fn run() -> Result<(), String> {
     } else {
         "needs root (losetup, partx, mount)".to_owned()
     };
-    if !crate::test::can_run("flash-test", root && missing.is_empty(), &why)? {
+    if !amber_testkit::check_step("flash-test", root && missing.is_empty(), &why)? {
         return Ok(());
     }
     let dir = PathBuf::from(DIR);
@@ -542,7 +542,7 @@ fn read_at(path: &Path, offset: u64, length: u64) -> Result<Vec<u8>, String> {
 /// SHA-256 of a file's first `length` bytes, read here rather than by `flash`.
 fn hash_file(path: &Path, length: u64) -> Result<String, String> {
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut hasher = Sha256::new();
+    let mut hasher = Sha256Hasher::new();
     let mut buffer = vec![0u8; 4 << 20];
     let mut position = 0;
     while position < length {
@@ -552,7 +552,7 @@ fn hash_file(path: &Path, length: u64) -> Result<String, String> {
         hasher.update(&buffer[..piece]);
         position += piece as u64;
     }
-    Ok(to_hex(&hasher.finalize()))
+    Ok(to_hex(&hasher.finish()))
 }
 
 /// Bytes from xorshift64: incompressible and never long runs of zeros.

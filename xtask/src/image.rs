@@ -451,7 +451,14 @@ pub fn check_boot_partition(board: &Board, disk: &Path) -> Result<String, String
             create_dir(scratch)?;
             let copy = scratch.join(format!("{}-check.efi", board.name));
             mtools("mcopy")
-                .args(["-o", "-n", "-i", &image, &format!("::/{system}"), path_str(&copy)?])
+                .args([
+                    "-o",
+                    "-n",
+                    "-i",
+                    &image,
+                    &format!("::/{system}"),
+                    path_str(&copy)?,
+                ])
                 .output()?;
             let sections = crate::uki::sections(&crate::util::read(&copy)?)?;
             let _ = std::fs::remove_file(&copy);
@@ -475,7 +482,12 @@ pub fn check_boot_partition(board: &Board, disk: &Path) -> Result<String, String
             ))
         }
         Firmware::RaspberryPi(pi) => {
-            for needed in pi.files.iter().map(String::as_str).chain(["config.txt", "cmdline.txt"]) {
+            for needed in pi
+                .files
+                .iter()
+                .map(String::as_str)
+                .chain(["config.txt", "cmdline.txt"])
+            {
                 if !has(needed) {
                     return Err(format!("the boot partition has no {needed}"));
                 }
@@ -486,10 +498,15 @@ pub fn check_boot_partition(board: &Board, disk: &Path) -> Result<String, String
                 let value = line
                     .strip_prefix("kernel=")
                     .or_else(|| line.strip_prefix("device_tree="))
-                    .or_else(|| line.strip_prefix("initramfs ").and_then(|rest| rest.split_whitespace().next()));
+                    .or_else(|| {
+                        line.strip_prefix("initramfs ")
+                            .and_then(|rest| rest.split_whitespace().next())
+                    });
                 if let Some(value) = value {
                     if !has(value) {
-                        return Err(format!("config.txt names {value}, which the boot partition has not"));
+                        return Err(format!(
+                            "config.txt names {value}, which the boot partition has not"
+                        ));
                     }
                     named.push(value.to_owned());
                 }
@@ -835,8 +852,8 @@ fn preinstall(
             board.preinstall.join(" "),
             board.arch.name()
         ));
-        let repo = std::fs::canonicalize(crate::run::REPO_DIR)
-            .map_err(|e| format!("{}: {e}", crate::run::REPO_DIR))?;
+        let repo = std::fs::canonicalize(crate::recipes::REPO_DIR)
+            .map_err(|e| format!("{}: {e}", crate::recipes::REPO_DIR))?;
         let local = format!("file://{}", path_str(&repo)?);
         run(&["key", "add", path_str(&development.public)?])?;
         run(&["repo", "add", &local])?;

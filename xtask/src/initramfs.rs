@@ -121,7 +121,11 @@ pub fn archive(
     archive.directory("etc/amber/svc", 0o755);
     if !modules.hardware.is_empty() {
         // Drivers for devices that appear after boot (hotplug, slow buses).
-        archive.file("etc/amber/svc/hotplug", 0o644, HOTPLUG_SERVICE.as_bytes().to_vec());
+        archive.file(
+            "etc/amber/svc/hotplug",
+            0o644,
+            HOTPLUG_SERVICE.as_bytes().to_vec(),
+        );
     }
     // The one user, for programs that look users up (dropbear, busybox's id and ls);
     // its home is on the data partition, so ~/.ssh/authorized_keys persists. No

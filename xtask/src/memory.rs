@@ -41,7 +41,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .filter(|board| board.qemu.is_some())
         .collect();
     crate::deps::ensure()?;
-    let server = crate::serve::start(crate::run::REPO_DIR.into(), 0)?
+    let server = crate::serve::start(crate::recipes::REPO_DIR.into(), 0)?
         .ok_or("cannot start the repository server")?;
     let mut lines = Vec::new();
     for board in &boards {
@@ -131,9 +131,9 @@ fn breakdown(board: &Board, images: &image::Images) -> Result<Vec<String>, Strin
             .get(0x260..0x264)
             .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64),
         // The arm64 Image header's image_size (offset 16): the same, for arm64.
-        Arch::Aarch64 => kernel.get(16..24).map(|b| {
-            u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
-        }),
+        Arch::Aarch64 => kernel
+            .get(16..24)
+            .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])),
     };
     let loaded = match &images.system {
         System::Uki { uki, .. } => format!(

@@ -2,7 +2,7 @@
 //! [`Recipe`].
 //!
 //! The raw structs mirror the file and reject unknown keys; [`check`] turns them into
-//! the type the builder (`recipes.rs`) uses, so a recipe that reaches the builder is
+//! the type the builder (`recipes/`) uses, so a recipe that reaches the builder is
 //! consistent: a valid name equal to its directory, a version with its revision, one
 //! kind of source per `[[source]]` with the hash it needs, only the build keys its
 //! kind uses, and dependencies in DESIGN §3 syntax. Errors are one line; the caller
@@ -10,7 +10,7 @@
 
 use amber_core::version::{is_valid_name, Dependency, Version};
 use serde::Deserialize;
-use std::path::{Component, Path};
+use std::path::{Component, Path, PathBuf};
 
 /// The file that makes a directory of `recipes/` a recipe.
 pub const RECIPE_FILE: &str = "recipe.toml";
@@ -472,6 +472,33 @@ fn segment_matches(glob: &[u8], name: &[u8]) -> bool {
         Some((b'?', rest)) => !name.is_empty() && segment_matches(rest, &name[1..]),
         Some((c, rest)) => name.first() == Some(c) && segment_matches(rest, &name[1..]),
     }
+}
+
+/// A recipe with the directory it came from.
+pub struct Loaded {
+    pub recipe: Recipe,
+    pub dir: PathBuf,
+}
+
+/// Every `<dir>/<name>/recipe.toml`, parsed and checked; directories without one are
+/// not recipes.
+pub fn load_all(dir: &Path) -> Result<Vec<Loaded>, String> {
+    let mut found = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let file = path.join(RECIPE_FILE);
+        if !file.is_file() {
+            continue;
+        }
+        let directory = entry.file_name().to_string_lossy().into_owned();
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let recipe = parse(&directory, &text).map_err(|e| format!("{}: {e}", file.display()))?;
+        found.push(Loaded { recipe, dir: path });
+    }
+    found.sort_by(|a, b| a.recipe.name.cmp(&b.recipe.name));
+    Ok(found)
 }
 
 #[cfg(test)]

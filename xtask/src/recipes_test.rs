@@ -25,7 +25,7 @@ const NAME: &str = "test-repro";
 const ARCH: Arch = Arch::X86_64;
 
 pub fn run() -> Result<(), String> {
-    let pkg = crate::packages::host_pkg()?;
+    let pkg = crate::build::host_pkg()?;
     let base = PathBuf::from("target/test-tmp/recipes");
     if base.exists() {
         std::fs::remove_dir_all(&base).map_err(|e| format!("{}: {e}", base.display()))?;

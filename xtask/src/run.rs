@@ -27,9 +27,6 @@ use crate::util::step;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Where `cargo xtask recipes` puts the signed repository the guest is offered.
-pub const REPO_DIR: &str = "target/repo";
-
 /// The default timeout of `--expect`: TCG boots take seconds, slow CI machines more.
 pub const EXPECT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -150,12 +147,13 @@ fn with_repo_server(board: &Board, mut options: Options) -> Result<Options, Stri
     // The test packages until `cargo xtask recipes` builds real ones; the server offers
     // whatever target/repo/ holds when the guest asks.
     crate::packages::repository(board.arch)?;
-    let root = PathBuf::from(REPO_DIR);
+    let root = PathBuf::from(crate::recipes::REPO_DIR);
     match crate::serve::start(root, options.repo_port)? {
         Some(server) => {
             options.repo_port = server.port;
             step(&format!(
-                "serving {REPO_DIR}/ on 127.0.0.1:{} for the guest's http://{}/",
+                "serving {}/ on 127.0.0.1:{} for the guest's http://{}/",
+                crate::recipes::REPO_DIR,
                 server.port,
                 qemu::REPO_GUEST_ADDRESS
             ))

@@ -135,20 +135,6 @@ impl TestResults {
     }
 }
 
-/// Under CI a step that cannot run fails naming `missing`; elsewhere it prints one
-/// notice, is recorded for the summary, and `Ok(false)` says to go on without it.
-pub fn can_run(step: &str, met: bool, missing: &str) -> Result<bool, String> {
-    if met {
-        return Ok(true);
-    }
-    if amber_testkit::in_ci() {
-        return Err(format!("{step}: cannot run in CI: {missing}"));
-    }
-    eprintln!("notice: skipped {step}: {missing}");
-    amber_testkit::record(step, missing);
-    Ok(false)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

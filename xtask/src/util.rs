@@ -1,7 +1,8 @@
-//! Small helpers shared by the image subcommands: progress lines and file operations
-//! whose errors name the file.
+//! Small helpers shared by the subcommands: progress lines and file operations whose
+//! errors name the file.
 
-use std::path::Path;
+use crate::cmd::Cmd;
+use std::path::{Path, PathBuf};
 
 /// Print one progress line for a step that may take a while.
 pub fn step(what: &str) {
@@ -24,6 +25,45 @@ pub fn copy(from: &Path, to: &Path) -> Result<(), String> {
     std::fs::copy(from, to)
         .map(|_| ())
         .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
+}
+
+/// SHA-256 of a file as 64 hex digits (core's one hash of a stream).
+pub fn sha256_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    amber_core::hash::sha256_stream(|buffer| file.read(buffer))
+        .map(|hash| amber_core::hash::to_hex(&hash))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn rename(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::rename(from, to)
+        .map_err(|e| format!("cannot rename {} to {}: {e}", from.display(), to.display()))
+}
+
+/// `path` made if missing, and made absolute.
+pub fn absolute(path: &Path) -> Result<PathBuf, String> {
+    create_dir(path)?;
+    std::fs::canonicalize(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+pub fn remove_tree(path: &Path) -> Result<(), String> {
+    // Builds may leave read-only directories (Go module caches, ...): make them writable.
+    let _ = Cmd::new("chmod")
+        .args(["-R", "u+w", path_str(path)?])
+        .output();
+    std::fs::remove_dir_all(path).map_err(|e| format!("cannot remove {}: {e}", path.display()))
+}
+
+/// Copy the contents of `from` into `into` (merged; symlinks kept as symlinks).
+pub fn copy_tree(from: &Path, into: &Path) -> Result<(), String> {
+    create_dir(into)?;
+    Cmd::new("cp")
+        .args(["-a", "--no-preserve=ownership"])
+        .arg(format!("{}/.", path_str(from)?))
+        .arg(path_str(into)?)
+        .output()
+        .map(|_| ())
 }
 
 pub fn path_str(path: &Path) -> Result<&str, String> {

@@ -1,0 +1,68 @@
+//! The repository's signed index: written again with the host `pkg repo index` only when
+//! something it vouches for changed.
+
+use crate::cmd::Cmd;
+use crate::util::{create_dir, path_str, sha256_file, write};
+use std::path::Path;
+
+/// Sign the index again when an image changed, when there is none, when it expires
+/// within a week, or when another key signed it (`key_stamp` remembers the SHA-256 of
+/// the secret key file that did). The serial only grows, as devices refuse an older one.
+pub fn refresh(
+    pkg: &Path,
+    secret: &Path,
+    repo: &Path,
+    key_stamp: &Path,
+    changed: bool,
+) -> Result<(), String> {
+    let key = sha256_file(secret)?;
+    let same_key = std::fs::read_to_string(key_stamp).is_ok_and(|text| text.trim() == key);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let old = std::fs::read_to_string(repo.join("index")).ok();
+    let field = |name: &str| -> Option<u64> {
+        old.as_deref()?
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    };
+    let fresh = field("expires").is_some_and(|expires| expires > now + 7 * 24 * 3600)
+        && repo.join("index.minisig").is_file();
+    if fresh && same_key && !changed && old.as_deref().is_some_and(|text| lists_images(repo, text))
+    {
+        return Ok(());
+    }
+    let serial = field("serial").map_or(now, |serial| now.max(serial + 1));
+    Cmd::new(path_str(pkg)?)
+        .args(["repo", "index", path_str(repo)?])
+        .args(["--secret-key", path_str(secret)?])
+        .args(["--serial", &serial.to_string()])
+        .output()?;
+    create_dir(key_stamp.parent().expect("in a directory"))?;
+    write(key_stamp, format!("{key}\n").as_bytes())
+}
+
+/// Whether an index lists exactly the images in `repo`, at their sizes.
+fn lists_images(repo: &Path, index: &str) -> bool {
+    let mut listed = 0;
+    for line in index.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ["pkg", name, version, size, ..] = words.as_slice() else {
+            continue;
+        };
+        listed += 1;
+        let file = repo.join(format!("{name}-{version}.squashfs"));
+        let size = size.strip_prefix("size=").unwrap_or_default();
+        if std::fs::metadata(&file).map_or(true, |m| m.len().to_string() != size) {
+            return false;
+        }
+    }
+    let images = std::fs::read_dir(repo).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".squashfs"))
+            .count()
+    });
+    listed == images
+}
