@@ -85,7 +85,7 @@ pub fn mount_data(wait: Duration, between: &mut dyn FnMut()) {
         }
         std::thread::sleep(Duration::from_millis(10));
         polls += 1;
-        if polls % 5 == 0 {
+        if polls.is_multiple_of(5) {
             between();
         }
     };
