@@ -715,6 +715,27 @@ serial = 1
         check_error("disk = \"virtio\"", "disk = \"floppy\"", "not one of");
     }
 
+    /// Every board file of the tree parses and checks.
+    #[test]
+    fn every_board_file_parses() {
+        let dir = crate::cmd::workspace_root().join(BOARDS_DIR);
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".toml"))
+            else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path).unwrap();
+            parse(name, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            count += 1;
+        }
+        assert!(count >= 5, "{count} boards");
+    }
+
     #[test]
     fn raspberry_pi_boards_parse_and_are_checked() {
         let board = parse("pi", PI).unwrap();

@@ -952,3 +952,69 @@ fn copy_sparse(image: &Path, disk: &File, offset: u64, limit: u64) -> Result<(),
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn board(name: &str) -> Board {
+        let path = crate::cmd::workspace_root()
+            .join(crate::board::BOARDS_DIR)
+            .join(format!("{name}.toml"));
+        crate::board::parse(name, &std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// A key made by `minisign -G -W` (core's known-answer key).
+    const DEPLOY_KEY: &str = "untrusted comment: minisign public key B547D128DAB6A5F1\n\
+        RWTxpbbaKNFHtYiVjnreRIAmwQBEy7qmESnn4wkJOv4/rOVt1rLIz9yi\n";
+
+    #[test]
+    fn trusted_keys_are_named_by_their_id_and_checked() {
+        let dir = std::env::temp_dir().join(format!("amber-trust-{}", std::process::id()));
+        create_dir(&dir).unwrap();
+        let key = dir.join("deploy.pub");
+        write(&key, DEPLOY_KEY.as_bytes()).unwrap();
+        let same = dir.join("same.pub");
+        write(&same, DEPLOY_KEY.as_bytes()).unwrap();
+        let keys = trusted_keys(&[key.clone(), same]).unwrap();
+        assert_eq!(keys.len(), 1, "one key given twice is one key");
+        assert_eq!(keys[0].0, "B547D128DAB6A5F1.pub");
+        assert_eq!(keys[0].1, DEPLOY_KEY.as_bytes());
+        assert_eq!(key_id(DEPLOY_KEY.as_bytes()).unwrap(), "B547D128DAB6A5F1");
+        let bad = dir.join("bad.pub");
+        write(&bad, b"untrusted comment: not a key\nAAAA\n").unwrap();
+        let error = trusted_keys(&[bad]).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(error.contains("not a minisign public key file"), "{error}");
+    }
+
+    #[test]
+    fn pi_config_names_kernel_initramfs_and_a_dtb_per_model() {
+        let board = board("rpi3");
+        let Firmware::RaspberryPi(pi) = &board.firmware else {
+            panic!("rpi3 is a Pi board")
+        };
+        let config = pi_config(&board, pi);
+        for line in [
+            "arm_64bit=1",
+            "kernel=vmlinuz",
+            "initramfs initramfs.img followkernel",
+            "[pi3]",
+            "device_tree=bcm2837-rpi-3-b.dtb",
+            "[all]",
+        ] {
+            assert!(config.lines().any(|l| l == line), "{line} in\n{config}");
+        }
+    }
+
+    #[test]
+    fn a_pi_card_is_a_power_of_two_and_partitions_fit() {
+        for name in ["rpi3", "rpi4"] {
+            let board = board(name);
+            let (boot, data, disk) = places(&board).unwrap();
+            assert!(disk.is_power_of_two(), "{name}: {disk}");
+            assert!(boot.offset + boot.size <= data.offset);
+            assert!(data.offset + data.size <= disk);
+        }
+    }
+}
