@@ -192,14 +192,15 @@ fn change(
             // The image was verified, but perhaps against another entry for the same id
             // (a repository that rebuilt a version). Unless the current generation
             // vouches for exactly this entry, make sure these are the bytes it names.
-            // A generation read from the store lists its packages sorted by name and
-            // version, so this is a search, not a walk per package (which made adding
-            // one package to a store of hundreds quadratic). Were they not sorted, a
-            // miss would only cost the hash below.
-            let vouched = current
-                .packages
-                .binary_search_by(|e| (&e.name, &e.version).cmp(&(&entry.name, &entry.version)))
-                .is_ok_and(|found| current.packages[found].sha256 == entry.sha256);
+            // A generation read from the store lists its packages sorted by name, so
+            // this is a search, not a walk per package (which made adding one package
+            // to a store of hundreds quadratic). Were they not sorted, a miss would only
+            // cost the hash below.
+            let first = current.packages.partition_point(|e| e.name < entry.name);
+            let vouched = current.packages[first..]
+                .iter()
+                .take_while(|e| e.name == entry.name)
+                .any(|e| e.version == entry.version && e.sha256 == entry.sha256);
             if !vouched && hash_file(&path)? != entry.sha256 {
                 return Err(Error::new(format!(
                     "{}: the store holds other bytes for this version than the index lists \
