@@ -26,11 +26,11 @@
 //! once. The root and the exchange directories are invalidated explicitly whenever the
 //! generation changes.
 //!
-//! A reload (after every `pkg add`, `del`, ...) costs what changed, not what is
-//! installed: only images new to the generation are opened, to record what the
-//! exchange merge reads of them, and the exchange tree is the last one updated (see
-//! `exchange.rs`), merged afresh from the recorded listings only when a change touches
-//! a conflict.
+//! A reload (after every `pkg add`, `del`, ...) opens only the images new to the
+//! generation, to record what the exchange merge reads of them, and the exchange tree
+//! is the last one updated (see `exchange.rs`), merged afresh from the recorded
+//! listings only when a change touches a conflict. What still grows with the store is
+//! reading the generation file and copying the tree.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
