@@ -62,9 +62,10 @@
 //!
 //! Options: `--runs N` installs of 100 (default 5); `--add-runs N` adds of one to each
 //! store (default 20); `--quick` is one install and three adds; `--device PATH` and
-//! `--pkg PATH` measure those binaries instead of building them; `--no-host` measures
-//! the device binary only; `--no-dpkg` skips both dpkg sides; `--no-add-one` skips the
-//! stores of 10, 100 and 500.
+//! `--pkg PATH` measure those binaries instead of building them (a relative path is
+//! taken from the workspace root); `--no-host` measures the device binary only;
+//! `--no-dpkg` skips both dpkg sides; `--no-add-one` skips the stores of 10, 100 and
+//! 500.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -196,13 +197,19 @@ fn main() {
     let base = amber_tests::target_dir().join("bench-install");
     fs::create_dir_all(&base).unwrap();
     let base = fs::canonicalize(&base).unwrap();
+    // cargo runs a bench in its package's directory; `cargo xtask` users give paths
+    // from the workspace root, where xtask runs.
+    let given = |path: &PathBuf| {
+        let path = workspace.join(path);
+        fs::canonicalize(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
     // The host build packs and signs the repositories in any case.
     let host = match &options.host {
-        Some(path) => fs::canonicalize(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        Some(path) => given(path),
         None => build_host(&workspace),
     };
     let device = match &options.device {
-        Some(path) => fs::canonicalize(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+        Some(path) => given(path),
         None => build_device(&workspace),
     };
     // The device binary runs pkg when it is called `pkg`.
