@@ -370,7 +370,7 @@ fn import_local(
         }
         check.finish().map_err(|e| Error::new(e.to_string()))?;
         output.sync_all().context(temp.display())?;
-        crate::image::accept(&temp, &entry, arch)?;
+        crate::image::accept(&temp, &entry, arch, &mut Default::default())?;
         durable::rename_durable(&temp, &target)
     })();
     if result.is_err() {
