@@ -206,6 +206,20 @@ impl Generation {
             .iter()
             .any(|dependency| entry.has_or_provides(&dependency.name))
     }
+
+    /// [`Generation::is_explicit`] of every package, in order. The world's names are
+    /// sorted once instead of walked for each package: a store whose hundreds of
+    /// packages were all asked for by name would otherwise compare every pair.
+    pub fn explicit_flags(&self) -> Vec<bool> {
+        // Strings, not &str: the device binary already holds a sort of strings.
+        let mut names: Vec<String> = self.world.iter().map(|d| d.name.clone()).collect();
+        crate::sort::sort(&mut names);
+        let requested = |name: &String| names.binary_search(name).is_ok();
+        self.packages
+            .iter()
+            .map(|entry| requested(&entry.name) || entry.provides.iter().any(requested))
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -234,8 +248,30 @@ mod tests {
         assert_eq!(generation.write(), text);
         assert!(generation.is_explicit(generation.package("busybox").unwrap()));
         assert!(!generation.is_explicit(generation.package("musl").unwrap()));
+        assert_eq!(generation.explicit_flags(), [true, false]);
         let empty = Generation::empty();
         assert_eq!(Generation::parse(&empty.write()).unwrap(), empty);
+    }
+
+    /// The flags for all packages at once are `is_explicit` of each: by name, through
+    /// what a package provides, and not for a package only depended on.
+    #[test]
+    fn explicit_flags_match_is_explicit() {
+        let text = format!(
+            "amber-generation 1\nnumber 2\nworld musl\nworld sh\nworld zlib<2\n\
+             pkg busybox 1.36.1-r2 size=1 sha256={HASH} provides=sh,vi\n\
+             pkg libz 1.3-r0 size=1 sha256={HASH} provides=zlib\n\
+             pkg musl 1.2.4-r0 size=1 sha256={HASH}\n\
+             pkg toybox 0.8-r0 size=1 sha256={HASH} provides=vi\n"
+        );
+        let generation = Generation::parse(&text).unwrap();
+        let one_by_one: Vec<bool> = generation
+            .packages
+            .iter()
+            .map(|entry| generation.is_explicit(entry))
+            .collect();
+        assert_eq!(one_by_one, [true, true, true, false]);
+        assert_eq!(generation.explicit_flags(), one_by_one);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use amber_core::hash::{HashError, Sha256Check};
 use amber_core::index::Entry;
+use amber_core::squashfs::read::Cache;
 
 use crate::durable;
 use crate::error::{Context, Error};
@@ -51,30 +52,40 @@ pub fn fetch_all(
     // Checked images waiting under their temporary names: (temporary, final).
     let checked: Mutex<Vec<(PathBuf, PathBuf)>> = Mutex::new(Vec::new());
     let progress = Progress::new(jobs);
+    let run = Run {
+        arch,
+        limits,
+        progress: &progress,
+        cancelled: &failed,
+    };
     let workers = PARALLEL.min(jobs.len());
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            scope.spawn(|| loop {
-                if failed.load(Ordering::SeqCst) {
-                    return;
-                }
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(job) = jobs.get(i) else { return };
-                let result = fetch_one(job, images_dir, arch, limits, &progress, &failed);
-                match result {
-                    Ok(names) => checked
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(names),
-                    Err(error) => {
-                        // Record the error before raising the flag, so the downloads that
-                        // stop because of the flag never report first.
-                        let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
-                        if slot.is_none() {
-                            *slot = Some(error);
+            scope.spawn(|| {
+                // Each worker checks its images with one decompression cache.
+                let mut cache = Cache::new();
+                loop {
+                    if failed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(job) = jobs.get(i) else { return };
+                    let result = fetch_one(job, images_dir, &run, &mut cache);
+                    match result {
+                        Ok(names) => checked
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(names),
+                        Err(error) => {
+                            // Record the error before raising the flag, so the downloads that
+                            // stop because of the flag never report first.
+                            let mut slot = first_error.lock().unwrap_or_else(|p| p.into_inner());
+                            if slot.is_none() {
+                                *slot = Some(error);
+                            }
+                            drop(slot);
+                            failed.store(true, Ordering::SeqCst);
                         }
-                        drop(slot);
-                        failed.store(true, Ordering::SeqCst);
                     }
                 }
             });
@@ -109,28 +120,32 @@ fn commit(checked: &[(PathBuf, PathBuf)], images_dir: &Path) -> Result<(), Error
     durable::sync_dir(images_dir)
 }
 
+/// What every download of one [`fetch_all`] shares.
+struct Run<'a> {
+    arch: &'a str,
+    limits: &'a Limits,
+    progress: &'a Progress,
+    /// Set once a download failed: the others stop, since they would be thrown away.
+    cancelled: &'a AtomicBool,
+}
+
 /// Fetch one image, trying each mirror in turn, into a checked temporary file; returns
-/// its name and the image's final name. Gives up as soon as `cancelled` is set (another
-/// download failed, so this one would be thrown away).
+/// its name and the image's final name. Gives up as soon as the run is cancelled.
 fn fetch_one(
     job: &Job<'_>,
     images_dir: &Path,
-    arch: &str,
-    limits: &Limits,
-    progress: &Progress,
-    cancelled: &AtomicBool,
+    run: &Run<'_>,
+    cache: &mut Cache,
 ) -> Result<(PathBuf, PathBuf), Error> {
     let id = job.entry.id();
     let target = images_dir.join(job.entry.file_name());
     let mut failures = Vec::new();
     for location in &job.locations {
-        if cancelled.load(Ordering::SeqCst) {
+        if run.cancelled.load(Ordering::SeqCst) {
             failures.push("cancelled after another download failed".to_owned());
             break;
         }
-        match fetch_from(
-            job.entry, location, &target, arch, limits, progress, cancelled,
-        ) {
+        match fetch_from(job.entry, location, &target, run, cache) {
             Ok(temp) => return Ok((temp, target)),
             Err(error) => failures.push(error.to_string()),
         }
@@ -145,11 +160,15 @@ fn fetch_from(
     entry: &Entry,
     location: &Location,
     target: &Path,
-    arch: &str,
-    limits: &Limits,
-    progress: &Progress,
-    cancelled: &AtomicBool,
+    run: &Run<'_>,
+    cache: &mut Cache,
 ) -> Result<PathBuf, Error> {
+    let Run {
+        arch,
+        limits,
+        progress,
+        cancelled,
+    } = *run;
     let temp = durable::temp_path(target);
     let result = (|| {
         let mut file = durable::create_new(&temp)?;
@@ -168,7 +187,7 @@ fn fetch_from(
         drop(file);
         crate::failpoint::hit("download:written");
         // The bytes are the ones the index vouches for; now the image must say so too.
-        image::accept(&temp, entry, arch)?;
+        image::accept(&temp, entry, arch, cache)?;
         // Flushed and renamed by `commit`, with all the others.
         progress.done();
         Ok(())

@@ -7,6 +7,14 @@
 //! path that is a file in one package and anything in another is a conflict, recorded
 //! so `pkg info --conflicts` can show it. Symlink targets are relative and never climb
 //! above `/ro`, so nothing here points outside the store.
+//!
+//! The mounted store keeps what it merged: a [`Recorded`] listing of each image (read
+//! once, when the image first appears) and the last tree, which [`Tree::update`] turns
+//! into the next one when packages come and go without touching a conflict. A change
+//! that does touch one is merged afresh from the recorded listings. Either way the
+//! tree is the one a fresh merge of the images gives.
+
+use std::cell::Cell;
 
 use amber_core::index::Entry;
 use amber_core::squashfs::read::{Archive, Cache, Inode, Kind};
@@ -34,7 +42,7 @@ pub fn priority_order(packages: &mut [(&Entry, bool)]) {
 /// sorted by priority, each image opened with `open` in turn (so at most one is open
 /// at a time here). A package whose image cannot be opened adds nothing.
 pub fn build_for<R, A>(
-    mut packages: Vec<(&Entry, bool)>,
+    packages: Vec<(&Entry, bool)>,
     mut open: impl FnMut(&Entry) -> Option<A>,
     cache: &mut Cache,
 ) -> Tree
@@ -42,23 +50,47 @@ where
     R: ReadAt,
     A: std::ops::Deref<Target = Archive<R>>,
 {
+    build_from(packages, |tree, entry| match open(entry) {
+        Some(archive) => {
+            let mut listing = ImageListing {
+                archive: &archive,
+                cache: &mut *cache,
+            };
+            tree.add(entry.id().to_string(), &mut listing);
+        }
+        None => tree.add_unlisted(entry.id().to_string()),
+    })
+}
+
+/// The exchange tree of packages given with whether each was asked for explicitly:
+/// sorted by priority, then `merge` called for each in turn, which adds it with
+/// [`Tree::add`] (or [`Tree::add_unlisted`] when it has no listing of the package).
+/// Where the listings come from is the caller's business; the order and the rule are
+/// this function's, the same for every caller.
+pub fn build_from(
+    mut packages: Vec<(&Entry, bool)>,
+    mut merge: impl FnMut(&mut Tree, &Entry),
+) -> Tree {
     priority_order(&mut packages);
     let mut tree = Tree::empty();
     for (entry, _) in packages {
-        let id = entry.id().to_string();
-        match open(entry) {
-            Some(archive) => {
-                let mut listing = ImageListing {
-                    archive: &archive,
-                    cache: &mut *cache,
-                };
-                tree.add(id, &mut listing);
-            }
-            None => tree.packages.push(id),
-        }
+        merge(&mut tree, entry);
     }
     tree.shrink();
     tree
+}
+
+/// What becomes of a package in [`Tree::update`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// In both trees, with the same priority.
+    Kept,
+    /// In both trees, with another priority (asked for explicitly, or no longer).
+    Moved,
+    /// Only in the old tree.
+    Removed,
+    /// Only in the new tree.
+    Added,
 }
 
 /// One node: an exchange directory (or a directory inside one), or a link. Its name
@@ -95,9 +127,13 @@ pub struct Tree {
     pub nodes: Vec<Node>,
     /// Every node's name, one after the other.
     names: Vec<u8>,
-    /// Package ids in priority order; `NodeKind::Link` points into this list.
+    /// Package ids, in priority order when merged afresh; `NodeKind::Link` points into
+    /// this list. [`Tree::update`] appends the packages it adds and empties the ids of
+    /// those it removes, so the order is no longer the priority order after it.
     pub packages: Vec<String>,
     pub conflicts: Vec<Conflict>,
+    /// Nodes [`Tree::update`] took out of the tree, still in `nodes`.
+    unused: usize,
 }
 
 /// How the builder sees one package image's directories.
@@ -116,6 +152,7 @@ impl Tree {
             names: Vec::new(),
             packages: Vec::new(),
             conflicts: Vec::new(),
+            unused: 0,
         };
         tree.push(b"", 0, NodeKind::Dir(Vec::new()));
         let mut children = Vec::new();
@@ -178,6 +215,85 @@ impl Tree {
         for (index, dir) in DIRS.iter().enumerate() {
             self.merge(listing, owner, index as u32 + 1, dir.to_string(), 1);
         }
+    }
+
+    /// Count the next package in, with nothing of it merged (its image cannot be read).
+    pub fn add_unlisted(&mut self, id: String) {
+        self.packages.push(id);
+    }
+
+    /// This tree after a change of packages, when it can be had without merging every
+    /// package afresh; None when a fresh merge is needed. `packages` are those of this
+    /// tree and of the next, each with its recorded listing and what becomes of it.
+    ///
+    /// Priority only decides a path several packages want. So while no package that
+    /// leaves or moves has a path of a recorded conflict, and the packages that come
+    /// add no conflict, the fresh merge would give every path to the package it gives
+    /// it to here: the removed packages' links go (and their directories, once no
+    /// package that stays has them), the added packages are merged as if last. Anything
+    /// else is left to the fresh merge, as are trees near the node limit and trees
+    /// where more nodes are unused than used.
+    pub fn update(&self, packages: &[(&str, &Recorded, Change)]) -> Option<Tree> {
+        let mut tree = self.clone();
+        let mut removed = Vec::new();
+        for &(id, listing, change) in packages {
+            if change != Change::Kept && self.conflicts.iter().any(|c| listing.has(&c.path)) {
+                // An added package with such a path would add a conflict anyway.
+                return None;
+            }
+            if change == Change::Removed {
+                let owner = tree.packages.iter().position(|p| p == id)?;
+                tree.packages[owner] = String::new();
+                removed.push(owner as u32);
+            }
+        }
+        if !removed.is_empty() {
+            for dir in 1..=DIRS.len() as u32 {
+                tree.prune(dir, &removed, packages);
+            }
+        }
+        for &(id, mut listing, change) in packages {
+            if change == Change::Added {
+                tree.add(id.to_owned(), &mut listing);
+            }
+        }
+        let fits = tree.nodes.len() < MAX_NODES && tree.names.len() <= u32::MAX as usize / 2;
+        let unchanged = tree.conflicts.len() == self.conflicts.len();
+        (fits && unchanged && tree.unused * 2 <= tree.nodes.len()).then_some(tree)
+    }
+
+    /// Take the links of the `removed` packages out from below directory `node`, and
+    /// the directories that are left empty unless a package that stays has them (a
+    /// package's empty directory shows too). Returns whether `node` is empty now.
+    fn prune(
+        &mut self,
+        node: u32,
+        removed: &[u32],
+        packages: &[(&str, &Recorded, Change)],
+    ) -> bool {
+        let NodeKind::Dir(children) = &mut self.nodes[node as usize].kind else {
+            return false;
+        };
+        let mut children = std::mem::take(children);
+        children.retain(|&child| {
+            let gone = match self.nodes[child as usize].kind {
+                NodeKind::Link(owner) => removed.contains(&owner),
+                NodeKind::Dir(_) => {
+                    self.prune(child, removed, packages) && {
+                        let path = self.path(child);
+                        let stays = |&(_, listing, change): &(&str, &Recorded, Change)| {
+                            matches!(change, Change::Kept | Change::Moved) && listing.has(&path)
+                        };
+                        !packages.iter().any(stays)
+                    }
+                }
+            };
+            self.unused += usize::from(gone);
+            !gone
+        });
+        let empty = children.is_empty();
+        self.nodes[node as usize].kind = NodeKind::Dir(children);
+        empty
     }
 
     fn merge(
@@ -308,6 +424,121 @@ impl<R: ReadAt> Listing for ImageListing<'_, R> {
     }
 }
 
+/// The most bytes a [`Recorded`] listing holds, some 500,000 entries: more than any
+/// real package puts in the exchange directories, and about what [`MAX_NODES`] lets
+/// the tree itself hold of one image. What a hostile image has beyond it is left out,
+/// as the merge leaves out what does not fit in the tree (where it is cut off may
+/// differ).
+const MAX_RECORDED: usize = 16 << 20;
+
+/// Every answer one image's [`Listing`] gives the merge, kept in memory: the mounted
+/// store records each image of the current generation once, when it first appears, so
+/// a reload reads only the images new to it. The answers are the image's own, asked
+/// for every directory the merge could ever visit (each exchange directory and every
+/// directory below, to [`MAX_DEPTH`], conflicts or not), so a tree merged from them is
+/// the tree merged from the images, conflicts and all.
+///
+/// Compact, since a store keeps one for each of its packages: a directory is three
+/// numbers and its path, an entry its name and one byte.
+pub struct Recorded {
+    /// The listed directories in the order they were asked for, which is the order the
+    /// merge asks for them: where each one's path starts in `bytes`, where its entries
+    /// start (the path's end), and where they end.
+    dirs: Vec<[u32; 3]>,
+    /// Paths and entries; each entry is its name followed by `/` for a directory, NUL
+    /// for anything else (neither is ever part of a name: the reader refuses them).
+    bytes: Vec<u8>,
+    /// Where the next search for a directory starts: after the last one found, so a
+    /// merge finds each directory at once (and a sort and its code are saved).
+    next: Cell<usize>,
+}
+
+impl Recorded {
+    /// Ask `listing` everything the merge could, to [`MAX_RECORDED`] bytes.
+    pub fn record(listing: &mut dyn Listing) -> Recorded {
+        let mut recorder = Recorder {
+            listing,
+            recorded: Recorded {
+                dirs: Vec::new(),
+                bytes: Vec::new(),
+                next: Cell::new(0),
+            },
+        };
+        // Merged alone into an empty tree, the image meets no conflict, so the merge
+        // asks for every directory it could ever ask for, as it would ask for it.
+        Tree::empty().add(String::new(), &mut recorder);
+        let mut recorded = recorder.recorded;
+        recorded.dirs.shrink_to_fit();
+        recorded.bytes.shrink_to_fit();
+        recorded
+    }
+
+    /// Whether the image has `path` (`bin/sh`), as a file or a directory, where the
+    /// merge would meet it. Names compare as the merge writes them into paths.
+    fn has(&self, path: &str) -> bool {
+        let Some(slash) = path.bytes().rposition(|b| b == b'/') else {
+            return false;
+        };
+        let (parent, name) = (&path[..slash], &path[slash + 1..]);
+        let entries = (&mut &*self).list(parent).unwrap_or_default();
+        entries
+            .iter()
+            .any(|(entry, _)| String::from_utf8_lossy(entry) == name)
+    }
+}
+
+/// Passes a listing's answers on to the merge, and records them.
+struct Recorder<'a> {
+    listing: &'a mut dyn Listing,
+    recorded: Recorded,
+}
+
+impl Listing for Recorder<'_> {
+    fn list(&mut self, path: &str) -> Option<Vec<(Vec<u8>, bool)>> {
+        let entries = self.listing.list(path)?;
+        let bytes = &mut self.recorded.bytes;
+        let start = bytes.len();
+        bytes.extend_from_slice(path.as_bytes());
+        let entries_start = bytes.len();
+        for (name, is_dir) in &entries {
+            bytes.extend_from_slice(name);
+            bytes.push(if *is_dir { b'/' } else { 0 });
+        }
+        // A directory not recorded is not merged either (None hides it), so the bound
+        // on the bytes bounds the work too.
+        if bytes.len() > MAX_RECORDED {
+            bytes.truncate(start);
+            return None;
+        }
+        let end = bytes.len();
+        self.recorded
+            .dirs
+            .push([start, entries_start, end].map(|n| n as u32));
+        Some(entries)
+    }
+}
+
+impl Listing for &Recorded {
+    fn list(&mut self, path: &str) -> Option<Vec<(Vec<u8>, bool)>> {
+        let (bytes, count, start) = (&self.bytes, self.dirs.len(), self.next.get());
+        // Two names that read the same lossily ask for one path twice: the first
+        // answer found is the answer to both.
+        let found = (0..count).map(|i| (start + i) % count).find(|&i| {
+            let [path_start, path_end, _] = self.dirs[i];
+            &bytes[path_start as usize..path_end as usize] == path.as_bytes()
+        })?;
+        self.next.set(found + 1);
+        let [_, start, end] = self.dirs[found].map(|n| n as usize);
+        let mut entries = Vec::new();
+        let mut rest = &bytes[start..end];
+        while let Some(at) = rest.iter().position(|&b| b == 0 || b == b'/') {
+            entries.push((rest[..at].to_vec(), rest[at] == b'/'));
+            rest = &rest[at + 1..];
+        }
+        Some(entries)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +640,275 @@ mod tests {
         };
         let names: Vec<&[u8]> = children.iter().map(|&c| tree.name(c)).collect();
         assert_eq!(names, [&b"ls"[..], b"sh", b"toybox"]);
+    }
+
+    /// Every node of a tree, as `path/` for a directory or `path -> target`, sorted, and
+    /// the conflicts in the order they were found.
+    fn view(tree: &Tree) -> (Vec<String>, Vec<Conflict>) {
+        let mut nodes = Vec::new();
+        let mut pending = vec![0];
+        while let Some(node) = pending.pop() {
+            match &tree.nodes[node as usize].kind {
+                NodeKind::Dir(children) => {
+                    pending.extend(children);
+                    nodes.push(format!("{}/", tree.path(node)));
+                }
+                NodeKind::Link(_) => nodes.push(format!(
+                    "{} -> {}",
+                    tree.path(node),
+                    tree.link_target(node).unwrap()
+                )),
+            }
+        }
+        nodes.sort();
+        (nodes, tree.conflicts.clone())
+    }
+
+    /// A tree merged from recorded listings is the tree merged from the packages
+    /// themselves, for every subset of them in two orders: adding or removing packages
+    /// and merging the rest from what was recorded before gives what a fresh merge gives.
+    #[test]
+    fn recorded_listings_merge_like_the_packages() {
+        // Deeper than the merge goes.
+        let deep: Vec<String> = (1..=MAX_DEPTH + 2)
+            .map(|depth| format!("include/{}", vec!["d/"; depth].concat()))
+            .collect();
+        let mut d = vec![
+            "include/",
+            "include/a/",
+            "include/a/b/",
+            "include/a/b/c",
+            "svc/",
+        ];
+        d.extend(deep.iter().map(String::as_str));
+        let mut fakes = [
+            (
+                "a-1-r0",
+                Fake::new(&[
+                    "bin/",
+                    "bin/sh",
+                    "bin/ls",
+                    "share/",
+                    "share/man/",
+                    "share/man/ls.1",
+                ]),
+            ),
+            // bin/ls a directory here: hidden by a's file whenever a is merged first.
+            (
+                "b-1-r0",
+                Fake::new(&[
+                    "bin/",
+                    "bin/ls/",
+                    "bin/ls/x",
+                    "bin/ls/deep/",
+                    "bin/ls/deep/y",
+                    "etc/",
+                    "etc/b.conf",
+                ]),
+            ),
+            // share/man a file here; an empty directory.
+            (
+                "c-1-r0",
+                Fake::new(&[
+                    "share/",
+                    "share/man",
+                    "lib/",
+                    "lib/empty/",
+                    "bin/",
+                    "bin/sh",
+                ]),
+            ),
+            ("d-1-r0", Fake::new(&d)),
+            ("e-1-r0", Fake::new(&[])),
+        ];
+        // A directory name that is not UTF-8: the merge asks for it by its lossy path.
+        let svc = fakes[3].1 .0.get_mut("svc").unwrap();
+        svc.push((b"d\xff".to_vec(), true));
+        fakes[3]
+            .1
+             .0
+            .insert("svc/d\u{fffd}".into(), vec![(b"z".to_vec(), false)]);
+        let recorded: Vec<Recorded> = fakes
+            .iter()
+            .map(|(_, fake)| Recorded::record(&mut Fake(fake.0.clone())))
+            .collect();
+        for subset in 0u32..1 << fakes.len() {
+            for reverse in [false, true] {
+                let mut chosen: Vec<usize> =
+                    (0..fakes.len()).filter(|i| subset & 1 << i != 0).collect();
+                if reverse {
+                    chosen.reverse();
+                }
+                let mut fresh = Tree::empty();
+                let mut from_records = Tree::empty();
+                for &i in &chosen {
+                    let id = fakes[i].0.to_owned();
+                    fresh.add(id.clone(), &mut Fake(fakes[i].1 .0.clone()));
+                    from_records.add(id, &mut &recorded[i]);
+                }
+                assert_eq!(view(&fresh), view(&from_records), "{chosen:?}");
+            }
+        }
+        // What a's file hid was recorded too, and shows once a is gone.
+        let mut tree = Tree::empty();
+        tree.add("b-1-r0".into(), &mut &recorded[1]);
+        let shown = view(&tree).0;
+        assert!(shown.contains(&"bin/ls/deep/y -> ../../../b-1-r0/bin/ls/deep/y".to_owned()));
+        let mut tree = Tree::empty();
+        tree.add("d-1-r0".into(), &mut &recorded[3]);
+        let shown = view(&tree).0;
+        assert!(shown.contains(&"svc/d\u{fffd}/z -> ../../d-1-r0/svc/d\u{fffd}/z".to_owned()));
+        assert_eq!(
+            shown.iter().filter(|n| n.starts_with("include/d")).count(),
+            MAX_DEPTH
+        );
+    }
+
+    /// Step by step, packages come, go and change priority; the tree kept up to date
+    /// with [`Tree::update`] (or merged afresh where it declines) is the fresh merge of
+    /// the packages at every step, and most steps are updates.
+    #[test]
+    fn updated_trees_are_fresh_merges() {
+        let specs: [(&str, &[&str]); 10] = [
+            (
+                "p0-1-r0",
+                &[
+                    "bin/",
+                    "bin/a",
+                    "share/",
+                    "share/doc/",
+                    "share/doc/p0/",
+                    "share/doc/p0/README",
+                    "share/man/",
+                    "share/man/man1/",
+                    "share/man/man1/a.1",
+                ],
+            ),
+            (
+                "p1-1-r0",
+                &[
+                    "bin/",
+                    "bin/b",
+                    "lib/",
+                    "lib/libb.so",
+                    "share/",
+                    "share/doc/",
+                    "share/doc/p1/",
+                    "share/doc/p1/README",
+                ],
+            ),
+            (
+                "p2-1-r0",
+                &["bin/", "bin/c", "lib/", "lib/empty/", "etc/", "etc/c.conf"],
+            ),
+            // Wants p0's bin/a.
+            ("p3-1-r0", &["bin/", "bin/a", "share/", "share/man/"]),
+            // A file where others have a directory.
+            ("p4-1-r0", &["share/", "share/man"]),
+            // Only the empty directory p2 has too.
+            ("p5-1-r0", &["lib/", "lib/empty/"]),
+            // A directory where p1 has a file.
+            ("p6-1-r0", &["bin/", "bin/b/", "bin/b/x"]),
+            (
+                "p7-1-r0",
+                &[
+                    "include/",
+                    "include/p7/",
+                    "include/p7/x.h",
+                    "share/",
+                    "share/doc/",
+                    "share/doc/p7/",
+                    "share/doc/p7/README",
+                ],
+            ),
+            (
+                "p8-1-r0",
+                &[
+                    "etc/",
+                    "etc/p8/",
+                    "etc/p8/a/",
+                    "etc/p8/a/b.conf",
+                    "svc/",
+                    "svc/p8",
+                ],
+            ),
+            (
+                "p9-1-r0",
+                &[
+                    "sbin/",
+                    "sbin/p9",
+                    "share/",
+                    "share/man/",
+                    "share/man/man8/",
+                    "share/man/man8/p9.8",
+                ],
+            ),
+        ];
+        let recorded: Vec<Recorded> = specs
+            .iter()
+            .map(|(_, paths)| Recorded::record(&mut Fake::new(paths)))
+            .collect();
+        // Installed or not, and asked for explicitly or not (which comes first).
+        let mut state: Vec<Option<bool>> = vec![None; specs.len()];
+        let mut tree = Tree::empty();
+        let mut random = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut updates = 0;
+        for step in 0..600 {
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            let which = (random % specs.len() as u64) as usize;
+            let before = state.clone();
+            state[which] = match (state[which], random >> 32 & 3) {
+                (None, 0) => Some(true),
+                (None, _) => Some(false),
+                (Some(explicit), 0) => Some(!explicit),
+                (Some(_), _) => None,
+            };
+            // The fresh merge: explicit first, then by name.
+            let mut order: Vec<usize> = (0..specs.len()).filter(|&i| state[i].is_some()).collect();
+            order.sort_by_key(|&i| (!state[i].unwrap(), specs[i].0));
+            let mut fresh = Tree::empty();
+            for &i in &order {
+                fresh.add(specs[i].0.to_owned(), &mut &recorded[i]);
+            }
+            let changes: Vec<(&str, &Recorded, Change)> = (0..specs.len())
+                .filter_map(|i| {
+                    let change = match (before[i], state[i]) {
+                        (Some(_), None) => Change::Removed,
+                        (None, Some(_)) => Change::Added,
+                        (Some(was), Some(now)) if was != now => Change::Moved,
+                        (Some(_), Some(_)) => Change::Kept,
+                        (None, None) => return None,
+                    };
+                    Some((specs[i].0, &recorded[i], change))
+                })
+                .collect();
+            tree = match tree.update(&changes) {
+                Some(updated) => {
+                    updates += 1;
+                    updated
+                }
+                None => fresh.clone(),
+            };
+            assert_eq!(view(&tree), view(&fresh), "step {step}: {state:?}");
+        }
+        assert!(updates > 300, "{updates} of 600 steps were updates");
+    }
+
+    /// A hostile image's listing is recorded only so far: the store's memory stays
+    /// bounded.
+    #[test]
+    fn recorded_listings_are_bounded() {
+        let names: Vec<String> = (0..400_000)
+            .map(|i| format!("share/a-file-name-long-enough-to-fill-memory-fast-{i:06}"))
+            .collect();
+        let mut paths: Vec<&str> = vec!["share/", "share/a/"];
+        paths.extend(names.iter().map(String::as_str));
+        let recorded = Recorded::record(&mut Fake::new(&paths));
+        assert!(recorded.bytes.len() <= MAX_RECORDED);
+        let small = Recorded::record(&mut Fake::new(&paths[..1000]));
+        assert_eq!((&mut &small).list("share").map(|e| e.len()), Some(999));
     }
 
     #[test]

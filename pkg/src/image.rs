@@ -101,12 +101,16 @@ fn meta_of(archive: &Archive<ImageFile>, path: &Path, cache: &mut Cache) -> Resu
 /// what the entry promised, and its whole structure must be sound (every directory,
 /// inode and block position checked once, data not decompressed), so that the store
 /// never meets a malformed image it has installed.
-pub fn accept(path: &Path, entry: &Entry, arch: &str) -> Result<Meta, Error> {
+///
+/// `cache` may have served other images (it forgets them): a caller checking many
+/// images passes the same one, since fresh block buffers are cleared and faulted in
+/// for every image (with musl's allocator, mapped and unmapped too), which cost the
+/// device binary more than the checks themselves.
+pub fn accept(path: &Path, entry: &Entry, arch: &str, cache: &mut Cache) -> Result<Meta, Error> {
     // One archive and one cache for both checks: the walk starts from the directories
     // and inodes the meta lookup has just decompressed.
     let archive = open(path)?;
-    let mut cache = Cache::new();
-    let meta = meta_of(&archive, path, &mut cache)?;
+    let meta = meta_of(&archive, path, cache)?;
     entry
         .check_meta(arch, &meta)
         .map_err(|e| Error::new(e.to_string()))?;
@@ -115,7 +119,7 @@ pub fn accept(path: &Path, entry: &Entry, arch: &str) -> Result<Meta, Error> {
         ..CheckLimits::default()
     };
     archive
-        .check(&mut cache, &limits)
+        .check(cache, &limits)
         .map_err(|e| Error::new(format!("malformed image: {e}")))?;
     Ok(meta)
 }

@@ -192,9 +192,15 @@ fn change(
             // The image was verified, but perhaps against another entry for the same id
             // (a repository that rebuilt a version). Unless the current generation
             // vouches for exactly this entry, make sure these are the bytes it names.
-            let vouched = current.packages.iter().any(|e| {
-                e.name == entry.name && e.version == entry.version && e.sha256 == entry.sha256
-            });
+            // A generation read from the store lists its packages sorted by name, so
+            // this is a search, not a walk per package (which made adding one package
+            // to a store of hundreds quadratic). Were they not sorted, a miss would only
+            // cost the hash below.
+            let first = current.packages.partition_point(|e| e.name < entry.name);
+            let vouched = current.packages[first..]
+                .iter()
+                .take_while(|e| e.name == entry.name)
+                .any(|e| e.version == entry.version && e.sha256 == entry.sha256);
             if !vouched && crate::image::sha256(&path)? != entry.sha256 {
                 return Err(Error::new(format!(
                     "{}: the store holds other bytes for this version than the index lists \
@@ -364,7 +370,7 @@ fn import_local(
         }
         check.finish().map_err(|e| Error::new(e.to_string()))?;
         output.sync_all().context(temp.display())?;
-        crate::image::accept(&temp, &entry, arch)?;
+        crate::image::accept(&temp, &entry, arch, &mut Default::default())?;
         durable::rename_durable(&temp, &target)
     })();
     if result.is_err() {

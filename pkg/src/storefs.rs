@@ -25,6 +25,12 @@
 //! mount's readahead so a big file's blocks are decompressed by several threads at
 //! once. The root and the exchange directories are invalidated explicitly whenever the
 //! generation changes.
+//!
+//! A reload (after every `pkg add`, `del`, ...) opens only the images new to the
+//! generation, to record what the exchange merge reads of them, and the exchange tree
+//! is the last one updated (see `exchange.rs`), merged afresh from the recorded
+//! listings only when a change touches a conflict. What still grows with the store is
+//! reading the generation file and copying the tree.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -33,6 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use amber_core::index::Entry;
 use amber_core::squashfs::read::{Archive, Cache, Error as ReadError, Inode, Kind};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
@@ -41,7 +48,7 @@ use fuser::{
 };
 
 use crate::error::Error;
-use crate::exchange::{self, NodeKind, Tree};
+use crate::exchange::{self, Change, ImageListing, NodeKind, Recorded, Tree};
 use crate::image::{self, ImageFile};
 use crate::store::Store;
 
@@ -150,6 +157,17 @@ struct View {
     visible: Vec<(String, u32)>,
 }
 
+/// The recorded exchange listing of one image, by its id.
+struct Listed {
+    id: String,
+    recorded: Recorded,
+    /// Whether the newest tree holds the package, and if so whether it was asked for
+    /// explicitly there (which decides its priority).
+    merged: Option<bool>,
+    /// The same for the generation being shown, while a reload makes its tree.
+    shown: Option<bool>,
+}
+
 /// The shared state of a mounted store: the FUSE handlers, the control socket and the
 /// idle closer all hold it.
 pub struct Inner {
@@ -165,6 +183,9 @@ pub struct Inner {
     /// one step and the number of open images never passes `max_open`.
     opening: Mutex<()>,
     view: RwLock<View>,
+    /// What the exchange merge reads of each image of the current generation, recorded
+    /// once when the image appears, sorted by id: a reload opens only new images.
+    listings: Mutex<Vec<Listed>>,
     /// Decompression caches and reply buffers, one lent to each running request.
     workspaces: Mutex<Vec<Workspace>>,
     /// Whether a request ran since the idle closer last looked.
@@ -192,6 +213,7 @@ impl Inner {
                 trees: Vec::new(),
                 visible: Vec::new(),
             }),
+            listings: Mutex::new(Vec::new()),
             workspaces: Mutex::new(Vec::new()),
             busy: AtomicBool::new(false),
             next_base: AtomicU64::new(2),
@@ -214,35 +236,22 @@ impl Inner {
         // The root shows the current generation: a removed package is gone at once.
         // Images of older generations keep serving the inodes already in use (an
         // upgraded service still running from its old image), until gc removes them.
-        let mut visible_paths: Vec<(String, PathBuf)> = current
+        let explicit = current.explicit_flags();
+        let mut shown: Vec<(String, &Entry, bool)> = current
             .packages
             .iter()
-            .map(|entry| (entry.id().to_string(), store.image_path(entry)))
+            .zip(explicit)
+            .map(|(entry, explicit)| (entry.id().to_string(), entry, explicit))
             .collect();
-        amber_core::sort::sort_by(&mut visible_paths, |a, b| a.0.cmp(&b.0));
-        visible_paths.dedup_by(|a, b| a.0 == b.0);
-        let mut visible = Vec::with_capacity(visible_paths.len());
-        for (id, path) in visible_paths {
-            let slot = self.slot_for(&id, path)?;
-            visible.push((id, slot));
+        amber_core::sort::sort_by(&mut shown, |a, b| a.0.cmp(&b.0));
+        shown.dedup_by(|a, b| a.0 == b.0);
+        let mut visible = Vec::with_capacity(shown.len());
+        for (id, entry, _) in &shown {
+            let slot = self.slot_for(id, &store, entry)?;
+            visible.push((id.clone(), slot));
         }
 
-        // The exchange tree of the current generation, merged in priority order.
-        let packages = current
-            .packages
-            .iter()
-            .map(|e| (e, current.is_explicit(e)))
-            .collect();
-        let tree = self.with_cache(|cache| {
-            exchange::build_for(
-                packages,
-                |entry| {
-                    let slot = find(&visible, &entry.id().to_string())?;
-                    self.archive(slot).ok()
-                },
-                cache,
-            )
-        });
+        let tree = self.exchange_tree(&shown, &visible);
         let base = self
             .next_base
             .fetch_add(tree.nodes.len() as u64 + 1, Ordering::SeqCst);
@@ -285,6 +294,91 @@ impl Inner {
         Ok(current_number)
     }
 
+    /// The exchange tree of generation `current`, whose packages `shown` are sorted by
+    /// id, each with whether it was asked for explicitly, and their slots in `visible`.
+    ///
+    /// The listings of the images shown before and still shown are kept; only the
+    /// images new to this generation are opened and listed. The tree is then the last
+    /// one updated ([`Tree::update`]: the links of packages that left taken out, those
+    /// of new packages merged in), or, where that would not give the same tree, merged
+    /// afresh in priority order from the recorded listings: the same tree as merged
+    /// from the images themselves either way.
+    fn exchange_tree(&self, shown: &[(String, &Entry, bool)], visible: &[(String, u32)]) -> Tree {
+        let mut listings = lock(&self.listings);
+        for listed in listings.iter_mut() {
+            listed.shown = None;
+        }
+        // An id names the same bytes in every generation that shows it (`pkg add`
+        // refuses other bytes for an installed version), so a listing is kept by id.
+        for ((id, _, explicit), (_, slot)) in shown.iter().zip(visible) {
+            let position = match listed_position(&listings, id) {
+                Ok(found) => found,
+                Err(position) => {
+                    // An image that cannot be opened now adds nothing, and is tried
+                    // again at the next reload.
+                    let Ok(archive) = self.archive(*slot) else {
+                        continue;
+                    };
+                    let recorded = self.with_cache(|cache| {
+                        Recorded::record(&mut ImageListing {
+                            archive: &archive,
+                            cache,
+                        })
+                    });
+                    let listed = Listed {
+                        id: id.clone(),
+                        recorded,
+                        merged: None,
+                        shown: None,
+                    };
+                    listings.insert(position, listed);
+                    position
+                }
+            };
+            listings[position].shown = Some(*explicit);
+        }
+
+        let tree = {
+            let last = read(&self.view)
+                .trees
+                .last()
+                .map(|(_, tree)| Arc::clone(tree));
+            last.and_then(|last| {
+                let mut packages = Vec::with_capacity(listings.len());
+                for listed in listings.iter() {
+                    let change = match (listed.merged, listed.shown) {
+                        (Some(_), None) => Change::Removed,
+                        (None, Some(_)) => Change::Added,
+                        (Some(was), Some(now)) if was != now => Change::Moved,
+                        (Some(_), Some(_)) => Change::Kept,
+                        (None, None) => continue,
+                    };
+                    packages.push((listed.id.as_str(), &listed.recorded, change));
+                }
+                last.update(&packages)
+            })
+        };
+        let tree = tree.unwrap_or_else(|| {
+            let packages = shown
+                .iter()
+                .map(|(_, e, explicit)| (*e, *explicit))
+                .collect();
+            exchange::build_from(packages, |tree, entry| {
+                let id = entry.id().to_string();
+                match listed_position(&listings, &id) {
+                    Ok(found) => tree.add(id, &mut &listings[found].recorded),
+                    Err(_) => tree.add_unlisted(id),
+                }
+            })
+        });
+        // What the tree now holds; the listings of packages no longer shown go.
+        listings.retain_mut(|listed| {
+            listed.merged = listed.shown;
+            listed.merged.is_some()
+        });
+        tree
+    }
+
     /// The current generation's number.
     pub fn generation(&self) -> u64 {
         read(&self.view).generation
@@ -296,7 +390,7 @@ impl Inner {
     }
 
     /// The slot of an image, made on first sight.
-    fn slot_for(&self, id: &str, path: PathBuf) -> Result<u32, Error> {
+    fn slot_for(&self, id: &str, store: &Store, entry: &Entry) -> Result<u32, Error> {
         let mut by_id = lock(&self.by_id);
         let position = match by_id.binary_search_by(|(known, _)| known.as_str().cmp(id)) {
             Ok(found) => return Ok(by_id[found].1),
@@ -310,7 +404,7 @@ impl Inner {
             ));
         }
         slots.push(Slot {
-            path,
+            path: store.image_path(entry),
             archive: None,
             last_used: 0,
             last_use: 0,
@@ -749,7 +843,7 @@ fn read_errno(error: ReadError) -> Errno {
     }
 }
 
-/// Give the memory freed by a reload (listings of every image, the old tree) back to
+/// Give the memory freed by a reload (listings of new images, the oldest tree) back to
 /// the system. glibc keeps freed memory inside its heap until asked; musl, the device's
 /// allocator, returns it by itself.
 fn release_free_memory() {
@@ -758,6 +852,11 @@ fn release_free_memory() {
     unsafe {
         libc::malloc_trim(0);
     }
+}
+
+/// Where the listing of `id` is, or would go, in listings sorted by id.
+fn listed_position(listings: &[Listed], id: &str) -> Result<usize, usize> {
+    listings.binary_search_by(|listed| listed.id.as_str().cmp(id))
 }
 
 /// The slot of `id` in a list sorted by id.

@@ -5,5 +5,6 @@ mod pkg_client;
 mod pkg_crash;
 mod pkg_security;
 mod store;
+mod store_reload;
 mod store_scale;
 mod store_security;

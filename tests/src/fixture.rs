@@ -34,14 +34,15 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
     amber_testkit::Random::new(seed).bytes(len)
 }
 
-/// Copy a directory tree (files and directories only).
+/// Copy a directory tree (files and directories only: a mounted store's control
+/// socket, for one, stays behind).
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap().flatten() {
         let target = to.join(entry.file_name());
         if entry.path().is_dir() {
             copy_tree(&entry.path(), &target);
-        } else {
+        } else if entry.path().is_file() {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
