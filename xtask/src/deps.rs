@@ -49,6 +49,13 @@ const PACKAGES: &[(&str, &str)] = &[
     ("xz-utils", "xz"),
     ("qemu-system-x86", "qemu-system-x86_64"),
     ("qemu-system-arm", "qemu-system-aarch64"),
+    // The UEFI firmware qemu boots the UEFI boards with (qemu.rs).
+    ("ovmf", "/usr/share/OVMF/OVMF_CODE_4M.fd"),
+    ("qemu-efi-aarch64", "/usr/share/AAVMF/AAVMF_CODE.fd"),
+    // sfdisk reads back the Pi boards' MBR in a test; flash-test uses loop devices.
+    ("fdisk", "sfdisk"),
+    ("mount", "losetup"),
+    ("util-linux", "partx"),
     // The size report's per-crate breakdown reads symbols with nm.
     ("binutils", "nm"),
     // Recipes (cargo xtask recipes): the sandbox, fetching, unpacking, patching, host

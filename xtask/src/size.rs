@@ -88,6 +88,7 @@ fn print_crates(board: &crate::board::Board) -> Result<(), String> {
         .arg(crate::util::path_str(&binary)?)
         .output()?;
     let mut sizes: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut parts: std::collections::BTreeMap<String, u64> = Default::default();
     let mut total = 0;
     for line in listing.lines() {
         // "address size type name": only symbols with a size are listed.
@@ -101,6 +102,9 @@ fn print_crates(board: &crate::board::Board) -> Result<(), String> {
             continue;
         };
         *sizes.entry(crate_of(name)).or_default() += size;
+        if let Some(part) = part_of(name) {
+            *parts.entry(part).or_default() += size;
+        }
         total += size;
     }
     let mut sorted: Vec<(String, u64)> = sizes.into_iter().collect();
@@ -111,7 +115,58 @@ fn print_crates(board: &crate::board::Board) -> Result<(), String> {
     }
     println!("  {:<32} {total:>9}", "total in symbols");
     println!();
+    // What each part of the base costs, by the module its code is in. LTO inlines
+    // across modules, so a part's figure counts the functions left in its module.
+    let mut parts: Vec<(String, u64)> = parts.into_iter().collect();
+    parts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    println!("symbols of the device crates by module (the parts of the base)");
+    for (name, size) in parts {
+        let what = PARTS
+            .iter()
+            .find(|(module, _)| *module == name)
+            .map_or("", |(_, what)| what);
+        println!("  {name:<32} {size:>9}  {what}");
+    }
+    println!();
     Ok(())
+}
+
+/// The base's parts that have a name of their own, by module.
+const PARTS: &[(&str, &str)] = &[
+    (
+        "amber_boot::modules",
+        "kernel modules: the boot list, drivers for the devices present (modalias), modprobe, hotplug",
+    ),
+    ("amber_boot::supervisor", "the service supervisor"),
+    ("amber_boot::control", "the control socket, svc, poweroff, reboot"),
+    ("amber_boot::net", "static network configuration"),
+    ("amber_boot::disk", "the data partition"),
+    ("amber_pkg::storefs", "the FUSE store"),
+    ("amber_pkg::exchange", "the exchange directories"),
+    ("amber_pkg::http", "the HTTP client"),
+    ("amber_pkg::install", "pkg add, del, upgrade"),
+];
+
+/// The module of a device crate's symbol (`amber_boot::modules::Loader::load` →
+/// `amber_boot::modules`), or None for other crates.
+fn part_of(symbol: &str) -> Option<String> {
+    let crate_name = crate_of(symbol);
+    // The device binary's own crate is amber-boot, whose binary target is `amber`.
+    let shown = match crate_name.as_str() {
+        "amber" => "amber_boot",
+        "amber_core" => return None,
+        name if name.starts_with("amber_") => name,
+        _ => return None,
+    };
+    let start = symbol.find(crate_name.as_str())?;
+    let rest = &symbol[start + crate_name.len()..];
+    let module = rest
+        .strip_prefix("::")?
+        .split("::")
+        .next()?
+        .split(['<', ' ', '>', '('])
+        .next()?;
+    Some(format!("{shown}::{module}"))
 }
 
 /// The crate a demangled symbol belongs to: the first path segment, looking inside
@@ -132,7 +187,25 @@ fn crate_of(symbol: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::crate_of;
+    use super::{crate_of, part_of};
+
+    #[test]
+    fn device_symbols_are_grouped_by_module() {
+        assert_eq!(
+            part_of("amber_boot::modules::Loader::load").as_deref(),
+            Some("amber_boot::modules")
+        );
+        assert_eq!(
+            part_of("<amber_pkg::http::Error as core::fmt::Display>::fmt").as_deref(),
+            Some("amber_pkg::http")
+        );
+        assert_eq!(
+            part_of("amber::modules::glob_match").as_deref(),
+            Some("amber_boot::modules")
+        );
+        assert_eq!(part_of("amber_core::index::parse"), None);
+        assert_eq!(part_of("memcpy"), None);
+    }
 
     #[test]
     fn symbols_are_grouped_by_crate() {
