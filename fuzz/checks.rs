@@ -100,6 +100,7 @@ pub fn meta(data: &[u8]) -> bool {
         serial: 1,
         expires: 2,
         packages: vec![entry],
+        systems: Vec::new(),
     };
     assert_eq!(amber_core::index::parse(&index.write()), Ok(index));
     true

@@ -71,7 +71,7 @@ pub fn find(class_dir: &Path, dev_dir: &Path, label: &str) -> Option<PathBuf> {
 /// without one, a tmpfs keeps the system usable (nothing persists). Then make sure
 /// /data/pkg exists and holds keys and repositories, and that root's home (/root →
 /// /data/root) exists.
-pub fn mount_data(wait: Duration, between: &mut dyn FnMut()) {
+pub fn mount_data(wait: Duration, between: &mut dyn FnMut()) -> Option<PathBuf> {
     let data = Path::new("/data");
     let _ = std::fs::create_dir_all(data);
     let started = Instant::now();
@@ -126,6 +126,62 @@ pub fn mount_data(wait: Duration, between: &mut dyn FnMut()) {
         use std::os::unix::fs::DirBuilderExt;
         if let Err(error) = std::fs::DirBuilder::new().mode(0o700).create(&home) {
             say!("data: create {}: {error}", home.display());
+        }
+    }
+    device.filter(|_| mounted)
+}
+
+/// The FAT volume label of the boot partition of UEFI boards (the EFI system partition).
+pub const ESP_LABEL: &str = "AMBER-ESP";
+
+/// The volume label of a FAT12/16/32 boot sector, None when it is not FAT.
+pub fn fat_label(sector: &[u8]) -> Option<&[u8]> {
+    if sector.get(510..512)? != [0x55, 0xaa] {
+        return None;
+    }
+    // FAT32 names its type at 0x52 and keeps the label at 0x47; FAT12/16 at 0x36, 0x2B.
+    let at = if sector.get(0x52..0x57)? == b"FAT32" {
+        0x47
+    } else if sector.get(0x36..0x39)? == b"FAT" {
+        0x2b
+    } else {
+        return None;
+    };
+    let label = sector.get(at..at + 11)?;
+    let end = label.iter().rposition(|&b| b != b' ').map_or(0, |last| last + 1);
+    Some(&label[..end])
+}
+
+/// Mount the FAT partition labelled `label` that is on the same disk as `data` at `at`
+/// (`/boot`), read-write: the EFI system partition, where the systems are.
+pub fn mount_boot(data: &Path, label: &str, at: &Path) -> Option<PathBuf> {
+    let name = data.file_name()?.to_str()?;
+    // /sys/class/block/vda2 is a link to .../block/vda/vda2: the disk is its parent.
+    let partition = std::fs::canonicalize(Path::new("/sys/class/block").join(name)).ok()?;
+    let disk = partition.parent()?;
+    let disk_name = disk.file_name()?.to_str()?.to_owned();
+    let mut partitions: Vec<String> = std::fs::read_dir(disk)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter(|entry| entry.starts_with(&disk_name) && entry != &disk_name)
+        .collect();
+    crate::sort_small(&mut partitions);
+    let device = partitions.into_iter().map(|part| PathBuf::from("/dev").join(part)).find(|path| {
+        let mut sector = [0u8; 512];
+        File::open(path)
+            .and_then(|file| file.read_exact_at(&mut sector, 0))
+            .is_ok_and(|()| fat_label(&sector) == Some(label.as_bytes()))
+    })?;
+    let _ = std::fs::create_dir_all(at);
+    match sys::mount(&device.to_string_lossy(), at, "vfat", sys::MS_NOATIME | sys::MS_NODEV | sys::MS_NOEXEC | sys::MS_NOSUID, "") {
+        Ok(()) => {
+            say!("boot: {} mounted at {}", device.display(), at.display());
+            Some(device)
+        }
+        Err(error) => {
+            say!("boot: mount {} at {}: {error}", device.display(), at.display());
+            None
         }
     }
 }
@@ -189,6 +245,22 @@ fn sync_parent(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fat_labels_are_read_from_boot_sectors() {
+        let mut fat32 = [0u8; 512];
+        fat32[510..].copy_from_slice(&[0x55, 0xaa]);
+        fat32[0x52..0x5a].copy_from_slice(b"FAT32   ");
+        fat32[0x47..0x52].copy_from_slice(b"AMBER-ESP  ");
+        assert_eq!(fat_label(&fat32), Some(&b"AMBER-ESP"[..]));
+        let mut fat16 = [0u8; 512];
+        fat16[510..].copy_from_slice(&[0x55, 0xaa]);
+        fat16[0x36..0x3e].copy_from_slice(b"FAT16   ");
+        fat16[0x2b..0x36].copy_from_slice(b"AMBER-BOOT ");
+        assert_eq!(fat_label(&fat16), Some(&b"AMBER-BOOT"[..]));
+        assert_eq!(fat_label(&[0u8; 512]), None);
+        assert_eq!(fat_label(&[0u8; 10]), None);
+    }
     use std::process::Command;
 
     fn temp_dir(name: &str) -> PathBuf {

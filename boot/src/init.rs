@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::cmdline::CommandLine;
 use crate::supervisor::{self, Backoff, Network, Shell, Store};
-use crate::{control, disk, modules, mounts, net, shutdown, sys};
+use crate::{control, disk, health, modules, mounts, net, shutdown, sys};
 
 /// The search path of init, its services and the console shell.
 pub const PATH: &str = "/amber/bin:/bin:/sbin:/usr/bin:/usr/sbin";
@@ -68,7 +68,7 @@ fn boot() -> ! {
     let command_line = CommandLine::read();
     // While init waits for the data partition, drivers bring new devices (the USB
     // host controller, then the stick on it, then its disk): look again each time.
-    disk::mount_data(Duration::from_secs(10), &mut || {
+    let data = disk::mount_data(Duration::from_secs(10), &mut || {
         loaded += loader.coldplug(sys_bus)
     });
     loaded += loader.coldplug(sys_bus);
@@ -76,6 +76,9 @@ fn boot() -> ! {
         "modules: {loaded} loaded for the devices present ({} ms)",
         crate::millis(started.elapsed())
     );
+    let health = data
+        .and_then(|data| disk::mount_boot(&data, disk::ESP_LABEL, Path::new("/boot")))
+        .and_then(|_| system_health());
 
     let file = std::fs::read_to_string("/etc/amber/network").ok();
     let network = match net::configure(file.as_deref(), &command_line) {
@@ -112,6 +115,7 @@ fn boot() -> ! {
         rescan_every: Some(Duration::from_secs(10)),
         log_size: 8 * 1024,
         handed_over,
+        health,
     };
     let outcome = match supervisor::run(config) {
         Ok(outcome) => outcome,
@@ -122,6 +126,32 @@ fn boot() -> ! {
         }
     };
     shutdown::finish(outcome)
+}
+
+/// What this boot's system is to the loader: a new one to check after `ready`, one
+/// that took over from a new one that failed (reported once), or nothing to do.
+fn system_health() -> Option<health::Check> {
+    let version = std::fs::read_to_string("/etc/amber/version").ok()?;
+    let version = version.trim();
+    let pending = Path::new("/data/pkg").join("state/system-pending");
+    let (plan, check) = health::plan(
+        Path::new("/boot"),
+        version,
+        &pending,
+        Path::new("/etc/amber/health-check"),
+    );
+    match plan {
+        health::Plan::Check => say!(
+            "system: {version} is being tried; its health check runs {} s after ready",
+            health::DELAY.as_secs()
+        ),
+        health::Plan::FellBack(failed) => {
+            say!("system: {failed} did not come up; the previous system {version} runs");
+            let _ = std::fs::remove_file(&pending);
+        }
+        health::Plan::Nothing => {}
+    }
+    check
 }
 
 fn supervise_for_test(root: &Path, with_store: bool) -> ExitCode {
@@ -177,6 +207,7 @@ fn supervise_for_test(root: &Path, with_store: bool) -> ExitCode {
         rescan_every: None,
         log_size: 8 * 1024,
         handed_over: sys::boot_time(),
+        health: None,
     };
     match supervisor::run(config) {
         Ok(outcome) => {

@@ -17,6 +17,7 @@ mod cmdline;
 mod console;
 mod control;
 mod disk;
+mod health;
 mod init;
 mod modules;
 mod mounts;

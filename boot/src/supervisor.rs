@@ -23,7 +23,7 @@ use crate::control::{Answer, Request, Server};
 use crate::output::{self, LogRing, Pipe};
 use crate::service::{self, Definition, Restart};
 use crate::sys::{self, Exit, Reaped};
-use crate::{console, mounts, net};
+use crate::{health, console, mounts, net};
 
 /// How often the store's mount point is checked while the store starts.
 const STORE_POLL: Duration = Duration::from_millis(5);
@@ -95,6 +95,9 @@ pub struct Config {
     pub log_size: usize,
     /// The boot clock when init started, for the `amber: ready` line.
     pub handed_over: Duration,
+    /// The health check of a system being tried (`health.rs`), run [`health::DELAY`]
+    /// after `amber: ready`.
+    pub health: Option<health::Check>,
 }
 
 /// Why the supervisor returned.
@@ -225,6 +228,8 @@ struct Supervisor {
     /// This program's code, released from memory whenever the loop goes idle.
     code: Option<(usize, usize)>,
     busy: bool,
+    /// When the health check is due, once the system is ready.
+    health_due: Option<Instant>,
 }
 
 /// Run until a poweroff or reboot is asked for and every process is stopped.
@@ -271,6 +276,7 @@ pub fn run(mut config: Config) -> io::Result<Outcome> {
         reported: Vec::new(),
         code: sys::code_range(),
         busy: true,
+        health_due: None,
     };
     let now = Instant::now();
     supervisor.rescan(now);
@@ -339,7 +345,47 @@ impl Supervisor {
         self.answer_waiters(now);
         self.control.close_answered();
         self.check_ready();
+        if self.health_due.is_some_and(|due| due <= now) && self.shutdown.is_none() {
+            self.health_due = None;
+            self.check_health(now);
+        }
         done
+    }
+
+    /// The new system's health check: bless it, or mark it bad and reboot into the
+    /// previous one.
+    fn check_health(&mut self, now: Instant) {
+        let Some(check) = self.config.health.take() else {
+            return;
+        };
+        let store_mounted = self.find("store").is_some_and(|index| self.units[index].ready());
+        let running = |name: &str| {
+            self.find(name)
+                .is_some_and(|index| matches!(self.units[index].state, State::Running { .. }))
+        };
+        let facts = health::Facts {
+            store_mounted,
+            running: &running,
+        };
+        match check.run(&facts) {
+            Ok(()) => match check.bless() {
+                Ok(what) => say!("system: {} passed its health check; blessed: {what}", check.version),
+                Err(error) => say!("system: {} passed its health check, but blessing it failed: {error}", check.version),
+            },
+            Err(reason) => {
+                match check.mark_bad() {
+                    Ok(bad) => say!(
+                        "system: {} failed its health check: {reason}; marked bad ({bad}), rebooting into the previous system",
+                        check.version
+                    ),
+                    Err(error) => say!(
+                        "system: {} failed its health check: {reason}; marking it bad failed too ({error}); rebooting, the loader counts its tries",
+                        check.version
+                    ),
+                }
+                self.request_shutdown(Outcome::Reboot, now);
+            }
+        }
     }
 
     fn timers(&mut self, now: Instant) {
@@ -853,6 +899,9 @@ impl Supervisor {
         });
         if store_ready && network_settled && !services_pending {
             self.announced_ready = true;
+            if self.config.health.is_some() {
+                self.health_due = Some(Instant::now() + health::DELAY);
+            }
             let handed_over = self.config.handed_over;
             let now = sys::boot_time();
             say!(
@@ -879,6 +928,7 @@ impl Supervisor {
             .chain(self.control.next_deadline())
             .chain(self.next_rescan)
             .chain(self.shutdown.map(|(_, deadline)| deadline))
+            .chain(self.health_due)
             .min()
     }
 

@@ -633,6 +633,7 @@ fn run(case: &Case, options: &Options) -> Measured {
             .chain(&case.structure)
             .cloned()
             .collect(),
+        systems: Vec::new(),
     };
     let text = generated.write();
     let mut parse_times = Vec::new();

@@ -31,6 +31,10 @@
 //! - Packages are sorted by name (bytewise), then by version (apk order), with
 //!   no two entries for the same name and version.
 //!
+//! - Then, optionally, `system BOARD VERSION size=N sha256=H [rollout=...]` lines:
+//!   system releases ([`crate::system`]), after every `pkg` line, sorted by board,
+//!   then version.
+//!
 //! [`Index::write`] produces exactly this form, sorted, so
 //! `parse(&index.write()) == Ok(index)` for every index [`parse`] returns.
 
@@ -43,6 +47,7 @@ use crate::line::{
     check_line_shape, is_valid_arch, lines, parse_decimal, parse_dependencies, parse_name_list,
     parse_sha256, push_hex, push_list, HashError, LineShapeError, ListError,
 };
+use crate::system::{System, SystemError};
 use crate::version::{is_valid_name, Dependency, PackageId, Version, VersionError};
 
 /// The only index format version this code reads and writes.
@@ -112,6 +117,8 @@ pub struct Index {
     pub expires: u64,
     /// Sorted by name, then version, after [`parse`].
     pub packages: Vec<Entry>,
+    /// System releases (DESIGN §11, [`crate::system`]), sorted by board, then version.
+    pub systems: Vec<System>,
 }
 
 /// Why an index was rejected, and on which line.
@@ -160,6 +167,8 @@ pub enum IndexErrorReason {
     DuplicatePackage,
     /// An entry sorts before the one on the previous line.
     NotSorted,
+    /// A `system` line that is not one (after the first, every line must be one).
+    BadSystem(SystemError),
 }
 
 impl fmt::Display for IndexErrorReason {
@@ -189,6 +198,7 @@ impl fmt::Display for IndexErrorReason {
             BadList(key, error) => write!(f, "{key} {error}"),
             DuplicatePackage => f.write_str("package is listed twice"),
             NotSorted => f.write_str("packages are not sorted by name, then version"),
+            BadSystem(error) => write!(f, "system line: {error}"),
         }
     }
 }
@@ -245,7 +255,32 @@ pub fn parse(text: &str) -> Result<Index, IndexError> {
         reason: IndexErrorReason::BadNumber("expires"),
     })?;
     let mut packages: Vec<Entry> = Vec::new();
+    let mut systems: Vec<System> = Vec::new();
     for (number, line) in lines {
+        if line.starts_with("system ") || !systems.is_empty() {
+            let system = crate::system::parse_line(line).map_err(|error| IndexError {
+                line: number,
+                reason: IndexErrorReason::BadSystem(error),
+            })?;
+            if let Some(previous) = systems.last() {
+                let order = previous
+                    .board
+                    .cmp(&system.board)
+                    .then_with(|| previous.version.cmp(&system.version));
+                if order != core::cmp::Ordering::Less {
+                    return Err(IndexError {
+                        line: number,
+                        reason: if order == core::cmp::Ordering::Equal {
+                            IndexErrorReason::DuplicatePackage
+                        } else {
+                            IndexErrorReason::NotSorted
+                        },
+                    });
+                }
+            }
+            systems.push(system);
+            continue;
+        }
         let entry = parse_package(line).map_err(|reason| IndexError {
             line: number,
             reason,
@@ -274,6 +309,7 @@ pub fn parse(text: &str) -> Result<Index, IndexError> {
         serial,
         expires,
         packages,
+        systems,
     })
 }
 
@@ -387,7 +423,20 @@ impl Index {
         for entry in sorted {
             entry.write_line(&mut out);
         }
+        let mut systems: Vec<&System> = self.systems.iter().collect();
+        systems.sort_by(|a, b| a.board.cmp(&b.board).then_with(|| a.version.cmp(&b.version)));
+        for system in systems {
+            system.write_line(&mut out);
+        }
         out
+    }
+
+    /// The newest system release for `board`.
+    pub fn newest_system(&self, board: &str) -> Option<&System> {
+        self.systems
+            .iter()
+            .filter(|system| system.board == board)
+            .max_by(|a, b| a.version.cmp(&b.version))
     }
 
     /// All entries named `name`, in the order stored (oldest first after [`parse`]).
@@ -887,6 +936,7 @@ mod tests {
                 ),
                 entry("busybox", "1.36.1-r2", 0, &["musl"], &[]),
             ],
+            systems: vec![],
         };
         let text = index.write();
         let expect = format!(
@@ -910,6 +960,7 @@ mod tests {
             serial: 0,
             expires: 0,
             packages: vec![],
+            systems: vec![],
         };
         assert_eq!(parse(&empty.write()).unwrap(), empty);
     }

@@ -19,4 +19,5 @@ pub mod minisign;
 pub mod solve;
 pub mod sort;
 pub mod squashfs;
+pub mod system;
 pub mod version;

@@ -40,6 +40,7 @@ subcommands! {
         Repo(RepoArgs),
         Store(StoreArgs),
         Run(RunArgs),
+        System(SystemArgs),
         Keygen(KeygenArgs),
         Pack(PackArgs),
     }
@@ -246,6 +247,55 @@ command! {
         /// the command and its arguments (after --)
         pub command: Vec<String> = greedy "command",
     }
+}
+
+command! {
+    /// The base's A/B system updates: kernel, device binary and keys (device).
+    pub struct SystemArgs("system") {
+        pub command: SystemCommand = subcommand,
+    }
+}
+
+subcommands! {
+    pub enum SystemCommand {
+        Status(SystemStatusArgs),
+        Upgrade(SystemUpgradeArgs),
+        Rollback(SystemRollbackArgs),
+        MarkGood(SystemMarkGoodArgs),
+        MarkBad(SystemMarkBadArgs),
+    }
+}
+
+command! {
+    /// Show the running system, the others on the boot partition, and what is offered.
+    pub struct SystemStatusArgs("status") {}
+}
+
+command! {
+    /// Write the newest offered system next to the running one, to be tried at the next boot.
+    pub struct SystemUpgradeArgs("upgrade") {
+        /// reboot into it at once
+        pub reboot: bool = switch "--reboot",
+        /// do not wait for this device's rollout wave
+        pub now: bool = switch "--now",
+        /// install an offered system older than the running one
+        pub allow_downgrade: bool = switch "--allow-downgrade",
+    }
+}
+
+command! {
+    /// Boot the previous good system next; the running one is marked bad.
+    pub struct SystemRollbackArgs("rollback") {}
+}
+
+command! {
+    /// Bless the running system: it stays the one booted.
+    pub struct SystemMarkGoodArgs("mark-good") {}
+}
+
+command! {
+    /// Mark the running system bad: the previous good one boots next.
+    pub struct SystemMarkBadArgs("mark-bad") {}
 }
 
 command! {

@@ -6,7 +6,9 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use crate::args::{Args, Command, RepoArgs, RepoCommand, StoreArgs, StoreCommand};
+use crate::args::{
+    Args, Command, RepoArgs, RepoCommand, StoreArgs, StoreCommand, SystemArgs, SystemCommand,
+};
 use crate::context::Context;
 use crate::error::{Context as _, Error};
 use crate::json::Json;
@@ -81,6 +83,20 @@ fn run(args: Args) -> Result<(), Error> {
             },
         ),
         Command::Run(run) => crate::run::run(&context, &run.package, &run.command),
+        Command::System(SystemArgs { command }) => match command {
+            SystemCommand::Status(_) => crate::system::status(&context),
+            SystemCommand::Upgrade(upgrade) => crate::system::upgrade(
+                &context,
+                &crate::system::Upgrade {
+                    reboot: upgrade.reboot,
+                    now: upgrade.now,
+                    allow_downgrade: upgrade.allow_downgrade,
+                },
+            ),
+            SystemCommand::Rollback(_) => crate::system::rollback(&context),
+            SystemCommand::MarkGood(_) => crate::system::mark_good(&context),
+            SystemCommand::MarkBad(_) => crate::system::mark_bad(&context),
+        },
         Command::Search(search) => crate::query::search(&context, &search.word),
         Command::Which(which) => crate::query::which(&context, &which.path),
         Command::Verify(_) => crate::maintain::verify(&context),

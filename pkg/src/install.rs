@@ -90,6 +90,7 @@ pub fn add(context: &Context, packages: &[String], allow_untrusted: bool) -> Res
         serial: 0,
         expires: 0,
         packages: local,
+        systems: Vec::new(),
     };
     change(
         context,
@@ -173,6 +174,7 @@ fn change(
         serial: 0,
         expires: 0,
         packages: current.packages.clone(),
+        systems: Vec::new(),
     };
     let mut sources: Vec<&Index> = Vec::new();
     sources.extend(local);

@@ -24,6 +24,7 @@ pub mod run;
 pub mod stdout;
 pub mod store;
 pub mod storefs;
+pub mod system;
 
 #[cfg(feature = "host")]
 pub mod keygen;

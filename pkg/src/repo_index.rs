@@ -9,6 +9,7 @@ use std::path::Path;
 use amber_core::index::{Entry, Index};
 use amber_core::line::is_valid_arch;
 use amber_core::minisign::{self, SecretKey};
+use amber_core::system::System;
 
 use crate::args::RepoIndexArgs;
 use crate::context::Report;
@@ -18,6 +19,8 @@ use crate::error::{Context, Error};
 /// The file names inside `<repo>/<arch>/` (DESIGN §4).
 pub const INDEX_FILE: &str = "index";
 pub const SIGNATURE_FILE: &str = "index.minisig";
+/// Where a repository's system releases are, under `<repo>/<arch>/`.
+pub const SYSTEM_DIR: &str = "system";
 
 /// The untrusted comment of index signatures; like every untrusted comment, only a hint.
 const UNTRUSTED_COMMENT: &str = "signature from amber pkg repo index";
@@ -74,20 +77,63 @@ pub fn run(args: &RepoIndexArgs) -> Result<Report, Error> {
             .map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
         packages.push(entry);
     }
+    let systems = systems(dir)?;
     let index = Index {
         arch,
         serial,
         expires,
         packages,
+        systems,
     };
     write_signed_index(dir, &index, &secret, &trusted_comment(now, serial))?;
     let line = format!(
-        "{}: {} packages, serial {serial}, expires {expires}\n",
+        "{}: {} packages, {} system releases, serial {serial}, expires {expires}\n",
         dir.join(INDEX_FILE).display(),
-        index.packages.len()
+        index.packages.len(),
+        index.systems.len()
     );
     crate::stdout::write(&line).context("stdout")?;
     Ok(Report::empty())
+}
+
+/// The system releases in `<dir>/system/` (DESIGN §11): each file `BOARD-VERSION`, hashed,
+/// with the rollout waves of its `BOARD-VERSION.rollout` beside it when there is one.
+fn systems(dir: &Path) -> Result<Vec<System>, Error> {
+    let system_dir = dir.join(SYSTEM_DIR);
+    let Ok(entries) = std::fs::read_dir(&system_dir) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<std::path::PathBuf> = entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_none() && path.is_file())
+        .collect();
+    paths.sort();
+    let mut systems = Vec::new();
+    for path in paths {
+        let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("");
+        let (board, version) = amber_core::system::split_file_name(name).ok_or_else(|| {
+            Error::new(format!(
+                "{}: a system release is named BOARD-VERSION (qemu-x86_64-1.2)",
+                path.display()
+            ))
+        })?;
+        let rollout_file = path.with_extension("rollout");
+        let rollout = match std::fs::read_to_string(&rollout_file) {
+            Ok(text) => amber_core::system::parse_waves(text.trim())
+                .map_err(|e| Error::new(format!("{}: {e}", rollout_file.display())))?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(error) => return Err(Error::new(format!("{}: {error}", rollout_file.display()))),
+        };
+        systems.push(System {
+            board: board.to_owned(),
+            version,
+            size: std::fs::metadata(&path).context(path.display())?.len(),
+            sha256: crate::image::sha256(&path)?,
+            rollout,
+        });
+    }
+    Ok(systems)
 }
 
 /// The trusted comment of an index signature, in minisign's `key:value<TAB>...` style:

@@ -51,6 +51,7 @@ pub fn run(context: &Context, packages: &[String], command: &[String]) -> Result
         serial: 0,
         expires: 0,
         packages: candidates.into_iter().map(|(_, entry)| entry).collect(),
+        systems: Vec::new(),
     };
     let installed: Vec<_> = current.packages.iter().map(|e| e.id()).collect();
     let closure = Pool::new(&[&index])

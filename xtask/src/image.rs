@@ -132,6 +132,38 @@ pub fn system_version() -> String {
     std::env::var("AMBER_VERSION").unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_owned())
 }
 
+/// What makes one release of a system: its version, and for tests, files added to its
+/// initramfs and whether its kernel is to panic at once (an initramfs with no /init).
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub version: String,
+    /// (path in the initramfs, mode, contents)
+    pub extra: Vec<(String, u32, Vec<u8>)>,
+    pub broken: bool,
+}
+
+impl Release {
+    /// The release `cargo xtask image` builds: [`system_version`], nothing added.
+    pub fn standard() -> Release {
+        Release {
+            version: system_version(),
+            extra: Vec::new(),
+            broken: false,
+        }
+    }
+
+    /// The initramfs files every release has besides the board's: its version.
+    fn files(&self) -> Vec<(String, u32, Vec<u8>)> {
+        let mut files = vec![(
+            "etc/amber/version".to_owned(),
+            0o644,
+            format!("{}\n", self.version).into_bytes(),
+        )];
+        files.extend(self.extra.iter().cloned());
+        files
+    }
+}
+
 /// Build everything the board boots from, trusting the development key.
 pub fn build(board: &Board, disk: Disk) -> Result<Images, String> {
     build_trusting(board, disk, &[])
@@ -140,7 +172,19 @@ pub fn build(board: &Board, disk: Disk) -> Result<Images, String> {
 /// Build everything the board boots from; the image trusts `trust` (public key files),
 /// or the development key when that is empty.
 pub fn build_trusting(board: &Board, disk: Disk, trust: &[PathBuf]) -> Result<Images, String> {
-    let directory = directory(board);
+    build_release(board, disk, trust, &Release::standard(), &directory(board))
+}
+
+/// Build a release of the board's system in `directory` (the board's images directory,
+/// or a test's), and its disk as `disk` says.
+pub fn build_release(
+    board: &Board,
+    disk: Disk,
+    trust: &[PathBuf],
+    release: &Release,
+    directory: &Path,
+) -> Result<Images, String> {
+    let directory = directory.to_path_buf();
     create_dir(&directory)?;
     let kernel = crate::kernel::prepare(board)?;
     step(&format!("kernel {} ({})", kernel.release, kernel.origin));
@@ -155,9 +199,15 @@ pub fn build_trusting(board: &Board, disk: Disk, trust: &[PathBuf]) -> Result<Im
     }
 
     step("initramfs");
-    let archive = initramfs::archive(board, read(&binary)?, &keys, &modules);
+    let archive = initramfs::archive(board, read(&binary)?, &keys, &modules, &release.files());
     let scratch = Path::new("target/tmp");
     let full = initramfs::gzip(&archive.to_bytes(initramfs::mtime()), scratch)?;
+    // A release whose kernel is to panic at once gets an initramfs without /init.
+    let booted = if release.broken {
+        initramfs::gzip(&crate::cpio::Archive::new().to_bytes(initramfs::mtime()), scratch)?
+    } else {
+        full.clone()
+    };
     let base = initramfs::gzip(
         &initramfs::base(&archive).to_bytes(initramfs::mtime()),
         scratch,
@@ -165,7 +215,7 @@ pub fn build_trusting(board: &Board, disk: Disk, trust: &[PathBuf]) -> Result<Im
     let initramfs = directory.join("initramfs.img");
     write(&initramfs, &full)?;
     let system = match &board.firmware {
-        Firmware::Uefi => uefi_system(board, &kernel, &full, &directory)?,
+        Firmware::Uefi => uefi_system(board, &kernel, &booted, &release.version, &directory)?,
         Firmware::RaspberryPi(pi) => pi_system(board, pi, &kernel, &initramfs, &directory)?,
     };
 
@@ -202,6 +252,7 @@ fn uefi_system(
     board: &Board,
     kernel: &Kernel,
     initramfs: &[u8],
+    version: &str,
     directory: &Path,
 ) -> Result<System, String> {
     let boot = crate::debian::unpacked(board.arch.debian(), "systemd-boot-efi", "main")?;
@@ -210,7 +261,7 @@ fn uefi_system(
         Arch::X86_64 => ("linuxx64.efi.stub", "systemd-bootx64.efi"),
         Arch::Aarch64 => ("linuxaa64.efi.stub", "systemd-bootaa64.efi"),
     };
-    let version = system_version();
+    let version = version.to_owned();
     step(&format!(
         "unified kernel image amber {version} ({}, {})",
         boot.origin, kernel.release
@@ -241,6 +292,19 @@ fn uefi_system(
     .map_err(|e| format!("{}: {e}", efi.join(stub).display()))?;
     let path = directory.join(format!("amber-{version}.efi"));
     write(&path, &uki)?;
+    // The release is published beside the packages, so devices can update to it.
+    if directory == self::directory(board) {
+        let pkg = crate::packages::repository(board.arch)?;
+        let settings = crate::recipes::Settings::standard(None)?;
+        crate::recipes::publish_system(
+            &settings,
+            &pkg,
+            board.arch,
+            (&board.name, &version),
+            &path,
+            None,
+        )?;
+    }
     Ok(System::Uki {
         uki: path,
         version,

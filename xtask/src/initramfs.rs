@@ -7,6 +7,7 @@
 //! /amber/bin/{pkg,svc,poweroff,reboot,modprobe} -> /init
 //! /bin, /sbin, /lib -> ro/...;  /usr/{bin,sbin,lib,share} -> /ro/...
 //! /etc/amber/board               the board name
+//! /etc/amber/version             the system's release (its UKI's VERSION_ID)
 //! /etc/amber/modules             modules loaded at every boot, in order, one file per line
 //! /etc/amber/modules.alias       `alias PATTERN NAME` of every module carried (modalias)
 //! /etc/amber/modules.dep         `NAME: DEPENDENCY...` of every module, in load order
@@ -68,6 +69,7 @@ pub fn archive(
     binary: Vec<u8>,
     keys: &[(String, Vec<u8>)],
     modules: &Modules,
+    extra: &[(String, u32, Vec<u8>)],
 ) -> Archive {
     let mut archive = Archive::new();
     archive.file("init", 0o755, binary);
@@ -157,6 +159,9 @@ pub fn archive(
         archive.directory(directory, 0o755);
     }
     archive.directory("tmp", 0o1777);
+    for (path, mode, bytes) in extra {
+        archive.file(path, *mode, bytes.clone());
+    }
     archive
 }
 

@@ -24,7 +24,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let modules = crate::modules::resolve(&board, &kernel)?;
     let binary = crate::build::device_binary(&board)?;
     let keys = crate::image::trusted_keys(&[])?;
-    let archive = initramfs::archive(&board, read(&binary)?, &keys, &modules);
+    let version = format!("{}\n", crate::image::system_version()).into_bytes();
+    let archive = initramfs::archive(
+        &board,
+        read(&binary)?,
+        &keys,
+        &modules,
+        &[("etc/amber/version".to_owned(), 0o644, version)],
+    );
     let base = initramfs::base(&archive);
     let scratch = Path::new("target/tmp");
     let parts = initramfs::part_sizes(&base, scratch)?;

@@ -43,11 +43,58 @@ pub fn refresh(
     write(key_stamp, format!("{key}\n").as_bytes())
 }
 
-/// Whether an index lists exactly the images in `repo`, at their sizes.
+/// Publish a system release (DESIGN §11) in the repository `repo` (`<repo>/<arch>/`):
+/// `file` copied to `system/BOARD-VERSION`, with `rollout` waves (`10@T,100@T`) in
+/// `BOARD-VERSION.rollout` or none, and the index signed again when either changed.
+pub fn publish_system(
+    pkg: &Path,
+    secret: &Path,
+    repo: &Path,
+    key_stamp: &Path,
+    release: (&str, &str),
+    file: &Path,
+    rollout: Option<&str>,
+) -> Result<(), String> {
+    let (board, version) = release;
+    let dir = repo.join("system");
+    create_dir(&dir)?;
+    let target = dir.join(format!("{board}-{version}"));
+    let mut changed = !target.is_file() || sha256_file(&target)? != sha256_file(file)?;
+    if changed {
+        crate::util::copy(file, &target)?;
+    }
+    let waves = target.with_extension("rollout");
+    let old = std::fs::read_to_string(&waves).ok();
+    match rollout {
+        Some(rollout) if old.as_deref().map(str::trim) != Some(rollout) => {
+            write(&waves, format!("{rollout}\n").as_bytes())?;
+            changed = true;
+        }
+        None if old.is_some() => {
+            std::fs::remove_file(&waves).map_err(|e| format!("{}: {e}", waves.display()))?;
+            changed = true;
+        }
+        _ => {}
+    }
+    refresh(pkg, secret, repo, key_stamp, changed)
+}
+
+/// Whether an index lists exactly the images and system releases in `repo`, at their
+/// sizes.
 fn lists_images(repo: &Path, index: &str) -> bool {
     let mut listed = 0;
+    let mut systems = 0;
     for line in index.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
+        if let ["system", board, version, size, ..] = words.as_slice() {
+            systems += 1;
+            let file = repo.join("system").join(format!("{board}-{version}"));
+            let size = size.strip_prefix("size=").unwrap_or_default();
+            if std::fs::metadata(&file).map_or(true, |m| m.len().to_string() != size) {
+                return false;
+            }
+            continue;
+        }
         let ["pkg", name, version, size, ..] = words.as_slice() else {
             continue;
         };
@@ -64,5 +111,11 @@ fn lists_images(repo: &Path, index: &str) -> bool {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".squashfs"))
             .count()
     });
-    listed == images
+    let releases = std::fs::read_dir(repo.join("system")).map_or(0, |entries| {
+        entries
+            .flatten()
+            .filter(|e| e.path().extension().is_none())
+            .count()
+    });
+    listed == images && systems == releases
 }

@@ -115,6 +115,22 @@ pub fn run(args: &[String]) -> Result<(), String> {
 /// Build the named recipes (and their build dependencies) for `arch` into
 /// `<repo>/<arch>/` and sign its index when an image changed. Returns what was done
 /// per recipe, in build order.
+/// Publish a system release in the standard repository (`target/repo/<arch>/system/`),
+/// signed with `settings`' key, the index signed again when it changed.
+pub fn publish_system(
+    settings: &Settings,
+    pkg: &Path,
+    arch: Arch,
+    release: (&str, &str),
+    file: &Path,
+    rollout: Option<&str>,
+) -> Result<(), String> {
+    let repo = settings.repo_dir.join(arch.name());
+    create_dir(&repo)?;
+    let key_stamp = settings.work_dir.join(arch.name()).join("index-key");
+    index::publish_system(pkg, &settings.secret_key, &repo, &key_stamp, release, file, rollout)
+}
+
 pub fn build(
     settings: &Settings,
     pkg: &Path,

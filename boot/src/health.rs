@@ -1,0 +1,316 @@
+//! The health check of a new system (DESIGN §11): after the first boot of a system that
+//! systemd-boot is still counting tries for, init checks that it works and then
+//! blesses it (as systemd-bless-boot does: the counter goes from its file name) or
+//! marks it bad and reboots, so the loader starts the previous good one.
+//!
+//! The system passes when, [`DELAY`] after `amber: ready`:
+//!
+//! - the store is mounted;
+//! - the data partition takes a write (a file written, fsynced and removed);
+//! - every service that ran before the update (`pkg system upgrade` recorded them in
+//!   `/data/pkg/state/system-pending`) is running;
+//! - the board's check script, `/etc/amber/health-check`, if the image has one, exits 0
+//!   within [`SCRIPT_TIMEOUT`].
+//!
+//! Blessing also frees the ESP: of the other systems only the newest good one stays
+//! (the previous system, to roll back to). A system that is already good is not checked
+//! again; a boot of the previous system after a new one used up its tries is reported
+//! once and its record removed.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use amber_core::system::{BootEntry, BootState};
+use amber_core::version::Version;
+
+/// How long after `amber: ready` the check runs: services that crash at start have
+/// failed by then, or are in their restart backoff.
+pub const DELAY: Duration = Duration::from_secs(10);
+/// How long the board's check script may take.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Where the systems are on the ESP.
+const LINUX_DIR: &str = "EFI/Linux";
+
+/// A check to run: the running system's file on the ESP, and what must run.
+#[derive(Debug)]
+pub struct Check {
+    pub esp: PathBuf,
+    /// The running system's file name (`amber-1.2+2-1.efi`).
+    pub file: String,
+    pub version: String,
+    /// Services that ran before the update.
+    pub services: Vec<String>,
+    pub pending_file: PathBuf,
+    pub script: PathBuf,
+}
+
+/// What the facts of one boot say to do.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// The running system is good, or not on the ESP: nothing to check.
+    Nothing,
+    /// The running system is being tried: check it after the delay.
+    Check,
+    /// A newer system was recorded as pending, yet this one runs: the new one did not
+    /// come up (its tries are used up, or it was marked bad).
+    FellBack(String),
+}
+
+/// Decide for this boot: `esp` mounted, the running `version`, the store's pending file.
+pub fn plan(esp: &Path, version: &str, pending_file: &Path, script: &Path) -> (Plan, Option<Check>) {
+    let pending = fs::read_to_string(pending_file).unwrap_or_default();
+    let to = pending
+        .lines()
+        .find_map(|line| line.strip_prefix("to "))
+        .map(str::to_owned);
+    let services: Vec<String> = pending
+        .lines()
+        .filter_map(|line| line.strip_prefix("service "))
+        .map(str::to_owned)
+        .collect();
+    let Some(file) = running_file(esp, version) else {
+        return (Plan::Nothing, None);
+    };
+    // Only a system with tries left is being tried; a good one was checked before, and
+    // a bad one runs because someone chose it by hand at the loader's menu.
+    if BootEntry::parse(&file).is_some_and(|entry| matches!(entry.state(), BootState::Trying(_))) {
+        let check = Check {
+            esp: esp.to_path_buf(),
+            file,
+            version: version.to_owned(),
+            services,
+            pending_file: pending_file.to_path_buf(),
+            script: script.to_path_buf(),
+        };
+        return (Plan::Check, Some(check));
+    }
+    match to {
+        Some(to) if to != version => (Plan::FellBack(to), None),
+        _ => (Plan::Nothing, None),
+    }
+}
+
+/// The ESP file of the system `version`: `amber-VERSION.efi` or with a counter.
+fn running_file(esp: &Path, version: &str) -> Option<String> {
+    let version = Version::parse(version).ok()?;
+    fs::read_dir(esp.join(LINUX_DIR))
+        .ok()?
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .find(|name| BootEntry::parse(name).is_some_and(|entry| entry.version == version))
+}
+
+/// `+LEFT-DONE` of a system file's name; None when it has none (or is no system).
+fn counter(name: &str) -> Option<(u32, u32)> {
+    BootEntry::parse(name)?.counter
+}
+
+/// What the supervisor knows that the check needs.
+pub struct Facts<'a> {
+    pub store_mounted: bool,
+    /// Is the service of this name running?
+    pub running: &'a dyn Fn(&str) -> bool,
+}
+
+impl Check {
+    /// Run the check; `Err` names the first thing that failed.
+    pub fn run(&self, facts: &Facts) -> Result<(), String> {
+        if !facts.store_mounted {
+            return Err("the store is not mounted".into());
+        }
+        data_writable(Path::new("/data"))?;
+        for service in &self.services {
+            if !(facts.running)(service) {
+                return Err(format!("service {service}, which ran before the update, is not running"));
+            }
+        }
+        if self.script.exists() {
+            run_script(&self.script)?;
+        }
+        Ok(())
+    }
+
+    /// Bless the running system and free the ESP of all but the previous good one.
+    pub fn bless(&self) -> Result<String, String> {
+        let dir = self.esp.join(LINUX_DIR);
+        let good = format!("amber-{}.efi", self.version);
+        rename(&dir, &self.file, &good)?;
+        let ours = Version::parse(&self.version).map_err(|e| format!("{}: {e}", self.version))?;
+        let mut others: Vec<(Version, String)> = fs::read_dir(&dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .flatten()
+            .filter_map(|entry| entry.file_name().into_string().ok())
+            .filter(|name| *name != good)
+            .filter_map(|name| Some((version_of(&name)?, name)))
+            .collect();
+        // Newest first (apk order), so the first good one older than this system is the
+        // previous one.
+        crate::sort_small(&mut others);
+        others.reverse();
+        let mut kept = None;
+        let mut removed = Vec::new();
+        for (version, name) in others {
+            let is_good = counter(&name).is_none();
+            if is_good && kept.is_none() && version < ours {
+                kept = Some(name);
+                continue;
+            }
+            fs::remove_file(dir.join(&name)).map_err(|e| format!("{name}: {e}"))?;
+            removed.push(name);
+        }
+        sync_dir(&dir)?;
+        let _ = fs::remove_file(&self.pending_file);
+        Ok(match (kept, removed.is_empty()) {
+            (Some(kept), true) => format!("{good}; {kept} kept as the previous system"),
+            (Some(kept), false) => format!("{good}; {kept} kept as the previous system, {} removed", removed.join(" ")),
+            (None, _) => good,
+        })
+    }
+
+    /// Mark the running system bad (`+0-DONE`), so the loader does not start it again.
+    pub fn mark_bad(&self) -> Result<String, String> {
+        let dir = self.esp.join(LINUX_DIR);
+        let done = counter(&self.file).map_or(0, |(_, done)| done);
+        let bad = BootEntry {
+            version: Version::parse(&self.version).map_err(|e| format!("{}: {e}", self.version))?,
+            counter: Some((0, done)),
+        }
+        .file_name();
+        rename(&dir, &self.file, &bad)?;
+        Ok(bad)
+    }
+}
+
+/// The version of a system file `amber-VERSION[+...].efi`; None for other files.
+fn version_of(name: &str) -> Option<Version> {
+    BootEntry::parse(name).map(|entry| entry.version)
+}
+
+fn rename(dir: &Path, from: &str, to: &str) -> Result<(), String> {
+    if from != to {
+        fs::rename(dir.join(from), dir.join(to)).map_err(|e| format!("rename {from} to {to}: {e}"))?;
+    }
+    sync_dir(dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), String> {
+    fs::File::open(dir)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| format!("{}: {e}", dir.display()))
+}
+
+fn data_writable(data: &Path) -> Result<(), String> {
+    let probe = data.join(".amber-health");
+    let result = fs::File::create(&probe)
+        .and_then(|mut file| {
+            file.write_all(b"amber health check\n")?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::remove_file(&probe));
+    result.map_err(|e| format!("the data partition takes no write: {e}"))
+}
+
+/// Run the board's check script, waiting at most [`SCRIPT_TIMEOUT`].
+fn run_script(script: &Path) -> Result<(), String> {
+    let mut child = Command::new(script)
+        .spawn()
+        .map_err(|e| format!("{}: {e}", script.display()))?;
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => return Err(format!("{} failed ({status})", script.display())),
+            Ok(None) if started.elapsed() > SCRIPT_TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{} took longer than {} s", script.display(), SCRIPT_TIMEOUT.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+            Err(error) => return Err(format!("{}: {error}", script.display())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn esp(names: &[&str]) -> PathBuf {
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("amber-health-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join(LINUX_DIR)).unwrap();
+        for name in names {
+            fs::write(dir.join(LINUX_DIR).join(name), b"uki").unwrap();
+        }
+        dir
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir.join(LINUX_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_system_being_tried_is_checked_and_blessing_keeps_one_previous() {
+        let dir = esp(&["amber-1.0.efi", "amber-1.1.efi", "amber-0.9+0-3.efi", "amber-1.2+2-1.efi"]);
+        let pending = dir.join("pending");
+        fs::write(&pending, "from 1.1\nto 1.2\nservice dropbear\n").unwrap();
+        let (plan_, check) = plan(&dir, "1.2", &pending, &dir.join("no-script"));
+        assert_eq!(plan_, Plan::Check);
+        let check = check.unwrap();
+        assert_eq!(check.file, "amber-1.2+2-1.efi");
+        assert_eq!(check.services, ["dropbear"]);
+        let blessed = check.bless().unwrap();
+        assert!(blessed.starts_with("amber-1.2.efi; amber-1.1.efi kept"), "{blessed}");
+        assert_eq!(listing(&dir), ["amber-1.1.efi", "amber-1.2.efi"]);
+        assert!(!pending.exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_check_marks_the_system_bad() {
+        let dir = esp(&["amber-1.1.efi", "amber-1.2+1-2.efi"]);
+        let (_, check) = plan(&dir, "1.2", &dir.join("pending"), &dir.join("none"));
+        let bad = check.unwrap().mark_bad().unwrap();
+        assert_eq!(bad, "amber-1.2+0-2.efi");
+        assert_eq!(listing(&dir), ["amber-1.1.efi", "amber-1.2+0-2.efi"]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn good_systems_and_fallbacks_are_not_checked() {
+        let dir = esp(&["amber-1.1.efi", "amber-1.2+0-3.efi"]);
+        let pending = dir.join("pending");
+        assert_eq!(plan(&dir, "1.1", &pending, &pending).0, Plan::Nothing);
+        fs::write(&pending, "from 1.1\nto 1.2\n").unwrap();
+        assert_eq!(plan(&dir, "1.1", &pending, &pending).0, Plan::FellBack("1.2".into()));
+        assert_eq!(plan(&dir, "9.9", &pending, &pending).0, Plan::Nothing);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_check_needs_the_store_and_the_services() {
+        let check = Check {
+            esp: PathBuf::from("/nonexistent"),
+            file: "amber-1.2+2-1.efi".into(),
+            version: "1.2".into(),
+            services: vec!["dropbear".into()],
+            pending_file: PathBuf::from("/nonexistent/p"),
+            script: PathBuf::from("/nonexistent/s"),
+        };
+        let none = |_: &str| false;
+        let error = check
+            .run(&Facts { store_mounted: false, running: &none })
+            .unwrap_err();
+        assert_eq!(error, "the store is not mounted");
+    }
+}
