@@ -148,7 +148,10 @@ pub fn fat_label(sector: &[u8]) -> Option<&[u8]> {
         return None;
     };
     let label = sector.get(at..at + 11)?;
-    let end = label.iter().rposition(|&b| b != b' ').map_or(0, |last| last + 1);
+    let end = label
+        .iter()
+        .rposition(|&b| b != b' ')
+        .map_or(0, |last| last + 1);
     Some(&label[..end])
 }
 
@@ -167,20 +170,33 @@ pub fn mount_boot(data: &Path, label: &str, at: &Path) -> Option<PathBuf> {
         .filter(|entry| entry.starts_with(&disk_name) && entry != &disk_name)
         .collect();
     crate::sort_small(&mut partitions);
-    let device = partitions.into_iter().map(|part| PathBuf::from("/dev").join(part)).find(|path| {
-        let mut sector = [0u8; 512];
-        File::open(path)
-            .and_then(|file| file.read_exact_at(&mut sector, 0))
-            .is_ok_and(|()| fat_label(&sector) == Some(label.as_bytes()))
-    })?;
+    let device = partitions
+        .into_iter()
+        .map(|part| PathBuf::from("/dev").join(part))
+        .find(|path| {
+            let mut sector = [0u8; 512];
+            File::open(path)
+                .and_then(|file| file.read_exact_at(&mut sector, 0))
+                .is_ok_and(|()| fat_label(&sector) == Some(label.as_bytes()))
+        })?;
     let _ = std::fs::create_dir_all(at);
-    match sys::mount(&device.to_string_lossy(), at, "vfat", sys::MS_NOATIME | sys::MS_NODEV | sys::MS_NOEXEC | sys::MS_NOSUID, "") {
+    match sys::mount(
+        &device.to_string_lossy(),
+        at,
+        "vfat",
+        sys::MS_NOATIME | sys::MS_NODEV | sys::MS_NOEXEC | sys::MS_NOSUID,
+        "",
+    ) {
         Ok(()) => {
             say!("boot: {} mounted at {}", device.display(), at.display());
             Some(device)
         }
         Err(error) => {
-            say!("boot: mount {} at {}: {error}", device.display(), at.display());
+            say!(
+                "boot: mount {} at {}: {error}",
+                device.display(),
+                at.display()
+            );
             None
         }
     }

@@ -60,7 +60,12 @@ pub enum Plan {
 }
 
 /// Decide for this boot: `esp` mounted, the running `version`, the store's pending file.
-pub fn plan(esp: &Path, version: &str, pending_file: &Path, script: &Path) -> (Plan, Option<Check>) {
+pub fn plan(
+    esp: &Path,
+    version: &str,
+    pending_file: &Path,
+    script: &Path,
+) -> (Plan, Option<Check>) {
     let pending = fs::read_to_string(pending_file).unwrap_or_default();
     let to = pending
         .lines()
@@ -124,7 +129,9 @@ impl Check {
         data_writable(Path::new("/data"))?;
         for service in &self.services {
             if !(facts.running)(service) {
-                return Err(format!("service {service}, which ran before the update, is not running"));
+                return Err(format!(
+                    "service {service}, which ran before the update, is not running"
+                ));
             }
         }
         if self.script.exists() {
@@ -165,7 +172,10 @@ impl Check {
         let _ = fs::remove_file(&self.pending_file);
         Ok(match (kept, removed.is_empty()) {
             (Some(kept), true) => format!("{good}; {kept} kept as the previous system"),
-            (Some(kept), false) => format!("{good}; {kept} kept as the previous system, {} removed", removed.join(" ")),
+            (Some(kept), false) => format!(
+                "{good}; {kept} kept as the previous system, {} removed",
+                removed.join(" ")
+            ),
             (None, _) => good,
         })
     }
@@ -191,7 +201,8 @@ fn version_of(name: &str) -> Option<Version> {
 
 fn rename(dir: &Path, from: &str, to: &str) -> Result<(), String> {
     if from != to {
-        fs::rename(dir.join(from), dir.join(to)).map_err(|e| format!("rename {from} to {to}: {e}"))?;
+        fs::rename(dir.join(from), dir.join(to))
+            .map_err(|e| format!("rename {from} to {to}: {e}"))?;
     }
     sync_dir(dir)
 }
@@ -226,7 +237,11 @@ fn run_script(script: &Path) -> Result<(), String> {
             Ok(None) if started.elapsed() > SCRIPT_TIMEOUT => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{} took longer than {} s", script.display(), SCRIPT_TIMEOUT.as_secs()));
+                return Err(format!(
+                    "{} took longer than {} s",
+                    script.display(),
+                    SCRIPT_TIMEOUT.as_secs()
+                ));
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(50)),
             Err(error) => return Err(format!("{}: {error}", script.display())),
@@ -261,7 +276,12 @@ mod tests {
 
     #[test]
     fn a_system_being_tried_is_checked_and_blessing_keeps_one_previous() {
-        let dir = esp(&["amber-1.0.efi", "amber-1.1.efi", "amber-0.9+0-3.efi", "amber-1.2+2-1.efi"]);
+        let dir = esp(&[
+            "amber-1.0.efi",
+            "amber-1.1.efi",
+            "amber-0.9+0-3.efi",
+            "amber-1.2+2-1.efi",
+        ]);
         let pending = dir.join("pending");
         fs::write(&pending, "from 1.1\nto 1.2\nservice dropbear\n").unwrap();
         let (plan_, check) = plan(&dir, "1.2", &pending, &dir.join("no-script"));
@@ -270,7 +290,10 @@ mod tests {
         assert_eq!(check.file, "amber-1.2+2-1.efi");
         assert_eq!(check.services, ["dropbear"]);
         let blessed = check.bless().unwrap();
-        assert!(blessed.starts_with("amber-1.2.efi; amber-1.1.efi kept"), "{blessed}");
+        assert!(
+            blessed.starts_with("amber-1.2.efi; amber-1.1.efi kept"),
+            "{blessed}"
+        );
         assert_eq!(listing(&dir), ["amber-1.1.efi", "amber-1.2.efi"]);
         assert!(!pending.exists());
         fs::remove_dir_all(&dir).unwrap();
@@ -292,7 +315,10 @@ mod tests {
         let pending = dir.join("pending");
         assert_eq!(plan(&dir, "1.1", &pending, &pending).0, Plan::Nothing);
         fs::write(&pending, "from 1.1\nto 1.2\n").unwrap();
-        assert_eq!(plan(&dir, "1.1", &pending, &pending).0, Plan::FellBack("1.2".into()));
+        assert_eq!(
+            plan(&dir, "1.1", &pending, &pending).0,
+            Plan::FellBack("1.2".into())
+        );
         assert_eq!(plan(&dir, "9.9", &pending, &pending).0, Plan::Nothing);
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -309,7 +335,10 @@ mod tests {
         };
         let none = |_: &str| false;
         let error = check
-            .run(&Facts { store_mounted: false, running: &none })
+            .run(&Facts {
+                store_mounted: false,
+                running: &none,
+            })
             .unwrap_err();
         assert_eq!(error, "the store is not mounted");
     }

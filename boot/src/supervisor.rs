@@ -23,7 +23,7 @@ use crate::control::{Answer, Request, Server};
 use crate::output::{self, LogRing, Pipe};
 use crate::service::{self, Definition, Restart};
 use crate::sys::{self, Exit, Reaped};
-use crate::{health, console, mounts, net};
+use crate::{console, health, mounts, net};
 
 /// How often the store's mount point is checked while the store starts.
 const STORE_POLL: Duration = Duration::from_millis(5);
@@ -358,7 +358,9 @@ impl Supervisor {
         let Some(check) = self.config.health.take() else {
             return;
         };
-        let store_mounted = self.find("store").is_some_and(|index| self.units[index].ready());
+        let store_mounted = self
+            .find("store")
+            .is_some_and(|index| self.units[index].ready());
         let running = |name: &str| {
             self.find(name)
                 .is_some_and(|index| matches!(self.units[index].state, State::Running { .. }))
@@ -369,8 +371,14 @@ impl Supervisor {
         };
         match check.run(&facts) {
             Ok(()) => match check.bless() {
-                Ok(what) => say!("system: {} passed its health check; blessed: {what}", check.version),
-                Err(error) => say!("system: {} passed its health check, but blessing it failed: {error}", check.version),
+                Ok(what) => say!(
+                    "system: {} passed its health check; blessed: {what}",
+                    check.version
+                ),
+                Err(error) => say!(
+                    "system: {} passed its health check, but blessing it failed: {error}",
+                    check.version
+                ),
             },
             Err(reason) => {
                 match check.mark_bad() {

@@ -424,7 +424,11 @@ impl Index {
             entry.write_line(&mut out);
         }
         let mut systems: Vec<&System> = self.systems.iter().collect();
-        systems.sort_by(|a, b| a.board.cmp(&b.board).then_with(|| a.version.cmp(&b.version)));
+        systems.sort_by(|a, b| {
+            a.board
+                .cmp(&b.board)
+                .then_with(|| a.version.cmp(&b.version))
+        });
         for system in systems {
             system.write_line(&mut out);
         }

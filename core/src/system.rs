@@ -83,9 +83,9 @@ impl fmt::Display for SystemError {
             SystemError::MissingKey(key) => write!(f, "missing {key}="),
             SystemError::BadNumber(key) => write!(f, "{key}= is not a decimal number"),
             SystemError::BadSha256(error) => write!(f, "sha256 {error}"),
-            SystemError::BadRollout => f.write_str(
-                "rollout= must be PERCENT@TIME waves, percents 1 to 100, both growing",
-            ),
+            SystemError::BadRollout => {
+                f.write_str("rollout= must be PERCENT@TIME waves, percents 1 to 100, both growing")
+            }
         }
     }
 }
@@ -331,7 +331,9 @@ mod tests {
     fn system_lines_parse_and_write_back() {
         for line in [
             alloc::format!("system qemu-x86_64 1.2 size=100 sha256={HASH}"),
-            alloc::format!("system rpi3 2.0-r1 size=7 sha256={HASH} rollout=10@1000,50@2000,100@3000"),
+            alloc::format!(
+                "system rpi3 2.0-r1 size=7 sha256={HASH} rollout=10@1000,50@2000,100@3000"
+            ),
         ] {
             let system = parse_line(&line).unwrap();
             let mut out = String::new();
@@ -341,8 +343,14 @@ mod tests {
         let system = parse_line(&alloc::format!("system b 1.0 size=1 sha256={HASH}")).unwrap();
         assert_eq!(system.path(), "system/b-1.0");
         let (board, version) = split_file_name("qemu-x86_64-1.2-r3").unwrap();
-        assert_eq!((board, version.to_string().as_str()), ("qemu-x86_64", "1.2-r3"));
-        assert!(split_file_name("rpi-4-1.0").is_none(), "a board never holds -<digit>");
+        assert_eq!(
+            (board, version.to_string().as_str()),
+            ("qemu-x86_64", "1.2-r3")
+        );
+        assert!(
+            split_file_name("rpi-4-1.0").is_none(),
+            "a board never holds -<digit>"
+        );
         assert!(split_file_name("nodigits").is_none());
     }
 
@@ -350,17 +358,50 @@ mod tests {
     fn bad_system_lines_are_refused() {
         for (line, expect) in [
             ("system".into(), SystemError::MissingBoardOrVersion),
-            (alloc::format!("system Board 1 size=1 sha256={HASH}"), SystemError::BadBoard),
-            (alloc::format!("system b 1 sha256={HASH}"), SystemError::MissingKey("size")),
-            ("system b 1 size=1".into(), SystemError::MissingKey("sha256")),
-            (alloc::format!("system b 1 sha256={HASH} size=1"), SystemError::KeyOutOfOrder("size")),
-            (alloc::format!("system b 1 size=1 sha256={HASH} x=1"), SystemError::UnknownKey("x".into())),
-            (alloc::format!("system b 1 size=1 sha256={HASH} rollout=50@2,10@3"), SystemError::BadRollout),
-            (alloc::format!("system b 1 size=1 sha256={HASH} rollout=10@3,50@2"), SystemError::BadRollout),
-            (alloc::format!("system b 1 size=1 sha256={HASH} rollout=0@3"), SystemError::BadRollout),
-            (alloc::format!("system b 1 size=1 sha256={HASH} rollout=101@3"), SystemError::BadRollout),
-            (alloc::format!("system b 1 size=1 sha256={HASH} rollout=10"), SystemError::BadRollout),
-            ("system b 1 size=1 sha256=abc".into(), SystemError::BadSha256(HashError::Length(3))),
+            (
+                alloc::format!("system Board 1 size=1 sha256={HASH}"),
+                SystemError::BadBoard,
+            ),
+            (
+                alloc::format!("system b 1 sha256={HASH}"),
+                SystemError::MissingKey("size"),
+            ),
+            (
+                "system b 1 size=1".into(),
+                SystemError::MissingKey("sha256"),
+            ),
+            (
+                alloc::format!("system b 1 sha256={HASH} size=1"),
+                SystemError::KeyOutOfOrder("size"),
+            ),
+            (
+                alloc::format!("system b 1 size=1 sha256={HASH} x=1"),
+                SystemError::UnknownKey("x".into()),
+            ),
+            (
+                alloc::format!("system b 1 size=1 sha256={HASH} rollout=50@2,10@3"),
+                SystemError::BadRollout,
+            ),
+            (
+                alloc::format!("system b 1 size=1 sha256={HASH} rollout=10@3,50@2"),
+                SystemError::BadRollout,
+            ),
+            (
+                alloc::format!("system b 1 size=1 sha256={HASH} rollout=0@3"),
+                SystemError::BadRollout,
+            ),
+            (
+                alloc::format!("system b 1 size=1 sha256={HASH} rollout=101@3"),
+                SystemError::BadRollout,
+            ),
+            (
+                alloc::format!("system b 1 size=1 sha256={HASH} rollout=10"),
+                SystemError::BadRollout,
+            ),
+            (
+                "system b 1 size=1 sha256=abc".into(),
+                SystemError::BadSha256(HashError::Length(3)),
+            ),
         ] {
             assert_eq!(parse_line(&line), Err(expect), "{line}");
         }
@@ -385,7 +426,10 @@ mod tests {
     fn places_are_stable_and_spread() {
         let version = Version::parse("1.2").unwrap();
         assert_eq!(place(7, "b", &version), place(7, "b", &version));
-        assert_ne!(place(7, "b", &version), place(7, "b", &Version::parse("1.3").unwrap()));
+        assert_ne!(
+            place(7, "b", &version),
+            place(7, "b", &Version::parse("1.3").unwrap())
+        );
         // 10,000 devices: a 10% wave takes about a thousand of them.
         let early = (0..10_000u64)
             .filter(|seed| place(*seed, "qemu-x86_64", &version) < 1000)
@@ -397,16 +441,38 @@ mod tests {
     fn boot_entries_name_their_state() {
         for (name, state, back) in [
             ("amber-1.2.efi", Some(BootState::Good), "amber-1.2.efi"),
-            ("amber-1.2+3.efi", Some(BootState::Trying(3)), "amber-1.2+3.efi"),
-            ("amber-1.2+2-1.efi", Some(BootState::Trying(2)), "amber-1.2+2-1.efi"),
-            ("amber-1.2+0-3.efi", Some(BootState::Bad), "amber-1.2+0-3.efi"),
-            ("amber-1.2-r1+1-2.efi", Some(BootState::Trying(1)), "amber-1.2-r1+1-2.efi"),
+            (
+                "amber-1.2+3.efi",
+                Some(BootState::Trying(3)),
+                "amber-1.2+3.efi",
+            ),
+            (
+                "amber-1.2+2-1.efi",
+                Some(BootState::Trying(2)),
+                "amber-1.2+2-1.efi",
+            ),
+            (
+                "amber-1.2+0-3.efi",
+                Some(BootState::Bad),
+                "amber-1.2+0-3.efi",
+            ),
+            (
+                "amber-1.2-r1+1-2.efi",
+                Some(BootState::Trying(1)),
+                "amber-1.2-r1+1-2.efi",
+            ),
         ] {
             let entry = BootEntry::parse(name).unwrap();
             assert_eq!(Some(entry.state()), state, "{name}");
             assert_eq!(entry.file_name(), back);
         }
-        for name in ["amber-.efi", "amber-1.2", "other-1.2.efi", "amber-1.2+x.efi", "amber-1.2+1-.efi"] {
+        for name in [
+            "amber-.efi",
+            "amber-1.2",
+            "other-1.2.efi",
+            "amber-1.2+x.efi",
+            "amber-1.2+1-.efi",
+        ] {
             assert_eq!(BootEntry::parse(name), None, "{name}");
         }
     }

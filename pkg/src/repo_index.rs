@@ -106,19 +106,27 @@ fn systems(dir: &Path) -> Result<Vec<System>, Error> {
     let mut paths: Vec<std::path::PathBuf> = entries
         .flatten()
         .map(|entry| entry.path())
-        .filter(|path| path.extension().is_none() && path.is_file())
+        // Releases are `BOARD-VERSION` (the version may hold dots); beside them are
+        // their `.rollout` files and nothing else.
+        .filter(|path| {
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.ends_with(".rollout") && !name.starts_with('.') && path.is_file()
+        })
         .collect();
     paths.sort();
     let mut systems = Vec::new();
     for path in paths {
-        let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("");
+        let name = path
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("");
         let (board, version) = amber_core::system::split_file_name(name).ok_or_else(|| {
             Error::new(format!(
                 "{}: a system release is named BOARD-VERSION (qemu-x86_64-1.2)",
                 path.display()
             ))
         })?;
-        let rollout_file = path.with_extension("rollout");
+        let rollout_file = path.with_file_name(format!("{name}.rollout"));
         let rollout = match std::fs::read_to_string(&rollout_file) {
             Ok(text) => amber_core::system::parse_waves(text.trim())
                 .map_err(|e| Error::new(format!("{}: {e}", rollout_file.display())))?,

@@ -71,7 +71,12 @@ fn here() -> Result<Here, Error> {
         let path = root.join("etc/amber").join(name);
         fs::read_to_string(&path)
             .map(|text| text.trim().to_owned())
-            .map_err(|e| Error::new(format!("{}: {e} (pkg system runs on an amber device)", path.display())))
+            .map_err(|e| {
+                Error::new(format!(
+                    "{}: {e} (pkg system runs on an amber device)",
+                    path.display()
+                ))
+            })
     };
     let board = read("board")?;
     let version = read("version")?;
@@ -131,9 +136,15 @@ fn describe(entry: &BootEntry) -> String {
 
 fn entry_json(system: &OnDisk, running: &Version) -> Json {
     let mut pairs = vec![
-        ("version".to_owned(), Json::string(system.entry.version.to_string())),
+        (
+            "version".to_owned(),
+            Json::string(system.entry.version.to_string()),
+        ),
         ("state".to_owned(), Json::string(state_word(&system.entry))),
-        ("running".to_owned(), Json::Bool(system.entry.version == *running)),
+        (
+            "running".to_owned(),
+            Json::Bool(system.entry.version == *running),
+        ),
         ("file".to_owned(), Json::string(system.name.clone())),
     ];
     if let BootState::Trying(left) = system.entry.state() {
@@ -143,11 +154,18 @@ fn entry_json(system: &OnDisk, running: &Version) -> Json {
 }
 
 /// The newest release offered for `board` by any repository: (repository, release).
-fn offered(context: &Context, store: &Store, board: &str) -> Result<Option<(String, System)>, Error> {
+fn offered(
+    context: &Context,
+    store: &Store,
+    board: &str,
+) -> Result<Option<(String, System)>, Error> {
     let mut best: Option<(String, System)> = None;
     for accepted in repo::load_indexes(store, &context.arch, &context.clock)? {
         if let Some(system) = accepted.index.newest_system(board) {
-            if best.as_ref().is_none_or(|(_, known)| system.version > known.version) {
+            if best
+                .as_ref()
+                .is_none_or(|(_, known)| system.version > known.version)
+            {
                 best = Some((accepted.repo.clone(), system.clone()));
             }
         }
@@ -219,7 +237,14 @@ pub fn status(context: &Context) -> Result<Report, Error> {
             let newer = system.version > here.running;
             let (place, at) = wave(&store, &system)?;
             let when = match at {
-                Some(at) => format!("this device's wave {}", if at <= now { "has come".to_owned() } else { format!("comes at {at} ({})", from_now(at, now)) }),
+                Some(at) => format!(
+                    "this device's wave {}",
+                    if at <= now {
+                        "has come".to_owned()
+                    } else {
+                        format!("comes at {at} ({})", from_now(at, now))
+                    }
+                ),
                 None => "no wave reaches this device".to_owned(),
             };
             let _ = writeln!(
@@ -251,7 +276,12 @@ pub fn status(context: &Context) -> Result<Report, Error> {
         ("running", Json::string(here.running.to_string())),
         (
             "systems",
-            Json::Array(systems.iter().map(|s| entry_json(s, &here.running)).collect()),
+            Json::Array(
+                systems
+                    .iter()
+                    .map(|s| entry_json(s, &here.running))
+                    .collect(),
+            ),
         ),
         ("offered", offer),
     ]);
@@ -281,7 +311,10 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
     if system.version == here.running {
         return done(
             format!("system {version} is running and the newest offered\n"),
-            Json::object([("changed", Json::Bool(false)), ("version", Json::string(version))]),
+            Json::object([
+                ("changed", Json::Bool(false)),
+                ("version", Json::string(version)),
+            ]),
         );
     }
     if system.version < here.running && !options.allow_downgrade {
@@ -299,8 +332,14 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
             )));
         }
         return done(
-            format!("system {version} is already on the ESP ({}); reboot to use it\n", describe(&known.entry)),
-            Json::object([("changed", Json::Bool(false)), ("version", Json::string(version))]),
+            format!(
+                "system {version} is already on the ESP ({}); reboot to use it\n",
+                describe(&known.entry)
+            ),
+            Json::object([
+                ("changed", Json::Bool(false)),
+                ("version", Json::string(version)),
+            ]),
         );
     }
     let now = context.clock.effective();
@@ -324,13 +363,26 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
     }
     let dir = here.esp.join(LINUX_DIR);
     make_room(&dir, &systems, &here.running)?;
-    let target = dir.join(BootEntry { version: system.version.clone(), counter: Some((TRIES, 0)) }.file_name());
+    let target = dir.join(
+        BootEntry {
+            version: system.version.clone(),
+            counter: Some((TRIES, 0)),
+        }
+        .file_name(),
+    );
     let started = std::time::Instant::now();
     let locations = repo::locations(&store, &repo_url)?;
     let mut failures = Vec::new();
     let mut written = false;
     for location in &locations {
-        match write_system(location, &context.arch, &system, &dir, &target, &context.limits) {
+        match write_system(
+            location,
+            &context.arch,
+            &system,
+            &dir,
+            &target,
+            &context.limits,
+        ) {
             Ok(()) => {
                 written = true;
                 break;
@@ -339,7 +391,10 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
         }
     }
     if !written {
-        return Err(Error::new(format!("system {version}: {}", failures.join("; "))));
+        return Err(Error::new(format!(
+            "system {version}: {}",
+            failures.join("; ")
+        )));
     }
     let took = started.elapsed();
     record_pending(&store, &here.running, &system.version)?;
@@ -348,7 +403,11 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
         target.display(),
         took.as_millis()
     );
-    text.push_str(if options.reboot { "rebooting\n" } else { "reboot to use it\n" });
+    text.push_str(if options.reboot {
+        "rebooting\n"
+    } else {
+        "reboot to use it\n"
+    });
     let report = Report::new(
         text,
         Json::object([
@@ -459,12 +518,15 @@ fn running_services() -> Result<Vec<String>, Error> {
 /// Send one request line to init's control socket; the text of an `ok` answer.
 fn ask_init(request: &str) -> Result<String, Error> {
     use std::io::Read;
-    let socket = std::env::var("AMBER_CONTROL_SOCKET").unwrap_or_else(|_| "/run/amber/control".into());
+    let socket =
+        std::env::var("AMBER_CONTROL_SOCKET").unwrap_or_else(|_| "/run/amber/control".into());
     let mut stream = std::os::unix::net::UnixStream::connect(&socket).context(&socket)?;
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .context(&socket)?;
-    stream.write_all(format!("{request}\n").as_bytes()).context(&socket)?;
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .context(&socket)?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer).context(&socket)?;
     match answer.split_once('\n') {
@@ -478,7 +540,8 @@ fn ask_init(request: &str) -> Result<String, Error> {
 /// Ask init to reboot. Its answer may never come (it is stopping everything), so a
 /// connection cut short counts as done once the request went out.
 fn request_reboot() -> Result<(), Error> {
-    let socket = std::env::var("AMBER_CONTROL_SOCKET").unwrap_or_else(|_| "/run/amber/control".into());
+    let socket =
+        std::env::var("AMBER_CONTROL_SOCKET").unwrap_or_else(|_| "/run/amber/control".into());
     let mut stream = std::os::unix::net::UnixStream::connect(&socket).context(&socket)?;
     stream.write_all(b"reboot\n").context(&socket)
 }
@@ -488,7 +551,12 @@ fn running_entry(here: &Here) -> Result<OnDisk, Error> {
     on_disk(&here.esp)?
         .into_iter()
         .find(|system| system.entry.version == here.running)
-        .ok_or_else(|| Error::new(format!("the running system {} is not on the ESP", here.running)))
+        .ok_or_else(|| {
+            Error::new(format!(
+                "the running system {} is not on the ESP",
+                here.running
+            ))
+        })
 }
 
 /// Rename the running system's file to `entry`'s name, durably.
@@ -504,12 +572,22 @@ fn rename_running(here: &Here, running: &OnDisk, entry: &BootEntry) -> Result<St
 pub fn mark_good(context: &Context) -> Result<Report, Error> {
     let here = here()?;
     let running = running_entry(&here)?;
-    let name = rename_running(&here, &running, &BootEntry { version: here.running.clone(), counter: None })?;
+    let name = rename_running(
+        &here,
+        &running,
+        &BootEntry {
+            version: here.running.clone(),
+            counter: None,
+        },
+    )?;
     let store = Store::open_reading(&context.root);
     let _ = fs::remove_file(store.root().join(PENDING_FILE));
     Ok(Report::new(
         format!("system {} is good ({name})\n", here.running),
-        Json::object([("version", Json::string(here.running.to_string())), ("state", Json::string("good"))]),
+        Json::object([
+            ("version", Json::string(here.running.to_string())),
+            ("state", Json::string("good")),
+        ]),
     ))
 }
 
@@ -517,10 +595,23 @@ pub fn mark_bad(_context: &Context) -> Result<Report, Error> {
     let here = here()?;
     let running = running_entry(&here)?;
     let done = running.entry.counter.map_or(0, |(_, done)| done);
-    let name = rename_running(&here, &running, &BootEntry { version: here.running.clone(), counter: Some((0, done)) })?;
+    let name = rename_running(
+        &here,
+        &running,
+        &BootEntry {
+            version: here.running.clone(),
+            counter: Some((0, done)),
+        },
+    )?;
     Ok(Report::new(
-        format!("system {} is bad ({name}); the previous good system boots next\n", here.running),
-        Json::object([("version", Json::string(here.running.to_string())), ("state", Json::string("bad"))]),
+        format!(
+            "system {} is bad ({name}); the previous good system boots next\n",
+            here.running
+        ),
+        Json::object([
+            ("version", Json::string(here.running.to_string())),
+            ("state", Json::string("bad")),
+        ]),
     ))
 }
 
@@ -531,12 +622,17 @@ pub fn rollback(context: &Context) -> Result<Report, Error> {
         .iter()
         .find(|s| s.entry.version != here.running && s.entry.state() == BootState::Good)
     else {
-        return Err(Error::new("no previous good system on the ESP to roll back to"));
+        return Err(Error::new(
+            "no previous good system on the ESP to roll back to",
+        ));
     };
     let previous = previous.entry.version.to_string();
     mark_bad(context)?;
     Ok(Report::new(
-        format!("rolled back: {} boots next; {} is marked bad\n", previous, here.running),
+        format!(
+            "rolled back: {} boots next; {} is marked bad\n",
+            previous, here.running
+        ),
         Json::object([
             ("next", Json::string(previous)),
             ("marked_bad", Json::string(here.running.to_string())),

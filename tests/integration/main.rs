@@ -8,3 +8,4 @@ mod store;
 mod store_reload;
 mod store_scale;
 mod store_security;
+mod system;

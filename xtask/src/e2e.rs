@@ -33,6 +33,8 @@
 //! elsewhere.
 //! `XTASK_E2E_ECHO=1` copies the consoles to stderr as they run.
 
+mod system;
+
 use crate::board::Board;
 use crate::cmd::Cmd;
 use crate::image::{self, Disk};
@@ -86,11 +88,26 @@ pub struct Report {
     firmware_times: Vec<(Duration, Duration)>,
     /// The loop device the disk was flashed to and booted from, if it was.
     flashed: Option<String>,
+    /// What the A/B system-update steps showed (`system.rs`).
+    system: Vec<String>,
 }
 
 /// `cargo xtask e2e [--board B]...`: every board, or the ones named.
 pub fn main(args: &[String]) -> Result<(), String> {
-    let args = crate::args::Args::parse("e2e", args, &["--board"], &[])?;
+    let args = crate::args::Args::parse("e2e", args, &["--board"], &["--system-only"])?;
+    if args.flag("--system-only") {
+        // Only the A/B steps, for working on them: each board named must be UEFI.
+        for name in args.values("--board") {
+            let board = crate::board::load(name)?;
+            packages::repository(board.arch)?;
+            let mut report = Report::new(name);
+            let measured = system::test(&board, &mut report)?;
+            for line in measured.lines {
+                println!("{name}: {line}");
+            }
+        }
+        return Ok(());
+    }
     let named: Vec<String> = args
         .values("--board")
         .into_iter()
@@ -213,6 +230,9 @@ fn print_report(report: &Report) {
         "  init idle RSS {} KiB (goal ≤ 512 KiB: {verdict})",
         report.rss_kib
     );
+    for line in &report.system {
+        println!("  system update: {line}");
+    }
     if let Some(stick) = &report.flashed {
         println!(
             "  flashed to {stick} (read back, SHA-256 equal) and booted from it as a USB stick"
@@ -445,6 +465,12 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
         guest.shut_down("poweroff")?;
         report.flashed = Some(stick.path.display().to_string());
     }
+    if board.firmware == crate::board::Firmware::Uefi
+        && board.qemu()?.disk == crate::board::QemuDisk::Virtio
+    {
+        // The A/B updates on the qemu UEFI boards, from a disk of their own.
+        report.system = system::test(board, &mut report)?.lines;
+    }
     Ok(report)
 }
 
@@ -569,6 +595,7 @@ impl Report {
             parallel: 0,
             firmware_times: Vec::new(),
             flashed: None,
+            system: Vec::new(),
         }
     }
 }

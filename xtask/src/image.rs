@@ -204,7 +204,10 @@ pub fn build_release(
     let full = initramfs::gzip(&archive.to_bytes(initramfs::mtime()), scratch)?;
     // A release whose kernel is to panic at once gets an initramfs without /init.
     let booted = if release.broken {
-        initramfs::gzip(&crate::cpio::Archive::new().to_bytes(initramfs::mtime()), scratch)?
+        initramfs::gzip(
+            &crate::cpio::Archive::new().to_bytes(initramfs::mtime()),
+            scratch,
+        )?
     } else {
         full.clone()
     };

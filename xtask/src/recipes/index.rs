@@ -63,7 +63,7 @@ pub fn publish_system(
     if changed {
         crate::util::copy(file, &target)?;
     }
-    let waves = target.with_extension("rollout");
+    let waves = dir.join(format!("{board}-{version}.rollout"));
     let old = std::fs::read_to_string(&waves).ok();
     match rollout {
         Some(rollout) if old.as_deref().map(str::trim) != Some(rollout) => {
@@ -114,7 +114,10 @@ fn lists_images(repo: &Path, index: &str) -> bool {
     let releases = std::fs::read_dir(repo.join("system")).map_or(0, |entries| {
         entries
             .flatten()
-            .filter(|e| e.path().extension().is_none())
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                !name.ends_with(".rollout") && !name.starts_with('.')
+            })
             .count()
     });
     listed == images && systems == releases

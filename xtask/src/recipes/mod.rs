@@ -128,7 +128,15 @@ pub fn publish_system(
     let repo = settings.repo_dir.join(arch.name());
     create_dir(&repo)?;
     let key_stamp = settings.work_dir.join(arch.name()).join("index-key");
-    index::publish_system(pkg, &settings.secret_key, &repo, &key_stamp, release, file, rollout)
+    index::publish_system(
+        pkg,
+        &settings.secret_key,
+        &repo,
+        &key_stamp,
+        release,
+        file,
+        rollout,
+    )
 }
 
 pub fn build(
