@@ -52,6 +52,8 @@ pub enum Request {
     Rescan,
     PowerOff,
     Reboot,
+    /// A reboot with the Raspberry Pi firmware's one-shot tryboot flag (A/B updates).
+    RebootTry,
 }
 
 impl Request {
@@ -73,6 +75,7 @@ impl Request {
             Some((&"rescan", [])) => Ok(Request::Rescan),
             Some((&"poweroff", [])) => Ok(Request::PowerOff),
             Some((&"reboot", [])) => Ok(Request::Reboot),
+            Some((&"reboot", ["tryboot"])) => Ok(Request::RebootTry),
             Some((command, _)) => Err(format!("unknown command {command:?}")),
             None => Err("no command".into()),
         }
@@ -90,6 +93,7 @@ impl Request {
             Request::Rescan => "rescan\n".into(),
             Request::PowerOff => "poweroff\n".into(),
             Request::Reboot => "reboot\n".into(),
+            Request::RebootTry => "reboot tryboot\n".into(),
         }
     }
 }
@@ -366,7 +370,7 @@ pub fn svc_main(args: Vec<OsString>) -> ExitCode {
         Err(message) => return usage("svc", &message, SVC_USAGE),
     };
     let request = match Request::parse(&words) {
-        Ok(Request::PowerOff | Request::Reboot) => {
+        Ok(Request::PowerOff | Request::Reboot | Request::RebootTry) => {
             return usage("svc", "use the poweroff and reboot commands", SVC_USAGE)
         }
         Ok(request) => request,

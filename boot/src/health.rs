@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use amber_core::system::pi::{self, SlotState};
 use amber_core::system::{BootEntry, BootState};
 use amber_core::version::Version;
 
@@ -34,17 +35,27 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Where the systems are on the ESP.
 const LINUX_DIR: &str = "EFI/Linux";
 
-/// A check to run: the running system's file on the ESP, and what must run.
+/// A check to run: where the running system is, and what must run.
 #[derive(Debug)]
 pub struct Check {
-    pub esp: PathBuf,
-    /// The running system's file name (`amber-1.2+2-1.efi`).
-    pub file: String,
+    pub target: Target,
     pub version: String,
     /// Services that ran before the update.
     pub services: Vec<String>,
+    /// The system the update came from (the pending record's `from`): the previous
+    /// system blessing keeps.
+    pub from: Option<String>,
     pub pending_file: PathBuf,
     pub script: PathBuf,
+}
+
+/// Where the system being tried is.
+#[derive(Debug)]
+pub enum Target {
+    /// On the ESP, as `file` (`amber-1.2+2-1.efi`).
+    Uefi { esp: PathBuf, file: String },
+    /// In Raspberry Pi boot partition `slot`, with partition 1 mounted at `boot`.
+    RaspberryPi { boot: PathBuf, slot: u8 },
 }
 
 /// What the facts of one boot say to do.
@@ -76,6 +87,10 @@ pub fn plan(
         .filter_map(|line| line.strip_prefix("service "))
         .map(str::to_owned)
         .collect();
+    let from = pending
+        .lines()
+        .find_map(|line| line.strip_prefix("from "))
+        .map(str::to_owned);
     let Some(file) = running_file(esp, version) else {
         return (Plan::Nothing, None);
     };
@@ -83,10 +98,13 @@ pub fn plan(
     // a bad one runs because someone chose it by hand at the loader's menu.
     if BootEntry::parse(&file).is_some_and(|entry| matches!(entry.state(), BootState::Trying(_))) {
         let check = Check {
-            esp: esp.to_path_buf(),
-            file,
+            target: Target::Uefi {
+                esp: esp.to_path_buf(),
+                file,
+            },
             version: version.to_owned(),
             services,
+            from,
             pending_file: pending_file.to_path_buf(),
             script: script.to_path_buf(),
         };
@@ -140,11 +158,20 @@ impl Check {
         Ok(())
     }
 
-    /// Bless the running system and free the ESP of all but the previous good one.
+    /// Bless the running system: on UEFI boards also free the ESP of all but the
+    /// previous good one; on the Pi commit its boot partition.
     pub fn bless(&self) -> Result<String, String> {
-        let dir = self.esp.join(LINUX_DIR);
+        let (esp, file) = match &self.target {
+            Target::Uefi { esp, file } => (esp, file),
+            Target::RaspberryPi { boot, slot } => {
+                let said = pi_mark(boot, *slot, &self.version, SlotState::Good)?;
+                let _ = fs::remove_file(&self.pending_file);
+                return Ok(said);
+            }
+        };
+        let dir = esp.join(LINUX_DIR);
         let good = format!("amber-{}.efi", self.version);
-        rename(&dir, &self.file, &good)?;
+        rename(&dir, file, &good)?;
         let ours = Version::parse(&self.version).map_err(|e| format!("{}: {e}", self.version))?;
         let mut others: Vec<(Version, String)> = fs::read_dir(&dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?
@@ -159,10 +186,31 @@ impl Check {
         others.reverse();
         let mut kept = None;
         let mut removed = Vec::new();
+        // The system the update came from stays as the previous one, whatever its
+        // counter says (it may not have been blessed yet); else the newest good older one.
+        let from = self
+            .from
+            .as_deref()
+            .and_then(|from| Version::parse(from).ok());
+        let previous = others
+            .iter()
+            .find(|(version, name)| {
+                from.as_ref() == Some(version) && counter(name).is_none_or(|(left, _)| left > 0)
+            })
+            .or_else(|| {
+                others
+                    .iter()
+                    .find(|(version, name)| counter(name).is_none() && *version < ours)
+            })
+            .map(|(_, name)| name.clone());
         for (version, name) in others {
-            let is_good = counter(&name).is_none();
-            if is_good && kept.is_none() && version < ours {
-                kept = Some(name);
+            if kept.is_none() && previous.as_deref() == Some(name.as_str()) {
+                // It ran well enough to be updated from: it is good.
+                let good = format!("amber-{version}.efi");
+                if name != good {
+                    rename(&dir, &name, &good)?;
+                }
+                kept = Some(good);
                 continue;
             }
             fs::remove_file(dir.join(&name)).map_err(|e| format!("{name}: {e}"))?;
@@ -180,18 +228,128 @@ impl Check {
         })
     }
 
-    /// Mark the running system bad (`+0-DONE`), so the loader does not start it again.
+    /// Mark the running system bad (`+0-DONE`, or in the Pi's `amber-slots`), so the
+    /// loader does not start it again.
     pub fn mark_bad(&self) -> Result<String, String> {
-        let dir = self.esp.join(LINUX_DIR);
-        let done = counter(&self.file).map_or(0, |(_, done)| done);
+        let (esp, file) = match &self.target {
+            Target::Uefi { esp, file } => (esp, file),
+            Target::RaspberryPi { boot, slot } => {
+                return pi_mark(boot, *slot, &self.version, SlotState::Bad)
+            }
+        };
+        let dir = esp.join(LINUX_DIR);
+        let done = counter(file).map_or(0, |(_, done)| done);
         let bad = BootEntry {
             version: Version::parse(&self.version).map_err(|e| format!("{}: {e}", self.version))?,
             counter: Some((0, done)),
         }
         .file_name();
-        rename(&dir, &self.file, &bad)?;
+        rename(&dir, file, &bad)?;
         Ok(bad)
     }
+}
+
+/// What a Raspberry Pi boot's facts say to do: the running system's boot partition
+/// (`amber-version` there says the running `version`), its state in `amber-slots`,
+/// and the pending record.
+pub fn plan_pi(
+    boot: &Path,
+    slot_dirs: &[(u8, PathBuf)],
+    version: &str,
+    pending_file: &Path,
+    script: &Path,
+) -> (Plan, Option<Check>) {
+    let pending = fs::read_to_string(pending_file).unwrap_or_default();
+    let to = pending
+        .lines()
+        .find_map(|line| line.strip_prefix("to "))
+        .map(str::to_owned);
+    let services: Vec<String> = pending
+        .lines()
+        .filter_map(|line| line.strip_prefix("service "))
+        .map(str::to_owned)
+        .collect();
+    let from = pending
+        .lines()
+        .find_map(|line| line.strip_prefix("from "))
+        .map(str::to_owned);
+    let slots = pi::parse_slots(&fs::read_to_string(boot.join(PI_SLOTS)).unwrap_or_default());
+    let running = slot_dirs.iter().find_map(|(slot, dir)| {
+        let said = fs::read_to_string(dir.join(PI_VERSION)).unwrap_or_default();
+        (said.trim() == version).then_some(*slot)
+    });
+    let trying = running.is_some_and(|slot| {
+        slots
+            .iter()
+            .any(|known| known.partition == slot && known.state == SlotState::Trying)
+    });
+    if let (true, Some(slot)) = (trying, running) {
+        let check = Check {
+            target: Target::RaspberryPi {
+                boot: boot.to_path_buf(),
+                slot,
+            },
+            version: version.to_owned(),
+            services,
+            from,
+            pending_file: pending_file.to_path_buf(),
+            script: script.to_path_buf(),
+        };
+        return (Plan::Check, Some(check));
+    }
+    match to {
+        Some(to) if to != version => {
+            // The new system never reached init: record it as bad in its partition.
+            if let Some(failed) = slots.iter().find(|known| known.version.to_string() == to) {
+                let mut slots = slots.clone();
+                pi::set(
+                    &mut slots,
+                    failed.partition,
+                    SlotState::Bad,
+                    failed.version.clone(),
+                );
+                let _ = write_durable(&boot.join(PI_SLOTS), pi::write_slots(&slots).as_bytes());
+            }
+            (Plan::FellBack(to), None)
+        }
+        _ => (Plan::Nothing, None),
+    }
+}
+
+/// The Pi's partition-1 files.
+const PI_SLOTS: &str = "amber-slots";
+const PI_AUTOBOOT: &str = "autoboot.txt";
+const PI_VERSION: &str = "amber-version";
+
+/// Set `slot`'s state; a good one is committed in autoboot.txt too.
+fn pi_mark(boot: &Path, slot: u8, version: &str, state: SlotState) -> Result<String, String> {
+    let version = Version::parse(version).map_err(|e| format!("{version}: {e}"))?;
+    let mut slots = pi::parse_slots(&fs::read_to_string(boot.join(PI_SLOTS)).unwrap_or_default());
+    pi::set(&mut slots, slot, state, version);
+    write_durable(&boot.join(PI_SLOTS), pi::write_slots(&slots).as_bytes())?;
+    if state == SlotState::Good {
+        write_durable(
+            &boot.join(PI_AUTOBOOT),
+            pi::autoboot(slot, pi::other(slot)).as_bytes(),
+        )?;
+        Ok(format!("boot partition {slot} committed in autoboot.txt"))
+    } else {
+        Ok(format!("boot partition {slot} marked bad in amber-slots"))
+    }
+}
+
+/// Replace a file durably: a temporary beside it, fsync, rename, fsync the directory.
+fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let temp = path.with_extension("new");
+    let result = fs::File::create(&temp)
+        .and_then(|mut file| {
+            file.write_all(bytes)?;
+            file.sync_all()
+        })
+        .and_then(|()| fs::rename(&temp, path));
+    result.map_err(|e| format!("{}: {e}", path.display()))?;
+    sync_dir(dir)
 }
 
 /// The version of a system file `amber-VERSION[+...].efi`; None for other files.
@@ -287,7 +445,7 @@ mod tests {
         let (plan_, check) = plan(&dir, "1.2", &pending, &dir.join("no-script"));
         assert_eq!(plan_, Plan::Check);
         let check = check.unwrap();
-        assert_eq!(check.file, "amber-1.2+2-1.efi");
+        assert!(matches!(&check.target, Target::Uefi { file, .. } if file == "amber-1.2+2-1.efi"));
         assert_eq!(check.services, ["dropbear"]);
         let blessed = check.bless().unwrap();
         assert!(
@@ -324,12 +482,55 @@ mod tests {
     }
 
     #[test]
+    fn a_pi_system_being_tried_is_committed_or_marked_bad() {
+        let root = esp(&[]);
+        let boot = root.join("boot");
+        for dir in ["boot", "slot-2", "slot-3"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        fs::write(boot.join(PI_AUTOBOOT), pi::autoboot(2, 3)).unwrap();
+        fs::write(boot.join(PI_SLOTS), "2 good 1.1\n3 trying 1.2\n").unwrap();
+        fs::write(root.join("slot-2").join(PI_VERSION), "1.1\n").unwrap();
+        fs::write(root.join("slot-3").join(PI_VERSION), "1.2\n").unwrap();
+        let slots = [(2, root.join("slot-2")), (3, root.join("slot-3"))];
+        let pending = root.join("pending");
+        fs::write(&pending, "from 1.1\nto 1.2\n").unwrap();
+        let (plan_, check) = plan_pi(&boot, &slots, "1.2", &pending, &root.join("none"));
+        assert_eq!(plan_, Plan::Check);
+        let check = check.unwrap();
+        check.bless().unwrap();
+        assert_eq!(
+            pi::committed(&fs::read_to_string(boot.join(PI_AUTOBOOT)).unwrap()),
+            Some(3)
+        );
+        assert_eq!(
+            fs::read_to_string(boot.join(PI_SLOTS)).unwrap(),
+            "2 good 1.1\n3 good 1.2\n"
+        );
+        // A new system that never reached init: the committed one runs, and the new
+        // one's partition is marked bad.
+        fs::write(boot.join(PI_AUTOBOOT), pi::autoboot(2, 3)).unwrap();
+        fs::write(boot.join(PI_SLOTS), "2 good 1.1\n3 trying 1.2\n").unwrap();
+        fs::write(&pending, "from 1.1\nto 1.2\n").unwrap();
+        let (plan_, _) = plan_pi(&boot, &slots, "1.1", &pending, &root.join("none"));
+        assert_eq!(plan_, Plan::FellBack("1.2".into()));
+        assert_eq!(
+            fs::read_to_string(boot.join(PI_SLOTS)).unwrap(),
+            "2 good 1.1\n3 bad 1.2\n"
+        );
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
     fn the_check_needs_the_store_and_the_services() {
         let check = Check {
-            esp: PathBuf::from("/nonexistent"),
-            file: "amber-1.2+2-1.efi".into(),
+            target: Target::Uefi {
+                esp: PathBuf::from("/nonexistent"),
+                file: "amber-1.2+2-1.efi".into(),
+            },
             version: "1.2".into(),
             services: vec!["dropbear".into()],
+            from: None,
             pending_file: PathBuf::from("/nonexistent/p"),
             script: PathBuf::from("/nonexistent/s"),
         };

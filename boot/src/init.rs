@@ -76,9 +76,7 @@ fn boot() -> ! {
         "modules: {loaded} loaded for the devices present ({} ms)",
         crate::millis(started.elapsed())
     );
-    let health = data
-        .and_then(|data| disk::mount_boot(&data, disk::ESP_LABEL, Path::new("/boot")))
-        .and_then(|_| system_health());
+    let health = data.and_then(|data| boot_partitions(&data));
 
     let file = std::fs::read_to_string("/etc/amber/network").ok();
     let network = match net::configure(file.as_deref(), &command_line) {
@@ -128,18 +126,41 @@ fn boot() -> ! {
     shutdown::finish(outcome)
 }
 
-/// What this boot's system is to the loader: a new one to check after `ready`, one
-/// that took over from a new one that failed (reported once), or nothing to do.
-fn system_health() -> Option<health::Check> {
+/// Mount the boot partitions on the data partition's disk, and say what this boot's
+/// system is to its loader: the EFI system partition at /boot, or on a Raspberry Pi
+/// partition 1 at /boot and the boot partitions at /run/amber/boot-2 and boot-3.
+fn boot_partitions(data: &Path) -> Option<health::Check> {
     let version = std::fs::read_to_string("/etc/amber/version").ok()?;
     let version = version.trim();
     let pending = Path::new("/data/pkg").join("state/system-pending");
-    let (plan, check) = health::plan(
-        Path::new("/boot"),
-        version,
-        &pending,
-        Path::new("/etc/amber/health-check"),
-    );
+    let script = Path::new("/etc/amber/health-check");
+    let boot = Path::new("/boot");
+    if disk::mount_boot(data, disk::ESP_LABEL, boot).is_some() {
+        let (plan, check) = health::plan(boot, version, &pending, script);
+        return report_plan(plan, check, version, &pending);
+    }
+    if disk::mount_boot(data, disk::PI_BOOT_LABEL, boot).is_some() {
+        let mut slots = Vec::new();
+        for (slot, label) in [(2u8, "AMBER-A"), (3, "AMBER-B")] {
+            let at = PathBuf::from(format!("/run/amber/boot-{slot}"));
+            if disk::mount_boot(data, label, &at).is_some() {
+                slots.push((slot, at));
+            }
+        }
+        let (plan, check) = health::plan_pi(boot, &slots, version, &pending, script);
+        return report_plan(plan, check, version, &pending);
+    }
+    None
+}
+
+/// Say what the health plan is: a new system to check after `ready`, one that took
+/// over from a new one that failed (reported once), or nothing to do.
+fn report_plan(
+    plan: health::Plan,
+    check: Option<health::Check>,
+    version: &str,
+    pending: &Path,
+) -> Option<health::Check> {
     match plan {
         health::Plan::Check => say!(
             "system: {version} is being tried; its health check runs {} s after ready",
@@ -147,7 +168,7 @@ fn system_health() -> Option<health::Check> {
         ),
         health::Plan::FellBack(failed) => {
             say!("system: {failed} did not come up; the previous system {version} runs");
-            let _ = std::fs::remove_file(&pending);
+            let _ = std::fs::remove_file(pending);
         }
         health::Plan::Nothing => {}
     }

@@ -30,6 +30,10 @@ pub fn finish(outcome: Outcome) -> ! {
     sys::sync();
     // The store's mount may be dead or busy: detach it, the kernel drops it when unused.
     let _ = sys::unmount(Path::new("/ro"), sys::MNT_DETACH);
+    // The boot partitions (FAT, which has no journal), before /data.
+    for boot in ["/run/amber/boot-2", "/run/amber/boot-3", "/boot"] {
+        let _ = sys::unmount(Path::new(boot), 0);
+    }
     let data = Path::new("/data");
     if let Err(error) = sys::unmount(data, 0) {
         match sys::mount("", data, "", sys::MS_REMOUNT | sys::MS_RDONLY, "") {
@@ -41,6 +45,14 @@ pub fn finish(outcome: Outcome) -> ! {
     let (how, what) = match outcome {
         Outcome::PowerOff => (sys::RB_POWER_OFF, "powering off"),
         Outcome::Reboot => (sys::RB_AUTOBOOT, "rebooting"),
+        Outcome::RebootTry => {
+            // `reboot "0 tryboot"`: the Raspberry Pi kernel's firmware driver passes the
+            // flag on; a kernel without that driver patch (Debian's) just restarts.
+            say!("rebooting with the tryboot flag");
+            let error = sys::reboot_with_argument("0 tryboot");
+            say!("rebooting with the tryboot flag: reboot(2): {error}; rebooting without it");
+            (sys::RB_AUTOBOOT, "rebooting")
+        }
     };
     say!("{what}");
     let error = sys::reboot(how);

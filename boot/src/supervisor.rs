@@ -105,6 +105,8 @@ pub struct Config {
 pub enum Outcome {
     PowerOff,
     Reboot,
+    /// A reboot with the Raspberry Pi's one-shot tryboot flag.
+    RebootTry,
 }
 
 enum Kind {
@@ -836,7 +838,7 @@ impl Supervisor {
             "{}: stopping services",
             match outcome {
                 Outcome::PowerOff => "power off",
-                Outcome::Reboot => "reboot",
+                Outcome::Reboot | Outcome::RebootTry => "reboot",
             }
         );
         let deadline = now + self.config.stop_timeout * 2 + Duration::from_secs(2);
@@ -1083,6 +1085,10 @@ impl Supervisor {
                 self.request_shutdown(Outcome::Reboot, now);
                 return Some(Answer::Ok("rebooting\n".into()));
             }
+            Request::RebootTry => {
+                self.request_shutdown(Outcome::RebootTry, now);
+                return Some(Answer::Ok("rebooting with the tryboot flag\n".into()));
+            }
             Request::Status(Some(name))
             | Request::Start(name)
             | Request::Stop(name)
@@ -1145,7 +1151,7 @@ impl Supervisor {
                     _ => Some(Answer::Ok(line)),
                 }
             }
-            Request::Rescan | Request::PowerOff | Request::Reboot => None,
+            Request::Rescan | Request::PowerOff | Request::Reboot | Request::RebootTry => None,
         }
     }
 

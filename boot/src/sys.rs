@@ -89,6 +89,26 @@ pub fn finit_module(file: &File, params: &str) -> io::Result<()> {
     }
 }
 
+/// reboot(2) with LINUX_REBOOT_CMD_RESTART2 and a command for the firmware (`0 tryboot`);
+/// returns only if the kernel refused.
+pub fn reboot_with_argument(argument: &str) -> io::Error {
+    let Ok(argument) = c_str(argument) else {
+        return io::ErrorKind::InvalidInput.into();
+    };
+    // SAFETY: the magic numbers and command are integers, and `argument` is a valid
+    // NUL-terminated string for the kernel to read; on success it does not return.
+    unsafe {
+        libc::syscall(
+            libc::SYS_reboot,
+            libc::LINUX_REBOOT_MAGIC1,
+            libc::LINUX_REBOOT_MAGIC2,
+            libc::LINUX_REBOOT_CMD_RESTART2,
+            argument.as_ptr(),
+        )
+    };
+    io::Error::last_os_error()
+}
+
 /// reboot(2) with RB_POWER_OFF or RB_AUTOBOOT; returns only if the kernel refused.
 pub fn reboot(how: libc::c_int) -> io::Error {
     // SAFETY: reboot takes no pointers; on success it does not return.

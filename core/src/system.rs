@@ -321,6 +321,143 @@ impl BootEntry {
     }
 }
 
+/// The Raspberry Pi's A/B (DESIGN §11): two boot partitions, 2 and 3; partition 1's
+/// `autoboot.txt` names the committed one under `[all]` and the one to try under
+/// `[tryboot]` (the firmware's one-shot tryboot flag); `amber-slots` beside it records
+/// what each holds and how it fared, one `PARTITION STATE VERSION` line each (`good`,
+/// `trying`, `bad`).
+pub mod pi {
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use core::fmt::Write as _;
+
+    use crate::version::Version;
+
+    /// The boot partitions, as autoboot.txt numbers them.
+    pub const SLOTS: [u8; 2] = [2, 3];
+
+    /// The other boot partition.
+    pub fn other(slot: u8) -> u8 {
+        if slot == SLOTS[0] {
+            SLOTS[1]
+        } else {
+            SLOTS[0]
+        }
+    }
+
+    /// autoboot.txt booting `committed`, and `trying` with the tryboot flag.
+    pub fn autoboot(committed: u8, trying: u8) -> String {
+        let mut text = String::new();
+        let _ = write!(
+            text,
+            "# Written by amber: the firmware boots partition {committed}; with the one-shot\n\
+             # tryboot flag, partition {trying} (an update being tried).\n\
+             [all]\n\
+             tryboot_a_b=1\n\
+             boot_partition={committed}\n\
+             [tryboot]\n\
+             boot_partition={trying}\n"
+        );
+        text
+    }
+
+    /// The committed partition of an autoboot.txt: the first `boot_partition=`, which
+    /// is the `[all]` one.
+    pub fn committed(autoboot: &str) -> Option<u8> {
+        autoboot
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("boot_partition="))
+            .and_then(|number| number.trim().parse().ok())
+            .filter(|slot| SLOTS.contains(slot))
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum SlotState {
+        Good,
+        Trying,
+        Bad,
+    }
+
+    impl SlotState {
+        pub fn word(self) -> &'static str {
+            match self {
+                SlotState::Good => "good",
+                SlotState::Trying => "trying",
+                SlotState::Bad => "bad",
+            }
+        }
+    }
+
+    /// What one boot partition holds.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Slot {
+        pub partition: u8,
+        pub state: SlotState,
+        pub version: Version,
+    }
+
+    /// Parses `amber-slots`; lines that are not `PARTITION STATE VERSION` are skipped.
+    pub fn parse_slots(text: &str) -> Vec<Slot> {
+        let mut slots = Vec::new();
+        for line in text.lines() {
+            let mut words = line.split(' ');
+            let (Some(partition), Some(state), Some(version), None) =
+                (words.next(), words.next(), words.next(), words.next())
+            else {
+                continue;
+            };
+            let Ok(partition) = partition.parse::<u8>() else {
+                continue;
+            };
+            let state = match state {
+                "good" => SlotState::Good,
+                "trying" => SlotState::Trying,
+                "bad" => SlotState::Bad,
+                _ => continue,
+            };
+            let Ok(version) = Version::parse(version) else {
+                continue;
+            };
+            if SLOTS.contains(&partition) && !slots.iter().any(|s: &Slot| s.partition == partition)
+            {
+                slots.push(Slot {
+                    partition,
+                    state,
+                    version,
+                });
+            }
+        }
+        slots
+    }
+
+    /// Writes `amber-slots`, in partition order.
+    pub fn write_slots(slots: &[Slot]) -> String {
+        let mut text = String::new();
+        for partition in SLOTS {
+            if let Some(slot) = slots.iter().find(|slot| slot.partition == partition) {
+                let _ = writeln!(
+                    text,
+                    "{} {} {}",
+                    slot.partition,
+                    slot.state.word(),
+                    slot.version
+                );
+            }
+        }
+        text
+    }
+
+    /// Set what `partition` holds.
+    pub fn set(slots: &mut Vec<Slot>, partition: u8, state: SlotState, version: Version) {
+        slots.retain(|slot| slot.partition != partition);
+        slots.push(Slot {
+            partition,
+            state,
+            version,
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,6 +572,26 @@ mod tests {
             .filter(|seed| place(*seed, "qemu-x86_64", &version) < 1000)
             .count();
         assert!((850..1150).contains(&early), "{early}");
+    }
+
+    #[test]
+    fn pi_autoboot_and_slots_write_and_read_back() {
+        use super::pi::*;
+        let text = autoboot(3, 2);
+        assert_eq!(committed(&text), Some(3));
+        assert!(text.contains("[tryboot]\nboot_partition=2\n"));
+        assert_eq!(committed("[all]\nboot_partition=7\n"), None);
+        assert_eq!(other(2), 3);
+        let mut slots = parse_slots("2 good 1.1\n3 trying 1.2\nnonsense\n9 good 1.0\n");
+        assert_eq!(slots.len(), 2);
+        set(
+            &mut slots,
+            3,
+            SlotState::Bad,
+            Version::parse("1.2").unwrap(),
+        );
+        assert_eq!(write_slots(&slots), "2 good 1.1\n3 bad 1.2\n");
+        assert_eq!(parse_slots(&write_slots(&slots)), slots);
     }
 
     #[test]

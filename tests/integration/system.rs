@@ -220,3 +220,129 @@ fn system_lines_need_a_valid_signed_index() {
     let error = s.device.fails(&["update"]);
     assert!(error.contains("system line: missing sha256="), "{error}");
 }
+
+/// A Raspberry Pi root: partition 1 at `boot/`, the boot partitions at `run/amber/boot-N`,
+/// the running system in partition 2.
+fn pi_root(temp: &TempDir, running: &str) -> PathBuf {
+    let root = temp.join("pi-root");
+    std::fs::create_dir_all(root.join("etc/amber")).unwrap();
+    for dir in ["boot", "run/amber/boot-2", "run/amber/boot-3"] {
+        std::fs::create_dir_all(root.join(dir)).unwrap();
+    }
+    std::fs::write(root.join("etc/amber/board"), format!("{BOARD}\n")).unwrap();
+    std::fs::write(root.join("etc/amber/version"), format!("{running}\n")).unwrap();
+    std::fs::write(
+        root.join("boot/autoboot.txt"),
+        amber_core::system::pi::autoboot(2, 3),
+    )
+    .unwrap();
+    std::fs::write(root.join("boot/amber-slots"), format!("2 good {running}\n")).unwrap();
+    std::fs::write(
+        root.join("run/amber/boot-2/amber-version"),
+        format!("{running}\n"),
+    )
+    .unwrap();
+    std::fs::write(root.join("run/amber/boot-2/vmlinuz"), b"the old kernel").unwrap();
+    std::fs::write(
+        root.join("run/amber/boot-3/leftover"),
+        b"an older system's file",
+    )
+    .unwrap();
+    root
+}
+
+/// A release of a Pi system: a SquashFS image of boot-partition files.
+fn pi_release(temp: &TempDir, version: &str) -> Vec<u8> {
+    let tree = temp.join(format!("release-{version}"));
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("vmlinuz"), format!("the {version} kernel")).unwrap();
+    std::fs::write(tree.join("config.txt"), b"arm_64bit=1\n").unwrap();
+    std::fs::write(tree.join("amber-version"), format!("{version}\n")).unwrap();
+    let image = temp.join(format!("release-{version}.squashfs"));
+    amber_tests::run_ok(std::process::Command::new("mksquashfs").args([
+        tree.to_str().unwrap(),
+        image.to_str().unwrap(),
+        "-comp",
+        "gzip",
+        "-noappend",
+        "-all-root",
+        "-quiet",
+        "-no-progress",
+    ]));
+    std::fs::read(image).unwrap()
+}
+
+#[test]
+fn a_pi_upgrade_fills_the_other_boot_partition_and_arms_tryboot() {
+    if !amber_testkit::require_tool("mksquashfs", "squashfs-tools") {
+        return;
+    }
+    let s = scene("system-pi", "1.1", &[]);
+    let temp = TempDir::new("system-pi-root");
+    let root = pi_root(&temp, "1.1");
+    let mut device = Device::new(&temp, "unused");
+    device.root = s.device.root.clone();
+    device.env("AMBER_SYSTEM_ROOT", root.to_str().unwrap());
+    device.env(
+        "AMBER_CONTROL_SOCKET",
+        temp.join("no-init").to_str().unwrap(),
+    );
+    let release = pi_release(&temp, "1.2");
+    offer(&s.repo, &[("1.2", &release, None)], 2);
+    let output = device.ok(&["system", "upgrade"]);
+    assert!(output.contains("written to boot partition 3"), "{output}");
+    let slot = root.join("run/amber/boot-3");
+    assert_eq!(
+        std::fs::read(slot.join("vmlinuz")).unwrap(),
+        b"the 1.2 kernel"
+    );
+    assert_eq!(
+        std::fs::read_to_string(slot.join("amber-version")).unwrap(),
+        "1.2\n"
+    );
+    assert!(
+        !slot.join("leftover").exists(),
+        "the partition holds only the release"
+    );
+    let autoboot = std::fs::read_to_string(root.join("boot/autoboot.txt")).unwrap();
+    assert_eq!(
+        amber_core::system::pi::committed(&autoboot),
+        Some(2),
+        "{autoboot}"
+    );
+    assert!(
+        autoboot.contains("[tryboot]\nboot_partition=3\n"),
+        "{autoboot}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("boot/amber-slots")).unwrap(),
+        "2 good 1.1\n3 trying 1.2\n"
+    );
+    let status = device.ok(&["system", "status"]);
+    assert!(status.contains("partition 3: 1.2 trying"), "{status}");
+    assert!(
+        status.contains("partition 2: 1.1 good (running)"),
+        "{status}"
+    );
+    // A tampered release changes nothing.
+    let before = std::fs::read_to_string(root.join("boot/amber-slots")).unwrap();
+    let mut tampered = pi_release(&temp, "1.3");
+    offer(&s.repo, &[("1.3", &tampered, None)], 3);
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 1;
+    std::fs::write(
+        s.repo.arch_dir().join(format!("system/{BOARD}-1.3")),
+        &tampered,
+    )
+    .unwrap();
+    let error = device.fails(&["system", "upgrade"]);
+    assert!(error.contains("sha256 mismatch"), "{error}");
+    assert_eq!(
+        std::fs::read_to_string(root.join("boot/amber-slots")).unwrap(),
+        before
+    );
+    assert_eq!(
+        std::fs::read(slot.join("vmlinuz")).unwrap(),
+        b"the 1.2 kernel"
+    );
+}

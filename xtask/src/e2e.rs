@@ -534,7 +534,7 @@ fn power_cut(
 /// The temporary files (pkg's `.tmp-*`) in the store on a guest's disk, with their sizes,
 /// read with debugfs while qemu is not running.
 fn temp_files(board: &Board, disk: &Path, directory: &Path) -> Result<Vec<(String, u64)>, String> {
-    let offset = image::places(board)?.1.offset;
+    let offset = image::places(board)?.data.offset;
     let dump = directory.join("store-dump");
     if dump.exists() {
         std::fs::remove_dir_all(&dump).map_err(|e| format!("{}: {e}", dump.display()))?;

@@ -92,8 +92,12 @@ pub enum System {
         version: String,
         loader: PathBuf,
     },
-    /// The boot partition's files, by their names there.
-    RaspberryPi { files: Vec<(String, PathBuf)> },
+    /// The boot partition's files, by their names there, and the release: a SquashFS
+    /// image of them, which `pkg system upgrade` writes into the other boot partition.
+    RaspberryPi {
+        files: Vec<(String, PathBuf)>,
+        release: PathBuf,
+    },
 }
 
 /// Whether to remake the disk image when one exists (it holds the device's data).
@@ -219,7 +223,9 @@ pub fn build_release(
     write(&initramfs, &full)?;
     let system = match &board.firmware {
         Firmware::Uefi => uefi_system(board, &kernel, &booted, &release.version, &directory)?,
-        Firmware::RaspberryPi(pi) => pi_system(board, pi, &kernel, &initramfs, &directory)?,
+        Firmware::RaspberryPi(pi) => {
+            pi_system(board, pi, &kernel, &initramfs, &release.version, &directory)?
+        }
     };
 
     let mut images = Images {
@@ -331,6 +337,7 @@ fn pi_system(
     pi: &crate::board::RaspberryPi,
     kernel: &Kernel,
     initramfs: &Path,
+    version: &str,
     directory: &Path,
 ) -> Result<System, String> {
     let firmware =
@@ -371,7 +378,47 @@ fn pi_system(
     files.push(("cmdline.txt".into(), cmdline));
     files.push((PI_KERNEL.into(), kernel.vmlinuz.clone()));
     files.push((PI_INITRAMFS.into(), initramfs.to_path_buf()));
-    Ok(System::RaspberryPi { files })
+    let version_file = directory.join(PI_VERSION_FILE);
+    write(&version_file, format!("{version}\n").as_bytes())?;
+    files.push((PI_VERSION_FILE.into(), version_file));
+    // The release: the same files as one SquashFS image, made reproducibly.
+    let staging = directory.join("release-staging");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+    }
+    create_dir(&staging)?;
+    for (name, path) in &files {
+        crate::util::copy(path, &staging.join(name))?;
+    }
+    let release = directory.join(format!("amber-{version}.squashfs"));
+    let _ = std::fs::remove_file(&release);
+    Cmd::new("mksquashfs")
+        .arg(path_str(&staging)?)
+        .arg(path_str(&release)?)
+        .args([
+            "-comp",
+            "gzip",
+            "-noappend",
+            "-all-root",
+            "-no-xattrs",
+            "-quiet",
+        ])
+        .args(["-mkfs-time", "0", "-all-time", "0", "-no-progress"])
+        .output()?;
+    std::fs::remove_dir_all(&staging).map_err(|e| format!("{}: {e}", staging.display()))?;
+    if directory == self::directory(board) {
+        let pkg = crate::packages::repository(board.arch)?;
+        let settings = crate::recipes::Settings::standard(None)?;
+        crate::recipes::publish_system(
+            &settings,
+            &pkg,
+            board.arch,
+            (&board.name, version),
+            &release,
+            None,
+        )?;
+    }
+    Ok(System::RaspberryPi { files, release })
 }
 
 /// The kernel's and the initramfs's names in a Pi boot partition.
@@ -455,7 +502,7 @@ pub fn print_summary(board: &Board, images: &Images) -> Result<(), String> {
                 size(file_size(uki)?)
             )
         }
-        System::RaspberryPi { files } => println!(
+        System::RaspberryPi { files, .. } => println!(
             "  boot files  {}",
             files
                 .iter()
@@ -476,7 +523,30 @@ pub fn print_summary(board: &Board, images: &Images) -> Result<(), String> {
 /// mtools: every file the firmware and the loader need is there, and what the
 /// configuration names exists. Returns a one-line summary.
 pub fn check_boot_partition(board: &Board, disk: &Path) -> Result<String, String> {
-    let (boot, _, _) = places(board)?;
+    let mut summary = String::new();
+    let boot = match &board.firmware {
+        Firmware::Uefi => places(board)?.boot[0],
+        Firmware::RaspberryPi(pi) => {
+            // Partition 1: autoboot.txt naming a boot partition, the config.txt the Pi 3
+            // wants beside it, bootcode.bin when the model boots from one.
+            let first = partition_files(disk, places(board)?.boot[0])?;
+            let mut needed = vec!["autoboot.txt", "config.txt"];
+            if pi.files.iter().any(|file| file == "bootcode.bin") {
+                needed.push("bootcode.bin");
+            }
+            for name in &needed {
+                if !first.iter().any(|file| file.eq_ignore_ascii_case(name)) {
+                    return Err(format!("partition 1 has no {name}"));
+                }
+            }
+            let slot = pi_active_slot(board, disk)?;
+            summary = format!(
+                "partition 1: {}; autoboot.txt boots partition {slot}: ",
+                needed.join(" ")
+            );
+            places(board)?.boot[slot - 1]
+        }
+    };
     let image = format!("{}@@{}", path_str(disk)?, boot.offset);
     let mtools = |program: &str| Cmd::new(program).env("MTOOLS_SKIP_CHECK", "1");
     // `mdir -b -/` lists every file, one full path a line (`::/EFI/BOOT/BOOTX64.EFI`).
@@ -585,7 +655,7 @@ pub fn check_boot_partition(board: &Board, disk: &Path) -> Result<String, String
                 return Err("cmdline.txt is empty".into());
             }
             Ok(format!(
-                "firmware {}; config.txt names {}",
+                "{summary}firmware {}; config.txt names {}",
                 pi.files.join(" "),
                 named.join(" ")
             ))
@@ -600,8 +670,20 @@ pub struct Place {
     pub size: u64,
 }
 
-/// Where the boot and data partitions of the board's disk are, and the disk's size.
-pub fn places(board: &Board) -> Result<(Place, Place, u64), String> {
+/// Where the partitions of the board's disk are, and the disk's size.
+pub struct Places {
+    /// The partitions before the data partition. UEFI boards: the ESP. Pi boards: the
+    /// autoboot partition (autoboot.txt), then the boot partitions A and B.
+    pub boot: Vec<Place>,
+    pub data: Place,
+    pub disk_size: u64,
+}
+
+/// The Pi boards' partitions, 1-based as autoboot.txt numbers them.
+pub const PI_SLOT_A: usize = 2;
+pub const PI_SLOT_B: usize = 3;
+
+pub fn places(board: &Board) -> Result<Places, String> {
     match &board.firmware {
         Firmware::Uefi => {
             let layout = gpt_layout(board)?;
@@ -609,7 +691,11 @@ pub fn places(board: &Board) -> Result<(Place, Place, u64), String> {
                 offset: layout.partitions[index].offset,
                 size: layout.partitions[index].size,
             };
-            Ok((place(0), place(1), layout.disk_size))
+            Ok(Places {
+                boot: vec![place(0)],
+                data: place(1),
+                disk_size: layout.disk_size,
+            })
         }
         Firmware::RaspberryPi(_) => {
             let layout = mbr_layout(board)?;
@@ -617,7 +703,11 @@ pub fn places(board: &Board) -> Result<(Place, Place, u64), String> {
                 offset: layout.partitions[index].offset,
                 size: layout.partitions[index].size,
             };
-            Ok((place(0), place(1), layout.disk_size))
+            Ok(Places {
+                boot: vec![place(0), place(1), place(2)],
+                data: place(3),
+                disk_size: layout.disk_size,
+            })
         }
     }
 }
@@ -633,10 +723,18 @@ fn gpt_layout(board: &Board) -> Result<gpt::Layout, String> {
     )
 }
 
-/// The Pi disk: the FAT boot partition, then the data partition, on a card image of
-/// a power of two bytes (qemu's SD card needs that).
+/// The size of the Pi's autoboot partition: FAT16, which the Pi 3's boot ROM reads
+/// (a tiny FAT12 one it does not).
+const PI_AUTOBOOT_BYTES: u64 = 8 << 20;
+
+/// The Pi disk (DESIGN §10, §11): the autoboot partition (autoboot.txt, and the Pi 3's
+/// bootcode.bin, which its boot ROM takes only from partition 1), the boot partitions A
+/// and B, then the data partition: four primary partitions, as the Pi's A/B needs, on a
+/// card image of a power of two bytes (qemu's SD card needs that).
 fn mbr_layout(board: &Board) -> Result<mbr::Layout, String> {
     let parts = [
+        (mbr::TYPE_FAT16_LBA, PI_AUTOBOOT_BYTES),
+        (mbr::TYPE_FAT32_LBA, board.boot_bytes),
         (mbr::TYPE_FAT32_LBA, board.boot_bytes),
         (mbr::TYPE_LINUX, board.data_bytes),
     ];
@@ -648,11 +746,12 @@ fn mbr_layout(board: &Board) -> Result<mbr::Layout, String> {
 /// using the disk's directory for the partitions while they are made.
 pub fn make_disk(board: &Board, images: &Images, disk: &Path) -> Result<(), String> {
     let directory = disk.parent().unwrap_or(Path::new("."));
-    let (boot_place, data_place, disk_size) = places(board)?;
-    let boot = make_boot_partition(board, images, boot_place, directory)?;
+    let places = places(board)?;
+    let boots = make_boot_partitions(board, images, &places, directory)?;
     let data = directory.join("data.img");
     step("data partition amber-data (ext4)");
-    make_data(board, data_place, directory, &data, &images.keys)?;
+    make_data(board, places.data, directory, &data, &images.keys)?;
+    let disk_size = places.disk_size;
     step(&format!("disk {}", disk.display()));
     let _ = std::fs::remove_file(disk);
     let file = File::create(disk).map_err(|e| format!("cannot create {}: {e}", disk.display()))?;
@@ -670,7 +769,7 @@ pub fn make_disk(board: &Board, images: &Images, disk: &Path) -> Result<(), Stri
         }
         Firmware::RaspberryPi(_) => write_at(&mbr_layout(board)?.sector(), 0)?,
     }
-    for (place, image) in [(boot_place, &boot), (data_place, &data)] {
+    for (place, image) in boots.iter().chain([&(places.data, data)]) {
         copy_sparse(image, &file, place.offset, place.size)?;
         std::fs::remove_file(image).map_err(|e| format!("{}: {e}", image.display()))?;
     }
@@ -684,7 +783,8 @@ pub fn make_disk(board: &Board, images: &Images, disk: &Path) -> Result<(), Stri
 /// left as it is. A disk whose size does not fit the board's layout is refused.
 pub fn refresh_boot(board: &Board, images: &Images, disk: &Path) -> Result<(), String> {
     let directory = disk.parent().unwrap_or(Path::new("."));
-    let (boot_place, _, disk_size) = places(board)?;
+    let places = places(board)?;
+    let disk_size = places.disk_size;
     let found = file_size(disk)?;
     if found != disk_size {
         return Err(format!(
@@ -694,31 +794,33 @@ pub fn refresh_boot(board: &Board, images: &Images, disk: &Path) -> Result<(), S
             board.name
         ));
     }
-    let boot = make_boot_partition(board, images, boot_place, directory)?;
+    let boots = make_boot_partitions(board, images, &places, directory)?;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(disk)
         .map_err(|e| format!("cannot open {}: {e}", disk.display()))?;
-    // Every block of the partition is written, zeros included: the old file system's
-    // blocks must not show through.
-    let bytes = read(&boot)?;
-    file.write_all_at(&bytes, boot_place.offset)
-        .map_err(|e| format!("cannot write {}: {e}", disk.display()))?;
+    for (place, boot) in boots {
+        // Every block of the partition is written, zeros included: the old file
+        // system's blocks must not show through.
+        let bytes = read(&boot)?;
+        file.write_all_at(&bytes, place.offset)
+            .map_err(|e| format!("cannot write {}: {e}", disk.display()))?;
+        std::fs::remove_file(&boot).map_err(|e| format!("{}: {e}", boot.display()))?;
+    }
     file.sync_all()
         .map_err(|e| format!("{}: {e}", disk.display()))?;
-    std::fs::remove_file(&boot).map_err(|e| format!("{}: {e}", boot.display()))?;
     Ok(())
 }
 
-/// The boot partition of the build as a file in `directory`: the ESP with systemd-boot
-/// and the UKI, or the Pi's FAT partition.
-fn make_boot_partition(
+/// The partitions before the data partition, each as a file in `directory` with the
+/// place it goes: the ESP with systemd-boot and the UKI; or the Pi's autoboot
+/// partition, boot partition A with the system, and an empty B.
+fn make_boot_partitions(
     board: &Board,
     images: &Images,
-    place: Place,
+    places: &Places,
     directory: &Path,
-) -> Result<PathBuf, String> {
-    let boot = directory.join("boot.img");
+) -> Result<Vec<(Place, PathBuf)>, String> {
     match &images.system {
         System::Uki {
             uki,
@@ -726,6 +828,7 @@ fn make_boot_partition(
             loader,
         } => {
             step("EFI system partition (FAT32): systemd-boot and the system");
+            let boot = directory.join("boot.img");
             let loader_name = match board.arch {
                 Arch::X86_64 => "BOOTX64.EFI",
                 Arch::Aarch64 => "BOOTAA64.EFI",
@@ -735,7 +838,7 @@ fn make_boot_partition(
             let system_name = format!("amber-{version}+{BOOT_TRIES}.efi");
             make_fat(
                 board,
-                place,
+                places.boot[0],
                 &boot,
                 "AMBER-ESP",
                 &["EFI", "EFI/BOOT", "EFI/Linux", "loader"],
@@ -746,18 +849,106 @@ fn make_boot_partition(
                 ],
             )?;
             let _ = std::fs::remove_file(&loader_conf);
+            Ok(vec![(places.boot[0], boot)])
         }
-        System::RaspberryPi { files } => {
-            step("boot partition (FAT32): Pi firmware, config.txt, kernel, initramfs, DTBs");
+        System::RaspberryPi { files, .. } => {
+            step("Pi partitions (FAT): autoboot.txt; A: firmware, config.txt, kernel, initramfs, DTBs; B: empty");
+            let autoboot = directory.join("autoboot.img");
+            let text = directory.join("autoboot.txt");
+            write(&text, pi_autoboot(PI_SLOT_A, PI_SLOT_B).as_bytes())?;
+            // The Pi 3's firmware wants a config.txt beside autoboot.txt, if empty.
+            let config = directory.join("autoboot-config.txt");
+            write(
+                &config,
+                b"# The firmware boots the partition autoboot.txt names.\n",
+            )?;
+            // What each boot partition holds: A the image's system, good.
+            let version = files
+                .iter()
+                .find(|(name, _)| name == PI_VERSION_FILE)
+                .map(|(_, path)| std::fs::read_to_string(path).unwrap_or_default())
+                .unwrap_or_default();
+            let slots = directory.join("amber-slots");
+            write(
+                &slots,
+                format!("{PI_SLOT_A} good {}\n", version.trim()).as_bytes(),
+            )?;
+            let mut first: Vec<(&Path, String)> = vec![
+                (text.as_path(), "autoboot.txt".to_owned()),
+                (config.as_path(), "config.txt".to_owned()),
+                (slots.as_path(), "amber-slots".to_owned()),
+            ];
+            // bootcode.bin (Pi 3 and earlier) is read from partition 1 only.
+            if let Some((_, path)) = files.iter().find(|(name, _)| name == "bootcode.bin") {
+                first.push((path.as_path(), "bootcode.bin".to_owned()));
+            }
+            make_fat16(board, places.boot[0], &autoboot, "AMBER-BOOT", &first)?;
+            let slot_a = directory.join("slot-a.img");
             let files: Vec<(&Path, String)> = files
                 .iter()
                 .map(|(name, path)| (path.as_path(), name.clone()))
                 .collect();
-            make_fat(board, place, &boot, "AMBER-BOOT", &[], &files)?;
+            make_fat(board, places.boot[1], &slot_a, "AMBER-A", &[], &files)?;
+            let slot_b = directory.join("slot-b.img");
+            make_fat(board, places.boot[2], &slot_b, "AMBER-B", &[], &[])?;
+            let _ = std::fs::remove_file(&text);
+            let _ = std::fs::remove_file(&config);
+            let _ = std::fs::remove_file(&slots);
+            Ok(vec![
+                (places.boot[0], autoboot),
+                (places.boot[1], slot_a),
+                (places.boot[2], slot_b),
+            ])
         }
     }
-    Ok(boot)
 }
+
+/// Every file of the FAT partition at `place` of `disk`, by its path inside.
+fn partition_files(disk: &Path, place: Place) -> Result<Vec<String>, String> {
+    let image = format!("{}@@{}", path_str(disk)?, place.offset);
+    let listing = Cmd::new("mdir")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-b", "-/", "-i", &image, "::/"])
+        .output()?;
+    Ok(listing
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("::/"))
+        .filter(|path| !path.ends_with('/'))
+        .map(str::to_owned)
+        .collect())
+}
+
+/// The boot partition (2 or 3) a Pi image's autoboot.txt boots without the tryboot flag.
+pub fn pi_active_slot(board: &Board, disk: &Path) -> Result<usize, String> {
+    let first = places(board)?.boot[0];
+    let image = format!("{}@@{}", path_str(disk)?, first.offset);
+    let text = Cmd::new("mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-i", &image, "::/autoboot.txt"])
+        .output()
+        .map_err(|e| format!("reading autoboot.txt out of partition 1: {e}"))?;
+    // The first `boot_partition=` is the one under `[all]`.
+    text.lines()
+        .find_map(|line| line.trim().strip_prefix("boot_partition="))
+        .and_then(|number| number.trim().parse().ok())
+        .filter(|slot| *slot == PI_SLOT_A || *slot == PI_SLOT_B)
+        .ok_or_else(|| "autoboot.txt names no boot partition 2 or 3".to_owned())
+}
+
+/// The place of the Pi boot partition the image boots now.
+pub fn pi_active_place(board: &Board, disk: &Path) -> Result<Place, String> {
+    let slot = pi_active_slot(board, disk)?;
+    Ok(places(board)?.boot[slot - 1])
+}
+
+/// autoboot.txt: boot `committed`, or `trying` when the firmware's one-shot tryboot flag
+/// is set (DESIGN §11). The commit of an update rewrites it.
+pub fn pi_autoboot(committed: usize, trying: usize) -> String {
+    amber_core::system::pi::autoboot(committed as u8, trying as u8)
+}
+
+/// The file in a Pi boot partition that says which system it holds.
+pub const PI_VERSION_FILE: &str = "amber-version";
 
 /// systemd-boot's settings: no menu unless a key is held, no editing of the kernel
 /// command line (it would bypass what the image says), no entries of its own making.
@@ -770,6 +961,17 @@ auto-entries no
 auto-firmware no
 ";
 
+/// A FAT16 file system (for the Pi's small autoboot partition), as [`make_fat`].
+fn make_fat16(
+    board: &Board,
+    place: Place,
+    image: &Path,
+    label: &str,
+    files: &[(&Path, String)],
+) -> Result<(), String> {
+    make_fat_of(board, place, image, label, "16", &[], files)
+}
+
 /// A FAT32 file system of the partition's size at `image`, with `directories` made and
 /// `files` (host path, path inside) copied in, all stamped with the same time.
 fn make_fat(
@@ -777,6 +979,18 @@ fn make_fat(
     place: Place,
     image: &Path,
     label: &str,
+    directories: &[&str],
+    files: &[(&Path, String)],
+) -> Result<(), String> {
+    make_fat_of(board, place, image, label, "32", directories, files)
+}
+
+fn make_fat_of(
+    board: &Board,
+    place: Place,
+    image: &Path,
+    label: &str,
+    bits: &str,
     directories: &[&str],
     files: &[(&Path, String)],
 ) -> Result<(), String> {
@@ -788,7 +1002,7 @@ fn make_fat(
         .args([
             "--invariant",
             "-F",
-            "32",
+            bits,
             "-i",
             &volume_id,
             "-n",
@@ -1078,10 +1292,19 @@ mod tests {
     fn a_pi_card_is_a_power_of_two_and_partitions_fit() {
         for name in ["rpi3", "rpi4"] {
             let board = board(name);
-            let (boot, data, disk) = places(&board).unwrap();
-            assert!(disk.is_power_of_two(), "{name}: {disk}");
-            assert!(boot.offset + boot.size <= data.offset);
-            assert!(data.offset + data.size <= disk);
+            let places = places(&board).unwrap();
+            assert!(
+                places.disk_size.is_power_of_two(),
+                "{name}: {}",
+                places.disk_size
+            );
+            assert_eq!(places.boot.len(), 3, "autoboot, A, B");
+            for pair in places.boot.windows(2) {
+                assert!(pair[0].offset + pair[0].size <= pair[1].offset);
+            }
+            let last = places.boot[2];
+            assert!(last.offset + last.size <= places.data.offset);
+            assert!(places.data.offset + places.data.size <= places.disk_size);
         }
     }
 }

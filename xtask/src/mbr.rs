@@ -12,6 +12,8 @@ use crate::gpt::{derived_guid, SECTOR};
 pub const ALIGN: u64 = 4 << 20;
 /// FAT32 with LBA addressing: the type the Pi firmware boots from.
 pub const TYPE_FAT32_LBA: u8 = 0x0c;
+/// FAT16 with LBA addressing: the Pi's small autoboot partition.
+pub const TYPE_FAT16_LBA: u8 = 0x0e;
 /// Linux.
 pub const TYPE_LINUX: u8 = 0x83;
 

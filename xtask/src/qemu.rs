@@ -77,13 +77,14 @@ fn variable_store(arch: Arch, disk: &Path) -> Result<PathBuf, String> {
     Ok(store)
 }
 
-/// The kernel, DTB and initramfs of a Pi image, read out of its boot partition into
+/// The kernel, DTB and initramfs of a Pi image, read out of the boot partition its
+/// autoboot.txt names (as the firmware would, without the tryboot flag) into
 /// `DISK.boot/` for qemu's -kernel, -dtb and -initrd (qemu cannot run the Pi firmware).
 fn pi_boot_files(board: &Board, disk: &Path) -> Result<(PathBuf, PathBuf, PathBuf), String> {
     let Firmware::RaspberryPi(pi) = &board.firmware else {
         return Err(format!("board {} is not a Raspberry Pi board", board.name));
     };
-    let (boot, _, _) = crate::image::places(board)?;
+    let boot = crate::image::pi_active_place(board, disk)?;
     let mut name = disk.as_os_str().to_owned();
     name.push(".boot");
     let out = PathBuf::from(name);
@@ -245,7 +246,7 @@ pub fn command(board: &Board, boot: &Boot, options: &Options) -> Result<Cmd, Str
 /// The command line the Pi firmware would pass: the image's own cmdline.txt, read out
 /// of its boot partition.
 fn pi_cmdline(board: &Board, disk: &Path) -> Result<String, String> {
-    let (boot, _, _) = crate::image::places(board)?;
+    let boot = crate::image::pi_active_place(board, disk)?;
     let image = format!("{}@@{}", path_str(disk)?, boot.offset);
     let text = Cmd::new("mtype")
         .env("MTOOLS_SKIP_CHECK", "1")

@@ -121,6 +121,11 @@ pub fn test(board: &Board, report: &mut Report) -> Result<Measured, String> {
     // 1.
     repo.offer(&[])?;
     let mut shell = Shell::boot(board, &boot, &options, report)?;
+    // The image's system is being tried at its first boot, like any new one.
+    shell
+        .guest
+        .until("1.0 passed its health check", Duration::from_secs(120))
+        .map_err(|e| shell.failure(&format!("1.0 was not blessed at its first boot: {e}")))?;
     shell.ok(super::NETWORK_UP)?;
     expect_version(&mut shell, "1.0")?;
     shell.ok("pkg update && pkg add dropbear")?;

@@ -49,6 +49,8 @@ use crate::json::Json;
 use crate::repo::{self, Location};
 use crate::store::Store;
 
+mod pi;
+
 /// Where the ESP's systems are, under the ESP.
 const LINUX_DIR: &str = "EFI/Linux";
 /// Tries a new system gets (systemd-boot's `+3`).
@@ -65,7 +67,7 @@ struct Here {
     running: Version,
 }
 
-fn here() -> Result<Here, Error> {
+fn here() -> Result<Firmware, Error> {
     let root = PathBuf::from(std::env::var_os("AMBER_SYSTEM_ROOT").unwrap_or_else(|| "/".into()));
     let read = |name: &str| -> Result<String, Error> {
         let path = root.join("etc/amber").join(name);
@@ -82,18 +84,48 @@ fn here() -> Result<Here, Error> {
     let version = read("version")?;
     let running = Version::parse(&version)
         .map_err(|e| Error::new(format!("/etc/amber/version {version:?}: {e}")))?;
-    let esp = root.join("boot");
-    if !esp.join(LINUX_DIR).is_dir() {
-        return Err(Error::new(format!(
-            "{}: no {LINUX_DIR} (the EFI system partition is not mounted there)",
-            esp.display()
-        )));
+    let boot = root.join("boot");
+    if boot.join(LINUX_DIR).is_dir() {
+        return Ok(Firmware::Uefi(Here {
+            esp: boot,
+            board,
+            running,
+        }));
     }
-    Ok(Here {
-        esp,
-        board,
-        running,
-    })
+    if boot.join("autoboot.txt").is_file() {
+        return Ok(Firmware::RaspberryPi(pi::Here {
+            boot,
+            run: root.join("run/amber"),
+            board,
+            running,
+        }));
+    }
+    Err(Error::new(format!(
+        "{}: neither {LINUX_DIR} (an EFI system partition) nor autoboot.txt (a Raspberry Pi's partition 1) is there",
+        boot.display()
+    )))
+}
+
+/// How this device boots, and where its systems are.
+enum Firmware {
+    Uefi(Here),
+    RaspberryPi(pi::Here),
+}
+
+impl Firmware {
+    fn board(&self) -> &str {
+        match self {
+            Firmware::Uefi(here) => &here.board,
+            Firmware::RaspberryPi(here) => &here.board,
+        }
+    }
+
+    fn running(&self) -> &Version {
+        match self {
+            Firmware::Uefi(here) => &here.running,
+            Firmware::RaspberryPi(here) => &here.running,
+        }
+    }
 }
 
 /// A system on the ESP: its entry and file name.
@@ -213,8 +245,13 @@ fn from_now(at: u64, now: u64) -> String {
 }
 
 pub fn status(context: &Context) -> Result<Report, Error> {
-    let here = here()?;
+    let firmware = here()?;
     let store = Store::open_reading(&context.root);
+    let (offer_text, offer) = offer_status(context, &store, firmware.board(), firmware.running())?;
+    let here = match firmware {
+        Firmware::Uefi(here) => here,
+        Firmware::RaspberryPi(here) => return pi::status(&here, offer, &offer_text),
+    };
     let systems = on_disk(&here.esp)?;
     let mut text = String::new();
     let _ = writeln!(text, "board {}", here.board);
@@ -231,11 +268,37 @@ pub fn status(context: &Context) -> Result<Report, Error> {
     if !systems.iter().any(|s| s.entry.version == here.running) {
         let _ = writeln!(text, "  {} running (not on the ESP)", here.running);
     }
+    text.push_str(&offer_text);
+    let json = Json::object([
+        ("board", Json::string(here.board.clone())),
+        ("running", Json::string(here.running.to_string())),
+        (
+            "systems",
+            Json::Array(
+                systems
+                    .iter()
+                    .map(|s| entry_json(s, &here.running))
+                    .collect(),
+            ),
+        ),
+        ("offered", offer),
+    ]);
+    Ok(Report::new(text, json))
+}
+
+/// The `offered:` line of `status` and its JSON.
+fn offer_status(
+    context: &Context,
+    store: &Store,
+    board: &str,
+    running: &Version,
+) -> Result<(String, Json), Error> {
+    let mut text = String::new();
     let now = context.clock.effective();
-    let offer = match offered(context, &store, &here.board) {
+    let offer = match offered(context, store, board) {
         Ok(Some((repo, system))) => {
-            let newer = system.version > here.running;
-            let (place, at) = wave(&store, &system)?;
+            let newer = system.version > *running;
+            let (place, at) = wave(store, &system)?;
             let when = match at {
                 Some(at) => format!(
                     "this device's wave {}",
@@ -263,7 +326,7 @@ pub fn status(context: &Context) -> Result<Report, Error> {
             ])
         }
         Ok(None) => {
-            let _ = writeln!(text, "offered: nothing for {}", here.board);
+            let _ = writeln!(text, "offered: nothing for {board}");
             Json::Null
         }
         Err(error) => {
@@ -271,21 +334,7 @@ pub fn status(context: &Context) -> Result<Report, Error> {
             Json::Null
         }
     };
-    let json = Json::object([
-        ("board", Json::string(here.board.clone())),
-        ("running", Json::string(here.running.to_string())),
-        (
-            "systems",
-            Json::Array(
-                systems
-                    .iter()
-                    .map(|s| entry_json(s, &here.running))
-                    .collect(),
-            ),
-        ),
-        ("offered", offer),
-    ]);
-    Ok(Report::new(text, json))
+    Ok((text, offer))
 }
 
 /// What `upgrade` was asked.
@@ -296,19 +345,20 @@ pub struct Upgrade {
 }
 
 pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
-    let here = here()?;
+    let firmware = here()?;
     // Fresh indexes first, as `pkg update` fetches them (signature, serial, expiry).
     crate::maintain::update(context)?;
     let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
-    let Some((repo_url, system)) = offered(context, &store, &here.board)? else {
+    let board = firmware.board().to_owned();
+    let running = firmware.running().clone();
+    let Some((repo_url, system)) = offered(context, &store, &board)? else {
         return Err(Error::new(format!(
-            "no repository offers a system for board {}",
-            here.board
+            "no repository offers a system for board {board}"
         )));
     };
     let version = system.version.to_string();
     let done = |text: String, json: Json| Ok(Report::new(text, json));
-    if system.version == here.running {
+    if system.version == running {
         return done(
             format!("system {version} is running and the newest offered\n"),
             Json::object([
@@ -317,13 +367,22 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
             ]),
         );
     }
-    if system.version < here.running && !options.allow_downgrade {
+    if system.version < running && !options.allow_downgrade {
         return Err(Error::new(format!(
-            "system {version} is older than the running {}; --allow-downgrade installs it",
-            here.running
+            "system {version} is older than the running {running}; --allow-downgrade installs it"
         )));
     }
-    let systems = on_disk(&here.esp)?;
+    let systems = match &firmware {
+        Firmware::Uefi(here) => on_disk(&here.esp)?,
+        Firmware::RaspberryPi(_) => Vec::new(),
+    };
+    if let Some(current) = systems.iter().find(|s| s.entry.version == running) {
+        if let BootState::Trying(_) = current.entry.state() {
+            return Err(Error::new(format!(
+                "the running system {running} is still being tried (init checks it 10 s after ready); upgrade once it is good, or `pkg system mark-good`"
+            )));
+        }
+    }
     if let Some(known) = systems.iter().find(|s| s.entry.version == system.version) {
         if known.entry.state() == BootState::Bad {
             return Err(Error::new(format!(
@@ -361,6 +420,33 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
             Some(_) => {}
         }
     }
+    let here = match firmware {
+        Firmware::Uefi(here) => here,
+        Firmware::RaspberryPi(here) => {
+            let (partition, took) = pi::write(context, &store, &here, &repo_url, &system)?;
+            record_pending(&store, &running, &system.version)?;
+            let text = format!(
+                "system {version} written to boot partition {partition} in {took} ms, to be tried; {}\n",
+                if options.reboot { "rebooting with the tryboot flag" } else { "reboot with `reboot \"0 tryboot\"` to try it" }
+            );
+            let report = Report::new(
+                text,
+                Json::object([
+                    ("changed", Json::Bool(true)),
+                    ("version", Json::string(version)),
+                    ("partition", Json::Number(partition as u64)),
+                    ("milliseconds", Json::Number(took as u64)),
+                ]),
+            );
+            if options.reboot {
+                report.print(context.json)?;
+                context.reported.set(true);
+                request_reboot("reboot tryboot")?;
+                return Ok(Report::empty());
+            }
+            return Ok(report);
+        }
+    };
     let dir = here.esp.join(LINUX_DIR);
     make_room(&dir, &systems, &here.running)?;
     let target = dir.join(
@@ -420,7 +506,7 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
     if options.reboot {
         report.print(context.json)?;
         context.reported.set(true);
-        request_reboot()?;
+        request_reboot("reboot")?;
         return Ok(Report::empty());
     }
     Ok(report)
@@ -539,11 +625,13 @@ fn ask_init(request: &str) -> Result<String, Error> {
 
 /// Ask init to reboot. Its answer may never come (it is stopping everything), so a
 /// connection cut short counts as done once the request went out.
-fn request_reboot() -> Result<(), Error> {
+fn request_reboot(request: &str) -> Result<(), Error> {
     let socket =
         std::env::var("AMBER_CONTROL_SOCKET").unwrap_or_else(|_| "/run/amber/control".into());
     let mut stream = std::os::unix::net::UnixStream::connect(&socket).context(&socket)?;
-    stream.write_all(b"reboot\n").context(&socket)
+    stream
+        .write_all(format!("{request}\n").as_bytes())
+        .context(&socket)
 }
 
 /// The running system's file on the ESP.
@@ -570,7 +658,14 @@ fn rename_running(here: &Here, running: &OnDisk, entry: &BootEntry) -> Result<St
 }
 
 pub fn mark_good(context: &Context) -> Result<Report, Error> {
-    let here = here()?;
+    let here = match here()? {
+        Firmware::Uefi(here) => here,
+        Firmware::RaspberryPi(here) => {
+            let text = pi::mark_good(&here)?;
+            let _ = fs::remove_file(Store::open_reading(&context.root).root().join(PENDING_FILE));
+            return Ok(marked(text, &here.running, "good"));
+        }
+    };
     let running = running_entry(&here)?;
     let name = rename_running(
         &here,
@@ -592,7 +687,12 @@ pub fn mark_good(context: &Context) -> Result<Report, Error> {
 }
 
 pub fn mark_bad(_context: &Context) -> Result<Report, Error> {
-    let here = here()?;
+    let here = match here()? {
+        Firmware::Uefi(here) => here,
+        Firmware::RaspberryPi(here) => {
+            return Ok(marked(pi::mark_bad(&here)?, &here.running, "bad"))
+        }
+    };
     let running = running_entry(&here)?;
     let done = running.entry.counter.map_or(0, |(_, done)| done);
     let name = rename_running(
@@ -616,7 +716,12 @@ pub fn mark_bad(_context: &Context) -> Result<Report, Error> {
 }
 
 pub fn rollback(context: &Context) -> Result<Report, Error> {
-    let here = here()?;
+    let here = match here()? {
+        Firmware::Uefi(here) => here,
+        Firmware::RaspberryPi(here) => {
+            return Ok(marked(pi::rollback(&here)?, &here.running, "bad"))
+        }
+    };
     let systems = on_disk(&here.esp)?;
     let Some(previous) = systems
         .iter()
@@ -638,6 +743,17 @@ pub fn rollback(context: &Context) -> Result<Report, Error> {
             ("marked_bad", Json::string(here.running.to_string())),
         ]),
     ))
+}
+
+/// The report of a mark on the Pi boards.
+fn marked(text: String, running: &Version, state: &str) -> Report {
+    Report::new(
+        text,
+        Json::object([
+            ("version", Json::string(running.to_string())),
+            ("state", Json::string(state)),
+        ]),
+    )
 }
 
 #[cfg(test)]
