@@ -136,13 +136,15 @@ pub fn system_version() -> String {
     std::env::var("AMBER_VERSION").unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_owned())
 }
 
+/// A file added to a release's initramfs: (path in it, mode, contents).
+pub type ExtraFile = (String, u32, Vec<u8>);
+
 /// What makes one release of a system: its version, and for tests, files added to its
 /// initramfs and whether its kernel is to panic at once (an initramfs with no /init).
 #[derive(Debug, Clone)]
 pub struct Release {
     pub version: String,
-    /// (path in the initramfs, mode, contents)
-    pub extra: Vec<(String, u32, Vec<u8>)>,
+    pub extra: Vec<ExtraFile>,
     pub broken: bool,
 }
 
@@ -157,7 +159,7 @@ impl Release {
     }
 
     /// The initramfs files every release has besides the board's: its version.
-    fn files(&self) -> Vec<(String, u32, Vec<u8>)> {
+    fn files(&self) -> Vec<ExtraFile> {
         let mut files = vec![(
             "etc/amber/version".to_owned(),
             0o644,
@@ -502,14 +504,17 @@ pub fn print_summary(board: &Board, images: &Images) -> Result<(), String> {
                 size(file_size(uki)?)
             )
         }
-        System::RaspberryPi { files, .. } => println!(
-            "  boot files  {}",
-            files
-                .iter()
-                .map(|(name, _)| name.as_str())
-                .collect::<Vec<_>>()
-                .join(" ")
-        ),
+        System::RaspberryPi { files, release } => {
+            println!(
+                "  boot files  {}",
+                files
+                    .iter()
+                    .map(|(name, _)| name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            println!("  release     {} ({})", release.display(), size(file_size(release)?));
+        }
     }
     println!(
         "  disk        {} ({})",

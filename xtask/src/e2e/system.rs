@@ -58,7 +58,7 @@ pub fn test(board: &Board, report: &mut Report) -> Result<Measured, String> {
         0o644,
         b"# This release's dropbear dies at start (the health-check step).\ncommand /bin/sh -c 'exit 1'\nrestart on-failure\n".to_vec(),
     );
-    let releases: [(&'static str, Vec<(String, u32, Vec<u8>)>, bool); 7] = [
+    let releases: [(&'static str, Vec<image::ExtraFile>, bool); 7] = [
         ("1.0", Vec::new(), false),
         ("1.1", Vec::new(), false),
         ("1.2", Vec::new(), true),
