@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use amber_core::system::pi::{self, SlotState};
-use amber_core::system::{BootEntry, BootState};
+use amber_core::system::{BootEntry, BootState, TEMP_PREFIX};
 use amber_core::version::Version;
 
 /// How long after `amber: ready` the check runs: services that crash at start have
@@ -114,6 +114,28 @@ pub fn plan(
         Some(to) if to != version => (Plan::FellBack(to), None),
         _ => (Plan::Nothing, None),
     }
+}
+
+/// Remove what power cuts left of releases being written on a boot partition (the
+/// ESP's `EFI/Linux`, or a Pi slot's top directory), so a half-written release never
+/// takes the room the next upgrade needs. Returns how many files went.
+pub fn remove_temporary_files(partition: &Path) -> usize {
+    let mut removed = 0;
+    for dir in [partition.join(LINUX_DIR), partition.to_path_buf()] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let temporary = entry
+                .file_name()
+                .as_encoded_bytes()
+                .starts_with(TEMP_PREFIX.as_bytes());
+            if temporary && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 /// The ESP file of the system `version`: `amber-VERSION.efi` or with a counter.
@@ -430,6 +452,17 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[test]
+    fn what_a_power_cut_left_is_removed_and_nothing_else() {
+        let dir = esp(&["amber-1.0.efi", ".tmp-812-0-amber-1.4.efi", "amber-1.1+3.efi"]);
+        fs::write(dir.join(".tmp-9-0-amber-slots"), b"half").unwrap();
+        fs::write(dir.join("config.txt"), b"kept").unwrap();
+        assert_eq!(remove_temporary_files(&dir), 2);
+        assert_eq!(listing(&dir), ["amber-1.0.efi", "amber-1.1+3.efi"]);
+        assert!(dir.join("config.txt").exists());
+        assert_eq!(remove_temporary_files(&dir), 0);
     }
 
     #[test]

@@ -136,6 +136,7 @@ fn boot_partitions(data: &Path) -> Option<health::Check> {
     let script = Path::new("/etc/amber/health-check");
     let boot = Path::new("/boot");
     if disk::mount_boot(data, disk::ESP_LABEL, boot).is_some() {
+        report_removed(health::remove_temporary_files(boot));
         let (plan, check) = health::plan(boot, version, &pending, script);
         return report_plan(plan, check, version, &pending);
     }
@@ -144,6 +145,7 @@ fn boot_partitions(data: &Path) -> Option<health::Check> {
         for (slot, label) in [(2u8, "AMBER-A"), (3, "AMBER-B")] {
             let at = PathBuf::from(format!("/run/amber/boot-{slot}"));
             if disk::mount_boot(data, label, &at).is_some() {
+                report_removed(health::remove_temporary_files(&at));
                 slots.push((slot, at));
             }
         }
@@ -151,6 +153,12 @@ fn boot_partitions(data: &Path) -> Option<health::Check> {
         return report_plan(plan, check, version, &pending);
     }
     None
+}
+
+fn report_removed(files: usize) {
+    if files > 0 {
+        say!("system: removed {files} half-written file(s) of an interrupted upgrade");
+    }
 }
 
 /// Say what the health plan is: a new system to check after `ready`, one that took

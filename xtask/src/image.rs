@@ -513,7 +513,11 @@ pub fn print_summary(board: &Board, images: &Images) -> Result<(), String> {
                     .collect::<Vec<_>>()
                     .join(" ")
             );
-            println!("  release     {} ({})", release.display(), size(file_size(release)?));
+            println!(
+                "  release     {} ({})",
+                release.display(),
+                size(file_size(release)?)
+            );
         }
     }
     println!(
