@@ -334,9 +334,16 @@ fn expect_version(shell: &mut Shell, version: &str) -> Result<(), String> {
     }
 }
 
-/// The ESP's systems and any other files there, as `ls` shows them.
+/// The ESP's systems and any other files there, one per line. Each name is marked, so a
+/// service's console line that lands in the output is not taken for a file.
 fn esp_listing(shell: &mut Shell) -> Result<String, String> {
-    shell.ok("ls -a /boot/EFI/Linux")
+    let output = shell.ok("ls -1a /boot/EFI/Linux | sed 's/^/esp: /'")?;
+    Ok(output
+        .lines()
+        .filter_map(|line| line.strip_prefix("esp: "))
+        .filter(|name| *name != "." && *name != "..")
+        .map(|name| format!("{name}\n"))
+        .collect())
 }
 
 fn same_esp(shell: &mut Shell, before: &str, after: &str) -> Result<(), String> {
