@@ -527,6 +527,8 @@ impl Supervisor {
         let unit = &mut self.units[index];
         unit.mounted = false;
         unit.up = false;
+        // A status line belongs to the process that wrote it: the next one starts clean.
+        let _ = std::fs::remove_file(self.config.status_dir.join(&unit.name));
         let text = match &how {
             Ok(exit) => exit.to_string(),
             Err(message) => message.clone(),

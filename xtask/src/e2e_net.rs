@@ -45,6 +45,15 @@ const CLOCK_EXPIRES: u64 = LAN_TIME + 7 * 24 * 3600;
 const CLOCK_REPO: &str = "http://repo.amber.test:8080/clock/";
 /// A name no DNS server knows.
 const NOWHERE: &str = "http://nowhere.amber.test:8080/";
+/// A console line as the report shows it: from the unit's name on (the shell's prompt
+/// may share the line).
+fn clean(line: String) -> String {
+    match line.rfind("e2e# ") {
+        Some(at) => line[at + 5..].to_owned(),
+        None => line,
+    }
+}
+
 /// How long a console line of the network may take to come.
 const LINE_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -227,9 +236,11 @@ pub fn test_lan(shell: &mut Shell, net: &Net, report: &mut Report) -> Result<(),
     report.network.push(format!(
         "clock: the RTC said 2001-01-01; `{refused}`; eth1 on the test LAN: `{bound}`; SNTP from the host side: `{set}`; then `pkg update` accepted that index"
     ));
-    let renewed = shell
-        .guest
-        .wait_since("dhcp eth1: renewed", mark, LINE_TIMEOUT)?;
+    let renewed = clean(
+        shell
+            .guest
+            .wait_since("dhcp eth1: renewed", mark, LINE_TIMEOUT)?,
+    );
     if net.lan.renewals() == 0 {
         return Err(shell.failure("the guest says it renewed, but the test LAN saw no renewal"));
     }
@@ -254,7 +265,7 @@ pub fn second_boot(shell: &mut Shell, report: &mut Report) -> Result<(), String>
     let raised = console
         .lines()
         .find(|line| line.contains("amber: clock: ") && line.contains("last good time"))
-        .map(|line| line.trim().to_owned())
+        .map(|line| clean(line.trim().to_owned()))
         .ok_or_else(|| {
             shell.failure("no `amber: clock: ... last good time` line at boot with the RTC in 2001")
         })?;
@@ -273,9 +284,11 @@ pub fn second_boot(shell: &mut Shell, report: &mut Report) -> Result<(), String>
     let settings = shell.ok("net")?;
     shell.expect_output("net", &settings, "settings: /data/etc/amber/network")?;
     shell.expect_output("net", &settings, "interface eth1")?;
-    let discovering = shell
-        .guest
-        .wait_since("dhcp eth1: discovering", 0, LINE_TIMEOUT)?;
+    let discovering = clean(
+        shell
+            .guest
+            .wait_since("dhcp eth1: discovering", 0, LINE_TIMEOUT)?,
+    );
     let status = shell.ok("svc status network")?;
     shell.expect_output("svc status network", &status, "eth1 dhcp: discovering")?;
     report.network.push(format!(
@@ -285,9 +298,11 @@ pub fn second_boot(shell: &mut Shell, report: &mut Report) -> Result<(), String>
     let mark = shell.guest.mark();
     shell.ok("printf 'interface eth0\\n  adress 10.0.2.15/24\\n' > /data/etc/amber/network")?;
     shell.ok("net apply")?;
-    let warning = shell
-        .guest
-        .wait_since("using the board's defaults", mark, LINE_TIMEOUT)?;
+    let warning = clean(shell.guest.wait_since(
+        "using the board's defaults",
+        mark,
+        LINE_TIMEOUT,
+    )?);
     shell.ok(NETWORK_UP)?;
     let settings = shell.ok("net")?;
     shell.expect_output("net", &settings, "settings: /etc/amber/network")?;
@@ -340,9 +355,11 @@ pub fn router(board: &Board, repo_port: u16, report: &mut Report) -> Result<(), 
     }
     let mark = router.guest.mark();
     router.ok("net set eth1 role lan address 192.168.8.1/24")?;
-    let firewall = router
-        .guest
-        .wait_since("firewall: NAT and default deny", mark, LINE_TIMEOUT)?;
+    let firewall = clean(router.guest.wait_since(
+        "firewall: NAT and default deny",
+        mark,
+        LINE_TIMEOUT,
+    )?);
     router
         .guest
         .wait_since("amber: dnsmasq: started", mark, LINE_TIMEOUT)?;
@@ -398,7 +415,11 @@ pub fn router(board: &Board, repo_port: u16, report: &mut Report) -> Result<(), 
     report.network.push(format!(
         "client on the LAN: `{lease}`; it resolved {} through the router and ran `pkg add greet` through its NAT; the router's ssh answers from the LAN; the lease is on the router's /data: {}",
         crate::dns::REPO_NAME,
-        leases.lines().next().unwrap_or("").trim()
+        leases
+            .lines()
+            .find(|line| line.contains("52:54:00:12:34:56"))
+            .unwrap_or("")
+            .trim()
     ));
     client.shut_down("poweroff")?;
     router.shut_down("poweroff")?;
