@@ -410,6 +410,7 @@ impl Client {
     }
 
     /// Something is due (see [`Client::next_timer`]).
+    #[inline(never)]
     pub fn timer(&mut self, now: Duration) -> Vec<Action> {
         let mut actions = Vec::new();
         if self.next.is_none_or(|next| now < next) {
@@ -495,6 +496,7 @@ impl Client {
     }
 
     /// A datagram arrived on the client port.
+    #[inline(never)]
     pub fn receive(&mut self, now: Duration, bytes: &[u8]) -> Vec<Action> {
         let mut actions = Vec::new();
         let Some(reply) = parse(bytes) else {
