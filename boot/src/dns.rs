@@ -1,10 +1,9 @@
 //! The device's DNS forwarder, on 127.0.0.53 port 53 (UDP), which /etc/resolv.conf
 //! names: musl's resolver (and so pkg, busybox and every package) asks it, and it asks
-//! every upstream server at once, over UDP or, for a `tcp:` server, over TCP (RFC 7766),
-//! and answers with the first reply. On a network that carries only TCP (qemu's user
-//! network with `restrict=on` drops the guest's UDP), `dns tcp:ADDRESS` in the settings
-//! is all the device needs; musl itself falls back to TCP only after a truncated UDP
-//! answer, and has no `use-vc`.
+//! the upstream servers over UDP or, for a `tcp:` server, over TCP (RFC 7766). On a
+//! network that carries only TCP (qemu's user network with `restrict=on` drops the
+//! guest's UDP), `dns tcp:ADDRESS` in the settings is all the device needs; musl itself
+//! falls back to TCP only after a truncated UDP answer, and has no `use-vc`.
 //!
 //! Each query goes out with a fresh random id from a fresh socket (so a fresh source
 //! port); an answer counts only when its id and question are the query's. The servers
@@ -15,12 +14,13 @@
 //! again over TCP, which the forwarder does not serve: a device's names fit). No
 //! caching: the router's dnsmasq caches for the LAN.
 //!
-//! It runs on a thread of its own, one query at a time: queries are rare on a device, and
-//! blocking reads with timeouts are the least code.
+//! The network daemon answers queries in its own loop, one at a time, with blocking reads
+//! and timeouts: queries are rare on a device, and that is the least code (a dead server
+//! holds the loop up for 2 s, once: then the server that answered goes first).
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
-use std::sync::{Arc, Mutex};
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use crate::netconfig::Server;
@@ -32,40 +32,42 @@ const UDP_ANSWER: usize = 512;
 /// How long one server has to answer.
 const SERVER_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The upstream servers, shared with the network daemon, which changes them as leases
-/// come and go.
-pub type Upstreams = Arc<Mutex<Vec<Server>>>;
-
-/// Listen on 127.0.0.53:53 and answer from a thread of its own; a socket that cannot be
-/// made is said once (names then do not resolve, but the network still comes up).
-pub fn start(upstreams: Upstreams) {
-    match UdpSocket::bind(SocketAddr::from((ADDRESS, PORT))) {
-        Ok(socket) => {
-            std::thread::spawn(move || serve(&socket, &upstreams));
-        }
-        Err(error) => {
-            crate::status::print(&format!("dns: cannot listen on {ADDRESS} port 53: {error}"))
-        }
-    }
+/// The forwarder's socket, and which server goes first.
+pub struct Forwarder {
+    socket: UdpSocket,
+    first: usize,
 }
 
-fn serve(socket: &UdpSocket, upstreams: &Upstreams) {
-    let mut buffer = [0u8; 1500];
-    let mut last_good = 0;
-    loop {
-        let Ok((count, from)) = socket.recv_from(&mut buffer) else {
-            continue;
-        };
-        let servers: Vec<(SocketAddr, bool)> = upstreams
-            .lock()
-            .map(|s| {
-                s.iter()
-                    .map(|server| (SocketAddr::from((server.address, PORT)), server.tcp))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if let Some(answer) = resolve(&buffer[..count], &servers, &mut last_good) {
-            let _ = socket.send_to(&answer, from);
+impl Forwarder {
+    /// Listen on 127.0.0.53:53; a socket that cannot be made is said once (names then
+    /// do not resolve, but the network still comes up).
+    pub fn listen() -> Option<Forwarder> {
+        let socket = UdpSocket::bind(SocketAddr::from((ADDRESS, PORT)))
+            .and_then(|socket| socket.set_nonblocking(true).map(|()| socket));
+        match socket {
+            Ok(socket) => Some(Forwarder { socket, first: 0 }),
+            Err(error) => {
+                crate::status::print(&format!("dns: cannot listen on {ADDRESS} port 53: {error}"));
+                None
+            }
+        }
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.socket.as_raw_fd()
+    }
+
+    /// Answer every query waiting, asking `servers`.
+    pub fn answer(&mut self, servers: &[Server]) {
+        let servers: Vec<(SocketAddr, bool)> = servers
+            .iter()
+            .map(|server| (SocketAddr::from((server.address, PORT)), server.tcp))
+            .collect();
+        let mut buffer = [0u8; 1500];
+        while let Ok((count, from)) = self.socket.recv_from(&mut buffer) {
+            if let Some(answer) = resolve(&buffer[..count], &servers, &mut self.first) {
+                let _ = self.socket.send_to(&answer, from);
+            }
         }
     }
 }

@@ -67,7 +67,7 @@ struct Daemon {
     links: Vec<Link>,
     socket: OwnedFd,
     dns: Vec<Server>,
-    upstreams: crate::dns::Upstreams,
+    upstreams: Vec<Server>,
     lines: Vec<String>,
     status: String,
     resolv: String,
@@ -347,9 +347,7 @@ impl Daemon {
                 ntp += &format!("{address}\n");
             }
         }
-        if let Ok(mut shared) = self.upstreams.lock() {
-            *shared = upstreams;
-        }
+        self.upstreams = upstreams;
         let mut resolv = format!(
             "# Written by amber's network daemon: DNS goes through the device's forwarder\n\
              # (svc status network; the servers are in the network settings and leases).\n\
@@ -463,13 +461,13 @@ pub fn main() -> ExitCode {
             .collect(),
         socket,
         dns: config.dns.clone(),
-        upstreams: Default::default(),
+        upstreams: Vec::new(),
         lines: Vec::new(),
         status: String::new(),
         resolv: String::new(),
         ntp: "\0".to_owned(),
     };
-    crate::dns::start(daemon.upstreams.clone());
+    let mut forwarder = crate::dns::Forwarder::listen();
     daemon.check_links(sys::boot_time());
     daemon.publish();
     let mut events = events;
@@ -477,6 +475,7 @@ pub fn main() -> ExitCode {
         let mut fds = vec![
             sys::poll_entry(signals.fd(), sys::POLLIN),
             sys::poll_entry(events.as_raw_fd(), sys::POLLIN),
+            sys::poll_entry(forwarder.as_ref().map_or(-1, |f| f.fd()), sys::POLLIN),
         ];
         for link in &daemon.links {
             let fd = link.dhcp.as_ref().map_or(-1, |(_, s)| s.as_raw_fd());
@@ -504,8 +503,13 @@ pub fn main() -> ExitCode {
             while matches!(events.read(&mut buffer), Ok(count) if count > 0) {}
             daemon.check_links(now);
         }
+        if fds[2].revents != 0 {
+            if let Some(forwarder) = &mut forwarder {
+                forwarder.answer(&daemon.upstreams);
+            }
+        }
         for index in 0..daemon.links.len() {
-            if fds[2 + index].revents == 0 {
+            if fds[3 + index].revents == 0 {
                 continue;
             }
             let mut received = Vec::new();

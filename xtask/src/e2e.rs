@@ -28,6 +28,13 @@
 //!    guestfwd (the server must see at least two in flight together, and every hash
 //!    must match); `pkg verify`, `pkg list`, `/bin/hello`; `poweroff`.
 //!
+//! The network steps (`e2e_net.rs`) run in the first two boots: DHCP from qemu, DNS over
+//! TCP, an unknown name, SLAAC; on the qemu boards, which also join the test LAN with
+//! their RTC in 2001, the clock by SNTP, a lease renewed, a DHCP server that never
+//! answers, settings kept across the reboot and broken ones. Once, on qemu-x86_64, the
+//! router test: a router and a client on its LAN. `--network` runs only the network
+//! steps of each board's first two boots, `--router` only the router test.
+//!
 //! Every wait has a timeout, and a failure shows the console's last lines. When not run
 //! as root or when qemu is missing, the test fails under CI and is skipped with a notice
 //! elsewhere.
