@@ -85,7 +85,17 @@ impl Daemon {
             let link = &mut self.links[index];
             let name = link.config.name.clone();
             if !exists(&name) {
-                if !link.said_missing {
+                if link.set_up {
+                    // Unplugged (a USB adapter): set up afresh when it comes back.
+                    link.set_up = false;
+                    link.carrier = false;
+                    link.dhcp = None;
+                    link.address = None;
+                    link.lease = None;
+                    link.said_missing = true;
+                    self.lines
+                        .push(format!("{name}: gone; it is set up again when it comes back"));
+                } else if !link.said_missing {
                     link.said_missing = true;
                     self.lines.push(format!(
                         "{name}: no such interface yet; it is set up when it comes"

@@ -174,18 +174,19 @@ pub fn first_boot(shell: &mut Shell, report: &mut Report) -> Result<(), String> 
     report
         .network
         .push(format!("an unknown name: `{}`", lines[0].trim()));
-    let sysctls = shell
-        .ok("cat /proc/sys/net/ipv6/conf/eth0/autoconf /proc/sys/net/ipv6/conf/eth0/accept_ra")?;
+    // Short lines: busybox's line editing wraps at 80 columns on a serial console.
+    let autoconf = shell.ok("cat /proc/sys/net/ipv6/conf/eth0/autoconf")?;
+    let accept_ra = shell.ok("cat /proc/sys/net/ipv6/conf/eth0/accept_ra")?;
     let addresses = shell.ok("ip -6 addr show dev eth0 | grep inet6 || true")?;
     let slaac: Vec<&str> = addresses
         .lines()
-        .filter(|line| !line.contains("scope link"))
         .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.contains("scope link"))
         .collect();
     report.network.push(format!(
         "IPv6 on eth0: autoconf {}, accept_ra {}; {}",
-        sysctls.lines().next().unwrap_or("?"),
-        sysctls.lines().nth(1).unwrap_or("?"),
+        autoconf.trim(),
+        accept_ra.trim(),
         if slaac.is_empty() {
             "no address beyond the link's (no router advertisement came)".to_owned()
         } else {
