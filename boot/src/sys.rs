@@ -522,7 +522,7 @@ pub fn set_mtu(socket: &OwnedFd, interface: &str, mtu: u16) -> io::Result<()> {
 /// clock_settime(CLOCK_REALTIME): set the wall clock to a unix time in nanoseconds.
 pub fn set_clock(unix_nanos: i64) -> io::Result<()> {
     let time = libc::timespec {
-        tv_sec: unix_nanos.div_euclid(1_000_000_000) as libc::time_t,
+        tv_sec: unix_nanos.div_euclid(1_000_000_000) as _,
         tv_nsec: unix_nanos.rem_euclid(1_000_000_000) as _,
     };
     // SAFETY: `time` is a valid timespec that outlives the call.
