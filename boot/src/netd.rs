@@ -93,8 +93,9 @@ impl Daemon {
                     link.address = None;
                     link.lease = None;
                     link.said_missing = true;
-                    self.lines
-                        .push(format!("{name}: gone; it is set up again when it comes back"));
+                    self.lines.push(format!(
+                        "{name}: gone; it is set up again when it comes back"
+                    ));
                 } else if !link.said_missing {
                     link.said_missing = true;
                     self.lines.push(format!(

@@ -8,13 +8,14 @@
 //! its own: it answers ARP for [`SERVER`], gives [`CLIENT`] by DHCP (RFC 2131) with a
 //! lease of [`LEASE_SECONDS`] and itself as the NTP server (option 42), and answers SNTP
 //! (RFC 4330) with a clock that starts at the time it is given. [`TestLan::set_silent`]
-//! makes it a server that never answers. It keeps a count of what it did.
+//! makes it a server that never answers. It keeps a count of what it did, and how long
+//! each new lease took from the guest's first DISCOVER to the ACK.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub const SERVER: [u8; 4] = [10, 9, 0, 1];
 pub const CLIENT: [u8; 4] = [10, 9, 0, 15];
@@ -31,6 +32,10 @@ struct Counts {
     renewals: AtomicU32,
     releases: AtomicU32,
     sntp: AtomicU32,
+    /// When the first DISCOVER without an ACK since came.
+    discovered: Mutex<Option<Instant>>,
+    /// For each new lease (not a renewal): from that DISCOVER to the ACK.
+    to_address: Mutex<Vec<Duration>>,
 }
 
 pub struct TestLan {
@@ -101,6 +106,15 @@ impl TestLan {
 
     pub fn renewals(&self) -> u32 {
         self.counts.renewals.load(Ordering::SeqCst)
+    }
+
+    /// How long each new lease took, from the guest's first DISCOVER to the ACK.
+    pub fn times_to_address(&self) -> Vec<Duration> {
+        self.counts
+            .to_address
+            .lock()
+            .map(|times| times.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -237,12 +251,25 @@ impl Peer {
         let reply_kind = match kind {
             1 => {
                 self.counts.offers.fetch_add(1, Ordering::SeqCst);
+                if let Ok(mut discovered) = self.counts.discovered.lock() {
+                    discovered.get_or_insert_with(Instant::now);
+                }
                 2
             }
             3 if requested == Some(CLIENT) || ciaddr == CLIENT => {
                 self.counts.acks.fetch_add(1, Ordering::SeqCst);
                 if ciaddr == CLIENT {
                     self.counts.renewals.fetch_add(1, Ordering::SeqCst);
+                } else if let Some(at) = self
+                    .counts
+                    .discovered
+                    .lock()
+                    .ok()
+                    .and_then(|mut d| d.take())
+                {
+                    if let Ok(mut times) = self.counts.to_address.lock() {
+                        times.push(at.elapsed());
+                    }
                 }
                 5
             }
@@ -336,11 +363,20 @@ mod tests {
         assert!(dhcp.windows(6).any(|w| w == [51, 4, 0, 0, 0, 20]));
         assert!(dhcp.windows(6).any(|w| w == [42, 4, 10, 9, 0, 1]));
         assert_eq!(checksum(&offer[14..34]), 0, "a valid IPv4 header");
+        // The REQUEST for what it offered: a new lease, timed from the DISCOVER.
+        let mut request = discover(3, [0; 4]);
+        request.pop();
+        request.extend_from_slice(&[50, 4, 10, 9, 0, 15, 255]);
+        let ack = peer.dhcp([2, 0, 0, 0, 0, 1], &request).unwrap();
+        assert_eq!(ack[42 + 242], 5, "ACK");
+        assert_eq!(peer.counts.to_address.lock().unwrap().len(), 1);
+        assert!(peer.counts.discovered.lock().unwrap().is_none());
         // A renewal: unicast, counted.
         let ack = peer.dhcp([2, 0, 0, 0, 0, 1], &discover(3, CLIENT)).unwrap();
         assert_eq!(ack[..6], [2, 0, 0, 0, 0, 1]);
         assert_eq!(ack[42 + 242], 5, "ACK");
         assert_eq!(peer.counts.renewals.load(Ordering::SeqCst), 1);
+        assert_eq!(peer.counts.to_address.lock().unwrap().len(), 1, "not timed");
         // A REQUEST for an address it does not give: NAK.
         let nak = peer
             .dhcp([2, 0, 0, 0, 0, 1], &discover(3, [10, 9, 0, 99]))
