@@ -155,6 +155,10 @@ fn parse(bytes: &[u8]) -> Option<Reply> {
     }
     if lease.rebind == 0 || lease.rebind >= lease.seconds || lease.rebind < lease.renew {
         lease.rebind = (lease.seconds as u64 * 7 / 8) as u32;
+        // A T1 past 7/8 of the lease with no usable T2: both defaults, so T1 ≤ T2.
+        if lease.rebind < lease.renew {
+            lease.renew = lease.seconds / 2;
+        }
     }
     let mut mac = [0u8; 6];
     mac.copy_from_slice(&bytes[28..34]);
@@ -969,8 +973,80 @@ mod tests {
         let at = bytes.windows(3).position(|w| w == [1, 4, 255]).unwrap();
         bytes[at + 4] = 0;
         bytes[at + 5] = 255;
-        let reply = parse(&bytes).unwrap();
-        assert_eq!(reply.lease.prefix, 8);
-        assert_eq!((reply.lease.renew, reply.lease.rebind), (30, 52));
+        let parsed = parse(&bytes).unwrap();
+        assert_eq!(parsed.lease.prefix, 8);
+        assert_eq!((parsed.lease.renew, parsed.lease.rebind), (30, 52));
+        // T1 and T2 as the server gives them, or defaults that keep T1 ≤ T2 < lease.
+        for (t1, t2, expected) in [
+            (20, 40, (20, 40)),
+            (0, 40, (30, 40)),
+            (20, 0, (20, 52)),
+            (40, 20, (40, 52)),
+            (59, 20, (30, 52)),
+            (59, 0, (30, 52)),
+            (60, 70, (30, 52)),
+        ] {
+            let mut bytes = reply(ACK, 1, 60);
+            bytes.pop();
+            bytes.extend_from_slice(&[58, 4, 0, 0, 0, t1, 59, 4, 0, 0, 0, t2, 255]);
+            let lease = parse(&bytes).unwrap().lease;
+            assert_eq!((lease.renew, lease.rebind), expected, "T1 {t1}, T2 {t2}");
+        }
+    }
+
+    /// Replies a broken or hostile server might send, at every state: the client never
+    /// panics, always has a timer while it runs, and binds only leases whose T1 ≤ T2 ≤
+    /// the lease.
+    #[test]
+    fn hostile_replies() {
+        let mut random = amber_testkit::Random::new(17);
+        for round in 0..4000 {
+            let mut client = bound(60 + round % 7);
+            let mut now = secs(1);
+            for _ in 0..8 {
+                // Walk the client on through its states between replies.
+                if random.chance(40) {
+                    if let Some(next) = client.next_timer() {
+                        now = now.max(next);
+                        client.timer(now);
+                    }
+                }
+                let kind = [OFFER, ACK, NAK][random.index(3)];
+                let mut bytes = reply(kind, client.xid, random.below(200) as u32);
+                match random.below(4) {
+                    0 => {
+                        let at = FIXED + 4 + random.index(bytes.len() - FIXED - 4);
+                        bytes[at] = random.below(256) as u8;
+                    }
+                    1 => bytes.truncate(FIXED + random.index(bytes.len() - FIXED)),
+                    2 => {
+                        bytes.pop();
+                        let length = random.index(80);
+                        let noise = random.bytes(length);
+                        bytes.extend_from_slice(&noise);
+                    }
+                    _ => {
+                        let at = random.index(bytes.len());
+                        bytes[at] ^= 1 << random.below(8);
+                    }
+                }
+                let actions = client.receive(now, &bytes);
+                if let Some(lease) = client.lease() {
+                    assert!(
+                        lease.renew <= lease.rebind && lease.rebind <= lease.seconds,
+                        "round {round}: T1 {} T2 {} lease {}",
+                        lease.renew,
+                        lease.rebind,
+                        lease.seconds
+                    );
+                }
+                assert!(
+                    client.state() == State::Init || client.next_timer().is_some(),
+                    "round {round}: no timer in {:?} after {} actions",
+                    client.state(),
+                    actions.len()
+                );
+            }
+        }
     }
 }

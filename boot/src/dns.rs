@@ -310,4 +310,46 @@ mod tests {
         assert_eq!(answer[..2], message[..2]);
         assert_eq!(answer[3] & 0x0f, 2);
     }
+
+    /// Broken queries from a client and broken replies from a server: nothing panics,
+    /// a reply for another question is never taken, and what goes back to a client is
+    /// its own id, at most 512 bytes.
+    #[test]
+    fn hostile_messages() {
+        let mut random = amber_testkit::Random::new(53);
+        let message = query("repo.amber.test");
+        for round in 0..20_000 {
+            let mut bytes = match random.below(3) {
+                0 => message.clone(),
+                1 => answer_to(&message, random.below(16) as u8, random.index(700)),
+                _ => {
+                    let length = random.index(64);
+                    random.bytes(length)
+                }
+            };
+            for _ in 0..random.below(4) {
+                if bytes.is_empty() {
+                    break;
+                }
+                let at = random.index(bytes.len());
+                match random.below(3) {
+                    0 => bytes[at] = random.below(256) as u8,
+                    1 => bytes.truncate(at),
+                    _ => bytes[at] ^= 1 << random.below(8),
+                }
+            }
+            if !matches!(judge(&message, &bytes), Verdict::Ignore) {
+                assert!(
+                    bytes[12..message.len()].eq_ignore_ascii_case(&message[12..]),
+                    "round {round}: a reply for another question taken"
+                );
+            }
+            let _ = judge(&bytes, &message);
+            let _ = short_answer(&bytes, 2, random.chance(50));
+            if let Some(answer) = resolve(&bytes, &[], &mut 0) {
+                assert_eq!(answer[..2], bytes[..2], "round {round}");
+                assert!(answer.len() <= UDP_ANSWER, "round {round}");
+            }
+        }
+    }
 }
