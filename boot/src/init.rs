@@ -13,9 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cmdline::CommandLine;
 use crate::supervisor::{self, Backoff, Network, Shell, Store};
-use crate::{control, disk, health, modules, mounts, net, shutdown, sys};
+use crate::{control, disk, health, modules, mounts, shutdown, sntp, status, sys};
 
 /// The search path of init, its services and the console shell.
 pub const PATH: &str = "/amber/bin:/bin:/sbin:/usr/bin:/usr/sbin";
@@ -65,7 +64,6 @@ fn boot() -> ! {
     let started = std::time::Instant::now();
     let sys_bus = Path::new("/sys/bus");
     let mut loaded = loader.coldplug(sys_bus);
-    let command_line = CommandLine::read();
     // While init waits for the data partition, drivers bring new devices (the USB
     // host controller, then the stick on it, then its disk): look again each time.
     let data = disk::mount_data(Duration::from_secs(10), &mut || {
@@ -78,14 +76,15 @@ fn boot() -> ! {
     );
     let health = data.and_then(|data| boot_partitions(&data));
 
-    let file = std::fs::read_to_string("/etc/amber/network").ok();
-    let network = match net::configure(file.as_deref(), &command_line) {
-        Ok(Some(config)) => Network::Static(config),
-        Ok(None) => Network::Loopback,
-        Err(error) => {
-            say!("network: /etc/amber/network or amber.ip=: {error}; bringing up lo only");
-            Network::Loopback
-        }
+    // A clock behind the last good time on /data (no RTC, or a flat battery) starts
+    // from that time instead.
+    if let Some(line) = sntp::restore_at_boot() {
+        say!("{line}");
+    }
+    let network = Network::Daemon {
+        program: PathBuf::from("/init"),
+        arg0: "net".into(),
+        args: vec!["daemon".into()],
     };
     let config = supervisor::Config {
         service_dirs: vec![PathBuf::from("/ro/svc"), PathBuf::from("/etc/amber/svc")],
@@ -114,6 +113,7 @@ fn boot() -> ! {
         log_size: 8 * 1024,
         handed_over,
         health,
+        status_dir: PathBuf::from(status::DIR),
     };
     let outcome = match supervisor::run(config) {
         Ok(outcome) => outcome,
@@ -237,6 +237,7 @@ fn supervise_for_test(root: &Path, with_store: bool) -> ExitCode {
         log_size: 8 * 1024,
         handed_over: sys::boot_time(),
         health: None,
+        status_dir: root.join("run/amber/status"),
     };
     match supervisor::run(config) {
         Ok(outcome) => {

@@ -1,5 +1,5 @@
-//! The device binary: one static executable that is `init`, `pkg`, `svc`, `poweroff`,
-//! `reboot` and `modprobe`, chosen by the name it was started as (argv[0]).
+//! The device binary: one static executable that is `init`, `pkg`, `svc`, `net`,
+//! `poweroff`, `reboot` and `modprobe`, chosen by the name it was started as (argv[0]).
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -16,15 +16,21 @@ macro_rules! say {
 mod cmdline;
 mod console;
 mod control;
+mod dhcp;
 mod disk;
+mod dns;
 mod health;
 mod init;
 mod modules;
 mod mounts;
-mod net;
+mod netconfig;
+mod netctl;
+mod netd;
 mod output;
 mod service;
 mod shutdown;
+mod sntp;
+mod status;
 mod supervisor;
 mod sys;
 
@@ -62,11 +68,12 @@ fn main() -> ExitCode {
         "pkg" => amber_pkg::cli::main(args),
         "init" => init::main(args),
         "svc" => control::svc_main(args),
+        "net" => netctl::main(args),
         "poweroff" => control::power_main(true, args),
         "reboot" => control::power_main(false, args),
         "modprobe" => modules::modprobe_main(args),
         _ => {
-            eprintln!("amber: unknown command name {called:?}; link this binary as init, pkg, svc, poweroff, reboot or modprobe");
+            eprintln!("amber: unknown command name {called:?}; link this binary as init, pkg, svc, net, poweroff, reboot or modprobe");
             ExitCode::from(2)
         }
     }

@@ -6,7 +6,8 @@
 //! PID 1.
 //!
 //! Units: the built-ins `store` (the FUSE store; ready once its mount point is mounted),
-//! `network` (ready once configured) and `console` (the shell), then one unit per service
+//! `network` (the network daemon, `net daemon`; ready once its status file says `up`)
+//! and `console` (the shell), then one unit per service
 //! file. Every service implicitly needs `store`, since its program lives in /ro. A unit
 //! starts once everything it needs is ready; a service is ready while it runs, except a
 //! `restart never` one, which is ready once it exited with status 0 (a one-shot task).
@@ -23,15 +24,14 @@ use crate::control::{Answer, Request, Server};
 use crate::output::{self, LogRing, Pipe};
 use crate::service::{self, Definition, Restart};
 use crate::sys::{self, Exit, Reaped};
-use crate::{console, health, mounts, net};
+use crate::{console, health, mounts, status};
 
 /// How often the store's mount point is checked while the store starts.
 const STORE_POLL: Duration = Duration::from_millis(5);
-/// How often a missing network interface is looked for, and for how long.
-const NETWORK_RETRY: Duration = Duration::from_millis(20);
+/// How long the system waits for the network to come up before it is ready without it
+/// (a cable may be out, a USB adapter may enumerate late); services that need the
+/// network still wait for it.
 const NETWORK_WAIT: Duration = Duration::from_secs(5);
-/// How often a network interface that did not come within [`NETWORK_WAIT`] is looked for.
-const NETWORK_LATE_RETRY: Duration = Duration::from_millis(500);
 /// How often a missing console shell is looked for.
 const SHELL_CHECK: Duration = Duration::from_secs(5);
 /// A wait at least this long counts as going idle.
@@ -62,10 +62,13 @@ pub struct Store {
 pub enum Network {
     /// Nothing (tests): the unit is up at once.
     Unmanaged,
-    /// Bring up lo only.
-    Loopback,
-    /// lo, then the configured interface.
-    Static(net::Config),
+    /// Run the network daemon, which says in its status file when the network is up;
+    /// init reads that file whenever the daemon prints a line.
+    Daemon {
+        program: PathBuf,
+        arg0: String,
+        args: Vec<String>,
+    },
 }
 
 /// The console shell.
@@ -98,6 +101,8 @@ pub struct Config {
     /// The health check of a system being tried (`health.rs`), run [`health::DELAY`]
     /// after `amber: ready`.
     pub health: Option<health::Check>,
+    /// Where built-in units' processes write their status line (`status.rs`).
+    pub status_dir: PathBuf,
 }
 
 /// Why the supervisor returned.
@@ -142,15 +147,6 @@ enum State {
     /// Exited and not restarted (`restart never` or `on-failure` after success).
     Exited(Exit),
     Failed(String),
-    /// The network interface does not exist yet. Until `until` it is tried often and
-    /// the system is not ready; after that (`late`) the system goes on without it and it
-    /// is tried every [`NETWORK_LATE_RETRY`], since a driver may bring it later (a USB
-    /// network adapter enumerates when it likes).
-    Configuring {
-        until: Instant,
-        next_try: Instant,
-        late: bool,
-    },
     /// The console shell's program does not exist yet.
     Missing {
         next_check: Instant,
@@ -167,6 +163,8 @@ struct Unit {
     want: bool,
     /// For the store: its mount point is mounted.
     mounted: bool,
+    /// For the network: its daemon says it is up.
+    up: bool,
     removed: bool,
     needs: Vec<String>,
     /// The next restart delay.
@@ -187,6 +185,7 @@ impl Unit {
         match (&self.kind, &self.state) {
             (_, State::Up) => true,
             (Kind::Store(_), State::Running { .. }) => self.mounted,
+            (Kind::Network(_), State::Running { .. }) => self.up,
             (Kind::Service(definition), State::Running { .. }) => {
                 definition.restart != Restart::Never
             }
@@ -202,7 +201,7 @@ impl Unit {
     fn coming(&self) -> bool {
         match self.state {
             State::Idle => self.want,
-            State::Running { .. } | State::Configuring { .. } | State::Backoff { .. } => true,
+            State::Running { .. } | State::Backoff { .. } => true,
             State::Stopping { then, .. } => then == Then::Restart,
             _ => false,
         }
@@ -253,6 +252,7 @@ pub fn run(mut config: Config) -> io::Result<Outcome> {
         state: State::Idle,
         want: true,
         mounted: false,
+        up: false,
         removed: false,
         needs: needs.iter().map(|need| need.to_string()).collect(),
         delay: config.backoff.initial,
@@ -421,9 +421,6 @@ impl Supervisor {
                         then,
                     };
                 }
-                State::Configuring {
-                    until, next_try, ..
-                } if next_try <= now => self.configure_network(index, now, until),
                 State::Running { pid, since } if !unit.mounted => {
                     if let Kind::Store(Some(store)) = &unit.kind {
                         if mounts::is_mounted(&store.mount_point) {
@@ -502,7 +499,20 @@ impl Supervisor {
                 unit.state = State::Up;
                 return;
             }
-            Kind::Network(_) => return self.configure_network(index, now, now + NETWORK_WAIT),
+            Kind::Network(Network::Unmanaged) => {
+                unit.state = State::Up;
+                unit.report("up (not managed here)");
+                return;
+            }
+            Kind::Network(Network::Daemon {
+                program,
+                arg0,
+                args,
+            }) => {
+                let mut command = Command::new(program);
+                command.arg0(arg0).args(args);
+                spawn_piped(&mut command).map(|(pid, pipe)| (pid, Some(pipe)))
+            }
             Kind::Shell(shell) => {
                 if !shell.program.exists() {
                     if !self.hinted_shell {
@@ -558,75 +568,11 @@ impl Supervisor {
                     Kind::Service(definition) => definition.command[0].clone(),
                     Kind::Store(Some(store)) => store.program.display().to_string(),
                     Kind::Shell(shell) => shell.program.display().to_string(),
+                    Kind::Network(Network::Daemon { program, .. }) => program.display().to_string(),
                     _ => String::new(),
                 };
                 self.exited(index, now, Err(format!("cannot start {program}: {error}")));
             }
-        }
-    }
-
-    fn configure_network(&mut self, index: usize, now: Instant, until: Instant) {
-        let unit = &mut self.units[index];
-        let Kind::Network(network) = &unit.kind else {
-            return;
-        };
-        let mut messages = Vec::new();
-        let first = !matches!(unit.state, State::Configuring { .. });
-        if first && !matches!(network, Network::Unmanaged) {
-            if let Err(error) = net::loopback_up() {
-                messages.push(format!("lo: {error}"));
-            }
-        }
-        let result = match network {
-            Network::Unmanaged | Network::Loopback => Ok(()),
-            Network::Static(config) => net::apply(config),
-        };
-        let state = match result {
-            Ok(()) => {
-                messages.push(match network {
-                    Network::Unmanaged => "up (not managed here)".to_owned(),
-                    Network::Loopback => {
-                        "up: lo only (no /etc/amber/network, no amber.ip=)".to_owned()
-                    }
-                    Network::Static(config) => format!("up: {config}"),
-                });
-                State::Up
-            }
-            Err(error) if net::not_yet(&error) && now < until => State::Configuring {
-                until,
-                next_try: now + NETWORK_RETRY,
-                late: false,
-            },
-            Err(error) if net::not_yet(&error) => {
-                let Network::Static(config) = network else {
-                    unreachable!("only a configured interface can be missing")
-                };
-                if !matches!(unit.state, State::Configuring { late: true, .. }) {
-                    messages.push(format!(
-                        "{}: {} after {}; it is set up when it comes",
-                        config.interface,
-                        net::not_yet_reason(&error),
-                        human(NETWORK_WAIT)
-                    ));
-                }
-                State::Configuring {
-                    until,
-                    next_try: now + NETWORK_LATE_RETRY,
-                    late: true,
-                }
-            }
-            Err(error) => {
-                let message = match network {
-                    Network::Static(config) => format!("{}: {error}", config.interface),
-                    _ => format!("lo: {error}"),
-                };
-                messages.push(message.clone());
-                State::Failed(message)
-            }
-        };
-        unit.state = state;
-        for message in messages {
-            unit.report(&message);
         }
     }
 
@@ -636,6 +582,9 @@ impl Supervisor {
         let shutting_down = self.shutdown.is_some();
         let unit = &mut self.units[index];
         unit.mounted = false;
+        unit.up = false;
+        // A status line belongs to the process that wrote it: the next one starts clean.
+        let _ = std::fs::remove_file(self.config.status_dir.join(&unit.name));
         let text = match &how {
             Ok(exit) => exit.to_string(),
             Err(message) => message.clone(),
@@ -777,6 +726,7 @@ impl Supervisor {
                     kind: Kind::Service(definition),
                     state: State::Idle,
                     mounted: false,
+                    up: false,
                     removed: false,
                     needs,
                     delay: self.config.backoff.initial,
@@ -851,17 +801,19 @@ impl Supervisor {
         }
     }
 
-    /// Services first, then the store their programs live in.
+    /// Services first, then the store their programs live in and the network (which
+    /// gives its DHCP leases back).
     fn shutdown_progress(&mut self, now: Instant) -> Option<Outcome> {
         let (outcome, deadline) = self.shutdown?;
-        let services_down = self
-            .units
-            .iter()
-            .all(|unit| matches!(unit.kind, Kind::Store(_)) || unit.pid().is_none());
+        let services_down = self.units.iter().all(|unit| {
+            matches!(unit.kind, Kind::Store(_) | Kind::Network(_)) || unit.pid().is_none()
+        });
         if services_down {
-            if let Some(index) = self.find("store") {
-                if matches!(self.units[index].state, State::Running { .. }) {
-                    self.stop(index, now, Then::Stop);
+            for name in ["store", "network"] {
+                if let Some(index) = self.find(name) {
+                    if matches!(self.units[index].state, State::Running { .. }) {
+                        self.stop(index, now, Then::Stop);
+                    }
                 }
             }
         }
@@ -891,10 +843,12 @@ impl Supervisor {
             .find("store")
             .is_some_and(|index| self.units[index].ready());
         let network_settled = self.find("network").is_some_and(|index| {
-            matches!(
-                self.units[index].state,
-                State::Up | State::Failed(_) | State::Configuring { late: true, .. }
-            )
+            let unit = &self.units[index];
+            match unit.state {
+                State::Up | State::Failed(_) => true,
+                State::Running { since, .. } => unit.up || since.elapsed() >= NETWORK_WAIT,
+                _ => false,
+            }
         });
         let services_pending = self.units.iter().any(|unit| {
             matches!(unit.kind, Kind::Service(_))
@@ -928,9 +882,17 @@ impl Supervisor {
             State::Backoff { until } => Some(until),
             State::Missing { next_check } => Some(next_check),
             State::Stopping { kill_at, .. } => kill_at,
-            State::Configuring { next_try, .. } => Some(next_try),
             State::Running { .. } if matches!(unit.kind, Kind::Store(Some(_))) && !unit.mounted => {
                 Some(now + STORE_POLL)
+            }
+            // When the system stops waiting for the network to be ready.
+            State::Running { since, .. }
+                if matches!(unit.kind, Kind::Network(_))
+                    && !unit.up
+                    && now < since + NETWORK_WAIT
+                    && !self.announced_ready =>
+            {
+                Some(since + NETWORK_WAIT)
             }
             _ => None,
         });
@@ -970,6 +932,7 @@ impl Supervisor {
         // Output first, so a service's last words are logged before its exit is.
         let pipe_events = &fds[2..2 + self.pipes.len()];
         let units = &mut self.units;
+        let status_dir = &self.config.status_dir;
         let mut closed = Vec::new();
         for (index, pipe) in self.pipes.iter_mut().enumerate() {
             if pipe_events[index].revents == 0 {
@@ -979,6 +942,11 @@ impl Supervisor {
                 output::echo(name, line);
                 if let Some(unit) = units.iter_mut().find(|unit| unit.name == name) {
                     unit.log.push(line);
+                    // The network daemon prints a line whenever its state changes.
+                    if matches!(unit.kind, Kind::Network(_)) {
+                        unit.up = status::read(status_dir, name)
+                            .is_some_and(|text| text.starts_with("up"));
+                    }
                 }
             });
             if !open {
@@ -1138,7 +1106,7 @@ impl Supervisor {
                         return None;
                     }
                     State::Stopping { .. } => self.stop(index, now, Then::Restart),
-                    State::Running { .. } | State::Configuring { .. } => {}
+                    State::Running { .. } => {}
                     State::Up if !restart => {}
                     State::Failed(ref reason) if reason == "dependency cycle" => {}
                     _ => unit.state = State::Idle,
@@ -1169,6 +1137,10 @@ impl Supervisor {
             State::Idle => ("stopped", String::new()),
             State::Running { pid, since } => {
                 let mut detail = format!("pid {pid}, up {}", human(now.duration_since(*since)));
+                if let Some(text) = status::read(&self.config.status_dir, &unit.name) {
+                    detail += ": ";
+                    detail += &text;
+                }
                 if let Kind::Store(Some(store)) = &unit.kind {
                     if unit.mounted {
                         detail += &format!(", mounted at {}", store.mount_point.display());
@@ -1185,7 +1157,6 @@ impl Supervisor {
             ),
             State::Exited(exit) => ("exited", exit.to_string()),
             State::Failed(reason) => ("failed", reason.clone()),
-            State::Configuring { .. } => ("waiting", "for its network interface and link".into()),
             State::Missing { .. } => match &unit.kind {
                 Kind::Shell(shell) => (
                     "waiting",
@@ -1196,8 +1167,7 @@ impl Supervisor {
             State::Up => (
                 "up",
                 match &unit.kind {
-                    Kind::Network(Network::Static(config)) => config.to_string(),
-                    Kind::Network(Network::Loopback) => "lo only".into(),
+                    Kind::Network(_) => "not managed here".into(),
                     _ => "not supervised".into(),
                 },
             ),

@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
@@ -530,6 +530,114 @@ pub fn add_default_route(socket: &OwnedFd, gateway: Ipv4Addr) -> io::Result<()> 
         )
     })?;
     Ok(())
+}
+
+/// SIOCSIFMTU: the largest packet an interface sends.
+pub fn set_mtu(socket: &OwnedFd, interface: &str, mtu: u16) -> io::Result<()> {
+    let mut ifreq = interface_request(interface)?;
+    ifreq.data[..4].copy_from_slice(&i32::from(mtu).to_ne_bytes());
+    interface_ioctl(socket, libc::SIOCSIFMTU as _, &mut ifreq)
+}
+
+/// clock_settime(CLOCK_REALTIME): set the wall clock to a unix time in nanoseconds.
+pub fn set_clock(unix_nanos: i64) -> io::Result<()> {
+    let time = libc::timespec {
+        tv_sec: unix_nanos.div_euclid(1_000_000_000) as _,
+        tv_nsec: unix_nanos.rem_euclid(1_000_000_000) as _,
+    };
+    // SAFETY: `time` is a valid timespec that outlives the call.
+    check(unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &time) })?;
+    Ok(())
+}
+
+/// Random bytes from the kernel (getrandom(2)), as a number: DHCP transaction ids and
+/// DNS query ids. Early in boot the pool may not be initialised yet; then a value from
+/// the clocks, which is all an id needs not to repeat.
+pub fn random_u64() -> u64 {
+    let mut value = 0u64;
+    // SAFETY: the buffer is the 8 bytes of `value`; GRND_NONBLOCK never waits.
+    let got = unsafe { libc::getrandom((&mut value as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
+    if got != 8 {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        value = since.as_nanos() as u64 ^ (boot_time().as_nanos() as u64).rotate_left(32);
+    }
+    value
+}
+
+fn set_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &[u8]) -> io::Result<()> {
+    // SAFETY: the option value is a valid buffer of the length given.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            value.as_ptr().cast(),
+            value.len() as libc::socklen_t,
+        )
+    })?;
+    Ok(())
+}
+
+/// The DHCP client's socket on `interface`: UDP port 68 of that interface only
+/// (SO_BINDTODEVICE, so each interface has its own, and it works before the interface
+/// has an address), broadcasts allowed, non-blocking.
+pub fn dhcp_socket(interface: &str) -> io::Result<UdpSocket> {
+    // SAFETY: socket takes integer arguments.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    })?;
+    // SAFETY: socket returned a new descriptor that nothing else owns.
+    let socket = unsafe { UdpSocket::from_raw_fd(fd) };
+    let one = 1 as libc::c_int;
+    set_option(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, &one.to_ne_bytes())?;
+    set_option(fd, libc::SOL_SOCKET, libc::SO_BROADCAST, &one.to_ne_bytes())?;
+    set_option(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_BINDTODEVICE,
+        interface.as_bytes(),
+    )?;
+    let address = sockaddr_in(Ipv4Addr::UNSPECIFIED);
+    let mut address = address;
+    address[2..4].copy_from_slice(&crate::dhcp::CLIENT_PORT.to_be_bytes());
+    // SAFETY: `address` holds a struct sockaddr_in of 16 bytes.
+    check(unsafe { libc::bind(fd, address.as_ptr().cast(), 16) })?;
+    Ok(socket)
+}
+
+/// A netlink socket that hears of network interfaces coming, going and changing
+/// (NETLINK_ROUTE, group RTMGRP_LINK), non-blocking: the network daemon's wake-up when
+/// a link appears or its carrier changes.
+pub fn link_events() -> io::Result<File> {
+    // SAFETY: socket takes integer arguments and returns a new descriptor or -1.
+    let fd = check(unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_DGRAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            libc::NETLINK_ROUTE,
+        )
+    })?;
+    // SAFETY: the descriptor is new and owned by nothing else.
+    let socket = unsafe { File::from_raw_fd(fd) };
+    // SAFETY: sockaddr_nl is plain data; zeroed is a valid value to fill in.
+    let mut address: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    address.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    address.nl_groups = libc::RTMGRP_LINK as u32;
+    // SAFETY: `address` is a valid sockaddr_nl and the length is its size.
+    check(unsafe {
+        libc::bind(
+            fd,
+            (&address as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    })?;
+    Ok(socket)
 }
 
 /// The address range of this program's executable code (the `r-xp` mapping of

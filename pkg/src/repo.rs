@@ -111,18 +111,25 @@ impl Location {
 
 /// The time used to check index expiry.
 ///
-/// Devices without a battery-backed clock boot in 1970 until NTP sets the time. A clock
-/// earlier than this pkg's own build date cannot be right, so expiry is then checked
-/// against the build date instead: an index that expired before this pkg was built is
-/// still refused, and full checking resumes once the clock is set. `AMBER_NOW`
-/// (unix seconds) overrides the clock, for tests.
+/// Devices without a battery-backed clock boot in 1970 (or wherever their RTC stands)
+/// until SNTP sets the time. The device keeps the last good time on /data
+/// ([`CLOCK_FILE`]: written when SNTP sets the clock; init never lets the clock start
+/// below it), and a clock earlier than that cannot be right: expiry is then checked
+/// against the stored time instead. A device that has never stored one uses this pkg's
+/// build date the same way. So an index that expired before the last good time (or the
+/// build) is always refused, and full checking resumes once the clock is set.
+/// `AMBER_NOW` (unix seconds) overrides the clock and `AMBER_CLOCK_FILE` the file, for
+/// tests.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
     /// The wall clock, or `AMBER_NOW`.
     pub now: u64,
-    /// The build date of this pkg.
+    /// The last good time stored on the device, or else the build date of this pkg.
     pub floor: u64,
 }
+
+/// Where the device keeps the last good time: unix seconds, in decimal, one line.
+pub const CLOCK_FILE: &str = "/data/var/amber/clock";
 
 /// The build date: `SOURCE_DATE_EPOCH` at build time, or this release's date.
 const BUILD_FLOOR: u64 = match option_env!("SOURCE_DATE_EPOCH") {
@@ -152,9 +159,11 @@ impl Clock {
                     .map(|d| d.as_secs())
                     .unwrap_or(0)
             });
+        let file = std::env::var_os("AMBER_CLOCK_FILE").unwrap_or_else(|| CLOCK_FILE.into());
         Clock {
             now,
-            floor: BUILD_FLOOR,
+            floor: stored_time(&std::fs::read_to_string(file).unwrap_or_default())
+                .unwrap_or(BUILD_FLOOR),
         }
     }
 
@@ -167,6 +176,14 @@ impl Clock {
     pub fn effective(&self) -> u64 {
         self.now.max(self.floor)
     }
+}
+
+/// The time in a [`CLOCK_FILE`]; None when there is none or it is not one.
+pub fn stored_time(text: &str) -> Option<u64> {
+    let text = text.trim();
+    text.parse()
+        .ok()
+        .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// An index that passed every check, with the repository it came from.
@@ -204,7 +221,7 @@ pub fn check_index(
             if clock.is_sane() {
                 ""
             } else {
-                ", the clock is unset so this pkg's build date is used"
+                ", the clock is unset so the last good time or this pkg's build date is used"
             }
         )));
     }
@@ -407,5 +424,9 @@ mod tests {
         };
         assert!(set.is_sane());
         assert_eq!(set.effective(), 2000);
+        assert_eq!(stored_time("1790000000\n"), Some(1_790_000_000));
+        for bad in ["", "-5", "+5", "12x", "1 2"] {
+            assert_eq!(stored_time(bad), None, "{bad:?}");
+        }
     }
 }

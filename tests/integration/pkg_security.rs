@@ -266,6 +266,46 @@ fn expired_index_is_refused_and_an_unset_clock_uses_the_build_date() {
     refused(device, &["add", "a>1"], &["expired"]);
 }
 
+/// Item 5 on a device that stored a last good time (ARCHITECTURE.md, "Time without a
+/// clock"): with the clock unset, the stored time replaces the build date as the floor.
+#[test]
+fn an_unset_clock_uses_the_stored_last_good_time() {
+    let mut scene = Scene::new("item5-stored", &[("a", "1.0-r0", &[])], 1);
+    let clock = scene.temp.join("clock");
+    scene.device.env("AMBER_NOW", "0");
+    scene
+        .device
+        .env("AMBER_CLOCK_FILE", clock.to_str().expect("a UTF-8 path"));
+    let (device, repo) = (&scene.device, &scene.repo);
+    // A device that has been running for a while: its last good time is later than
+    // the build date, and an index that expired before it is refused...
+    let stored = now() + 10_000;
+    std::fs::write(&clock, format!("{stored}\n")).unwrap();
+    repo.index(2, stored - 1);
+    refused(
+        device,
+        &["update"],
+        &[&format!("index expired at {} (now {stored}, ", stored - 1)],
+    );
+    // ...and one that expires after it is accepted.
+    repo.index(3, stored + 1);
+    device.ok(&["update"]);
+    // A time SNTP set before the build date: what the device stored is believed over
+    // the build date, so an index between the two is accepted.
+    std::fs::write(&clock, "1000000000\n").unwrap();
+    repo.index(4, 1_500_000_000);
+    device.ok(&["update"]);
+    device.ok(&["add", "a"]);
+    // A file that does not hold a time is no floor: the build date is.
+    std::fs::write(&clock, "soon\n").unwrap();
+    repo.index(5, 1_500_000_001);
+    refused(
+        device,
+        &["update"],
+        &["index expired at 1500000001", "the clock is unset"],
+    );
+}
+
 /// Item 6.
 #[test]
 fn signature_of_the_previous_index_is_refused() {

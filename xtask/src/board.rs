@@ -123,11 +123,53 @@ pub struct Budget {
     pub base_initramfs_bytes: u64,
 }
 
+/// The network settings a device starts with (`/etc/amber/network`, in the format
+/// boot/README.md gives; `/data/etc/amber/network` on the device replaces them).
 #[derive(Debug, Clone)]
 pub struct Network {
-    pub interface: String,
-    pub address: String,
-    pub gateway: String,
+    pub dns: Vec<String>,
+    pub ntp: Vec<String>,
+    pub interfaces: Vec<Interface>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Interface {
+    pub name: String,
+    /// `wan` or `lan`.
+    pub role: String,
+    /// `A.B.C.D/P`, or None for DHCP.
+    pub address: Option<String>,
+    pub gateway: Option<String>,
+    pub mtu: Option<u16>,
+}
+
+impl Network {
+    /// The settings file the device reads.
+    pub fn settings(&self) -> String {
+        let mut text = String::from("# The board's network settings (boards/*.toml); /data/etc/amber/network replaces them.\n");
+        for (key, list) in [("dns", &self.dns), ("ntp", &self.ntp)] {
+            if !list.is_empty() {
+                text += &format!("{key} {}\n", list.join(" "));
+            }
+        }
+        for interface in &self.interfaces {
+            text += &format!(
+                "\ninterface {}\n  role {}\n",
+                interface.name, interface.role
+            );
+            match &interface.address {
+                Some(address) => text += &format!("  address {address}\n"),
+                None => text += "  dhcp\n",
+            }
+            if let Some(gateway) = &interface.gateway {
+                text += &format!("  gateway {gateway}\n");
+            }
+            if let Some(mtu) = interface.mtu {
+                text += &format!("  mtu {mtu}\n");
+            }
+        }
+        text
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -217,9 +259,24 @@ struct RawBudget {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct RawNetwork {
-    interface: String,
-    address: String,
-    gateway: String,
+    #[serde(default)]
+    dns: Vec<String>,
+    #[serde(default)]
+    ntp: Vec<String>,
+    #[serde(default)]
+    interface: Vec<RawInterface>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RawInterface {
+    name: String,
+    role: Option<String>,
+    #[serde(default)]
+    dhcp: bool,
+    address: Option<String>,
+    gateway: Option<String>,
+    mtu: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -364,37 +421,7 @@ fn check(name: &str, raw: RawBoard) -> Result<Board, String> {
     if raw.budget.binary_bytes == 0 || raw.budget.base_initramfs_bytes == 0 {
         return Err("budget values must be above 0".into());
     }
-    let network = match raw.network {
-        None => None,
-        Some(network) => {
-            let (ip, prefix) = network
-                .address
-                .split_once('/')
-                .ok_or_else(|| format!("network.address `{}` needs a /prefix", network.address))?;
-            if !is_ipv4(ip) || !prefix.parse::<u8>().is_ok_and(|p| p <= 32) {
-                return Err(format!(
-                    "network.address `{}` is not IPv4/prefix",
-                    network.address
-                ));
-            }
-            if !is_ipv4(&network.gateway) {
-                return Err(format!("network.gateway `{}` is not IPv4", network.gateway));
-            }
-            if network.interface.is_empty()
-                || !network.interface.bytes().all(|b| b.is_ascii_alphanumeric())
-            {
-                return Err(format!(
-                    "network.interface `{}` is not an interface name",
-                    network.interface
-                ));
-            }
-            Some(Network {
-                interface: network.interface,
-                address: network.address,
-                gateway: network.gateway,
-            })
-        }
-    };
+    let network = raw.network.map(check_network).transpose()?;
     for repo in &raw.repos {
         if !(repo.starts_with("http://") || repo.starts_with("https://")) || !repo.ends_with('/') {
             return Err(format!(
@@ -438,10 +465,11 @@ fn module_names(
     let mut names = Vec::new();
     for module in list {
         let normal = module.replace('-', "_");
+        // Letters of either case: netfilter's targets are named so (xt_MASQUERADE).
         if normal.is_empty()
             || !normal
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
             return Err(format!("{key}: `{module}` is not a module name"));
         }
@@ -580,6 +608,86 @@ fn is_amber_package_name(name: &str) -> bool {
             .any(|pair| pair[0] == b'-' && pair[1].is_ascii_digit())
 }
 
+/// The board's network settings, checked as far as the device's parser would refuse
+/// them (boot/src/netconfig.rs has the whole check).
+fn check_network(raw: RawNetwork) -> Result<Network, String> {
+    for server in &raw.dns {
+        if !is_ipv4(server.strip_prefix("tcp:").unwrap_or(server)) {
+            return Err(format!("network.dns: `{server}` is not IPv4 or tcp:IPv4"));
+        }
+    }
+    if let Some(bad) = raw
+        .ntp
+        .iter()
+        .find(|server| server.is_empty() || server.contains(['/', ':', ' ']))
+    {
+        return Err(format!(
+            "network.ntp: `{bad}` is not a host name or address"
+        ));
+    }
+    let mut interfaces: Vec<Interface> = Vec::new();
+    for raw in raw.interface {
+        let name = raw.name;
+        let bad = |what: String| format!("network.interface {name}: {what}");
+        if name.is_empty()
+            || name.len() > 15
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        {
+            return Err(format!(
+                "network.interface: `{name}` is not an interface name"
+            ));
+        }
+        if interfaces.iter().any(|i| i.name == name) {
+            return Err(bad("listed twice".into()));
+        }
+        let role = raw.role.unwrap_or_else(|| "wan".into());
+        if role != "wan" && role != "lan" {
+            return Err(bad(format!("role `{role}` is not wan or lan")));
+        }
+        match (&raw.address, raw.dhcp) {
+            (Some(_), true) | (None, false) => {
+                return Err(bad("needs exactly one of dhcp = true and address".into()))
+            }
+            (None, true) if role == "lan" => return Err(bad("a lan needs an address".into())),
+            _ => {}
+        }
+        if let Some(address) = &raw.address {
+            let (ip, prefix) = address
+                .split_once('/')
+                .ok_or_else(|| bad(format!("address `{address}` needs a /prefix")))?;
+            if !is_ipv4(ip) || !prefix.parse::<u8>().is_ok_and(|p| (1..=32).contains(&p)) {
+                return Err(bad(format!("address `{address}` is not IPv4/prefix")));
+            }
+        }
+        match &raw.gateway {
+            Some(_) if raw.address.is_none() => {
+                return Err(bad("a gateway needs an address".into()))
+            }
+            Some(gateway) if !is_ipv4(gateway) => {
+                return Err(bad(format!("gateway `{gateway}` is not IPv4")))
+            }
+            _ => {}
+        }
+        if raw.mtu.is_some_and(|mtu| mtu < 576) {
+            return Err(bad("mtu below 576".into()));
+        }
+        interfaces.push(Interface {
+            name,
+            role,
+            address: raw.address,
+            gateway: raw.gateway,
+            mtu: raw.mtu,
+        });
+    }
+    Ok(Network {
+        dns: raw.dns,
+        ntp: raw.ntp,
+        interfaces,
+    })
+}
+
 fn is_ipv4(text: &str) -> bool {
     text.parse::<std::net::Ipv4Addr>().is_ok()
 }
@@ -612,7 +720,10 @@ binary-bytes = 524288
 base-initramfs-bytes = 1048576
 
 [network]
-interface = "eth0"
+dns = ["tcp:10.0.2.53"]
+
+[[network.interface]]
+name = "eth0"
 address = "10.0.2.15/24"
 gateway = "10.0.2.2"
 
@@ -658,6 +769,11 @@ serial = 1
     #[test]
     fn good_board_parses() {
         let board = parse("test", GOOD).unwrap();
+        assert_eq!(
+            board.network.as_ref().unwrap().settings(),
+            "# The board's network settings (boards/*.toml); /data/etc/amber/network replaces them.\n\
+             dns tcp:10.0.2.53\n\ninterface eth0\n  role wan\n  address 10.0.2.15/24\n  gateway 10.0.2.2\n"
+        );
         assert_eq!(board.arch, Arch::X86_64);
         assert_eq!(board.modules, ["fuse", "squashfs"]);
         assert_eq!(board.hardware_modules, ["virtio_pci", "virtio_blk"]);
@@ -698,6 +814,22 @@ serial = 1
         check_error("console=ttyS0 ", "", "must contain `console=ttyS0`");
         check_error("\"virtio-blk\"", "\"virtio_pci\"", "listed twice");
         check_error("10.0.2.15/24", "10.0.2.15", "needs a /prefix");
+        check_error(
+            "address = \"10.0.2.15/24\"",
+            "dhcp = true",
+            "a gateway needs an address",
+        );
+        check_error(
+            "gateway = \"10.0.2.2\"",
+            "dhcp = true",
+            "exactly one of dhcp",
+        );
+        check_error(
+            "name = \"eth0\"",
+            "name = \"eth0\"\nrole = \"dmz\"",
+            "not wan or lan",
+        );
+        check_error("tcp:10.0.2.53", "udp:10.0.2.53", "not IPv4 or tcp:IPv4");
         check_error("10.0.2.100:8080/", "10.0.2.100:8080", "ending in /");
         check_error(
             "preinstall = []",

@@ -28,6 +28,13 @@
 //!    guestfwd (the server must see at least two in flight together, and every hash
 //!    must match); `pkg verify`, `pkg list`, `/bin/hello`; `poweroff`.
 //!
+//! The network steps (`e2e_net.rs`) run in the first two boots: DHCP from qemu, DNS over
+//! TCP, an unknown name, SLAAC; on the qemu boards, which also join the test LAN with
+//! their RTC in 2001, the clock by SNTP, a lease renewed, a DHCP server that never
+//! answers, settings kept across the reboot and broken ones. Once, on qemu-x86_64, the
+//! router test: a router and a client on its LAN. `--network` runs only the network
+//! steps of each board's first two boots, `--router` only the router test.
+//!
 //! Every wait has a timeout, and a failure shows the console's last lines. When not run
 //! as root or when qemu is missing, the test fails under CI and is skipped with a notice
 //! elsewhere.
@@ -50,17 +57,23 @@ const PROMPT: &str = "e2e# ";
 /// Sets [`PROMPT`]; written so that its echo does not contain the prompt.
 const SET_PROMPT: &str = "PS1='e2e''# '";
 /// Lines services print on the console, which are not a command's output.
-const SERVICE_LINES: &[&str] = &["dropbear: "];
+const SERVICE_LINES: &[&str] = &[
+    "dropbear: ",
+    "network: ",
+    "clock: ",
+    "firewall: ",
+    "dnsmasq: ",
+];
 /// How long dropbear may take from `pkg add` to answering on port 22.
 const SSH_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Waits (up to 120 s) until init has configured the network, then shows it.
-const NETWORK_UP: &str = "n=0; until svc status network | grep -qw up; do sleep 1; n=$((n+1)); [ $n -lt 120 ] || break; done; svc status network | grep -w up";
+/// Waits (up to 120 s) until the network daemon says the network is up, then shows it.
+pub(crate) const NETWORK_UP: &str = "n=0; until svc status network | grep -q ': up: '; do sleep 1; n=$((n+1)); [ $n -lt 120 ] || break; done; svc status network | grep ': up: '";
 
 /// From qemu's start to the shell's prompt; TCG on a busy CI machine is slow.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// One shell command, a pkg command over the guestfwd included.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// From `reboot` or `poweroff` to qemu's exit.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -90,11 +103,28 @@ pub struct Report {
     flashed: Option<String>,
     /// What the A/B system-update steps showed (`system.rs`).
     system: Vec<String>,
+    /// What the network steps showed (`e2e_net.rs`), one line each.
+    pub(crate) network: Vec<String>,
 }
 
-/// `cargo xtask e2e [--board B]...`: every board, or the ones named.
+/// Which steps run: all of them, or (for work on the network) only the network steps
+/// of each board's first two boots (`--network`) or only the router test (`--router`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Steps {
+    All,
+    Network,
+    Router,
+}
+
+/// `cargo xtask e2e [--board B]... [--network | --router]`: every board, or the ones
+/// named.
 pub fn main(args: &[String]) -> Result<(), String> {
-    let args = crate::args::Args::parse("e2e", args, &["--board"], &["--system-only"])?;
+    let args = crate::args::Args::parse(
+        "e2e",
+        args,
+        &["--board"],
+        &["--system-only", "--network", "--router"],
+    )?;
     if args.flag("--system-only") {
         // Only the A/B steps, for working on them: each board named must be UEFI.
         for name in args.values("--board") {
@@ -113,17 +143,23 @@ pub fn main(args: &[String]) -> Result<(), String> {
         .into_iter()
         .map(str::to_owned)
         .collect();
-    run_boards(&named).map(|_| ())
+    let steps = match (args.flag("--network"), args.flag("--router")) {
+        (true, true) => return Err("e2e: --network or --router, not both".into()),
+        (true, false) => Steps::Network,
+        (false, true) => Steps::Router,
+        (false, false) => Steps::All,
+    };
+    run_boards(&named, steps).map(|_| ())
 }
 
 /// Runs every board; returns how many ran (0 when the test could not run here and was
 /// skipped with a notice, which CI refuses).
 pub fn run() -> Result<usize, String> {
-    run_boards(&[])
+    run_boards(&[], Steps::All)
 }
 
 /// Runs the boards named, or every board when none is; returns how many booted.
-fn run_boards(named: &[String]) -> Result<usize, String> {
+fn run_boards(named: &[String], steps: Steps) -> Result<usize, String> {
     if !amber_testkit::check_step(
         "e2e",
         crate::deps::is_root(),
@@ -164,9 +200,10 @@ fn run_boards(named: &[String]) -> Result<usize, String> {
     }
     let server = crate::serve::start(crate::recipes::REPO_DIR.into(), 0)?
         .ok_or("cannot start the repository server")?;
+    let net = crate::e2e_net::Net::start(&boards)?;
     let mut reports = Vec::new();
     let mut checked = Vec::new();
-    for board in &boards {
+    for board in boards.iter().filter(|_| steps != Steps::Router) {
         if board.qemu.is_none() {
             // qemu cannot boot it (no emulated machine): the image is checked as its
             // firmware would read it.
@@ -178,10 +215,23 @@ fn run_boards(named: &[String]) -> Result<usize, String> {
             continue;
         }
         let board_started = Instant::now();
-        let mut report = test_board(board, &server).map_err(|e| format!("e2e: {e}"))?;
+        let mut report =
+            test_board(board, &server, &net, steps).map_err(|e| format!("e2e: {e}"))?;
         report
             .timings
             .push(("whole board".to_owned(), board_started.elapsed()));
+        reports.push(report);
+    }
+    // The router and a client on its LAN, once: two x86_64 guests.
+    let router_board = boards.iter().find(|board| board.name == "qemu-x86_64");
+    if let Some(board) = router_board.filter(|_| steps != Steps::Network) {
+        let started = Instant::now();
+        let mut report = Report::new("router (two qemu-x86_64 guests)");
+        crate::e2e_net::router(board, server.port, &mut report)
+            .map_err(|e| format!("e2e: router: {e}"))?;
+        report
+            .timings
+            .push(("whole test".to_owned(), started.elapsed()));
         reports.push(report);
     }
     println!(
@@ -238,6 +288,9 @@ fn print_report(report: &Report) {
             "  flashed to {stick} (read back, SHA-256 equal) and booted from it as a USB stick"
         );
     }
+    for line in &report.network {
+        println!("  {line}");
+    }
     for cut in &report.power_cuts {
         println!("  power cut: {cut}");
     }
@@ -259,7 +312,13 @@ fn ready_ms(line: &str) -> Option<u64> {
         .ok()
 }
 
-fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
+fn test_board(
+    board: &Board,
+    server: &Server,
+    net: &crate::e2e_net::Net,
+    steps: Steps,
+) -> Result<Report, String> {
+    let joins = crate::e2e_net::Net::joins(board);
     let name = board.name.as_str();
     step(&format!("e2e {name}: images"));
     // The test makes a disk of its own below; the board's own one is left as it is.
@@ -279,9 +338,11 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
         snapshot: false,
         console: Console::Piped,
         host_forward: Some((ssh_port, 22)),
-        extra: Vec::new(),
+        // The qemu boards also join the test LAN, with their RTC in 2001 (e2e_net.rs).
+        extra: if joins { net.qemu_args() } else { Vec::new() },
         memory_mib: None,
         reboot: false,
+        netdev: None,
     };
     let mut report = Report::new(name);
     let arch = board.arch.name();
@@ -290,6 +351,10 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
     let mut guest = Shell::boot(board, &boot, &options, &mut report)?;
     // A network adapter on a slow bus (the raspi3b's USB) may come after `ready`.
     guest.ok(NETWORK_UP)?;
+    crate::e2e_net::first_boot(&mut guest, &mut report)?;
+    if joins {
+        crate::e2e_net::test_lan(&mut guest, net, &mut report)?;
+    }
     let hello = guest.ok("/bin/hello")?;
     guest.expect_output("/bin/hello", &hello, "Hello from amber!")?;
     guest.timed("pkg update", &mut report)?;
@@ -360,11 +425,17 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
                 .ok()
         })
         .ok_or_else(|| guest.failure(&format!("no VmRSS in /proc/1/status:\n{status}")))?;
+    if joins {
+        crate::e2e_net::second_boot(&mut guest, &mut report)?;
+    }
     let timer = Instant::now();
     guest.shut_down("poweroff")?;
     report
         .timings
         .push(("poweroff".to_owned(), timer.elapsed()));
+    if steps == Steps::Network {
+        return Ok(report);
+    }
     if matches!(board.firmware, crate::board::Firmware::RaspberryPi(_)) {
         // qemu's raspi3b is slow and not the real firmware: the package steps are what
         // it shows; power cuts and parallel downloads are the UEFI boards'.
@@ -580,7 +651,7 @@ fn id(name: &str) -> String {
 /// A booted guest at its shell prompt.
 /// A guest driven through its console shell.
 pub struct Shell {
-    guest: Guest,
+    pub(crate) guest: Guest,
     board: String,
 }
 
@@ -596,6 +667,7 @@ impl Report {
             firmware_times: Vec::new(),
             flashed: None,
             system: Vec::new(),
+            network: Vec::new(),
         }
     }
 }
@@ -654,7 +726,11 @@ impl Shell {
     /// Run one command line; returns its status (printed after it as `exit N`) and
     /// what it printed, without the echo of the line and without init's, the
     /// services' and the kernel's console lines.
-    fn command(&mut self, line: &str, timeout: Duration) -> Result<(i32, String), String> {
+    pub(crate) fn command(
+        &mut self,
+        line: &str,
+        timeout: Duration,
+    ) -> Result<(i32, String), String> {
         eprintln!("    {PROMPT}{line}");
         let line = format!("{line}; echo \"exit $?\"");
         let line = line.as_str();
@@ -710,7 +786,12 @@ impl Shell {
         Ok(output)
     }
 
-    fn expect_output(&mut self, what: &str, output: &str, wanted: &str) -> Result<(), String> {
+    pub(crate) fn expect_output(
+        &mut self,
+        what: &str,
+        output: &str,
+        wanted: &str,
+    ) -> Result<(), String> {
         if output.contains(wanted) {
             Ok(())
         } else {
@@ -753,7 +834,7 @@ impl Shell {
     }
 
     /// `reboot` or `poweroff`: qemu (run with -no-reboot) must exit by itself, cleanly.
-    fn shut_down(mut self, command: &str) -> Result<(), String> {
+    pub(crate) fn shut_down(mut self, command: &str) -> Result<(), String> {
         eprintln!("    {PROMPT}{command}");
         self.guest.send(&format!("{command}\n"))?;
         self.guest
@@ -763,7 +844,7 @@ impl Shell {
     }
 
     /// A failure message with the board's name and the console's last lines.
-    fn failure(&mut self, what: &str) -> String {
+    pub(crate) fn failure(&mut self, what: &str) -> String {
         format!(
             "{}: {what}\nlast console lines:\n{}",
             self.board,
@@ -773,7 +854,7 @@ impl Shell {
 }
 
 /// A free TCP port on 127.0.0.1 (for qemu's hostfwd).
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
     listener
         .local_addr()
@@ -784,7 +865,7 @@ fn free_port() -> Result<u16, String> {
 /// The first line an SSH server sends (`SSH-2.0-...`), read through the hostfwd on
 /// `port`; retried until [`SSH_TIMEOUT`] (qemu accepts the connection even while
 /// nothing listens in the guest, and then closes it).
-fn ssh_banner(port: u16) -> Result<String, String> {
+pub(crate) fn ssh_banner(port: u16) -> Result<String, String> {
     use std::io::Read;
     let started = Instant::now();
     let mut last = String::from("no answer");

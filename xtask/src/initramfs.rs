@@ -4,18 +4,19 @@
 //!
 //! ```text
 //! /init                          the device binary
-//! /amber/bin/{pkg,svc,poweroff,reboot,modprobe} -> /init
+//! /amber/bin/{pkg,svc,net,poweroff,reboot,modprobe} -> /init
 //! /bin, /sbin, /lib -> ro/...;  /usr/{bin,sbin,lib,share} -> /ro/...
 //! /etc/amber/board               the board name
 //! /etc/amber/version             the system's release (its UKI's VERSION_ID)
 //! /etc/amber/modules             modules loaded at every boot, in order, one file per line
 //! /etc/amber/modules.alias       `alias PATTERN NAME` of every module carried (modalias)
 //! /etc/amber/modules.dep         `NAME: DEPENDENCY...` of every module, in load order
-//! /etc/amber/network             address, gateway, interface (boards with a network)
+//! /etc/amber/network             the board's network settings (boot/README.md)
 //! /etc/amber/keys/*.pub          trusted minisign public keys
 //! /etc/amber/repos               repository URLs, one per line
+//! /etc/amber/svc/clock           the SNTP client's service
 //! /etc/amber/svc/hotplug         the hotplug service (boards with hardware modules)
-//! /etc/passwd, /etc/group        root, whose home /root -> /data/root (made by init)
+//! /etc/passwd, /etc/group        root, whose home /root -> /data/root (made by init); nobody
 //! /amber/modules/*.ko            the kernel modules
 //! /dev/console (char 5:1); empty /proc /sys /dev /run /tmp /data /ro
 //! ```
@@ -31,13 +32,20 @@ use crate::util::{create_dir, path_str, write};
 use std::path::Path;
 
 /// The names init answers to besides `init`, linked to /init.
-pub const APPLETS: &[&str] = &["pkg", "svc", "poweroff", "reboot", "modprobe"];
+pub const APPLETS: &[&str] = &["pkg", "svc", "net", "poweroff", "reboot", "modprobe"];
 
 /// The `hotplug` service: the device binary's module loader, listening to uevents.
 const HOTPLUG_SERVICE: &str = "\
 # Loads the driver of every device that appears after boot (cargo xtask image).
 command /amber/bin/modprobe --hotplug
 restart always
+";
+
+/// The `clock` service: the device binary's SNTP client (boot/src/sntp.rs).
+const CLOCK_SERVICE: &str = "\
+# Sets the clock by SNTP from the network settings' servers and DHCP's (cargo xtask image).
+command /amber/bin/net clock
+needs network
 ";
 
 /// Which part of the base an entry belongs to, for the size report.
@@ -105,15 +113,7 @@ pub fn archive(
         modules.dependencies.clone().into_bytes(),
     );
     if let Some(network) = &board.network {
-        archive.file(
-            "etc/amber/network",
-            0o644,
-            format!(
-                "address {}\ngateway {}\ninterface {}\n",
-                network.address, network.gateway, network.interface
-            )
-            .into_bytes(),
-        );
+        archive.file("etc/amber/network", 0o644, network.settings().into_bytes());
     }
     for (name, bytes) in keys {
         archive.file(&format!("etc/amber/keys/{name}"), 0o644, bytes.clone());
@@ -121,6 +121,11 @@ pub fn archive(
     let repos: String = board.repos.iter().map(|repo| format!("{repo}\n")).collect();
     archive.file("etc/amber/repos", 0o644, repos.into_bytes());
     archive.directory("etc/amber/svc", 0o755);
+    archive.file(
+        "etc/amber/svc/clock",
+        0o644,
+        CLOCK_SERVICE.as_bytes().to_vec(),
+    );
     if !modules.hardware.is_empty() {
         // Drivers for devices that appear after boot (hotplug, slow buses).
         archive.file(
@@ -132,12 +137,17 @@ pub fn archive(
     // The one user, for programs that look users up (dropbear, busybox's id and ls);
     // its home is on the data partition, so ~/.ssh/authorized_keys persists. No
     // password: logins over ssh take a key.
+    // nobody: what daemons that drop their privileges become (the router's dnsmasq).
     archive.file(
         "etc/passwd",
         0o644,
-        b"root:x:0:0:root:/root:/bin/sh\n".to_vec(),
+        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec(),
     );
-    archive.file("etc/group", 0o644, b"root:x:0:\n".to_vec());
+    archive.file(
+        "etc/group",
+        0o644,
+        b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
+    );
     archive.symlink("root", "/data/root");
     archive.directory("amber/modules", 0o755);
     for module in modules.all() {

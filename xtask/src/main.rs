@@ -12,7 +12,9 @@ mod cpio;
 mod debian;
 mod debsrc;
 mod deps;
+mod dns;
 mod e2e;
+mod e2e_net;
 mod flash;
 mod flash_test;
 mod gpt;
@@ -33,6 +35,7 @@ mod run;
 mod serve;
 mod size;
 mod test;
+mod testlan;
 mod uki;
 mod util;
 

@@ -99,6 +99,7 @@ fn attempt(board: &Board, boot: &Boot, port: u16, memory_mib: u32) -> bool {
         extra: Vec::new(),
         memory_mib: Some(memory_mib),
         reboot: false,
+        netdev: None,
     };
     let mut report = Report::new(&board.name);
     let result = Shell::boot(board, boot, &options, &mut report)

@@ -8,9 +8,12 @@
 //! Raspberry Pi firmware, so a Pi board boots the kernel, DTB and initramfs read out
 //! of the image's own boot partition (with mtools), with the image as the SD card.
 //!
-//! The guest's only network is qemu's user network with `restrict=on` and one
-//! `guestfwd` from 10.0.2.100:8080 to 127.0.0.1:PORT on the host (DESIGN §7), carried
-//! by `xtask proxy` once per guest connection (see [`crate::proxy`]).
+//! The guest's only network to the host is qemu's user network with `restrict=on` and
+//! two `guestfwd`s (DESIGN §7), each carried by `xtask proxy` once per guest connection
+//! (see [`crate::proxy`]): 10.0.2.100:8080 to the repository server on 127.0.0.1:PORT,
+//! and 10.0.2.53:53 to xtask's DNS server over TCP ([`crate::dns`]), which gives the
+//! boards' `repo.amber.test` that address. The router test's second network is a
+//! `-netdev socket` link between two guests on 127.0.0.1 ([`Options::netdev`]).
 
 use crate::board::{Arch, Board, Firmware, QemuDisk};
 use crate::cmd::Cmd;
@@ -144,6 +147,9 @@ pub struct Options {
     /// Let a reboot restart the machine (the firmware's boot counting needs several
     /// boots in one run); by default a reboot or panic ends qemu.
     pub reboot: bool,
+    /// The guest's first network card's `-netdev` (its id must be `n0`) instead of
+    /// qemu's user network: a guest on a LAN only, behind another guest.
+    pub netdev: Option<String>,
 }
 
 /// The qemu command line for a board.
@@ -225,18 +231,26 @@ pub fn command(board: &Board, boot: &Boot, options: &Options) -> Result<Cmd, Str
             command.args(["-drive", &format!("if=sd,format=raw,file={disk}{snapshot}")])
         }
     };
-    Ok(command
-        .args([
-            "-netdev".to_owned(),
+    let netdev = match &options.netdev {
+        Some(netdev) => netdev.clone(),
+        None => {
+            let proxy = proxy_program()?;
             format!(
-                "user,id=n0,restrict=on,guestfwd=tcp:{REPO_GUEST_ADDRESS}-cmd:{} proxy 127.0.0.1:{}{}",
-                proxy_program()?,
+                "user,id=n0,restrict=on,guestfwd=tcp:{REPO_GUEST_ADDRESS}-cmd:{proxy} proxy 127.0.0.1:{},guestfwd=tcp:{}-cmd:{proxy} proxy 127.0.0.1:{}{}",
                 options.repo_port,
+                crate::dns::GUEST_ADDRESS,
+                crate::dns::port()?,
                 match options.host_forward {
                     Some((host, guest)) => format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"),
                     None => String::new(),
                 }
-            ),
+            )
+        }
+    };
+    Ok(command
+        .args([
+            "-netdev".to_owned(),
+            netdev,
             "-device".to_owned(),
             format!("{},netdev=n0", qemu.nic),
         ])
@@ -385,6 +399,55 @@ impl Guest {
                     ));
                 }
             }
+        }
+    }
+
+    /// How much the console has printed so far: a mark for [`Guest::wait_since`].
+    pub fn mark(&mut self) -> usize {
+        self.drain();
+        self.transcript.len()
+    }
+
+    /// Wait until `text` appears anywhere after the mark `from` (a service's line may
+    /// come while a command runs, before its prompt); returns the whole line it is in.
+    /// Unlike [`Guest::until`] this leaves the cursor where it is.
+    pub fn wait_since(
+        &mut self,
+        text: &str,
+        from: usize,
+        timeout: Duration,
+    ) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.drain();
+            let after = &self.transcript[from.min(self.transcript.len())..];
+            if let Some(at) = find(after, text.as_bytes()) {
+                let start = after[..at]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1);
+                let end = after[at..]
+                    .iter()
+                    .position(|&b| b == b'\n' || b == b'\r')
+                    .map_or(after.len(), |i| at + i);
+                return Ok(String::from_utf8_lossy(&after[start..end])
+                    .trim()
+                    .to_owned());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "qemu ended ({status}) before `{text}` appeared; last lines:\n{}",
+                    self.tail(30)
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no `{text}` on the console within {}s; last lines:\n{}",
+                    timeout.as_secs(),
+                    self.tail(30)
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
     }
 

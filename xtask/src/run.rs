@@ -83,6 +83,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 extra: args.rest.clone(),
                 memory_mib: None,
                 reboot: false,
+                netdev: None,
             };
             let images = image::build(&board, Disk::KeepExisting)?;
             let options = with_repo_server(&board, options)?;
@@ -105,6 +106,7 @@ pub fn test_options() -> Options {
         extra: Vec::new(),
         memory_mib: None,
         reboot: false,
+        netdev: None,
     }
 }
 

@@ -114,6 +114,7 @@ pub fn test(board: &Board, report: &mut Report) -> Result<Measured, String> {
         memory_mib: None,
         // The loader's boot counting needs the reboots a panicking kernel makes.
         reboot: true,
+        netdev: None,
     };
     let boot = Boot { disk: disk.clone() };
     let mut lines = Vec::new();
