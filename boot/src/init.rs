@@ -15,7 +15,16 @@ use std::time::Duration;
 
 use crate::cmdline::CommandLine;
 use crate::supervisor::{self, Backoff, Network, Shell, Store};
-use crate::{control, disk, modules, mounts, net, shutdown, sys};
+use crate::{cgroup, control, disk, log, modules, mounts, net, privilege, shutdown, sys};
+use crate::{users, watchdog};
+
+/// Bytes of log kept in RAM: the kernel's boot and a good while of services.
+const LOG_RAM: usize = 64 << 10;
+/// The persisted log's cap on /data unless /data/etc/amber/log says otherwise.
+const LOG_DISK: u64 = 1 << 20;
+
+/// A file whose presence turns the test hooks on (the e2e test's simulated hang).
+const TEST_HOOKS: &str = "/data/etc/amber/test-hooks";
 
 /// The search path of init, its services and the console shell.
 pub const PATH: &str = "/amber/bin:/bin:/sbin:/usr/bin:/usr/sbin";
@@ -36,8 +45,49 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
+/// Write the log to DATA/log from now on, with DATA/etc/amber/log's settings; whether
+/// the boot before stopped cleanly (None when the log cannot be written).
+fn persist_log(data: &Path) -> Option<bool> {
+    let settings = data.join("etc/amber/log");
+    let (remote, size) = match std::fs::read_to_string(&settings) {
+        Ok(text) => log::parse_config(&text).unwrap_or_else(|error| {
+            say!("log: {}: {error}; using the defaults", settings.display());
+            (None, None)
+        }),
+        Err(_) => (None, None),
+    };
+    if let Some(address) = remote {
+        match log::Remote::new(address) {
+            Ok(remote) => {
+                log::with(|log| log.set_remote(remote));
+                say!("log: sending every line to {address} (syslog, RFC 5424)");
+            }
+            Err(error) => say!("log: remote {address}: {error}"),
+        }
+    }
+    let dir = data.join("log");
+    match log::Files::open(&dir, size.unwrap_or(LOG_DISK)) {
+        Ok(files) => log::with(|log| log.attach(files)),
+        Err(error) => {
+            say!("log: {}: {error}; the log is kept in RAM only", dir.display());
+            None
+        }
+    }
+}
+
 fn boot() -> ! {
     let handed_over = sys::boot_time();
+    log::install(log::Log::new(
+        LOG_RAM,
+        log::Policy {
+            interval: Duration::from_secs(30),
+            threshold: 16 << 10,
+        },
+    ));
+    // The OOM killer's last choice (the store's is -900, everything else 0).
+    if let Err(error) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
+        say!("/proc/self/oom_score_adj: {error}");
+    }
     let board = std::fs::read_to_string("/etc/amber/board").unwrap_or_default();
     say!(
         "init on {} (kernel handed over at {} ms)",
@@ -77,6 +127,28 @@ fn boot() -> ! {
         crate::millis(started.elapsed())
     );
 
+    let clean = persist_log(Path::new("/data"));
+    let (dog, card_reset) = watchdog::Watchdog::open(Path::new("/dev/watchdog"));
+    if let Some(dog) = dog {
+        watchdog::install(dog);
+    }
+    say!("boot: {}", watchdog::boot_reason(card_reset, clean));
+    let cgroups = match cgroup::setup() {
+        Ok(parent) => Some(parent),
+        Err(error) => {
+            say!("cgroup: {}: {error}; memory-max and tasks-max are not enforced", cgroup::SERVICES);
+            None
+        }
+    };
+    let test_hooks = command_line.get("amber.test") == Some("1")
+        || Path::new(TEST_HOOKS).exists();
+    if test_hooks {
+        say!(
+            "test hooks on (amber.test=1 or {TEST_HOOKS}): signal {} stops the supervisor loop",
+            supervisor::HANG_SIGNAL
+        );
+    }
+
     let file = std::fs::read_to_string("/etc/amber/network").ok();
     let network = match net::configure(file.as_deref(), &command_line) {
         Ok(Some(config)) => Network::Static(config),
@@ -110,8 +182,19 @@ fn boot() -> ! {
         },
         stop_timeout: Duration::from_secs(5),
         rescan_every: Some(Duration::from_secs(10)),
-        log_size: 8 * 1024,
         handed_over,
+        kernel_log: Some(PathBuf::from("/dev/kmsg")),
+        users: Some(users::Places {
+            packages: PathBuf::from("/ro"),
+            ids: PathBuf::from("/data/amber/ids"),
+            output: PathBuf::from("/run/etc"),
+        }),
+        places: privilege::Places {
+            data: PathBuf::from("/data"),
+            tmp: PathBuf::from("/tmp"),
+            cgroups,
+        },
+        test_hooks,
     };
     let outcome = match supervisor::run(config) {
         Ok(outcome) => outcome,
@@ -136,6 +219,16 @@ fn supervise_for_test(root: &Path, with_store: bool) -> ExitCode {
         // As under qemu-user; only orphans are then not ours to reap.
         eprintln!("init: cannot become a subreaper: {error}");
     }
+    // The log as on the device, written every second here.
+    log::install(log::Log::new(
+        LOG_RAM,
+        log::Policy {
+            interval: Duration::from_secs(1),
+            threshold: 16 << 10,
+        },
+    ));
+    let clean = persist_log(&root.join("data"));
+    say!("boot: {}", watchdog::boot_reason(false, clean));
     if with_store {
         // As on the device: the store directory exists, seeded from DIR/etc/amber.
         disk::seed(&root.join("etc/amber"), &root.join("data/pkg"));
@@ -175,12 +268,27 @@ fn supervise_for_test(root: &Path, with_store: bool) -> ExitCode {
         },
         stop_timeout: Duration::from_secs(1),
         rescan_every: None,
-        log_size: 8 * 1024,
         handed_over: sys::boot_time(),
+        kernel_log: None,
+        users: Some(users::Places {
+            packages: root.join("ro"),
+            ids: root.join("data/amber/ids"),
+            output: root.join("run/etc"),
+        }),
+        places: privilege::Places {
+            data: root.join("data"),
+            tmp: root.join("tmp"),
+            cgroups: None,
+        },
+        test_hooks: false,
     };
     match supervisor::run(config) {
         Ok(outcome) => {
             say!("supervisor stopped ({outcome:?})");
+            log::with(|log| {
+                log.flush(std::time::Instant::now(), true);
+                log.stopped();
+            });
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -489,12 +489,12 @@ fn service_files_are_overridden_checked_and_rescanned() {
                 "web",
                 "command /bin/sh -c 'echo from-admin; exec sleep 30'\n",
             ),
-            ("etc/amber/svc", "bad", "command /bin/true\nuser root\n"),
+            ("etc/amber/svc", "bad", "command /bin/true\ncolour blue\n"),
         ],
     );
     supervisor.wait_for_line("web: from-admin");
     assert!(!supervisor.has_line("from-package"));
-    assert!(supervisor.has_line("bad: skipped: line 2: unknown key \"user\""));
+    assert!(supervisor.has_line("bad: skipped: line 2: unknown key \"colour\""));
     let (code, _, _) = supervisor.svc(&["status", "bad"]);
     assert_eq!(code, 1);
 
