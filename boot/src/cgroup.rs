@@ -41,12 +41,15 @@ pub fn prepare(
     std::fs::write(dir.join("pids.max"), limit(tasks_max))?;
     // An OOM kill takes the whole service, not one of its processes.
     let _ = std::fs::write(dir.join("memory.oom.group"), "1");
-    OpenOptions::new().write(true).open(dir.join("cgroup.procs"))
+    OpenOptions::new()
+        .write(true)
+        .open(dir.join("cgroup.procs"))
 }
 
 /// How many times the kernel's OOM killer has killed in the service's cgroup.
 pub fn oom_kills(parent: &Path, name: &str) -> u64 {
-    let events = std::fs::read_to_string(parent.join(name).join("memory.events")).unwrap_or_default();
+    let events =
+        std::fs::read_to_string(parent.join(name).join("memory.events")).unwrap_or_default();
     events
         .lines()
         .find_map(|line| line.strip_prefix("oom_kill "))

@@ -232,7 +232,12 @@ impl Server {
         for connection in &self.connections {
             let events = if connection.follow.is_some() {
                 // A follower's hang-up shows as input.
-                sys::POLLIN | if connection.output.is_empty() { 0 } else { sys::POLLOUT }
+                sys::POLLIN
+                    | if connection.output.is_empty() {
+                        0
+                    } else {
+                        sys::POLLOUT
+                    }
             } else if !connection.output.is_empty() {
                 sys::POLLOUT
             } else if !connection.answered && connection.waiting_for.is_none() {
@@ -395,12 +400,11 @@ impl Server {
     /// many.
     pub fn close_idle(&mut self, now: Instant) {
         let before = self.connections.len();
-        self.connections
-            .retain(|connection| {
-                connection.waiting_for.is_some()
-                    || connection.follow.is_some()
-                    || connection.deadline > now
-            });
+        self.connections.retain(|connection| {
+            connection.waiting_for.is_some()
+                || connection.follow.is_some()
+                || connection.deadline > now
+        });
         if self.connections.len() != before {
             say!(
                 "control: closed {} idle connection(s)",

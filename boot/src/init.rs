@@ -69,7 +69,10 @@ fn persist_log(data: &Path) -> Option<bool> {
     match log::Files::open(&dir, size.unwrap_or(LOG_DISK)) {
         Ok(files) => log::with(|log| log.attach(files)),
         Err(error) => {
-            say!("log: {}: {error}; the log is kept in RAM only", dir.display());
+            say!(
+                "log: {}: {error}; the log is kept in RAM only",
+                dir.display()
+            );
             None
         }
     }
@@ -132,16 +135,22 @@ fn boot() -> ! {
     if let Some(dog) = dog {
         watchdog::install(dog);
     }
-    say!("boot: {}", watchdog::boot_reason(card_reset, clean));
+    let last_words = watchdog::last_words(Path::new("/sys/fs/pstore"));
+    say!(
+        "boot: {}",
+        watchdog::boot_reason(card_reset, &last_words, clean)
+    );
     let cgroups = match cgroup::setup() {
         Ok(parent) => Some(parent),
         Err(error) => {
-            say!("cgroup: {}: {error}; memory-max and tasks-max are not enforced", cgroup::SERVICES);
+            say!(
+                "cgroup: {}: {error}; memory-max and tasks-max are not enforced",
+                cgroup::SERVICES
+            );
             None
         }
     };
-    let test_hooks = command_line.get("amber.test") == Some("1")
-        || Path::new(TEST_HOOKS).exists();
+    let test_hooks = command_line.get("amber.test") == Some("1") || Path::new(TEST_HOOKS).exists();
     if test_hooks {
         say!(
             "test hooks on (amber.test=1 or {TEST_HOOKS}): signal {} stops the supervisor loop",
@@ -228,7 +237,7 @@ fn supervise_for_test(root: &Path, with_store: bool) -> ExitCode {
         },
     ));
     let clean = persist_log(&root.join("data"));
-    say!("boot: {}", watchdog::boot_reason(false, clean));
+    say!("boot: {}", watchdog::boot_reason(false, &[], clean));
     if with_store {
         // As on the device: the store directory exists, seeded from DIR/etc/amber.
         disk::seed(&root.join("etc/amber"), &root.join("data/pkg"));

@@ -107,7 +107,8 @@ impl Ring {
             self.bytes.drain(..self.head);
             self.head = 0;
         }
-        self.bytes.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        self.bytes
+            .extend_from_slice(&(text.len() as u16).to_le_bytes());
         self.bytes.push(record.level.min(7));
         self.bytes.push(source.len() as u8);
         self.bytes.extend_from_slice(&record.time_ms.to_le_bytes());
@@ -266,7 +267,13 @@ pub struct Policy {
 impl Policy {
     /// Whether a batch is due at `now`, with the oldest unwritten line from `oldest` and
     /// `waiting` bytes unwritten. At shutdown, anything unwritten is due.
-    pub fn due(&self, now: Instant, oldest: Option<Instant>, waiting: usize, shutdown: bool) -> bool {
+    pub fn due(
+        &self,
+        now: Instant,
+        oldest: Option<Instant>,
+        waiting: usize,
+        shutdown: bool,
+    ) -> bool {
         oldest.is_some_and(|oldest| {
             shutdown || waiting >= self.threshold || now >= oldest + self.interval
         })
@@ -310,7 +317,10 @@ impl Files {
                 let _ = file.take(bytes).read_to_end(&mut text);
             }
             if start > 0 {
-                let first = text.iter().position(|&b| b == b'\n').map_or(text.len(), |at| at + 1);
+                let first = text
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(text.len(), |at| at + 1);
                 text.drain(..first);
             }
         }
@@ -395,9 +405,7 @@ impl Remote {
     }
 
     fn send(&self, record: &Record) {
-        let _ = self
-            .socket
-            .send_to(&rfc5424(record, &self.host), self.to);
+        let _ = self.socket.send_to(&rfc5424(record, &self.host), self.to);
     }
 }
 
@@ -430,7 +438,11 @@ pub fn parse_config(text: &str) -> Result<(Option<SocketAddr>, Option<u64>), Str
         let error = |reason: &str| format!("line {}: {reason}", index + 1);
         match line.split_once(' ').map(|(key, value)| (key, value.trim())) {
             Some(("remote", value)) => {
-                remote = Some(value.parse().map_err(|_| error("remote: not ADDRESS:PORT"))?)
+                remote = Some(
+                    value
+                        .parse()
+                        .map_err(|_| error("remote: not ADDRESS:PORT"))?,
+                )
             }
             Some(("size", value)) => {
                 size = Some(
@@ -525,7 +537,9 @@ impl Log {
         if self.retry_at.is_some_and(|at| now < at) && !shutdown {
             return None;
         }
-        let due = self.policy.due(now, self.oldest_unwritten, self.unwritten_bytes, shutdown);
+        let due = self
+            .policy
+            .due(now, self.oldest_unwritten, self.unwritten_bytes, shutdown);
         let files = self.files.as_mut()?;
         if !due {
             return None;
@@ -717,14 +731,21 @@ mod tests {
     #[test]
     fn the_ring_drops_its_oldest_records() {
         let mut ring = Ring::new(3 * (HEADER + 3 + 5));
-        for (index, text) in ["one..", "two..", "three", "four.", "five."].iter().enumerate() {
+        for (index, text) in ["one..", "two..", "three", "four.", "five."]
+            .iter()
+            .enumerate()
+        {
             ring.push(&record(index as u64, "web", text));
             assert!(ring.len() <= 3 * (HEADER + 8), "{}", ring.len());
         }
         assert_eq!(texts(&ring), ["2 web three", "3 web four.", "4 web five."]);
         assert_eq!((ring.first(), ring.next()), (2, 5));
         // A record larger than everything empties the ring but is kept itself.
-        ring.push(&record(9, "kernel", Box::leak("x".repeat(60).into_boxed_str())));
+        ring.push(&record(
+            9,
+            "kernel",
+            Box::leak("x".repeat(60).into_boxed_str()),
+        ));
         assert_eq!(ring.records().count(), 1);
         assert_eq!(ring.first(), 5);
         // Long texts are cut; levels and times come back as they went in.
@@ -737,7 +758,10 @@ mod tests {
             text: long.as_bytes(),
         });
         let (_, got) = ring.records().next().unwrap();
-        assert_eq!((got.time_ms, got.level, got.source), (1_700_000_000_123, ERR, "dropbear"));
+        assert_eq!(
+            (got.time_ms, got.level, got.source),
+            (1_700_000_000_123, ERR, "dropbear")
+        );
         assert_eq!(got.text.len(), MAX_TEXT);
         // Many pushes keep the buffer bounded (the front is compacted away).
         for index in 0..10_000 {
@@ -789,7 +813,11 @@ mod tests {
             String::from_utf8(message).unwrap(),
             "<28>1 2025-03-01T12:00:05.123Z router dropbear - - - Exit before auth: x: y"
         );
-        let kernel = Record { source: KERNEL, level: 2, ..original };
+        let kernel = Record {
+            source: KERNEL,
+            level: 2,
+            ..original
+        };
         assert!(rfc5424(&kernel, "-").starts_with(b"<2>1 "));
     }
 
@@ -813,7 +841,8 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("amber-boot-log-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("amber-boot-log-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -830,7 +859,10 @@ mod tests {
             .map(|index| std::fs::metadata(files.path(index)).unwrap().len())
             .collect();
         assert!(!files.path(FILES).exists(), "at most {FILES} files");
-        assert!(sizes.iter().all(|&size| size <= 4096 && size > 0), "{sizes:?}");
+        assert!(
+            sizes.iter().all(|&size| size <= 4096 && size > 0),
+            "{sizes:?}"
+        );
         assert_eq!(files.tail(250), line.repeat(2));
         // A new batch that does not fit starts a new file; the oldest goes.
         let before = std::fs::read(files.path(2)).unwrap();
@@ -838,7 +870,10 @@ mod tests {
         assert_eq!(std::fs::read(files.path(3)).unwrap(), before);
         assert!(files.drop_oldest() && files.drop_oldest() && files.drop_oldest());
         assert!(!files.drop_oldest(), "only messages is left");
-        assert!(files.mark_running(), "no mark: the boot before stopped cleanly");
+        assert!(
+            files.mark_running(),
+            "no mark: the boot before stopped cleanly"
+        );
         assert!(!files.mark_running(), "the mark is left: it did not");
         files.mark_stopped();
         assert!(files.mark_running());
@@ -874,14 +909,26 @@ mod tests {
 
         // The next boot starts with what was written, not again.
         let mut next = Log::new(1 << 16, policy);
-        assert!(next.attach(Files::open(&dir, 1 << 20).unwrap()), "stopped cleanly");
-        assert_eq!(next.text(Some("dropbear"), None), b"1970-01-01T00:00:02.000Z dropbear info: listening\n");
+        assert!(
+            next.attach(Files::open(&dir, 1 << 20).unwrap()),
+            "stopped cleanly"
+        );
+        assert_eq!(
+            next.text(Some("dropbear"), None),
+            b"1970-01-01T00:00:02.000Z dropbear info: listening\n"
+        );
         next.push(&record(4_000, "dropbear", "again"), start);
         assert_eq!(
             next.text(Some("dropbear"), Some(1)),
             b"1970-01-01T00:00:04.000Z dropbear info: again\n"
         );
-        assert_eq!(next.text(None, None).iter().filter(|&&b| b == b'\n').count(), 4);
+        assert_eq!(
+            next.text(None, None)
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count(),
+            4
+        );
         next.flush(start, true);
         let written = std::fs::read_to_string(dir.join("messages")).unwrap();
         assert_eq!(written.lines().count(), 4, "{written}");
@@ -901,8 +948,12 @@ mod tests {
             parse_config("remote 10.0.2.2:514\nsize 2M\n"),
             Ok((Some("10.0.2.2:514".parse().unwrap()), Some(2 << 20)))
         );
-        assert!(parse_config("remote host:514\n").unwrap_err().contains("line 1: remote"));
-        assert!(parse_config("size 1K\n").unwrap_err().contains("at least 16K"));
+        assert!(parse_config("remote host:514\n")
+            .unwrap_err()
+            .contains("line 1: remote"));
+        assert!(parse_config("size 1K\n")
+            .unwrap_err()
+            .contains("at least 16K"));
         assert!(parse_config("loud yes\n").is_err());
     }
 }

@@ -1,5 +1,5 @@
-//! The early mounts of PID 1 (proc, sysfs, cgroup2, devtmpfs, devpts, tmpfs) and the
-//! mount table.
+//! The early mounts of PID 1 (proc, sysfs, cgroup2, pstore, devtmpfs, devpts, tmpfs)
+//! and the mount table.
 
 use std::path::Path;
 
@@ -9,13 +9,21 @@ use crate::sys;
 /// (EBUSY, as when the kernel mounted devtmpfs itself) is fine; others are reported.
 pub fn early() {
     let nosuid_nodev = sys::MS_NOSUID | sys::MS_NODEV;
-    let table: [(&str, &str, &str, libc::c_ulong, &str); 7] = [
+    let table: [(&str, &str, &str, libc::c_ulong, &str); 8] = [
         ("proc", "/proc", "proc", nosuid_nodev | sys::MS_NOEXEC, ""),
         ("sysfs", "/sys", "sysfs", nosuid_nodev | sys::MS_NOEXEC, ""),
         (
             "cgroup2",
             crate::cgroup::MOUNT,
             "cgroup2",
+            nosuid_nodev | sys::MS_NOEXEC,
+            "",
+        ),
+        // The kernel's last words of the boot before (watchdog.rs reads them).
+        (
+            "pstore",
+            "/sys/fs/pstore",
+            "pstore",
             nosuid_nodev | sys::MS_NOEXEC,
             "",
         ),

@@ -17,10 +17,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cgroup;
 use crate::service::Definition;
 use crate::sys::{self, Confinement};
 use crate::users::Table;
-use crate::cgroup;
 
 /// The places a confinement refers to, which tests move under a directory.
 #[derive(Debug)]
@@ -42,12 +42,13 @@ pub fn prepare(
     places: &Places,
     warn: &mut dyn FnMut(String),
 ) -> Result<Confinement, String> {
-    let user = match &definition.user {
-        Some(user) => Some(users.user(user).ok_or_else(|| {
-            format!("no user {user} (a package declares it in users/{user})")
-        })?),
-        None => None,
-    };
+    let user =
+        match &definition.user {
+            Some(user) => Some(users.user(user).ok_or_else(|| {
+                format!("no user {user} (a package declares it in users/{user})")
+            })?),
+            None => None,
+        };
     let gid = match &definition.group {
         Some(group) => Some(
             users
@@ -97,9 +98,7 @@ pub fn prepare(
         }
     };
     // A service of another user has no capabilities unless it names some.
-    let capabilities = definition
-        .capabilities
-        .or_else(|| (uid != 0).then_some(0));
+    let capabilities = definition.capabilities.or_else(|| (uid != 0).then_some(0));
     Ok(Confinement {
         cgroup_procs,
         oom_score_adj: b"0",

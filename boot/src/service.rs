@@ -542,17 +542,53 @@ mod tests {
             ("command /bin/a\nusers nobody\n", 2, "unknown key \"users\""),
             ("command /bin/a\nuser Root\n", 2, "is not a user name"),
             ("command /bin/a\nuser a b\n", 2, "expected one name"),
-            ("command /bin/a\ngroup a\ngroup b\n", 3, "group: given twice"),
-            ("command /bin/a\ncapabilities cap_frob\n", 2, "is not a capability"),
-            ("command /bin/a\ncapabilities none kill\n", 2, "\"none\" is not"),
-            ("command /bin/a\nno_new_privs maybe\n", 2, "is not yes or no"),
-            ("command /bin/a\nprivate-tmp\n", 2, "private-tmp: missing value"),
-            ("command /bin/a\nstate /etc/x\n", 2, "is not a directory below /data"),
+            (
+                "command /bin/a\ngroup a\ngroup b\n",
+                3,
+                "group: given twice",
+            ),
+            (
+                "command /bin/a\ncapabilities cap_frob\n",
+                2,
+                "is not a capability",
+            ),
+            (
+                "command /bin/a\ncapabilities none kill\n",
+                2,
+                "\"none\" is not",
+            ),
+            (
+                "command /bin/a\nno_new_privs maybe\n",
+                2,
+                "is not yes or no",
+            ),
+            (
+                "command /bin/a\nprivate-tmp\n",
+                2,
+                "private-tmp: missing value",
+            ),
+            (
+                "command /bin/a\nstate /etc/x\n",
+                2,
+                "is not a directory below /data",
+            ),
             ("command /bin/a\nstate /data/../etc\n", 2, "below /data"),
             ("command /bin/a\nstate /data/\n", 2, "below /data"),
-            ("command /bin/a\nmemory-max 12X\n", 2, "is not a positive number"),
-            ("command /bin/a\nmemory-max 0\n", 2, "is not a positive number"),
-            ("command /bin/a\ntasks-max 1K\n", 2, "is not a positive number"),
+            (
+                "command /bin/a\nmemory-max 12X\n",
+                2,
+                "is not a positive number",
+            ),
+            (
+                "command /bin/a\nmemory-max 0\n",
+                2,
+                "is not a positive number",
+            ),
+            (
+                "command /bin/a\ntasks-max 1K\n",
+                2,
+                "is not a positive number",
+            ),
             ("Command /bin/a\n", 1, "unknown key \"Command\""),
             (
                 "command /bin/a\nrestart sometimes\n",
@@ -602,10 +638,19 @@ mod tests {
         assert!(defaults.no_new_privs && !defaults.private_tmp);
         assert_eq!(defaults.capabilities, None);
         assert_eq!(
-            parse("command /bin/x\ncapabilities none\n").unwrap().capabilities,
+            parse("command /bin/x\ncapabilities none\n")
+                .unwrap()
+                .capabilities,
             Some(0)
         );
-        for (text, size) in [("1", Some(1)), ("2k", Some(2048)), ("3G", Some(3 << 30)), ("", None), ("M", None), ("-1", None)] {
+        for (text, size) in [
+            ("1", Some(1)),
+            ("2k", Some(2048)),
+            ("3G", Some(3 << 30)),
+            ("", None),
+            ("M", None),
+            ("-1", None),
+        ] {
             assert_eq!(parse_size(text), size, "{text}");
         }
         assert_eq!(CAPABILITIES[40], "checkpoint_restore");

@@ -285,7 +285,10 @@ pub fn run(mut config: Config) -> io::Result<Outcome> {
         Some(path) => match log::Kernel::open(path) {
             Ok(kernel) => Some(kernel),
             Err(error) => {
-                say!("log: {}: {error}; the kernel's lines are not kept", path.display());
+                say!(
+                    "log: {}: {error}; the kernel's lines are not kept",
+                    path.display()
+                );
                 None
             }
         },
@@ -722,7 +725,10 @@ impl Supervisor {
                     unit.delay = (delay * 2).min(backoff.max);
                     unit.restarts += 1;
                     unit.state = State::Backoff { until: now + delay };
-                    unit.report_at(log::WARNING, &format!("{text}; restarting in {}", human(delay)));
+                    unit.report_at(
+                        log::WARNING,
+                        &format!("{text}; restarting in {}", human(delay)),
+                    );
                 } else {
                     unit.state = match how {
                         Ok(exit) => State::Exited(exit),
@@ -991,7 +997,10 @@ impl Supervisor {
         let mut fds = Vec::with_capacity(connections_start);
         fds.push(sys::poll_entry(self.signals.fd(), sys::POLLIN));
         fds.push(self.control.listener_entry());
-        let kernel = self.kernel.as_ref().map_or(-1, |kernel| kernel.file.as_raw_fd());
+        let kernel = self
+            .kernel
+            .as_ref()
+            .map_or(-1, |kernel| kernel.file.as_raw_fd());
         fds.push(sys::poll_entry(kernel, sys::POLLIN));
         for pipe in &self.pipes {
             fds.push(sys::poll_entry(pipe.file.as_raw_fd(), sys::POLLIN));
@@ -1139,10 +1148,9 @@ impl Supervisor {
             }
             Request::Log(query) => {
                 let name = query.name.as_deref();
-                let (text, next) = log::with(|log| {
-                    (log.text(name, query.lines), log.ring().next())
-                })
-                .unwrap_or_default();
+                let (text, next) =
+                    log::with(|log| (log.text(name, query.lines), log.ring().next()))
+                        .unwrap_or_default();
                 let known = name.is_none_or(|name| {
                     name == log::KERNEL || name == log::INIT || self.find(name).is_some()
                 });

@@ -660,8 +660,16 @@ fn mount_c(
 
 fn prctl(option: libc::c_int, argument: libc::c_ulong, more: libc::c_ulong) -> io::Result<()> {
     // SAFETY: the options used here take integer arguments only.
-    check(unsafe { libc::prctl(option, argument, more, 0 as libc::c_ulong, 0 as libc::c_ulong) })
-        .map(drop)
+    check(unsafe {
+        libc::prctl(
+            option,
+            argument,
+            more,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    })
+    .map(drop)
 }
 
 /// Carry out `confinement` in the child started by `command`.
@@ -678,7 +686,11 @@ pub fn confine(command: &mut Command, confinement: Confinement) {
             // Best effort: a test supervisor that is not root may not lower it.
             let score = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY);
             if score >= 0 {
-                libc::write(score, c.oom_score_adj.as_ptr().cast(), c.oom_score_adj.len());
+                libc::write(
+                    score,
+                    c.oom_score_adj.as_ptr().cast(),
+                    c.oom_score_adj.len(),
+                );
                 libc::close(score);
             }
             if let Some(mounts) = &c.mounts {
@@ -702,7 +714,13 @@ pub fn confine(command: &mut Command, confinement: Confinement) {
                 }
                 if let Some((data, state)) = &mounts.data {
                     let null = std::ptr::null();
-                    mount_c(data.as_ptr(), data, null, libc::MS_BIND | libc::MS_REC, null)?;
+                    mount_c(
+                        data.as_ptr(),
+                        data,
+                        null,
+                        libc::MS_BIND | libc::MS_REC,
+                        null,
+                    )?;
                     mount_c(state.as_ptr(), state, null, libc::MS_BIND, null)?;
                     mount_c(
                         null,
@@ -839,7 +857,11 @@ pub fn watchdog_setup(device: &File, timeout: u32) -> (String, u32, u32) {
     // valid and writable; errors leave the values as they were.
     unsafe {
         libc::ioctl(fd, WDIOC_GETSUPPORT as _, &mut info as *mut WatchdogInfo);
-        libc::ioctl(fd, WDIOC_GETBOOTSTATUS as _, &mut status as *mut libc::c_int);
+        libc::ioctl(
+            fd,
+            WDIOC_GETBOOTSTATUS as _,
+            &mut status as *mut libc::c_int,
+        );
         if libc::ioctl(fd, WDIOC_SETTIMEOUT as _, &mut seconds as *mut libc::c_int) != 0 {
             libc::ioctl(fd, WDIOC_GETTIMEOUT as _, &mut seconds as *mut libc::c_int);
         }

@@ -248,7 +248,10 @@ impl Table {
         }
         let mut ids = parse_ids(&std::fs::read_to_string(&places.ids).unwrap_or_default());
         if allocate(&wanted, &mut ids) {
-            let text: String = ids.iter().map(|(name, id)| format!("{name} {id}\n")).collect();
+            let text: String = ids
+                .iter()
+                .map(|(name, id)| format!("{name} {id}\n"))
+                .collect();
             if let Some(parent) = places.ids.parent() {
                 let _ = std::fs::create_dir_all(parent);
             }

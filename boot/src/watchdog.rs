@@ -1,8 +1,10 @@
 //! The board's watchdog: init opens /dev/watchdog and feeds it from its poll loop, so a
-//! hung init (or a hung kernel) resets the board; a clean shutdown stops it with the
-//! magic close. At boot it also says why the board started: after a watchdog reset (the
-//! driver's WDIOF_CARDRESET), after a boot that did not stop cleanly (the log's
-//! `running` mark), or after a clean shutdown.
+//! hung init resets the board (a hardware watchdog also a hung kernel); a clean shutdown
+//! stops it with the magic close. At boot init also says why the board started: after
+//! a watchdog reset (the driver's WDIOF_CARDRESET, or the kernel's last words kept in
+//! pstore, as with softdog), after a kernel panic (pstore), after a boot that did not
+//! stop cleanly (the log's `running` mark), or after a clean shutdown. The kernel's
+//! last words go into the log.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -23,15 +25,48 @@ pub struct Watchdog {
     next: Instant,
 }
 
-/// Why the board started, from the watchdog's boot status and whether the boot before
-/// stopped cleanly (None: unknown, no data partition).
-pub fn boot_reason(card_reset: bool, clean: Option<bool>) -> &'static str {
-    match (card_reset, clean) {
-        (true, _) => "after a watchdog reset",
-        (false, Some(false)) => "after a boot that did not stop cleanly (power cut, crash or hang)",
-        (false, Some(true)) => "after a clean shutdown",
-        (false, None) => "(no record of the boot before)",
+/// Why the board started, from the watchdog's boot status, the kernel's last words of
+/// the boot before (pstore records) and whether that boot stopped cleanly (None:
+/// unknown, no data partition).
+pub fn boot_reason(card_reset: bool, last_words: &[String], clean: Option<bool>) -> &'static str {
+    let said = |text: &str| last_words.iter().any(|words| words.contains(text));
+    if card_reset || said("softdog: Initiating") || said("Watchdog Timer expired") {
+        "after a watchdog reset"
+    } else if said("Kernel panic") {
+        "after a kernel panic"
+    } else if clean == Some(false) {
+        "after a boot that did not stop cleanly (power cut, crash or hang)"
+    } else if clean == Some(true) {
+        "after a clean shutdown"
+    } else {
+        "(no record of the boot before)"
     }
+}
+
+/// The kernel's records of how the boot before ended (pstore's `dmesg-*` files in
+/// `dir`), removed once read so the firmware's variable store does not fill up. Their
+/// last lines go into the log.
+pub fn last_words(dir: &Path) -> Vec<String> {
+    let mut records = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return records;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !entry.file_name().to_string_lossy().starts_with("dmesg-") {
+            continue;
+        }
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            let lines: Vec<&str> = text.lines().collect();
+            for line in &lines[lines.len().saturating_sub(40)..] {
+                let text = format!("boot before: {line}");
+                crate::log::push(crate::log::KERNEL, crate::log::WARNING, text.as_bytes());
+            }
+            records.push(text);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+    records
 }
 
 impl Watchdog {
@@ -49,7 +84,12 @@ impl Watchdog {
             }
         };
         let (identity, status, timeout) = sys::watchdog_setup(&device, TIMEOUT_SECONDS);
-        say!("watchdog: {identity}, {timeout} s timeout, fed by init");
+        let kind = if identity.contains("Software") {
+            " (a kernel timer: it resets a hung init, not a hung kernel)"
+        } else {
+            ""
+        };
+        say!("watchdog: {identity}, {timeout} s timeout, fed by init{kind}");
         let every = Duration::from_secs(u64::from(timeout)) / 3;
         let watchdog = Watchdog {
             device,
@@ -85,7 +125,11 @@ pub fn install(watchdog: Watchdog) {
 
 /// Feed init's watchdog if it is due; when it is due next (None without one).
 pub fn feed(now: Instant) -> Option<Instant> {
-    WATCHDOG.with(|slot| slot.borrow_mut().as_mut().map(|watchdog| watchdog.feed(now)))
+    WATCHDOG.with(|slot| {
+        slot.borrow_mut()
+            .as_mut()
+            .map(|watchdog| watchdog.feed(now))
+    })
 }
 
 /// Stop init's watchdog with the magic close.

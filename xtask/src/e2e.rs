@@ -44,7 +44,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The prompt the test gives the console shell (busybox's sh) once it is up.
-const PROMPT: &str = "e2e# ";
+pub(crate) const PROMPT: &str = "e2e# ";
 /// Sets [`PROMPT`]; written so that its echo does not contain the prompt.
 const SET_PROMPT: &str = "PS1='e2e''# '";
 /// Lines services print on the console, which are not a command's output.
@@ -58,7 +58,7 @@ const NETWORK_UP: &str = "n=0; until svc status network | grep -qw up; do sleep 
 /// From qemu's start to the shell's prompt; TCG on a busy CI machine is slow.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// One shell command, a pkg command over the guestfwd included.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// From `reboot` or `poweroff` to qemu's exit.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -86,6 +86,8 @@ pub struct Report {
     firmware_times: Vec<(Duration, Duration)>,
     /// The loop device the disk was flashed to and booted from, if it was.
     flashed: Option<String>,
+    /// What the steps of a device in the field showed (`e2e_field.rs`).
+    pub(crate) field: Vec<String>,
 }
 
 /// `cargo xtask e2e [--board B]...`: every board, or the ones named.
@@ -221,6 +223,9 @@ fn print_report(report: &Report) {
     for cut in &report.power_cuts {
         println!("  power cut: {cut}");
     }
+    for line in &report.field {
+        println!("  {line}");
+    }
     println!(
         "  parallel download: up to {} images in flight at once through the guestfwd",
         report.parallel
@@ -300,6 +305,7 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
     eprintln!("    the host read dropbear's banner: {banner}");
     let status = guest.ok("svc status dropbear")?;
     guest.expect_output("svc status dropbear", &status, "running")?;
+    crate::e2e_field::dropbear_confined(&mut guest, &mut report)?;
     // A login with a key made in the guest and authorized for root (lines kept short:
     // busybox's line editing wraps at 80 columns on a serial console).
     guest.ok("dropbearkey -t ed25519 -f /tmp/id")?;
@@ -308,6 +314,7 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
     let timer = Instant::now();
     let login = guest.ok("cd / && dbclient -y -i /tmp/id root@127.0.0.1 'echo ssh:$((6*7))'")?;
     guest.expect_output("the ssh login", &login, "ssh:42")?;
+    crate::e2e_field::dropbear_state(&mut guest)?;
     report
         .timings
         .push(("ssh login (in the guest)".to_owned(), timer.elapsed()));
@@ -318,6 +325,8 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
             "dropbear still runs after `pkg del dropbear`:\n{output}"
         )));
     }
+    let mark = format!("e2e-mark-{}", std::process::id());
+    crate::e2e_field::mark_kernel_log(&mut guest, &mark)?;
     let timer = Instant::now();
     guest.shut_down("reboot")?;
     report
@@ -340,6 +349,9 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
                 .ok()
         })
         .ok_or_else(|| guest.failure(&format!("no VmRSS in /proc/1/status:\n{status}")))?;
+    crate::e2e_field::logs_survived(&mut guest, &mark, &mut report)?;
+    crate::e2e_field::store_heals(&mut guest, &mut report)?;
+    crate::e2e_field::memory_max_restarts(&mut guest, &mut report)?;
     let timer = Instant::now();
     guest.shut_down("poweroff")?;
     report
@@ -420,6 +432,7 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
     }
     let hello = guest.ok("/bin/hello")?;
     guest.expect_output("/bin/hello", &hello, "Hello from amber!")?;
+    crate::e2e_field::disk_full(&mut guest, &mut report)?;
     guest.shut_down("poweroff")?;
     // The commands after the power cuts removed what the killed ones left.
     let left = temp_files(board, &boot.disk, &directory)?;
@@ -428,6 +441,7 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
             "{name}: temporary files left in the store after the power cuts: {left:?}"
         ));
     }
+    crate::e2e_field::watchdog_resets_a_hang(board, &boot, &options, &mut report)?;
     if board.qemu()?.disk == crate::board::QemuDisk::Usb {
         // What `cargo xtask flash` writes is what boots: the disk, flashed to a loop
         // device (read back and compared), boots from it as a USB stick.
@@ -554,7 +568,7 @@ fn id(name: &str) -> String {
 /// A booted guest at its shell prompt.
 /// A guest driven through its console shell.
 pub struct Shell {
-    guest: Guest,
+    pub(crate) guest: Guest,
     board: String,
 }
 
@@ -569,6 +583,7 @@ impl Report {
             parallel: 0,
             firmware_times: Vec::new(),
             flashed: None,
+            field: Vec::new(),
         }
     }
 }
@@ -624,10 +639,34 @@ impl Shell {
         Ok(shell)
     }
 
+    /// After the board reset by itself in the same qemu (its watchdog): wait for the
+    /// ready line and a prompt again.
+    pub(crate) fn resync(mut self, report: &mut Report) -> Result<Shell, String> {
+        let board = self.board.clone();
+        let fail = |error: String| format!("{board}: {error}");
+        self.guest
+            .expect("amber: ready", BOOT_TIMEOUT)
+            .map_err(fail)?;
+        let rest = self
+            .guest
+            .until("\n", Duration::from_secs(10))
+            .map_err(fail)?;
+        report
+            .ready_lines
+            .push(format!("amber: ready{}", rest.trim_end()));
+        self.guest.send(&format!("{SET_PROMPT}\n"))?;
+        self.guest.until(PROMPT, BOOT_TIMEOUT).map_err(fail)?;
+        Ok(self)
+    }
+
     /// Run one command line; returns its status (printed after it as `exit N`) and
     /// what it printed, without the echo of the line and without init's, the
     /// services' and the kernel's console lines.
-    fn command(&mut self, line: &str, timeout: Duration) -> Result<(i32, String), String> {
+    pub(crate) fn command(
+        &mut self,
+        line: &str,
+        timeout: Duration,
+    ) -> Result<(i32, String), String> {
         eprintln!("    {PROMPT}{line}");
         let line = format!("{line}; echo \"exit $?\"");
         let line = line.as_str();
@@ -726,7 +765,7 @@ impl Shell {
     }
 
     /// `reboot` or `poweroff`: qemu (run with -no-reboot) must exit by itself, cleanly.
-    fn shut_down(mut self, command: &str) -> Result<(), String> {
+    pub(crate) fn shut_down(mut self, command: &str) -> Result<(), String> {
         eprintln!("    {PROMPT}{command}");
         self.guest.send(&format!("{command}\n"))?;
         self.guest
@@ -736,7 +775,7 @@ impl Shell {
     }
 
     /// A failure message with the board's name and the console's last lines.
-    fn failure(&mut self, what: &str) -> String {
+    pub(crate) fn failure(&mut self, what: &str) -> String {
         format!(
             "{}: {what}\nlast console lines:\n{}",
             self.board,

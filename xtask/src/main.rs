@@ -13,6 +13,7 @@ mod debian;
 mod debsrc;
 mod deps;
 mod e2e;
+mod e2e_field;
 mod flash;
 mod flash_test;
 mod gpt;
