@@ -60,14 +60,17 @@ fn persist_log(data: &Path) -> Option<bool> {
         match log::Remote::new(address) {
             Ok(remote) => {
                 log::with(|log| log.set_remote(remote));
-                say!("log: sending every line to {address} (syslog, RFC 5424)");
+                say!(
+                    "log: every line goes to the syslog server in {}",
+                    settings.display()
+                );
             }
-            Err(error) => say!("log: remote {address}: {error}"),
+            Err(error) => say!("log: {}: remote: {error}", settings.display()),
         }
     }
     let dir = data.join("log");
     match log::Files::open(&dir, size.unwrap_or(LOG_DISK)) {
-        Ok(files) => log::with(|log| log.attach(files)),
+        Ok(files) => log::with(|log| log.attach(files)).flatten(),
         Err(error) => {
             say!(
                 "log: {}: {error}; the log is kept in RAM only",
@@ -87,10 +90,7 @@ fn boot() -> ! {
             threshold: 16 << 10,
         },
     ));
-    // The OOM killer's last choice (the store's is -900, everything else 0).
-    if let Err(error) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
-        say!("/proc/self/oom_score_adj: {error}");
-    }
+
     let board = std::fs::read_to_string("/etc/amber/board").unwrap_or_default();
     say!(
         "init on {} (kernel handed over at {} ms)",
@@ -104,6 +104,10 @@ fn boot() -> ! {
         std::env::set_var("TERM", "linux");
     }
     mounts::early();
+    // The OOM killer's last choice (the store's is -900, everything else 0).
+    if let Err(error) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
+        say!("/proc/self/oom_score_adj: {error}");
+    }
     sys::disable_ctrl_alt_del();
     modules::load_all(
         Path::new("/etc/amber/modules"),

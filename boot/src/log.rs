@@ -25,7 +25,7 @@
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -208,13 +208,7 @@ pub fn parse_time(text: &str) -> Option<u64> {
     if bytes.len() != 24 || bytes[23] != b'Z' {
         return None;
     }
-    let number = |from: usize, to: usize| -> Option<i64> {
-        let digits = text.get(from..to)?;
-        digits
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| digits.parse().ok())?
-    };
+    let number = |from: usize, to: usize| Some(number(text.get(from..to)?)? as i64);
     let days = days_from_civil(number(0, 4)?, number(5, 7)?, number(8, 10)?);
     let seconds = days * 86_400 + number(11, 13)? * 3600 + number(14, 16)? * 60 + number(17, 19)?;
     u64::try_from(seconds * 1000 + number(20, 23)?).ok()
@@ -236,7 +230,8 @@ pub fn write_line(out: &mut Vec<u8>, record: &Record) {
 pub fn parse_line(line: &str) -> Option<Record<'_>> {
     let (time, rest) = line.split_once(' ')?;
     let (source, rest) = rest.split_once(' ')?;
-    let (level, text) = rest.split_once(": ")?;
+    let (level, text) = rest.split_once(':')?;
+    let text = text.strip_prefix(' ')?;
     Some(Record {
         time_ms: parse_time(time)?,
         level: LEVELS.iter().position(|known| *known == level)? as u8,
@@ -362,11 +357,15 @@ impl Files {
             .any(|index| std::fs::remove_file(self.path(index)).is_ok())
     }
 
-    /// Whether the boot before stopped cleanly (no `running` mark was left), and leave
-    /// one for this boot.
-    pub fn mark_running(&self) -> bool {
+    /// Whether the boot before stopped cleanly (no `running` mark was left; None on a
+    /// first boot, with no log yet), and leave a mark for this boot.
+    pub fn mark_running(&self) -> Option<bool> {
         let mark = self.dir.join("running");
-        let clean = !mark.exists();
+        let clean = match (mark.exists(), self.size > 0) {
+            (true, _) => Some(false),
+            (false, true) => Some(true),
+            (false, false) => None,
+        };
         if File::create(&mark).and_then(|file| file.sync_all()).is_ok() {
             let _ = File::open(&self.dir).and_then(|dir| dir.sync_all());
         }
@@ -383,18 +382,13 @@ impl Files {
 /// A remote syslog server, sent every line as it comes (RFC 5424 over UDP).
 pub struct Remote {
     socket: UdpSocket,
-    to: SocketAddr,
+    to: SocketAddrV4,
     host: String,
 }
 
 impl Remote {
-    pub fn new(to: SocketAddr) -> io::Result<Remote> {
-        let any: SocketAddr = if to.is_ipv4() {
-            ([0, 0, 0, 0], 0).into()
-        } else {
-            ([0u16; 8], 0).into()
-        };
-        let socket = UdpSocket::bind(any)?;
+    pub fn new(to: SocketAddrV4) -> io::Result<Remote> {
+        let socket = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))?;
         socket.set_nonblocking(true)?;
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         let host = match host.trim() {
@@ -427,22 +421,36 @@ pub fn rfc5424(record: &Record, host: &str) -> Vec<u8> {
     out
 }
 
+/// A decimal number of digits only.
+pub fn number(text: &str) -> Option<u64> {
+    if text.is_empty() || text.len() > 19 {
+        return None;
+    }
+    text.bytes().try_fold(0u64, |value, b| {
+        b.is_ascii_digit().then(|| value * 10 + u64::from(b - b'0'))
+    })
+}
+
+/// `ADDRESS:PORT`, an IPv4 address.
+fn socket_address(text: &str) -> Option<SocketAddrV4> {
+    let (address, port) = text.split_once(':')?;
+    let port = u16::try_from(number(port)?).ok()?;
+    Some(SocketAddrV4::new(address.parse().ok()?, port))
+}
+
 /// `/data/etc/amber/log`: `remote ADDRESS:PORT` and `size BYTES` (K, M, G allowed).
-pub fn parse_config(text: &str) -> Result<(Option<SocketAddr>, Option<u64>), String> {
+pub fn parse_config(text: &str) -> Result<(Option<SocketAddrV4>, Option<u64>), String> {
     let (mut remote, mut size) = (None, None);
     for (index, line) in text.lines().enumerate() {
-        let line = line.split(" #").next().unwrap_or("").trim();
+        let line = line.split('#').next().unwrap_or("").trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let error = |reason: &str| format!("line {}: {reason}", index + 1);
         match line.split_once(' ').map(|(key, value)| (key, value.trim())) {
             Some(("remote", value)) => {
-                remote = Some(
-                    value
-                        .parse()
-                        .map_err(|_| error("remote: not ADDRESS:PORT"))?,
-                )
+                remote =
+                    Some(socket_address(value).ok_or_else(|| error("remote: not ADDRESS:PORT"))?)
             }
             Some(("size", value)) => {
                 size = Some(
@@ -502,8 +510,8 @@ impl Log {
 
     /// Persist to `files` from now on: the end of what they hold goes first into the
     /// ring (as written already), then what was logged so far. Returns whether the
-    /// boot before stopped cleanly.
-    pub fn attach(&mut self, files: Files) -> bool {
+    /// boot before stopped cleanly (None: a first boot).
+    pub fn attach(&mut self, files: Files) -> Option<bool> {
         let clean = files.mark_running();
         let capacity = self.ring.capacity;
         let earlier = std::mem::replace(&mut self.ring, Ring::new(capacity));
@@ -701,9 +709,9 @@ pub fn parse_kmsg(record: &[u8]) -> Option<(u8, u64, &[u8])> {
     let semicolon = record.iter().position(|&b| b == b';')?;
     let header = std::str::from_utf8(&record[..semicolon]).ok()?;
     let mut fields = header.split(',');
-    let priority: u32 = fields.next()?.parse().ok()?;
+    let priority = number(fields.next()?)?;
     let _sequence = fields.next()?;
-    let micros: u64 = fields.next()?.parse().ok()?;
+    let micros = number(fields.next()?)?;
     let text = &record[semicolon + 1..];
     let end = text.iter().position(|&b| b == b'\n').unwrap_or(text.len());
     Some(((priority & 7) as u8, micros, &text[..end]))
@@ -870,13 +878,16 @@ mod tests {
         assert_eq!(std::fs::read(files.path(3)).unwrap(), before);
         assert!(files.drop_oldest() && files.drop_oldest() && files.drop_oldest());
         assert!(!files.drop_oldest(), "only messages is left");
-        assert!(
+        assert_eq!(files.mark_running(), Some(true), "no mark: a clean stop");
+        assert_eq!(
             files.mark_running(),
-            "no mark: the boot before stopped cleanly"
+            Some(false),
+            "the mark is left: it was not"
         );
-        assert!(!files.mark_running(), "the mark is left: it did not");
         files.mark_stopped();
-        assert!(files.mark_running());
+        assert_eq!(files.mark_running(), Some(true));
+        let empty = Files::open(&dir.join("empty"), 1 << 20).unwrap();
+        assert_eq!(empty.mark_running(), None, "no log yet: a first boot");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -890,7 +901,7 @@ mod tests {
         let start = Instant::now();
         let mut log = Log::new(1 << 16, policy);
         log.push(&record(1_000, INIT, "early, before /data"), start);
-        assert!(log.attach(Files::open(&dir, 1 << 20).unwrap()));
+        assert_eq!(log.attach(Files::open(&dir, 1 << 20).unwrap()), None);
         log.push(&record(2_000, "dropbear", "listening"), start);
         assert_eq!(log.flush(start + Duration::from_secs(1), false), None);
         assert!(!dir.join("messages").exists(), "not written at once");
@@ -909,10 +920,7 @@ mod tests {
 
         // The next boot starts with what was written, not again.
         let mut next = Log::new(1 << 16, policy);
-        assert!(
-            next.attach(Files::open(&dir, 1 << 20).unwrap()),
-            "stopped cleanly"
-        );
+        assert_eq!(next.attach(Files::open(&dir, 1 << 20).unwrap()), Some(true));
         assert_eq!(
             next.text(Some("dropbear"), None),
             b"1970-01-01T00:00:02.000Z dropbear info: listening\n"
@@ -937,7 +945,10 @@ mod tests {
         assert!(String::from_utf8(out).unwrap().ends_with("again\n"));
         // A boot that was not stopped is told apart.
         let mut crashed = Log::new(1 << 16, policy);
-        assert!(!crashed.attach(Files::open(&dir, 1 << 20).unwrap()));
+        assert_eq!(
+            crashed.attach(Files::open(&dir, 1 << 20).unwrap()),
+            Some(false)
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -946,7 +957,10 @@ mod tests {
         assert_eq!(parse_config("# none\n"), Ok((None, None)));
         assert_eq!(
             parse_config("remote 10.0.2.2:514\nsize 2M\n"),
-            Ok((Some("10.0.2.2:514".parse().unwrap()), Some(2 << 20)))
+            Ok((
+                Some(SocketAddrV4::new([10, 0, 2, 2].into(), 514)),
+                Some(2 << 20)
+            ))
         );
         assert!(parse_config("remote host:514\n")
             .unwrap_err()

@@ -116,10 +116,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
         b'G' | b'g' => (&text[..text.len() - 1], 1 << 30),
         _ => (text, 1),
     };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse::<u64>().ok()?.checked_mul(unit)
+    crate::log::number(digits)?.checked_mul(unit)
 }
 
 /// A parse error: the line number (1-based, 0 for the file as a whole) and the reason.
@@ -354,7 +351,7 @@ pub fn parse(text: &str) -> Result<Definition, ParseError> {
                 let parsed = if key == "memory-max" {
                     parse_size(&value)
                 } else {
-                    value.parse().ok()
+                    crate::log::number(&value)
                 };
                 match parsed {
                     Some(number) if number > 0 => *slot = Some(number),

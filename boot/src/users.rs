@@ -74,14 +74,14 @@ pub fn valid_name(name: &str) -> bool {
 pub fn parse_declaration(text: &str) -> Result<(Option<u32>, Option<String>), String> {
     let (mut uid, mut home) = (None, None);
     for (index, line) in text.lines().enumerate() {
-        let line = line.split(" #").next().unwrap_or("").trim();
+        let line = line.split('#').next().unwrap_or("").trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let error = |reason: &str| format!("line {}: {reason}", index + 1);
         match line.split_once(' ').map(|(key, value)| (key, value.trim())) {
-            Some(("uid", value)) if uid.is_none() => match value.parse::<u32>() {
-                Ok(id) if (1..65534).contains(&id) => uid = Some(id),
+            Some(("uid", value)) if uid.is_none() => match crate::log::number(value) {
+                Some(id) if (1..65534).contains(&id) => uid = Some(id as u32),
                 _ => return Err(error("uid: not a number from 1 to 65533")),
             },
             Some(("home", value)) if home.is_none() => {
@@ -102,7 +102,7 @@ pub fn parse_ids(text: &str) -> Vec<(String, u32)> {
     text.lines()
         .filter_map(|line| {
             let (name, id) = line.split_once(' ')?;
-            Some((name.to_owned(), id.trim().parse().ok()?))
+            Some((name.to_owned(), crate::log::number(id.trim())? as u32))
         })
         .filter(|(name, _)| valid_name(name))
         .collect()
@@ -270,8 +270,8 @@ impl Table {
     /// Write passwd and group into `dir`, each replaced atomically.
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
+        let temp = dir.join(".new");
         for (name, text) in [("passwd", self.passwd()), ("group", self.group_file())] {
-            let temp = dir.join(format!(".{name}.new"));
             std::fs::write(&temp, text)?;
             std::fs::rename(&temp, dir.join(name))?;
         }
@@ -282,9 +282,8 @@ impl Table {
 /// Whether a name in the store's root is a package (`NAME-VERSION-rN`), not an
 /// exchange directory.
 fn is_package_id(name: &str) -> bool {
-    name.rsplit_once("-r").is_some_and(|(_, revision)| {
-        !revision.is_empty() && revision.bytes().all(|b| b.is_ascii_digit())
-    })
+    let digits = name.bytes().rev().take_while(u8::is_ascii_digit).count();
+    digits > 0 && name.as_bytes()[..name.len() - digits].ends_with(b"-r")
 }
 
 fn read_small(path: &Path) -> Result<String, String> {

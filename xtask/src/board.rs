@@ -441,7 +441,7 @@ fn module_names(
         if normal.is_empty()
             || !normal
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
         {
             return Err(format!("{key}: `{module}` is not a module name"));
         }

@@ -48,7 +48,7 @@ pub(crate) const PROMPT: &str = "e2e# ";
 /// Sets [`PROMPT`]; written so that its echo does not contain the prompt.
 const SET_PROMPT: &str = "PS1='e2e''# '";
 /// Lines services print on the console, which are not a command's output.
-const SERVICE_LINES: &[&str] = &["dropbear: "];
+const SERVICE_LINES: &[&str] = &["dropbear: ", "store: ", "hog: "];
 /// How long dropbear may take from `pkg add` to answering on port 22.
 const SSH_TIMEOUT: Duration = Duration::from_secs(60);
 
