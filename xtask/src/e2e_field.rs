@@ -250,9 +250,10 @@ pub fn disk_full(shell: &mut Shell, report: &mut Report) -> Result<(), String> {
     }
     let df = shell.ok("df /data | tail -1")?;
     let (status, output) = shell.command("pkg add rsh", COMMAND_TIMEOUT)?;
+    // The download's progress line (a terminal's, redrawn in place) is not an error line.
     let lines: Vec<&str> = output
         .lines()
-        .filter(|line| !line.trim().is_empty())
+        .filter(|line| !line.trim().is_empty() && !line.starts_with("fetching "))
         .collect();
     if status != 1 || lines.len() != 1 || !lines[0].starts_with("pkg: ") {
         return Err(shell.failure(&format!(
