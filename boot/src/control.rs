@@ -182,6 +182,10 @@ pub fn ask(socket: &Path, request: &Request, timeout: Duration) -> io::Result<An
     Answer::decode(&bytes).ok_or_else(|| io::Error::other("init sent an answer that is not one"))
 }
 
+/// `lines(from, source, out)`: append the log's lines of `source` (all: None) from
+/// sequence number `from` on to `out`; returns the next sequence number.
+pub type LinesSince<'a> = dyn FnMut(u64, Option<&str>, &mut Vec<u8>) -> u64 + 'a;
+
 /// Init's side of the socket: the listener and its connections.
 pub struct Server {
     /// None when the socket could not be made: services still run.
@@ -363,7 +367,7 @@ impl Server {
     /// Give every follower its new lines: `lines(from, source, out)` appends them and
     /// returns the next sequence number. A follower that does not read falls behind
     /// and loses lines rather than making init buffer without bound.
-    pub fn feed(&mut self, lines: &mut dyn FnMut(u64, Option<&str>, &mut Vec<u8>) -> u64) {
+    pub fn feed(&mut self, lines: &mut LinesSince) {
         for connection in &mut self.connections {
             let Some((source, next)) = &mut connection.follow else {
                 continue;

@@ -773,7 +773,12 @@ impl Supervisor {
     /// changed definitions for their next start.
     fn rescan(&mut self, now: Instant) {
         let mut problems = Vec::new();
-        if let Some(places) = &self.config.users {
+        // The packages' users are read from a mounted store only: a store that is down
+        // or coming back shows none, and the running services' users must stay.
+        let store_ready = self
+            .find("store")
+            .is_some_and(|index| self.units[index].ready());
+        if let (Some(places), true) = (&self.config.users, store_ready) {
             self.users.refresh(places, &mut |line| problems.push(line));
         }
         let loaded = service::load(&self.config.service_dirs, &mut |line| problems.push(line));
@@ -786,9 +791,6 @@ impl Supervisor {
 
         // A service is only taken away when it is surely gone: every directory was read,
         // and the store (behind /ro/svc) is mounted, not dead or restarting.
-        let store_ready = self
-            .find("store")
-            .is_some_and(|index| self.units[index].ready());
         for index in 0..self.units.len() {
             let unit = &self.units[index];
             let gone = !loaded.services.iter().any(|(name, _)| *name == unit.name);
