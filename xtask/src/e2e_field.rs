@@ -268,7 +268,7 @@ pub fn disk_full(shell: &mut Shell, report: &mut Report) -> Result<(), String> {
     let after = shell.ok("pkg list")?;
     let running = services
         .lines()
-        .filter(|line| !line.starts_with("network"))
+        .filter(|line| !line.trim().is_empty() && !line.starts_with("network"))
         .all(|line| line.contains("running") || line.contains(" up "));
     if after != before || !newest.contains("e2e-full-300") || !running {
         return Err(shell.failure(&format!(
