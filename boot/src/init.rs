@@ -135,7 +135,17 @@ fn boot() -> ! {
     );
 
     let clean = persist_log(Path::new("/data"));
-    let (dog, card_reset) = watchdog::Watchdog::open(Path::new("/dev/watchdog"));
+    let device = Path::new("/dev/watchdog");
+    if !device.exists() && Path::new(modules::MODULE_DIR).join("softdog.ko").exists() {
+        // No hardware watchdog: the kernel's timer, which panics (so pstore keeps why)
+        // and resets the board when init stops feeding it.
+        loader.load_with("softdog", "soft_panic=1");
+        let started = std::time::Instant::now();
+        while !device.exists() && started.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let (dog, card_reset) = watchdog::Watchdog::open(device);
     if let Some(dog) = dog {
         watchdog::install(dog);
     }
