@@ -775,9 +775,10 @@ impl Supervisor {
         let mut problems = Vec::new();
         // The packages' users are read from a mounted store only: a store that is down
         // or coming back shows none, and the running services' users must stay.
-        let store_ready = self
-            .find("store")
-            .is_some_and(|index| self.units[index].ready());
+        let store_ready = self.find("store").is_some_and(|index| {
+            let store = &self.units[index];
+            store.ready() || matches!(store.kind, Kind::Store(None))
+        });
         if let (Some(places), true) = (&self.config.users, store_ready) {
             self.users.refresh(places, &mut |line| problems.push(line));
         }
