@@ -32,6 +32,15 @@ const HANG_SIGNAL: u32 = 40;
 /// The store must be back within this long after `kill -9`.
 const HEAL_GOAL: Duration = Duration::from_secs(1);
 
+/// The first line of `text` that holds `part`, trimmed (a command's output may start
+/// with what is left of a wrapped echo).
+fn line_with<'a>(text: &'a str, part: &str) -> &'a str {
+    text.lines()
+        .find(|line| line.contains(part))
+        .unwrap_or_default()
+        .trim()
+}
+
 /// The pid of a unit, from `svc status NAME` (`... pid N, up ...`).
 fn unit_pid(shell: &mut Shell, name: &str) -> Result<u32, String> {
     let status = shell.ok(&format!("svc status {name}"))?;
@@ -148,16 +157,10 @@ pub fn logs_survived(shell: &mut Shell, mark: &str, report: &mut Report) -> Resu
     }
     let size = shell.ok("svc log | wc -c; ls -l /data/log")?;
     eprintln!("    {}", size.replace('\n', "\n    "));
-    let first = |text: &str| text.lines().next().unwrap_or_default().to_owned();
     report.field.push(format!(
         "logs across a reboot: svc log kernel: {}; svc log dropbear: {}",
-        first(&kernel),
-        first(
-            dropbear
-                .lines()
-                .find(|l| l.contains("Pubkey"))
-                .unwrap_or_default()
-        )
+        line_with(&kernel, mark),
+        line_with(&dropbear, "Pubkey auth succeeded")
     ));
     Ok(())
 }
@@ -202,7 +205,7 @@ pub fn store_heals(shell: &mut Shell, report: &mut Report) -> Result<(), String>
         "store killed (SIGKILL): /bin/hello ran again {} ms later, after {tries} failed tries (goal ≤ {} ms: {verdict}), pkg verify passed; {}",
         healed.as_millis(),
         HEAL_GOAL.as_millis(),
-        status.trim()
+        line_with(&status, "store ")
     ));
     if healed > HEAL_GOAL * 3 {
         return Err(shell.failure(&format!(
@@ -232,8 +235,8 @@ pub fn memory_max_restarts(shell: &mut Shell, report: &mut Report) -> Result<(),
     let store = shell.ok("svc status store")?;
     report.field.push(format!(
         "memory-max 8M: {}; init and the store untouched ({})",
-        log.lines().next().unwrap_or_default().trim(),
-        store.trim()
+        line_with(&log, "memory-max"),
+        line_with(&store, "store ")
     ));
     Ok(())
 }
@@ -279,7 +282,7 @@ pub fn disk_full(shell: &mut Shell, report: &mut Report) -> Result<(), String> {
     shell.ok("rm /data/fill && sync")?;
     shell.ok("pkg verify")?;
     report.field.push(format!(
-        "/data full ({}): `pkg add rsh` → {} (exit 1); pkg verify passed, pkg list unchanged, every service running, the newest log line kept in RAM ({} log lines about it)",
+        "/data full ({}): `pkg add rsh` → {} (exit 1); pkg verify passed, pkg list unchanged, every service running, the newest log line in RAM ({} lines of the log about its own writes)",
         df.split_whitespace().nth(4).unwrap_or("?"),
         lines[0].trim(),
         said.trim()
@@ -335,7 +338,10 @@ pub fn watchdog_resets_a_hang(
     }
     report.field.push(format!(
         "hung init (signal {HANG_SIGNAL}): {}; the board reset {:.1}s later and said `amber: boot: {reason}` ({} lines of the kernel's last words in the log)",
-        watchdog.lines().next().unwrap_or_default().split("amber notice: ").last().unwrap_or_default(),
+        line_with(&watchdog, "watchdog: ")
+            .split("amber notice: ")
+            .last()
+            .unwrap_or_default(),
         reset_after.as_secs_f64(),
         last_words.trim()
     ));
