@@ -11,6 +11,7 @@ pub const MOUNT: &str = "/sys/fs/cgroup";
 pub const SERVICES: &str = "/sys/fs/cgroup/services";
 
 /// Make the services' parent cgroup and hand it the memory and pids controllers.
+#[inline(never)]
 pub fn setup() -> io::Result<PathBuf> {
     let services = Path::new(SERVICES);
     match std::fs::create_dir(services) {
@@ -25,6 +26,7 @@ pub fn setup() -> io::Result<PathBuf> {
 
 /// A service's cgroup, made if missing, with its limits set (none: "max"). Returns
 /// its cgroup.procs, open for the child to write itself into.
+#[inline(never)]
 pub fn prepare(
     parent: &Path,
     name: &str,

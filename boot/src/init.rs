@@ -45,42 +45,6 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     }
 }
 
-/// Write the log to DATA/log from now on, with DATA/etc/amber/log's settings; whether
-/// the boot before stopped cleanly (None when the log cannot be written).
-fn persist_log(data: &Path) -> Option<bool> {
-    let settings = data.join("etc/amber/log");
-    let (remote, size) = match std::fs::read_to_string(&settings) {
-        Ok(text) => log::parse_config(&text).unwrap_or_else(|error| {
-            say!("log: {}: {error}; using the defaults", settings.display());
-            (None, None)
-        }),
-        Err(_) => (None, None),
-    };
-    if let Some(address) = remote {
-        match log::Remote::new(address) {
-            Ok(remote) => {
-                log::with(|log| log.set_remote(remote));
-                say!(
-                    "log: every line goes to the syslog server in {}",
-                    settings.display()
-                );
-            }
-            Err(error) => say!("log: {}: remote: {error}", settings.display()),
-        }
-    }
-    let dir = data.join("log");
-    match log::Files::open(&dir, size.unwrap_or(LOG_DISK)) {
-        Ok(files) => log::with(|log| log.attach(files)).flatten(),
-        Err(error) => {
-            say!(
-                "log: {}: {error}; the log is kept in RAM only",
-                dir.display()
-            );
-            None
-        }
-    }
-}
-
 fn boot() -> ! {
     let handed_over = sys::boot_time();
     log::install(log::Log::new(
@@ -134,7 +98,7 @@ fn boot() -> ! {
         crate::millis(started.elapsed())
     );
 
-    let clean = persist_log(Path::new("/data"));
+    let clean = log::persist(Path::new("/data"), LOG_DISK);
     let device = Path::new("/dev/watchdog");
     if !device.exists() && Path::new(modules::MODULE_DIR).join("softdog.ko").exists() {
         // No hardware watchdog: the kernel's timer, which panics (so pstore keeps why)
@@ -250,7 +214,7 @@ fn supervise_for_test(root: &Path, with_store: bool) -> ExitCode {
             threshold: 16 << 10,
         },
     ));
-    let clean = persist_log(&root.join("data"));
+    let clean = log::persist(&root.join("data"), LOG_DISK);
     say!("boot: {}", watchdog::boot_reason(false, &[], clean));
     if with_store {
         // As on the device: the store directory exists, seeded from DIR/etc/amber.

@@ -511,6 +511,7 @@ impl Log {
     /// Persist to `files` from now on: the end of what they hold goes first into the
     /// ring (as written already), then what was logged so far. Returns whether the
     /// boot before stopped cleanly (None: a first boot).
+    #[inline(never)]
     pub fn attach(&mut self, files: Files) -> Option<bool> {
         let clean = files.mark_running();
         let capacity = self.ring.capacity;
@@ -541,6 +542,7 @@ impl Log {
 
     /// Write a batch if one is due (any unwritten line at `shutdown`); a line for the
     /// console when the disk is full.
+    #[inline(never)]
     pub fn flush(&mut self, now: Instant, shutdown: bool) -> Option<String> {
         if self.retry_at.is_some_and(|at| now < at) && !shutdown {
             return None;
@@ -608,6 +610,7 @@ impl Log {
     }
 
     /// The lines of `source` (all when None), the last `lines` of them when given.
+    #[inline(never)]
     pub fn text(&self, source: Option<&str>, lines: Option<usize>) -> Vec<u8> {
         let matches = |record: &Record| source.is_none_or(|source| record.source == source);
         let count = self.ring.records().filter(|(_, r)| matches(r)).count();
@@ -628,6 +631,43 @@ impl Log {
             }
         }
         self.ring.next()
+    }
+}
+
+/// Write the log to DATA/log from now on, with DATA/etc/amber/log's settings; whether
+/// the boot before stopped cleanly (None when the log cannot be written).
+#[inline(never)]
+pub fn persist(data: &Path, disk_cap: u64) -> Option<bool> {
+    let settings = data.join("etc/amber/log");
+    let (remote, size) = match std::fs::read_to_string(&settings) {
+        Ok(text) => parse_config(&text).unwrap_or_else(|error| {
+            say!("log: {}: {error}; using the defaults", settings.display());
+            (None, None)
+        }),
+        Err(_) => (None, None),
+    };
+    if let Some(address) = remote {
+        match Remote::new(address) {
+            Ok(remote) => {
+                with(|log| log.set_remote(remote));
+                say!(
+                    "log: every line goes to the syslog server in {}",
+                    settings.display()
+                );
+            }
+            Err(error) => say!("log: {}: remote: {error}", settings.display()),
+        }
+    }
+    let dir = data.join("log");
+    match Files::open(&dir, size.unwrap_or(disk_cap)) {
+        Ok(files) => with(|log| log.attach(files)).flatten(),
+        Err(error) => {
+            say!(
+                "log: {}: {error}; the log is kept in RAM only",
+                dir.display()
+            );
+            None
+        }
     }
 }
 
@@ -674,6 +714,7 @@ impl Kernel {
     }
 
     /// Log every record that is there.
+    #[inline(never)]
     pub fn read(&mut self) {
         let mut buffer = [0u8; 2048];
         // The kernel stamps records with the monotonic clock; the log keeps wall time.

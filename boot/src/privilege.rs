@@ -35,6 +35,7 @@ pub struct Places {
 
 /// The confinement of service `name`, or why it cannot start. `warn` hears what is
 /// not enforced (limits without cgroups).
+#[inline(never)]
 pub fn prepare(
     name: &str,
     definition: &Definition,

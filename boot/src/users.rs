@@ -210,6 +210,7 @@ impl Table {
     /// Read the installed packages' declarations again if the set of packages changed,
     /// give new names their ids, and write passwd and group. Problems are reported
     /// through `report`; a declaration that cannot be read is left out.
+    #[inline(never)]
     pub fn refresh(&mut self, places: &Places, report: &mut dyn FnMut(String)) {
         let Ok(entries) = std::fs::read_dir(&places.packages) else {
             return;

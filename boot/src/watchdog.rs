@@ -53,6 +53,7 @@ fn contains(text: &str, part: &str) -> bool {
 /// The kernel's records of how the boot before ended (pstore's `dmesg-*` files in
 /// `dir`), removed once read so the firmware's variable store does not fill up. Their
 /// last lines go into the log.
+#[inline(never)]
 pub fn last_words(dir: &Path) -> Vec<String> {
     let mut records = Vec::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -79,6 +80,7 @@ pub fn last_words(dir: &Path) -> Vec<String> {
 impl Watchdog {
     /// Open and start `path`; say what it is, or that there is none. Returns the
     /// watchdog and whether it reset the board last.
+    #[inline(never)]
     pub fn open(path: &Path) -> (Option<Watchdog>, bool) {
         let device = match OpenOptions::new().write(true).open(path) {
             Ok(device) => device,
