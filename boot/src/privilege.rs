@@ -103,6 +103,7 @@ pub fn prepare(
     Ok(Confinement {
         cgroup_procs,
         oom_score_adj: b"0",
+        nice: 0,
         mounts,
         ids,
         capabilities,

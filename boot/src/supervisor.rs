@@ -40,6 +40,8 @@ const IDLE: Duration = Duration::from_secs(1);
 /// A store that ran this long is started again at once when it dies; one that dies
 /// sooner waits out the backoff, so a store that cannot start does not spin.
 const STORE_AT_ONCE: Duration = Duration::from_secs(1);
+/// The store's scheduling priority: it serves every process that runs from /ro.
+pub const STORE_NICE: libc::c_int = -10;
 /// The test-only signal that stops the loop (a simulated hang), honoured only with
 /// [`Config::test_hooks`].
 pub const HANG_SIGNAL: libc::c_int = 40;
@@ -538,8 +540,13 @@ impl Supervisor {
                 }
                 let mut command = Command::new(&store.program);
                 command.arg0(&store.arg0).args(&store.args);
-                // The OOM killer takes the store only after everything but init.
-                sys::confine(&mut command, sys::Confinement::scored(b"-900"));
+                // The OOM killer takes the store only after everything but init. Every
+                // exec and read of /ro waits on it, so it runs before what waits: a
+                // store coming back is not starved by processes retrying /bin.
+                sys::confine(
+                    &mut command,
+                    sys::Confinement::priorities(b"-900", STORE_NICE),
+                );
                 spawn_piped(&mut command).map(|(pid, pipe)| (pid, Some(pipe)))
             }
             Kind::Service(definition) => {

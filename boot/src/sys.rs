@@ -584,6 +584,8 @@ pub struct Confinement {
     pub cgroup_procs: Option<File>,
     /// Written to /proc/self/oom_score_adj (init's -1000 must not be inherited).
     pub oom_score_adj: &'static [u8],
+    /// The scheduling priority (nice value) to run at; 0 leaves init's.
+    pub nice: libc::c_int,
     pub mounts: Option<Mounts>,
     /// (uid, gid): change to these, with the group as the only supplementary group.
     pub ids: Option<(u32, u32)>,
@@ -594,11 +596,12 @@ pub struct Confinement {
 }
 
 impl Confinement {
-    /// Nothing but an OOM score.
-    pub fn scored(oom_score_adj: &'static [u8]) -> Confinement {
+    /// Nothing but an OOM score and a scheduling priority.
+    pub fn priorities(oom_score_adj: &'static [u8], nice: libc::c_int) -> Confinement {
         Confinement {
             cgroup_procs: None,
             oom_score_adj,
+            nice,
             mounts: None,
             ids: None,
             capabilities: None,
@@ -692,6 +695,10 @@ pub fn confine(command: &mut Command, confinement: Confinement) {
                     c.oom_score_adj.len(),
                 );
                 libc::close(score);
+            }
+            if c.nice != 0 {
+                // Best effort too: without CAP_SYS_NICE it runs at init's priority.
+                libc::setpriority(libc::PRIO_PROCESS, 0, c.nice);
             }
             if let Some(mounts) = &c.mounts {
                 check(libc::unshare(libc::CLONE_NEWNS))?;

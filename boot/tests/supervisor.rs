@@ -205,6 +205,19 @@ fn mounted(path: &Path) -> bool {
     mount_count(path) > 0
 }
 
+/// capabilities(7): lowering an OOM score below 0 takes it.
+const CAP_SYS_RESOURCE: u32 = 24;
+
+/// Whether this process holds capability `number` (capabilities(7)) in its effective set.
+fn has_capability(number: u32) -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("CapEff:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << number) != 0)
+}
+
 fn mount_count(path: &Path) -> usize {
     let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let wanted = path.display().to_string();
@@ -581,6 +594,25 @@ fn killed_store_is_detached_and_restarted() {
     assert!(std::fs::read_dir(ro.join("svc")).is_ok());
     let web = supervisor.service_pid("web").unwrap();
     let store = supervisor.service_pid("store").unwrap();
+    // The OOM killer takes the store only after everything but init. (Lowering a score
+    // takes CAP_SYS_RESOURCE, which some containers' root lacks; the end-to-end test
+    // checks the scores on the device.)
+    let score = |pid: i32| std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"));
+    if has_capability(CAP_SYS_RESOURCE) {
+        assert_eq!(score(store).unwrap().trim(), "-900");
+    } else {
+        eprintln!("notice: no CAP_SYS_RESOURCE here: the store's OOM score is not checked");
+        amber_testkit::record(
+            &amber_testkit::current_test(),
+            "the store's OOM score: no CAP_SYS_RESOURCE",
+        );
+    }
+    // It runs before the processes that wait on it (the nice value, field 19 of stat).
+    let stat = std::fs::read_to_string(format!("/proc/{store}/stat")).unwrap();
+    let nice = stat.rsplit(')').next().unwrap().split_whitespace().nth(16);
+    assert_eq!(nice, Some("-10"), "{stat}");
+    // A process with a directory of the store open when it dies.
+    let held = std::fs::File::open(ro.join("svc")).unwrap();
 
     // SAFETY: kill takes no pointers; the pid is the store the supervisor started.
     unsafe { libc::kill(store, libc::SIGKILL) };
@@ -599,6 +631,20 @@ fn killed_store_is_detached_and_restarted() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(std::fs::read_dir(ro.join("svc")).is_ok());
+    // What was open in the dead mount stays there: it answers with an error at once,
+    // never with a hang, while the new mount serves everyone else.
+    use std::os::fd::AsRawFd;
+    let asked = Instant::now();
+    // statfs always asks the file system: nothing the kernel cached answers it.
+    // SAFETY: statfs is plain data, for which all zeroes is a value.
+    let mut stats: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs writes one statfs into `stats`, which lives across the call.
+    let answer = unsafe { libc::fstatfs(held.as_raw_fd(), &mut stats) };
+    let error = std::io::Error::last_os_error();
+    assert!(asked.elapsed() < Duration::from_secs(1), "a reader hung");
+    assert_eq!(answer, -1, "the dead mount answered");
+    assert_eq!(error.raw_os_error(), Some(libc::ENOTCONN), "{error}");
+    drop(held);
     assert_eq!(
         mount_count(&ro),
         1,
