@@ -39,6 +39,7 @@ pub fn spawn_shell(program: &Path, terminal: &Path) -> io::Result<i32> {
         .stdout(terminal.try_clone()?)
         .stderr(terminal);
     sys::unblock_signals_in_child(&mut command);
+    sys::confine(&mut command, sys::Confinement::priorities(b"0", 0));
     sys::controlling_terminal(&mut command);
     Ok(command.spawn()?.id() as i32)
 }

@@ -6,14 +6,16 @@
 //! reads the answer until init closes the connection:
 //!
 //! ```text
-//! request:  status [NAME] | start NAME | stop NAME | restart NAME | log NAME
-//!           | rescan | poweroff | reboot
+//! request:  status [NAME] | start NAME | stop NAME | restart NAME
+//!           | log [NAME] [-n N] [-f] | rescan | poweroff | reboot
 //! answer:   ok|fail|usage, a newline, then text
 //! ```
 //!
 //! `svc` prints the text of `ok` on stdout and exits 0; for `fail` it prints
 //! `svc: <text>` on stderr and exits 1; `usage` (and its own usage errors) exit 2.
-//! `stop` and `restart` are answered once the service's process has exited.
+//! `stop` and `restart` are answered once the service's process has exited. `log -f`
+//! answers with the log so far and keeps the connection, sending new lines as they
+//! come, until the client closes it.
 //!
 //! The server ([`Server`]) is part of init's poll loop: it accepts connections, reads
 //! request lines and writes answers without blocking; what a request does is the
@@ -48,7 +50,7 @@ pub enum Request {
     Start(String),
     Stop(String),
     Restart(String),
-    Log(String),
+    Log(LogQuery),
     Rescan,
     PowerOff,
     Reboot,
@@ -71,7 +73,7 @@ impl Request {
             Some((&"start", rest)) => named(Request::Start, "start", rest),
             Some((&"stop", rest)) => named(Request::Stop, "stop", rest),
             Some((&"restart", rest)) => named(Request::Restart, "restart", rest),
-            Some((&"log", rest)) => named(Request::Log, "log", rest),
+            Some((&"log", rest)) => LogQuery::parse(rest).map(Request::Log),
             Some((&"rescan", [])) => Ok(Request::Rescan),
             Some((&"poweroff", [])) => Ok(Request::PowerOff),
             Some((&"reboot", [])) => Ok(Request::Reboot),
@@ -89,12 +91,57 @@ impl Request {
             Request::Start(name) => format!("start {name}\n"),
             Request::Stop(name) => format!("stop {name}\n"),
             Request::Restart(name) => format!("restart {name}\n"),
-            Request::Log(name) => format!("log {name}\n"),
+            Request::Log(query) => query.line(),
             Request::Rescan => "rescan\n".into(),
             Request::PowerOff => "poweroff\n".into(),
             Request::Reboot => "reboot\n".into(),
             Request::RebootTry => "reboot tryboot\n".into(),
         }
+    }
+}
+
+/// `log [NAME] [-n N] [-f]`: the lines of one source (a service, `kernel`, `amber`) or
+/// of all, the last N of them, and whether to follow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LogQuery {
+    pub name: Option<String>,
+    pub lines: Option<usize>,
+    pub follow: bool,
+}
+
+impl LogQuery {
+    fn parse(words: &[&str]) -> Result<LogQuery, String> {
+        let mut query = LogQuery::default();
+        let mut words = words.iter();
+        while let Some(&word) = words.next() {
+            match word {
+                "-f" => query.follow = true,
+                "-n" => match words.next().and_then(|count| count.parse().ok()) {
+                    Some(count) => query.lines = Some(count),
+                    None => return Err("log: -n takes a number of lines".into()),
+                },
+                name if query.name.is_none() && !name.starts_with('-') => {
+                    query.name = Some(name.to_owned())
+                }
+                _ => return Err("log takes at most one name, -n N and -f".into()),
+            }
+        }
+        Ok(query)
+    }
+
+    fn line(&self) -> String {
+        let mut line = String::from("log");
+        if let Some(name) = &self.name {
+            line += " ";
+            line += name;
+        }
+        if let Some(lines) = self.lines {
+            line += &format!(" -n {lines}");
+        }
+        if self.follow {
+            line += " -f";
+        }
+        line + "\n"
     }
 }
 
@@ -139,6 +186,10 @@ pub fn ask(socket: &Path, request: &Request, timeout: Duration) -> io::Result<An
     Answer::decode(&bytes).ok_or_else(|| io::Error::other("init sent an answer that is not one"))
 }
 
+/// `lines(from, source, out)`: append the log's lines of `source` (all: None) from
+/// sequence number `from` on to `out`; returns the next sequence number.
+pub type LinesSince<'a> = dyn FnMut(u64, Option<&str>, &mut Vec<u8>) -> u64 + 'a;
+
 /// Init's side of the socket: the listener and its connections.
 pub struct Server {
     /// None when the socket could not be made: services still run.
@@ -152,6 +203,8 @@ struct Connection {
     output: Vec<u8>,
     /// Answer once this unit is no longer stopping.
     waiting_for: Option<String>,
+    /// `log -f`: the source followed (None: all) and the next line's sequence number.
+    follow: Option<(Option<String>, u64)>,
     answered: bool,
     deadline: Instant,
 }
@@ -185,7 +238,15 @@ impl Server {
     /// One poll entry per connection, in order: [`Server::serve`] takes their events.
     pub fn connection_entries(&self, fds: &mut Vec<sys::PollFd>) {
         for connection in &self.connections {
-            let events = if !connection.output.is_empty() {
+            let events = if connection.follow.is_some() {
+                // A follower's hang-up shows as input.
+                sys::POLLIN
+                    | if connection.output.is_empty() {
+                        0
+                    } else {
+                        sys::POLLOUT
+                    }
+            } else if !connection.output.is_empty() {
                 sys::POLLOUT
             } else if !connection.answered && connection.waiting_for.is_none() {
                 sys::POLLIN
@@ -208,6 +269,7 @@ impl Server {
                 input: Vec::new(),
                 output: Vec::new(),
                 waiting_for: None,
+                follow: None,
                 answered: false,
                 deadline: now + CLIENT_TIMEOUT,
             };
@@ -247,10 +309,11 @@ impl Server {
             return None;
         }
         if connection.answered || connection.waiting_for.is_some() {
-            // The client hung up while waiting: forget it.
+            // The client hung up while waiting or following: forget it.
             connection.answered = true;
             connection.output.clear();
             connection.waiting_for = None;
+            connection.follow = None;
             return None;
         }
         let mut buffer = [0u8; MAX_REQUEST];
@@ -299,6 +362,33 @@ impl Server {
         self.connections[index].waiting_for = Some(name);
     }
 
+    /// Keep connection `index` open after its answer, for the lines of `source` from
+    /// sequence number `next` on.
+    pub fn follow(&mut self, index: usize, source: Option<String>, next: u64) {
+        self.connections[index].follow = Some((source, next));
+    }
+
+    /// Give every follower its new lines: `lines(from, source, out)` appends them and
+    /// returns the next sequence number. A follower that does not read falls behind
+    /// and loses lines rather than making init buffer without bound.
+    pub fn feed(&mut self, lines: &mut LinesSince) {
+        for connection in &mut self.connections {
+            let Some((source, next)) = &mut connection.follow else {
+                continue;
+            };
+            let mut more = Vec::new();
+            *next = lines(*next, source.as_deref(), &mut more);
+            if connection.output.len() < 64 << 10 {
+                connection.output.extend_from_slice(&more);
+            }
+            if !connection.output.is_empty() {
+                if let Ok(written) = connection.stream.write(&connection.output) {
+                    connection.output.drain(..written);
+                }
+            }
+        }
+    }
+
     /// The connections waiting for a unit to stop: (connection, unit).
     pub fn waiting(&self) -> impl Iterator<Item = (usize, &str)> {
         self.connections
@@ -309,16 +399,20 @@ impl Server {
 
     /// Close the connections whose answer is written.
     pub fn close_answered(&mut self) {
-        self.connections
-            .retain(|connection| !(connection.answered && connection.output.is_empty()));
+        self.connections.retain(|connection| {
+            connection.follow.is_some() || !(connection.answered && connection.output.is_empty())
+        });
     }
 
     /// Close the connections past their deadline (a waiting one has none), and say how
     /// many.
     pub fn close_idle(&mut self, now: Instant) {
         let before = self.connections.len();
-        self.connections
-            .retain(|connection| connection.waiting_for.is_some() || connection.deadline > now);
+        self.connections.retain(|connection| {
+            connection.waiting_for.is_some()
+                || connection.follow.is_some()
+                || connection.deadline > now
+        });
         if self.connections.len() != before {
             say!(
                 "control: closed {} idle connection(s)",
@@ -331,7 +425,7 @@ impl Server {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.connections
             .iter()
-            .filter(|connection| connection.waiting_for.is_none())
+            .filter(|connection| connection.waiting_for.is_none() && connection.follow.is_none())
             .map(|connection| connection.deadline)
             .min()
     }
@@ -352,7 +446,7 @@ fn listen(path: &Path) -> io::Result<UnixListener> {
     Ok(listener)
 }
 
-const SVC_USAGE: &str = "usage: svc [--socket PATH] status [NAME] | start NAME | stop NAME | restart NAME | log NAME | rescan";
+const SVC_USAGE: &str = "usage: svc [--socket PATH] status [NAME] | start NAME | stop NAME | restart NAME | log [NAME] [-n N] [-f] | rescan";
 
 /// `svc`: talk to init about services.
 pub fn svc_main(args: Vec<OsString>) -> ExitCode {
@@ -376,6 +470,9 @@ pub fn svc_main(args: Vec<OsString>) -> ExitCode {
         Ok(request) => request,
         Err(message) => return usage("svc", &message, SVC_USAGE),
     };
+    if let Request::Log(LogQuery { follow: true, .. }) = &request {
+        return follow(&socket, &request);
+    }
     // A stop waits for the service to exit, which init bounds by its stop timeout.
     finish(
         "svc",
@@ -423,6 +520,46 @@ pub fn power_main(power_off: bool, args: Vec<OsString>) -> ExitCode {
         ask(&socket, &request, Duration::from_secs(10)),
         &socket,
     )
+}
+
+/// `svc log -f`: print the answer as it comes, until init or the reader stops.
+fn follow(socket: &Path, request: &Request) -> ExitCode {
+    let mut head = Vec::new();
+    let result = (|| -> io::Result<Option<Answer>> {
+        let mut stream = UnixStream::connect(socket)?;
+        stream.write_all(request.line().as_bytes())?;
+        let mut buffer = [0u8; 4096];
+        let mut streaming = false;
+        loop {
+            let count = stream.read(&mut buffer)?;
+            if count == 0 && streaming {
+                return Ok(None);
+            }
+            if count == 0 {
+                return Answer::decode(&head)
+                    .map(Some)
+                    .ok_or_else(|| io::Error::other("init sent an answer that is not one"));
+            }
+            if streaming {
+                if amber_pkg::stdout::write(&String::from_utf8_lossy(&buffer[..count])).is_err() {
+                    return Ok(None);
+                }
+                continue;
+            }
+            head.extend_from_slice(&buffer[..count]);
+            if let Some(rest) = head.strip_prefix(b"ok\n") {
+                streaming = true;
+                if amber_pkg::stdout::write(&String::from_utf8_lossy(rest)).is_err() {
+                    return Ok(None);
+                }
+            }
+        }
+    })();
+    match result {
+        Ok(None) => ExitCode::SUCCESS,
+        Ok(Some(answer)) => finish("svc", Ok(answer), socket),
+        Err(error) => finish("svc", Err(error), socket),
+    }
 }
 
 fn utf8_args(command: &str, args: Vec<OsString>) -> Option<Vec<String>> {
@@ -497,7 +634,24 @@ mod tests {
             ("start web", Ok(Request::Start("web".into()))),
             ("stop web", Ok(Request::Stop("web".into()))),
             ("restart web", Ok(Request::Restart("web".into()))),
-            ("log web", Ok(Request::Log("web".into()))),
+            (
+                "log web",
+                Ok(Request::Log(LogQuery {
+                    name: Some("web".into()),
+                    ..LogQuery::default()
+                })),
+            ),
+            ("log", Ok(Request::Log(LogQuery::default()))),
+            (
+                "log kernel -n 20 -f",
+                Ok(Request::Log(LogQuery {
+                    name: Some("kernel".into()),
+                    lines: Some(20),
+                    follow: true,
+                })),
+            ),
+            ("log -n", Err("-n takes a number")),
+            ("log a b", Err("at most one name")),
             ("rescan", Ok(Request::Rescan)),
             ("poweroff", Ok(Request::PowerOff)),
             ("reboot", Ok(Request::Reboot)),

@@ -13,8 +13,20 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::cmdline::CommandLine;
 use crate::supervisor::{self, Backoff, Network, Shell, Store};
-use crate::{control, disk, health, modules, mounts, shutdown, sntp, status, sys};
+use crate::{
+    cgroup, control, disk, health, log, modules, mounts, privilege, shutdown, sntp, status, sys,
+};
+use crate::{users, watchdog};
+
+/// Bytes of log kept in RAM: the kernel's boot and a good while of services.
+const LOG_RAM: usize = 64 << 10;
+/// The persisted log's cap on /data unless /data/etc/amber/log says otherwise.
+const LOG_DISK: u64 = 1 << 20;
+
+/// A file whose presence turns the test hooks on (the e2e test's simulated hang).
+const TEST_HOOKS: &str = "/data/etc/amber/test-hooks";
 
 /// The search path of init, its services and the console shell.
 pub const PATH: &str = "/amber/bin:/bin:/sbin:/usr/bin:/usr/sbin";
@@ -37,6 +49,14 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 
 fn boot() -> ! {
     let handed_over = sys::boot_time();
+    log::install(log::Log::new(
+        LOG_RAM,
+        log::Policy {
+            interval: Duration::from_secs(30),
+            threshold: 16 << 10,
+        },
+    ));
+
     let board = std::fs::read_to_string("/etc/amber/board").unwrap_or_default();
     say!(
         "init on {} (kernel handed over at {} ms)",
@@ -50,6 +70,10 @@ fn boot() -> ! {
         std::env::set_var("TERM", "linux");
     }
     mounts::early();
+    // The OOM killer's last choice (the store's is -900, everything else 0).
+    if let Err(error) = std::fs::write("/proc/self/oom_score_adj", "-1000") {
+        say!("/proc/self/oom_score_adj: {error}");
+    }
     sys::disable_ctrl_alt_del();
     modules::load_all(
         Path::new("/etc/amber/modules"),
@@ -75,6 +99,45 @@ fn boot() -> ! {
         crate::millis(started.elapsed())
     );
     let health = data.and_then(|data| boot_partitions(&data));
+
+    let clean = log::persist(Path::new("/data"), LOG_DISK);
+    let device = Path::new("/dev/watchdog");
+    if !device.exists() && Path::new(modules::MODULE_DIR).join("softdog.ko").exists() {
+        // No hardware watchdog: the kernel's timer, which panics (so pstore keeps why)
+        // and resets the board when init stops feeding it.
+        loader.load_with("softdog", "soft_panic=1");
+        let started = std::time::Instant::now();
+        while !device.exists() && started.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let (dog, card_reset) = watchdog::Watchdog::open(device);
+    if let Some(dog) = dog {
+        watchdog::install(dog);
+    }
+    let last_words = watchdog::last_words(Path::new("/sys/fs/pstore"));
+    say!(
+        "boot: {}",
+        watchdog::boot_reason(card_reset, &last_words, clean)
+    );
+    let cgroups = match cgroup::setup() {
+        Ok(parent) => Some(parent),
+        Err(error) => {
+            say!(
+                "cgroup: {}: {error}; memory-max and tasks-max are not enforced",
+                cgroup::SERVICES
+            );
+            None
+        }
+    };
+    let command_line = CommandLine::read();
+    let test_hooks = command_line.get("amber.test") == Some("1") || Path::new(TEST_HOOKS).exists();
+    if test_hooks {
+        say!(
+            "test hooks on (amber.test=1 or {TEST_HOOKS}): signal {} stops the supervisor loop",
+            supervisor::HANG_SIGNAL
+        );
+    }
 
     // A clock behind the last good time on /data (no RTC, or a flat battery) starts
     // from that time instead.
@@ -110,10 +173,21 @@ fn boot() -> ! {
         },
         stop_timeout: Duration::from_secs(5),
         rescan_every: Some(Duration::from_secs(10)),
-        log_size: 8 * 1024,
         handed_over,
         health,
         status_dir: PathBuf::from(status::DIR),
+        kernel_log: Some(PathBuf::from("/dev/kmsg")),
+        users: Some(users::Places {
+            packages: PathBuf::from("/ro"),
+            ids: PathBuf::from("/data/amber/ids"),
+            output: PathBuf::from("/run/etc"),
+        }),
+        places: privilege::Places {
+            data: PathBuf::from("/data"),
+            tmp: PathBuf::from("/tmp"),
+            cgroups,
+        },
+        test_hooks,
     };
     let outcome = match supervisor::run(config) {
         Ok(outcome) => outcome,
@@ -195,6 +269,16 @@ fn supervise_for_test(root: &Path, with_store: bool) -> ExitCode {
         // As under qemu-user; only orphans are then not ours to reap.
         eprintln!("init: cannot become a subreaper: {error}");
     }
+    // The log as on the device, written every second here.
+    log::install(log::Log::new(
+        LOG_RAM,
+        log::Policy {
+            interval: Duration::from_secs(1),
+            threshold: 16 << 10,
+        },
+    ));
+    let clean = log::persist(&root.join("data"), LOG_DISK);
+    say!("boot: {}", watchdog::boot_reason(false, &[], clean));
     if with_store {
         // As on the device: the store directory exists, seeded from DIR/etc/amber.
         disk::seed(&root.join("etc/amber"), &root.join("data/pkg"));
@@ -234,14 +318,29 @@ fn supervise_for_test(root: &Path, with_store: bool) -> ExitCode {
         },
         stop_timeout: Duration::from_secs(1),
         rescan_every: None,
-        log_size: 8 * 1024,
         handed_over: sys::boot_time(),
         health: None,
         status_dir: root.join("run/amber/status"),
+        kernel_log: None,
+        users: Some(users::Places {
+            packages: root.join("ro"),
+            ids: root.join("data/amber/ids"),
+            output: root.join("run/etc"),
+        }),
+        places: privilege::Places {
+            data: root.join("data"),
+            tmp: root.join("tmp"),
+            cgroups: None,
+        },
+        test_hooks: false,
     };
     match supervisor::run(config) {
         Ok(outcome) => {
             say!("supervisor stopped ({outcome:?})");
+            log::with(|log| {
+                log.flush(std::time::Instant::now(), true);
+                log.stopped();
+            });
             ExitCode::SUCCESS
         }
         Err(error) => {

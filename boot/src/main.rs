@@ -13,6 +13,7 @@ macro_rules! say {
     };
 }
 
+mod cgroup;
 mod cmdline;
 mod console;
 mod control;
@@ -21,18 +22,22 @@ mod disk;
 mod dns;
 mod health;
 mod init;
+mod log;
 mod modules;
 mod mounts;
 mod netconfig;
 mod netctl;
 mod netd;
 mod output;
+mod privilege;
 mod service;
 mod shutdown;
 mod sntp;
 mod status;
 mod supervisor;
 mod sys;
+mod users;
+mod watchdog;
 
 /// Whole milliseconds, as u64: formatting a u128 costs code for nothing here.
 fn millis(duration: std::time::Duration) -> u64 {
@@ -51,9 +56,17 @@ fn sort_small<T: PartialOrd>(items: &mut [T]) {
     }
 }
 
+/// A `say!` line: on the console, and in init's log (where there is one).
 fn say(message: std::fmt::Arguments) {
+    let text = message.to_string();
+    print_line(format_args!("amber: {text}"));
+    log::push(log::INIT, log::NOTICE, text.as_bytes());
+}
+
+/// One line on the console (standard output) only.
+fn print_line(line: std::fmt::Arguments) {
     let mut out = std::io::stdout().lock();
-    let _ = out.write_fmt(format_args!("amber: {message}\n"));
+    let _ = out.write_fmt(format_args!("{line}\n"));
 }
 
 fn main() -> ExitCode {

@@ -288,6 +288,11 @@ impl Loader {
     /// Load `name` and what it depends on; returns how many modules were loaded now.
     /// Failures are reported, once per module.
     pub fn load(&mut self, name: &str) -> usize {
+        self.load_with(name, "")
+    }
+
+    /// [`Loader::load`], with parameters for `name` itself (not its dependencies).
+    pub fn load_with(&mut self, name: &str, params: &str) -> usize {
         let order: Vec<String> = self
             .database
             .closure(name)
@@ -301,7 +306,8 @@ impl Loader {
             }
             self.tried.push(module.clone());
             let path = self.dir.join(format!("{module}.ko"));
-            match File::open(&path).and_then(|file| sys::finit_module(&file, "")) {
+            let params = if module == name { params } else { "" };
+            match File::open(&path).and_then(|file| sys::finit_module(&file, params)) {
                 Ok(()) => loaded += 1,
                 Err(error) if error.raw_os_error() == Some(libc::EEXIST) => {}
                 Err(error) => say!("module {module}: {error}"),

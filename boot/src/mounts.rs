@@ -1,4 +1,5 @@
-//! The early mounts of PID 1 (proc, sysfs, devtmpfs, devpts, tmpfs) and the mount table.
+//! The early mounts of PID 1 (proc, sysfs, cgroup2, pstore, devtmpfs, devpts, tmpfs)
+//! and the mount table.
 
 use std::path::Path;
 
@@ -8,9 +9,24 @@ use crate::sys;
 /// (EBUSY, as when the kernel mounted devtmpfs itself) is fine; others are reported.
 pub fn early() {
     let nosuid_nodev = sys::MS_NOSUID | sys::MS_NODEV;
-    let table: [(&str, &str, &str, libc::c_ulong, &str); 6] = [
+    let table: [(&str, &str, &str, libc::c_ulong, &str); 8] = [
         ("proc", "/proc", "proc", nosuid_nodev | sys::MS_NOEXEC, ""),
         ("sysfs", "/sys", "sysfs", nosuid_nodev | sys::MS_NOEXEC, ""),
+        (
+            "cgroup2",
+            crate::cgroup::MOUNT,
+            "cgroup2",
+            nosuid_nodev | sys::MS_NOEXEC,
+            "",
+        ),
+        // The kernel's last words of the boot before (watchdog.rs reads them).
+        (
+            "pstore",
+            "/sys/fs/pstore",
+            "pstore",
+            nosuid_nodev | sys::MS_NOEXEC,
+            "",
+        ),
         ("devtmpfs", "/dev", "devtmpfs", sys::MS_NOSUID, "mode=0755"),
         (
             "devpts",
@@ -30,6 +46,11 @@ pub fn early() {
             Err(error) if error.raw_os_error() == Some(libc::EBUSY) => {}
             Err(error) => say!("mount {fstype} on {}: {error}", target.display()),
         }
+    }
+    // Mounts init makes later (the store, mounted again after a crash) reach the
+    // services' own mount namespaces, which are slaves of this one.
+    if let Err(error) = sys::share_mounts() {
+        say!("mount --make-rshared /: {error}");
     }
 }
 

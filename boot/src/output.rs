@@ -1,53 +1,12 @@
 //! Service output: lines read from a service's stdout/stderr pipe, echoed to the console
-//! with the service's name in front, and kept in a bounded per-service log.
+//! with the service's name in front (the supervisor logs them, `log.rs`).
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Write};
 
 /// A line longer than this is cut into pieces, so a service writing without newlines
 /// cannot make init buffer without bound.
 const MAX_LINE: usize = 1024;
-
-/// The last lines of a service's output, at most `capacity` bytes.
-pub struct LogRing {
-    bytes: VecDeque<u8>,
-    capacity: usize,
-}
-
-impl LogRing {
-    pub fn new(capacity: usize) -> LogRing {
-        LogRing {
-            bytes: VecDeque::new(),
-            capacity,
-        }
-    }
-
-    /// Append one line (without its newline); drop whole old lines to stay in bounds.
-    pub fn push(&mut self, line: &[u8]) {
-        let line = &line[..line.len().min(self.capacity.saturating_sub(1))];
-        self.bytes.extend(line);
-        self.bytes.push_back(b'\n');
-        if self.bytes.len() > self.capacity {
-            let excess = self.bytes.len() - self.capacity;
-            self.bytes.drain(..excess);
-            // Drop the rest of the line that was cut into.
-            while let Some(byte) = self.bytes.pop_front() {
-                if byte == b'\n' {
-                    break;
-                }
-            }
-        }
-    }
-
-    pub fn text(&self) -> String {
-        let (front, back) = self.bytes.as_slices();
-        let mut bytes = Vec::with_capacity(self.bytes.len());
-        bytes.extend_from_slice(front);
-        bytes.extend_from_slice(back);
-        String::from_utf8_lossy(&bytes).into_owned()
-    }
-}
 
 /// The read end of one service's output pipe, with the unfinished last line.
 pub struct Pipe {
@@ -120,21 +79,6 @@ pub fn echo(name: &str, line: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ring_keeps_whole_recent_lines() {
-        let mut ring = LogRing::new(16);
-        ring.push(b"one");
-        ring.push(b"two");
-        assert_eq!(ring.text(), "one\ntwo\n");
-        ring.push(b"three");
-        ring.push(b"four");
-        assert_eq!(ring.text(), "two\nthree\nfour\n");
-        ring.push(b"a-very-long-line-indeed");
-        assert!(ring.text().len() <= 16, "{:?}", ring.text());
-        ring.push(b"x");
-        assert!(ring.text().ends_with("x\n"));
-    }
 
     #[test]
     fn pipes_split_lines() {

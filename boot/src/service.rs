@@ -12,6 +12,14 @@
 //! restart always                      # always (default) | on-failure | never
 //! start auto                          # auto (default) | manual (only `svc start`)
 //! env TZ=UTC                          # optional, repeatable
+//! user dropbear                       # run as this user (a package's users/NAME)
+//! group dropbear                      # and group (default: the user's own)
+//! capabilities net_bind_service setuid   # keep only these, bounding set too
+//! no_new_privs yes                    # yes (default) | no
+//! private-tmp yes                     # a /tmp of its own: yes | no (default)
+//! state /data/etc/dropbear            # /data read-only but for this directory
+//! memory-max 16M                      # cgroup v2 memory.max (K, M, G: 1024)
+//! tasks-max 32                        # cgroup v2 pids.max
 //! ```
 //!
 //! A file with an unknown key, a repeated single key, a bad value or no `command` is not a
@@ -43,6 +51,72 @@ pub struct Definition {
     pub restart: Restart,
     pub manual: bool,
     pub env: Vec<(String, String)>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// The capabilities kept (bit N = capability N); None keeps what init has.
+    pub capabilities: Option<u64>,
+    pub no_new_privs: bool,
+    pub private_tmp: bool,
+    /// The one writable directory on /data (an absolute path below /data).
+    pub state: Option<String>,
+    pub memory_max: Option<u64>,
+    pub tasks_max: Option<u64>,
+}
+
+/// Linux's capabilities by number, as `capabilities` names them (`cap_` prefix optional).
+pub const CAPABILITIES: [&str; 41] = [
+    "chown",
+    "dac_override",
+    "dac_read_search",
+    "fowner",
+    "fsetid",
+    "kill",
+    "setgid",
+    "setuid",
+    "setpcap",
+    "linux_immutable",
+    "net_bind_service",
+    "net_broadcast",
+    "net_admin",
+    "net_raw",
+    "ipc_lock",
+    "ipc_owner",
+    "sys_module",
+    "sys_rawio",
+    "sys_chroot",
+    "sys_ptrace",
+    "sys_pacct",
+    "sys_admin",
+    "sys_boot",
+    "sys_nice",
+    "sys_resource",
+    "sys_time",
+    "sys_tty_config",
+    "mknod",
+    "lease",
+    "audit_write",
+    "audit_control",
+    "setfcap",
+    "mac_override",
+    "mac_admin",
+    "syslog",
+    "wake_alarm",
+    "block_suspend",
+    "audit_read",
+    "perfmon",
+    "bpf",
+    "checkpoint_restore",
+];
+
+/// A size in bytes: digits with an optional K, M or G (powers of 1024).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let (digits, unit) = match text.as_bytes().last()? {
+        b'K' | b'k' => (&text[..text.len() - 1], 1 << 10),
+        b'M' | b'm' => (&text[..text.len() - 1], 1 << 20),
+        b'G' | b'g' => (&text[..text.len() - 1], 1 << 30),
+        _ => (text, 1),
+    };
+    crate::log::number(digits)?.checked_mul(unit)
 }
 
 /// A parse error: the line number (1-based, 0 for the file as a whole) and the reason.
@@ -109,6 +183,14 @@ pub fn parse(text: &str) -> Result<Definition, ParseError> {
     let mut restart = None;
     let mut manual = None;
     let mut env = Vec::new();
+    let mut user = None;
+    let mut group = None;
+    let mut capabilities = None;
+    let mut no_new_privs = None;
+    let mut private_tmp = None;
+    let mut state = None;
+    let mut memory_max = None;
+    let mut tasks_max = None;
     for (index, line) in text.lines().enumerate() {
         let error = |reason: String| ParseError {
             line: index + 1,
@@ -193,6 +275,89 @@ pub fn parse(text: &str) -> Result<Definition, ParseError> {
                     }
                 }
             }
+            "user" | "group" => {
+                let slot = if key == "user" { &mut user } else { &mut group };
+                if slot.is_some() {
+                    return Err(twice());
+                }
+                let name = one("name")?;
+                if !crate::users::valid_name(&name) {
+                    return Err(error(format!("{key}: {name:?} is not a user name")));
+                }
+                *slot = Some(name);
+            }
+            "capabilities" => {
+                if capabilities.is_some() {
+                    return Err(twice());
+                }
+                let mut mask = 0u64;
+                for word in &words {
+                    if word == "none" && words.len() == 1 {
+                        continue;
+                    }
+                    let name = word.strip_prefix("cap_").unwrap_or(word);
+                    match CAPABILITIES.iter().position(|known| *known == name) {
+                        Some(bit) => mask |= 1 << bit,
+                        None => {
+                            return Err(error(format!(
+                                "capabilities: {word:?} is not a capability"
+                            )))
+                        }
+                    }
+                }
+                capabilities = Some(mask);
+            }
+            "no_new_privs" | "private-tmp" => {
+                let slot = if key == "private-tmp" {
+                    &mut private_tmp
+                } else {
+                    &mut no_new_privs
+                };
+                if slot.is_some() {
+                    return Err(twice());
+                }
+                *slot = Some(match one("word")?.as_str() {
+                    "yes" => true,
+                    "no" => false,
+                    other => return Err(error(format!("{key}: {other:?} is not yes or no"))),
+                });
+            }
+            "state" => {
+                if state.is_some() {
+                    return Err(twice());
+                }
+                let path = one("directory")?;
+                let inside = path.strip_prefix("/data/").is_some_and(|rest| {
+                    rest.split('/')
+                        .all(|part| !part.is_empty() && part != "." && part != "..")
+                });
+                if !inside {
+                    return Err(error(format!(
+                        "state: {path:?} is not a directory below /data"
+                    )));
+                }
+                state = Some(path);
+            }
+            "memory-max" | "tasks-max" => {
+                let slot = if key == "memory-max" {
+                    &mut memory_max
+                } else {
+                    &mut tasks_max
+                };
+                if slot.is_some() {
+                    return Err(twice());
+                }
+                let value = one("number")?;
+                let parsed = if key == "memory-max" {
+                    parse_size(&value)
+                } else {
+                    crate::log::number(&value)
+                };
+                match parsed {
+                    Some(number) if number > 0 => *slot = Some(number),
+                    _ => return Err(error(format!("{key}: {value:?} is not a positive number"))),
+                }
+            }
             other => return Err(error(format!("unknown key {other:?}"))),
         }
     }
@@ -208,6 +373,14 @@ pub fn parse(text: &str) -> Result<Definition, ParseError> {
         restart: restart.unwrap_or(Restart::Always),
         manual: manual.unwrap_or(false),
         env,
+        user,
+        group,
+        capabilities,
+        no_new_privs: no_new_privs.unwrap_or(true),
+        private_tmp: private_tmp.unwrap_or(false),
+        state,
+        memory_max,
+        tasks_max,
     })
 }
 
@@ -302,6 +475,11 @@ mod tests {
         list.iter().map(|s| s.to_string()).collect()
     }
 
+    /// A definition with the defaults of every optional key.
+    fn plain() -> Definition {
+        parse("command /bin/x\n").unwrap()
+    }
+
     #[test]
     fn good_files() {
         let cases: &[(&str, Definition)] = &[
@@ -313,6 +491,7 @@ mod tests {
                     restart: Restart::Always,
                     manual: false,
                     env: vec![],
+                    ..plain()
                 },
             ),
             (
@@ -323,6 +502,7 @@ mod tests {
                     restart: Restart::Never,
                     manual: true,
                     env: vec![("TZ".into(), "UTC".into()), ("A_1".into(), "x=y".into())],
+                    ..plain()
                 },
             ),
             (
@@ -333,6 +513,7 @@ mod tests {
                     restart: Restart::OnFailure,
                     manual: false,
                     env: vec![],
+                    ..plain()
                 },
             ),
         ];
@@ -355,7 +536,56 @@ mod tests {
             ("command bin/a\n", 1, "not an absolute path"),
             ("command\n", 1, "command: missing value"),
             ("command # nothing\n", 1, "command: missing value"),
-            ("command /bin/a\nuser nobody\n", 2, "unknown key \"user\""),
+            ("command /bin/a\nusers nobody\n", 2, "unknown key \"users\""),
+            ("command /bin/a\nuser Root\n", 2, "is not a user name"),
+            ("command /bin/a\nuser a b\n", 2, "expected one name"),
+            (
+                "command /bin/a\ngroup a\ngroup b\n",
+                3,
+                "group: given twice",
+            ),
+            (
+                "command /bin/a\ncapabilities cap_frob\n",
+                2,
+                "is not a capability",
+            ),
+            (
+                "command /bin/a\ncapabilities none kill\n",
+                2,
+                "\"none\" is not",
+            ),
+            (
+                "command /bin/a\nno_new_privs maybe\n",
+                2,
+                "is not yes or no",
+            ),
+            (
+                "command /bin/a\nprivate-tmp\n",
+                2,
+                "private-tmp: missing value",
+            ),
+            (
+                "command /bin/a\nstate /etc/x\n",
+                2,
+                "is not a directory below /data",
+            ),
+            ("command /bin/a\nstate /data/../etc\n", 2, "below /data"),
+            ("command /bin/a\nstate /data/\n", 2, "below /data"),
+            (
+                "command /bin/a\nmemory-max 12X\n",
+                2,
+                "is not a positive number",
+            ),
+            (
+                "command /bin/a\nmemory-max 0\n",
+                2,
+                "is not a positive number",
+            ),
+            (
+                "command /bin/a\ntasks-max 1K\n",
+                2,
+                "is not a positive number",
+            ),
             ("Command /bin/a\n", 1, "unknown key \"Command\""),
             (
                 "command /bin/a\nrestart sometimes\n",
@@ -383,6 +613,44 @@ mod tests {
             assert_eq!(error.line, *line, "{text:?}: {error}");
             assert!(error.reason.contains(reason), "{text:?}: {error}");
         }
+    }
+
+    #[test]
+    fn privileges_and_limits() {
+        let text = "command /sbin/dropbear -F\nuser dropbear\ngroup tty\n\
+                    capabilities net_bind_service CAP_SETUID cap_setgid\nno_new_privs no\n\
+                    private-tmp yes\nstate /data/etc/dropbear\nmemory-max 16M\ntasks-max 32\n";
+        let definition = parse(&text.replace("CAP_SETUID", "setuid")).unwrap();
+        assert_eq!(definition.user.as_deref(), Some("dropbear"));
+        assert_eq!(definition.group.as_deref(), Some("tty"));
+        assert_eq!(definition.capabilities, Some(1 << 10 | 1 << 7 | 1 << 6));
+        assert!(!definition.no_new_privs);
+        assert!(definition.private_tmp);
+        assert_eq!(definition.state.as_deref(), Some("/data/etc/dropbear"));
+        assert_eq!(definition.memory_max, Some(16 << 20));
+        assert_eq!(definition.tasks_max, Some(32));
+        // Names are lowercase: CAP_SETUID is not one.
+        assert!(parse(text).is_err());
+        let defaults = plain();
+        assert!(defaults.no_new_privs && !defaults.private_tmp);
+        assert_eq!(defaults.capabilities, None);
+        assert_eq!(
+            parse("command /bin/x\ncapabilities none\n")
+                .unwrap()
+                .capabilities,
+            Some(0)
+        );
+        for (text, size) in [
+            ("1", Some(1)),
+            ("2k", Some(2048)),
+            ("3G", Some(3 << 30)),
+            ("", None),
+            ("M", None),
+            ("-1", None),
+        ] {
+            assert_eq!(parse_size(text), size, "{text}");
+        }
+        assert_eq!(CAPABILITIES[40], "checkpoint_restore");
     }
 
     #[test]

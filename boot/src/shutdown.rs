@@ -1,11 +1,13 @@
-//! The end: stop whatever is left, unmount /ro and /data (read-only if busy), sync, and
-//! power off or reboot with reboot(2). PID 1 never returns from here.
+//! The end: stop whatever is left, write the rest of the log, unmount /ro and /data
+//! (read-only if busy), sync, stop the watchdog, and power off or reboot with reboot(2).
+//! PID 1 never returns from here.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::supervisor::Outcome;
 use crate::sys::{self, Reaped};
+use crate::{log, watchdog};
 
 /// Wait up to `timeout` for every child to exit, reaping as they do.
 fn reap_all(timeout: Duration) -> bool {
@@ -15,7 +17,10 @@ fn reap_all(timeout: Duration) -> bool {
             Reaped::Child(..) => continue,
             Reaped::NoChildren => return true,
             Reaped::Nothing if started.elapsed() >= timeout => return false,
-            Reaped::Nothing => std::thread::sleep(Duration::from_millis(10)),
+            Reaped::Nothing => {
+                watchdog::feed(Instant::now());
+                std::thread::sleep(Duration::from_millis(10))
+            }
         }
     }
 }
@@ -27,6 +32,13 @@ pub fn finish(outcome: Outcome) -> ! {
         let _ = sys::kill(-1, sys::SIGKILL);
         reap_all(Duration::from_secs(1));
     }
+    // The services' last words, written before /data goes.
+    log::with(|log| {
+        if let Some(line) = log.flush(Instant::now(), true) {
+            crate::print_line(format_args!("amber: {line}"));
+        }
+        log.stopped();
+    });
     sys::sync();
     // The store's mount may be dead or busy: detach it, the kernel drops it when unused.
     let _ = sys::unmount(Path::new("/ro"), sys::MNT_DETACH);
@@ -55,6 +67,7 @@ pub fn finish(outcome: Outcome) -> ! {
         }
     };
     say!("{what}");
+    watchdog::stop();
     let error = sys::reboot(how);
     say!("{what}: reboot(2): {error}");
     // PID 1 must not exit: that would panic the kernel.

@@ -21,10 +21,11 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::control::{Answer, Request, Server};
-use crate::output::{self, LogRing, Pipe};
+use crate::output::{self, Pipe};
 use crate::service::{self, Definition, Restart};
 use crate::sys::{self, Exit, Reaped};
-use crate::{console, health, mounts, status};
+use crate::users::{self, Table};
+use crate::{cgroup, console, health, log, mounts, privilege, status, watchdog};
 
 /// How often the store's mount point is checked while the store starts.
 const STORE_POLL: Duration = Duration::from_millis(5);
@@ -36,6 +37,14 @@ const NETWORK_WAIT: Duration = Duration::from_secs(5);
 const SHELL_CHECK: Duration = Duration::from_secs(5);
 /// A wait at least this long counts as going idle.
 const IDLE: Duration = Duration::from_secs(1);
+/// A store that ran this long is started again at once when it dies; one that dies
+/// sooner waits out the backoff, so a store that cannot start does not spin.
+const STORE_AT_ONCE: Duration = Duration::from_secs(1);
+/// The store's scheduling priority: it serves every process that runs from /ro.
+pub const STORE_NICE: libc::c_int = -10;
+/// The test-only signal that stops the loop (a simulated hang), honoured only with
+/// [`Config::test_hooks`].
+pub const HANG_SIGNAL: libc::c_int = 40;
 
 /// Restart delays: `initial`, doubling up to `max`, back to `initial` once a process
 /// stayed up for `reset_after`.
@@ -94,8 +103,6 @@ pub struct Config {
     /// How often the service directories are read again (besides `svc rescan`, SIGHUP,
     /// and the store coming up).
     pub rescan_every: Option<Duration>,
-    /// Bytes of output kept per service for `svc log`.
-    pub log_size: usize,
     /// The boot clock when init started, for the `amber: ready` line.
     pub handed_over: Duration,
     /// The health check of a system being tried (`health.rs`), run [`health::DELAY`]
@@ -103,6 +110,14 @@ pub struct Config {
     pub health: Option<health::Check>,
     /// Where built-in units' processes write their status line (`status.rs`).
     pub status_dir: PathBuf,
+    /// The kernel's log to read into init's (/dev/kmsg), if any.
+    pub kernel_log: Option<PathBuf>,
+    /// Where the users of the installed packages are read from and written to.
+    pub users: Option<users::Places>,
+    /// What services' confinements refer to.
+    pub places: privilege::Places,
+    /// Whether [`HANG_SIGNAL`] stops the loop.
+    pub test_hooks: bool,
 }
 
 /// Why the supervisor returned.
@@ -170,7 +185,8 @@ struct Unit {
     /// The next restart delay.
     delay: Duration,
     restarts: u32,
-    log: LogRing,
+    /// The OOM kills counted in its cgroup before its last start.
+    oom_kills: u64,
 }
 
 impl Unit {
@@ -209,8 +225,12 @@ impl Unit {
 
     /// Log a supervisor event on the console and in the unit's log.
     fn report(&mut self, message: &str) {
-        say!("{}: {message}", self.name);
-        self.log.push(format!("amber: {message}").as_bytes());
+        self.report_at(log::NOTICE, message);
+    }
+
+    fn report_at(&mut self, level: u8, message: &str) {
+        crate::print_line(format_args!("amber: {}: {message}", self.name));
+        log::push(&self.name, level, format!("amber: {message}").as_bytes());
     }
 }
 
@@ -231,21 +251,26 @@ struct Supervisor {
     busy: bool,
     /// When the health check is due, once the system is ready.
     health_due: Option<Instant>,
+    users: Table,
+    kernel: Option<log::Kernel>,
 }
 
 /// Run until a poweroff or reboot is asked for and every process is stopped.
 pub fn run(mut config: Config) -> io::Result<Outcome> {
-    let signals = sys::SignalFd::new(&[
+    let mut handled = vec![
         sys::SIGCHLD,
         sys::SIGTERM,
         sys::SIGINT,
         sys::SIGUSR1,
         sys::SIGUSR2,
         sys::SIGHUP,
-    ])?;
+    ];
+    if config.test_hooks {
+        handled.push(HANG_SIGNAL);
+    }
+    let signals = sys::SignalFd::new(&handled)?;
     let control = Server::listen(&config.control_socket);
     let mut units = Vec::new();
-    let log_size = config.log_size;
     let unit = |name: &str, kind: Kind, needs: &[&str]| Unit {
         name: name.to_owned(),
         kind,
@@ -257,13 +282,32 @@ pub fn run(mut config: Config) -> io::Result<Outcome> {
         needs: needs.iter().map(|need| need.to_string()).collect(),
         delay: config.backoff.initial,
         restarts: 0,
-        log: LogRing::new(log_size),
+        oom_kills: 0,
     };
     units.push(unit("store", Kind::Store(config.store.take()), &[]));
     let network = std::mem::replace(&mut config.network, Network::Unmanaged);
     units.push(unit("network", Kind::Network(network), &[]));
     if let Some(shell) = config.shell.take() {
         units.push(unit("console", Kind::Shell(shell), &["store"]));
+    }
+    let kernel = match &config.kernel_log {
+        Some(path) => match log::Kernel::open(path) {
+            Ok(kernel) => Some(kernel),
+            Err(error) => {
+                say!(
+                    "log: {}: {error}; the kernel's lines are not kept",
+                    path.display()
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let users = Table::base();
+    if let Some(places) = &config.users {
+        if let Err(error) = users.write(&places.output) {
+            say!("users: {}: {error}", places.output.display());
+        }
     }
     let mut supervisor = Supervisor {
         config,
@@ -279,6 +323,8 @@ pub fn run(mut config: Config) -> io::Result<Outcome> {
         code: sys::code_range(),
         busy: true,
         health_due: None,
+        users,
+        kernel,
     };
     let now = Instant::now();
     supervisor.rescan(now);
@@ -288,6 +334,14 @@ pub fn run(mut config: Config) -> io::Result<Outcome> {
             return Ok(outcome);
         }
         supervisor.wait(now)?;
+    }
+}
+
+/// The test-only hang: the loop stops for good, so the watchdog is fed no more.
+fn hang() -> ! {
+    say!("test: signal {HANG_SIGNAL}: the supervisor loop stops here (a simulated hang)");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
     }
 }
 
@@ -399,6 +453,10 @@ impl Supervisor {
     }
 
     fn timers(&mut self, now: Instant) {
+        watchdog::feed(now);
+        if let Some(line) = log::with(|log| log.flush(now, false)).flatten() {
+            say!("{line}");
+        }
         let mut store_came_up = false;
         for index in 0..self.units.len() {
             let unit = &mut self.units[index];
@@ -415,6 +473,9 @@ impl Supervisor {
                         human(self.config.stop_timeout)
                     ));
                     signal_group(pid, sys::SIGKILL);
+                    if let Some(parent) = &self.config.places.cgroups {
+                        cgroup::kill(parent, &unit.name);
+                    }
                     unit.state = State::Stopping {
                         pid,
                         kill_at: None,
@@ -494,6 +555,7 @@ impl Supervisor {
 
     fn start(&mut self, index: usize, now: Instant) {
         let unit = &mut self.units[index];
+        let mut warnings = Vec::new();
         let spawned = match &unit.kind {
             Kind::Store(None) => {
                 unit.state = State::Up;
@@ -544,16 +606,42 @@ impl Supervisor {
                 }
                 let mut command = Command::new(&store.program);
                 command.arg0(&store.arg0).args(&store.args);
+                // The OOM killer takes the store only after everything but init. Every
+                // exec and read of /ro waits on it, so it runs before what waits: a
+                // store coming back is not starved by processes retrying /bin.
+                sys::confine(
+                    &mut command,
+                    sys::Confinement::priorities(b"-900", STORE_NICE),
+                );
                 spawn_piped(&mut command).map(|(pid, pipe)| (pid, Some(pipe)))
             }
             Kind::Service(definition) => {
+                let confinement = privilege::prepare(
+                    &unit.name,
+                    definition,
+                    &self.users,
+                    &self.config.places,
+                    &mut |warning| warnings.push(warning),
+                );
+                if let Some(parent) = &self.config.places.cgroups {
+                    unit.oom_kills = cgroup::oom_kills(parent, &unit.name);
+                }
                 let mut command = Command::new(&definition.command[0]);
                 command
                     .args(&definition.command[1..])
                     .envs(definition.env.iter().map(|(name, value)| (name, value)));
-                spawn_piped(&mut command).map(|(pid, pipe)| (pid, Some(pipe)))
+                match confinement {
+                    Ok(confinement) => {
+                        sys::confine(&mut command, confinement);
+                        spawn_piped(&mut command).map(|(pid, pipe)| (pid, Some(pipe)))
+                    }
+                    Err(reason) => Err(std::io::Error::other(reason)),
+                }
             }
         };
+        for warning in warnings {
+            unit.report_at(log::WARNING, &warning);
+        }
         match spawned {
             Ok((pid, pipe)) => {
                 unit.state = State::Running { pid, since: now };
@@ -585,10 +673,20 @@ impl Supervisor {
         unit.up = false;
         // A status line belongs to the process that wrote it: the next one starts clean.
         let _ = std::fs::remove_file(self.config.status_dir.join(&unit.name));
-        let text = match &how {
+        let mut text = match &how {
             Ok(exit) => exit.to_string(),
             Err(message) => message.clone(),
         };
+        if let (Kind::Service(definition), Some(parent)) = (&unit.kind, &self.config.places.cgroups)
+        {
+            // What it left behind goes with it.
+            cgroup::kill(parent, &unit.name);
+            if how.is_ok() && cgroup::oom_kills(parent, &unit.name) > unit.oom_kills {
+                if let Some(max) = definition.memory_max {
+                    text += &format!(", by the kernel: over its memory-max of {} KiB", max >> 10);
+                }
+            }
+        }
         let (ran, then) = match unit.state {
             State::Running { since, .. } => (now.duration_since(since), None),
             State::Stopping { then, .. } => (Duration::ZERO, Some(then)),
@@ -607,6 +705,9 @@ impl Supervisor {
             Some(Then::Remove) => {
                 unit.state = State::Idle;
                 unit.removed = true;
+                if let Some(parent) = &self.config.places.cgroups {
+                    cgroup::remove(parent, &unit.name);
+                }
                 unit.report(&format!("stopped and removed ({text})"));
             }
             None => {
@@ -621,7 +722,14 @@ impl Supervisor {
                         },
                         _ => true,
                     };
-                if restart {
+                let at_once = matches!(unit.kind, Kind::Store(_)) && ran >= STORE_AT_ONCE;
+                if restart && at_once {
+                    // Everything hangs on the store: no backoff for one that ran.
+                    unit.delay = backoff.initial;
+                    unit.restarts += 1;
+                    unit.state = State::Idle;
+                    unit.report_at(log::ERR, &format!("{text}; restarting at once"));
+                } else if restart {
                     if ran >= backoff.reset_after {
                         unit.delay = backoff.initial;
                     }
@@ -629,7 +737,10 @@ impl Supervisor {
                     unit.delay = (delay * 2).min(backoff.max);
                     unit.restarts += 1;
                     unit.state = State::Backoff { until: now + delay };
-                    unit.report(&format!("{text}; restarting in {}", human(delay)));
+                    unit.report_at(
+                        log::WARNING,
+                        &format!("{text}; restarting in {}", human(delay)),
+                    );
                 } else {
                     unit.state = match how {
                         Ok(exit) => State::Exited(exit),
@@ -674,6 +785,15 @@ impl Supervisor {
     /// changed definitions for their next start.
     fn rescan(&mut self, now: Instant) {
         let mut problems = Vec::new();
+        // The packages' users are read from a mounted store only: a store that is down
+        // or coming back shows none, and the running services' users must stay.
+        let store_ready = self.find("store").is_some_and(|index| {
+            let store = &self.units[index];
+            store.ready() || matches!(store.kind, Kind::Store(None))
+        });
+        if let (Some(places), true) = (&self.config.users, store_ready) {
+            self.users.refresh(places, &mut |line| problems.push(line));
+        }
         let loaded = service::load(&self.config.service_dirs, &mut |line| problems.push(line));
         for problem in &problems {
             if !self.reported.contains(problem) {
@@ -684,9 +804,6 @@ impl Supervisor {
 
         // A service is only taken away when it is surely gone: every directory was read,
         // and the store (behind /ro/svc) is mounted, not dead or restarting.
-        let store_ready = self
-            .find("store")
-            .is_some_and(|index| self.units[index].ready());
         for index in 0..self.units.len() {
             let unit = &self.units[index];
             let gone = !loaded.services.iter().any(|(name, _)| *name == unit.name);
@@ -731,7 +848,7 @@ impl Supervisor {
                     needs,
                     delay: self.config.backoff.initial,
                     restarts: 0,
-                    log: LogRing::new(self.config.log_size),
+                    oom_kills: 0,
                 }),
             }
         }
@@ -898,6 +1015,8 @@ impl Supervisor {
         });
         units
             .chain(self.control.next_deadline())
+            .chain(watchdog::feed(now))
+            .chain(log::with(|log| log.deadline()).flatten())
             .chain(self.next_rescan)
             .chain(self.shutdown.map(|(_, deadline)| deadline))
             .chain(self.health_due)
@@ -906,10 +1025,15 @@ impl Supervisor {
 
     /// Wait for the next event or deadline and handle what happened.
     fn wait(&mut self, now: Instant) -> io::Result<()> {
-        let connections_start = 2 + self.pipes.len();
+        let connections_start = 3 + self.pipes.len();
         let mut fds = Vec::with_capacity(connections_start);
         fds.push(sys::poll_entry(self.signals.fd(), sys::POLLIN));
         fds.push(self.control.listener_entry());
+        let kernel = self
+            .kernel
+            .as_ref()
+            .map_or(-1, |kernel| kernel.file.as_raw_fd());
+        fds.push(sys::poll_entry(kernel, sys::POLLIN));
         for pipe in &self.pipes {
             fds.push(sys::poll_entry(pipe.file.as_raw_fd(), sys::POLLIN));
         }
@@ -930,7 +1054,7 @@ impl Supervisor {
         let now = Instant::now();
 
         // Output first, so a service's last words are logged before its exit is.
-        let pipe_events = &fds[2..2 + self.pipes.len()];
+        let pipe_events = &fds[3..3 + self.pipes.len()];
         let units = &mut self.units;
         let status_dir = &self.config.status_dir;
         let mut closed = Vec::new();
@@ -940,8 +1064,9 @@ impl Supervisor {
             }
             let open = pipe.drain(&mut |name, line| {
                 output::echo(name, line);
+                let (level, text) = log::level_of(line.strip_suffix(b"\r").unwrap_or(line));
+                log::push(name, level, text);
                 if let Some(unit) = units.iter_mut().find(|unit| unit.name == name) {
-                    unit.log.push(line);
                     // The network daemon prints a line whenever its state changes.
                     if matches!(unit.kind, Kind::Network(_)) {
                         unit.up = status::read(status_dir, name)
@@ -956,6 +1081,11 @@ impl Supervisor {
         for index in closed.into_iter().rev() {
             self.pipes.swap_remove(index);
         }
+        if fds[2].revents != 0 {
+            if let Some(kernel) = &mut self.kernel {
+                kernel.read();
+            }
+        }
 
         if fds[0].revents != 0 {
             while let Some(signal) = self.signals.read() {
@@ -964,6 +1094,7 @@ impl Supervisor {
                     sys::SIGTERM | sys::SIGINT => self.request_shutdown(Outcome::Reboot, now),
                     sys::SIGUSR1 | sys::SIGUSR2 => self.request_shutdown(Outcome::PowerOff, now),
                     sys::SIGHUP => self.rescan(now),
+                    HANG_SIGNAL => hang(),
                     _ => {}
                 }
             }
@@ -984,6 +1115,9 @@ impl Supervisor {
                 }
             }
         }
+        self.control.feed(&mut |from, source, out| {
+            log::with(|log| log.since(from, source, out)).unwrap_or(from)
+        });
         self.control.close_answered();
 
         if fds[1].revents != 0 {
@@ -1057,11 +1191,30 @@ impl Supervisor {
                 self.request_shutdown(Outcome::RebootTry, now);
                 return Some(Answer::Ok("rebooting with the tryboot flag\n".into()));
             }
+            Request::Log(query) => {
+                let name = query.name.as_deref();
+                let (text, next) =
+                    log::with(|log| (log.text(name, query.lines), log.ring().next()))
+                        .unwrap_or_default();
+                let known = name.is_none_or(|name| {
+                    name == log::KERNEL || name == log::INIT || self.find(name).is_some()
+                });
+                if !known && text.is_empty() {
+                    let name = name.unwrap_or_default();
+                    return Some(Answer::Fail(format!("{name}: no such service\n")));
+                }
+                let text = String::from_utf8_lossy(&text).into_owned();
+                if query.follow {
+                    self.control.answer(connection, Answer::Ok(text), now);
+                    self.control.follow(connection, query.name.clone(), next);
+                    return None;
+                }
+                return Some(Answer::Ok(text));
+            }
             Request::Status(Some(name))
             | Request::Start(name)
             | Request::Stop(name)
-            | Request::Restart(name)
-            | Request::Log(name) => name.clone(),
+            | Request::Restart(name) => name.clone(),
         };
         let Some(index) = self.find(&name) else {
             return Some(Answer::Fail(format!("{name}: no such service\n")));
@@ -1079,7 +1232,6 @@ impl Supervisor {
         };
         match request {
             Request::Status(_) => Some(Answer::Ok(self.status_line(index, now, 0))),
-            Request::Log(_) => Some(Answer::Ok(unit.log.text())),
             _ if fixed.is_some() => {
                 Some(Answer::Fail(format!("{name}: {}\n", fixed.unwrap_or(""))))
             }
@@ -1119,7 +1271,11 @@ impl Supervisor {
                     _ => Some(Answer::Ok(line)),
                 }
             }
-            Request::Rescan | Request::PowerOff | Request::Reboot | Request::RebootTry => None,
+            Request::Rescan
+            | Request::PowerOff
+            | Request::Reboot
+            | Request::RebootTry
+            | Request::Log(_) => None,
         }
     }
 

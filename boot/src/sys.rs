@@ -702,3 +702,306 @@ pub unsafe extern "C" fn pthread_setname_np(
     }
     0
 }
+
+/// What a service's process does to itself between fork and exec, worked out before the
+/// fork (the child may not allocate): join its cgroup, set its OOM score, enter a mount
+/// namespace of its own, change user and group, keep only some capabilities, and
+/// forbid gaining privileges through exec.
+pub struct Confinement {
+    /// cgroup.procs of the service's cgroup, open for writing: the child writes "0".
+    pub cgroup_procs: Option<File>,
+    /// Written to /proc/self/oom_score_adj (init's -1000 must not be inherited).
+    pub oom_score_adj: &'static [u8],
+    /// The scheduling priority (nice value) to run at; 0 leaves init's.
+    pub nice: libc::c_int,
+    pub mounts: Option<Mounts>,
+    /// (uid, gid): change to these, with the group as the only supplementary group.
+    pub ids: Option<(u32, u32)>,
+    /// Keep only these capabilities (bit N = capability N), the bounding set included;
+    /// None keeps them all.
+    pub capabilities: Option<u64>,
+    pub no_new_privs: bool,
+}
+
+impl Confinement {
+    /// Nothing but an OOM score and a scheduling priority.
+    pub fn priorities(oom_score_adj: &'static [u8], nice: libc::c_int) -> Confinement {
+        Confinement {
+            cgroup_procs: None,
+            oom_score_adj,
+            nice,
+            mounts: None,
+            ids: None,
+            capabilities: None,
+            no_new_privs: false,
+        }
+    }
+}
+
+/// The private mounts of a service: a fresh tmpfs on `tmp`, and `data` read-only but
+/// for `state`.
+pub struct Mounts {
+    pub tmp: Option<CString>,
+    pub data: Option<(CString, CString)>,
+}
+
+impl Mounts {
+    pub fn new(tmp: Option<&Path>, data: Option<(&Path, &Path)>) -> io::Result<Mounts> {
+        Ok(Mounts {
+            tmp: tmp.map(c_path).transpose()?,
+            data: match data {
+                Some((data, state)) => Some((c_path(data)?, c_path(state)?)),
+                None => None,
+            },
+        })
+    }
+}
+
+/// The version-3 header of capget(2) and capset(2).
+#[repr(C)]
+struct CapabilityHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapabilityData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+const PR_CAP_AMBIENT_RAISE: libc::c_ulong = 2;
+/// SECBIT_NO_SETUID_FIXUP | SECBIT_NO_SETUID_FIXUP_LOCKED.
+const KEEP_CAPABILITIES_ACROSS_USER_CHANGES: libc::c_ulong = 0b1100;
+
+/// mount(2) with ready-made C strings, for the child (no allocation).
+fn mount_c(
+    source: *const libc::c_char,
+    target: &CString,
+    fstype: *const libc::c_char,
+    flags: libc::c_ulong,
+    data: *const libc::c_char,
+) -> io::Result<()> {
+    // SAFETY: every pointer is null or a NUL-terminated string that outlives the call.
+    check(unsafe { libc::mount(source, target.as_ptr(), fstype, flags, data.cast()) }).map(drop)
+}
+
+fn prctl(option: libc::c_int, argument: libc::c_ulong, more: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: the options used here take integer arguments only.
+    check(unsafe {
+        libc::prctl(
+            option,
+            argument,
+            more,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    })
+    .map(drop)
+}
+
+/// Carry out `confinement` in the child started by `command`.
+pub fn confine(command: &mut Command, confinement: Confinement) {
+    // SAFETY: between fork and exec the closure only makes system calls (write, open,
+    // unshare, mount, prctl, setgroups, setresgid, setresuid, capset) on data prepared
+    // before the fork, and allocates nothing.
+    unsafe {
+        command.pre_exec(move || {
+            let c = &confinement;
+            if let Some(procs) = &c.cgroup_procs {
+                check(libc::write(procs.as_raw_fd(), b"0".as_ptr().cast(), 1) as libc::c_int)?;
+            }
+            // Best effort: a test supervisor that is not root may not lower it.
+            let score = libc::open(c"/proc/self/oom_score_adj".as_ptr(), libc::O_WRONLY);
+            if score >= 0 {
+                libc::write(
+                    score,
+                    c.oom_score_adj.as_ptr().cast(),
+                    c.oom_score_adj.len(),
+                );
+                libc::close(score);
+            }
+            if c.nice != 0 {
+                // Best effort too: without CAP_SYS_NICE it runs at init's priority.
+                libc::setpriority(libc::PRIO_PROCESS, 0, c.nice);
+            }
+            if let Some(mounts) = &c.mounts {
+                check(libc::unshare(libc::CLONE_NEWNS))?;
+                // Mounts made by init later (the store mounted again) still reach it.
+                check(libc::mount(
+                    std::ptr::null(),
+                    c"/".as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_REC | libc::MS_SLAVE,
+                    std::ptr::null(),
+                ))?;
+                if let Some(tmp) = &mounts.tmp {
+                    mount_c(
+                        c"tmpfs".as_ptr(),
+                        tmp,
+                        c"tmpfs".as_ptr(),
+                        libc::MS_NOSUID | libc::MS_NODEV,
+                        c"mode=1777".as_ptr(),
+                    )?;
+                }
+                if let Some((data, state)) = &mounts.data {
+                    let null = std::ptr::null();
+                    mount_c(
+                        data.as_ptr(),
+                        data,
+                        null,
+                        libc::MS_BIND | libc::MS_REC,
+                        null,
+                    )?;
+                    mount_c(state.as_ptr(), state, null, libc::MS_BIND, null)?;
+                    mount_c(
+                        null,
+                        data,
+                        null,
+                        libc::MS_REMOUNT
+                            | libc::MS_BIND
+                            | libc::MS_RDONLY
+                            | libc::MS_NOSUID
+                            | libc::MS_NODEV
+                            | libc::MS_NOATIME,
+                        null,
+                    )?;
+                }
+            }
+            let user = c.ids.is_some_and(|(uid, _)| uid != 0);
+            if let Some(keep) = c.capabilities {
+                if user {
+                    // A service that keeps capabilities as its own user keeps them when
+                    // it changes users itself (dropbear logging a user in).
+                    prctl(
+                        libc::PR_SET_SECUREBITS,
+                        KEEP_CAPABILITIES_ACROSS_USER_CHANGES,
+                        0,
+                    )?;
+                }
+                for capability in 0..64 {
+                    if keep & (1 << capability) == 0 {
+                        // EINVAL past the kernel's last capability.
+                        let _ = prctl(libc::PR_CAPBSET_DROP, capability, 0);
+                    }
+                }
+            }
+            if let Some((uid, gid)) = c.ids {
+                check(libc::setgroups(1, &gid))?;
+                check(libc::setresgid(gid, gid, gid))?;
+                check(libc::setresuid(uid, uid, uid))?;
+            }
+            if let Some(keep) = c.capabilities {
+                let header = CapabilityHeader {
+                    version: CAPABILITY_VERSION_3,
+                    pid: 0,
+                };
+                let mut data = [CapabilityData {
+                    effective: 0,
+                    permitted: 0,
+                    inheritable: 0,
+                }; 2];
+                for (index, word) in data.iter_mut().enumerate() {
+                    let bits = (keep >> (32 * index)) as u32;
+                    *word = CapabilityData {
+                        effective: bits,
+                        permitted: bits,
+                        inheritable: bits,
+                    };
+                }
+                check(libc::syscall(libc::SYS_capset, &header, data.as_ptr()) as libc::c_int)?;
+                if user {
+                    // Ambient capabilities survive the exec of a program that has none.
+                    for capability in 0..64 {
+                        if keep & (1 << capability) != 0 {
+                            prctl(libc::PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, capability)?;
+                        }
+                    }
+                }
+            }
+            if c.no_new_privs {
+                prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0)?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Make every mount below / share its later mounts and unmounts with the copies in the
+/// services' mount namespaces (which are its slaves).
+pub fn share_mounts() -> io::Result<()> {
+    // SAFETY: the path is a valid NUL-terminated string; the other pointers are null.
+    check(unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_SHARED,
+            std::ptr::null(),
+        )
+    })
+    .map(drop)
+}
+
+/// The real-time clock in milliseconds since 1970.
+pub fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis() as u64)
+}
+
+/// The monotonic clock (the kernel log's time stamps) in microseconds.
+pub fn monotonic_us() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000
+}
+
+/// The watchdog's `struct watchdog_info` (WDIOC_GETSUPPORT).
+#[repr(C)]
+struct WatchdogInfo {
+    options: u32,
+    firmware_version: u32,
+    identity: [u8; 32],
+}
+
+const WDIOC_GETSUPPORT: libc::c_ulong = 0x8028_5700;
+const WDIOC_GETBOOTSTATUS: libc::c_ulong = 0x8004_5702;
+const WDIOC_SETTIMEOUT: libc::c_ulong = 0xC004_5706;
+const WDIOC_GETTIMEOUT: libc::c_ulong = 0x8004_5707;
+
+/// A watchdog device: its identity, its boot status flags, and the timeout it took
+/// after being asked for `timeout` seconds.
+pub fn watchdog_setup(device: &File, timeout: u32) -> (String, u32, u32) {
+    let fd = device.as_raw_fd();
+    let mut info = WatchdogInfo {
+        options: 0,
+        firmware_version: 0,
+        identity: [0; 32],
+    };
+    let mut status: libc::c_int = 0;
+    let mut seconds = timeout as libc::c_int;
+    // SAFETY: each request writes at most the size of the value passed for it, which is
+    // valid and writable; errors leave the values as they were.
+    unsafe {
+        libc::ioctl(fd, WDIOC_GETSUPPORT as _, &mut info as *mut WatchdogInfo);
+        libc::ioctl(
+            fd,
+            WDIOC_GETBOOTSTATUS as _,
+            &mut status as *mut libc::c_int,
+        );
+        if libc::ioctl(fd, WDIOC_SETTIMEOUT as _, &mut seconds as *mut libc::c_int) != 0 {
+            libc::ioctl(fd, WDIOC_GETTIMEOUT as _, &mut seconds as *mut libc::c_int);
+        }
+    }
+    let end = info.identity.iter().position(|&b| b == 0).unwrap_or(32);
+    let identity = String::from_utf8_lossy(&info.identity[..end]).into_owned();
+    (identity, status as u32, seconds.max(1) as u32)
+}

@@ -53,7 +53,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The prompt the test gives the console shell (busybox's sh) once it is up.
-const PROMPT: &str = "e2e# ";
+pub(crate) const PROMPT: &str = "e2e# ";
 /// Sets [`PROMPT`]; written so that its echo does not contain the prompt.
 const SET_PROMPT: &str = "PS1='e2e''# '";
 /// Lines services print on the console, which are not a command's output.
@@ -63,6 +63,8 @@ const SERVICE_LINES: &[&str] = &[
     "clock: ",
     "firewall: ",
     "dnsmasq: ",
+    "store: ",
+    "hog: ",
 ];
 /// How long dropbear may take from `pkg add` to answering on port 22.
 const SSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -105,6 +107,8 @@ pub struct Report {
     system: Vec<String>,
     /// What the network steps showed (`e2e_net.rs`), one line each.
     pub(crate) network: Vec<String>,
+    /// What the steps of a device in the field showed (`e2e_field.rs`).
+    pub(crate) field: Vec<String>,
 }
 
 /// Which steps run: all of them, or (for work on the network) only the network steps
@@ -294,6 +298,9 @@ fn print_report(report: &Report) {
     for cut in &report.power_cuts {
         println!("  power cut: {cut}");
     }
+    for line in &report.field {
+        println!("  {line}");
+    }
     println!(
         "  parallel download: up to {} images in flight at once through the guestfwd",
         report.parallel
@@ -385,6 +392,7 @@ fn test_board(
     eprintln!("    the host read dropbear's banner: {banner}");
     let status = guest.ok("svc status dropbear")?;
     guest.expect_output("svc status dropbear", &status, "running")?;
+    crate::e2e_field::dropbear_confined(&mut guest, &mut report)?;
     // A login with a key made in the guest and authorized for root (lines kept short:
     // busybox's line editing wraps at 80 columns on a serial console).
     guest.ok("dropbearkey -t ed25519 -f /tmp/id")?;
@@ -393,6 +401,7 @@ fn test_board(
     let timer = Instant::now();
     let login = guest.ok("cd / && dbclient -y -i /tmp/id root@127.0.0.1 'echo ssh:$((6*7))'")?;
     guest.expect_output("the ssh login", &login, "ssh:42")?;
+    crate::e2e_field::dropbear_state(&mut guest)?;
     report
         .timings
         .push(("ssh login (in the guest)".to_owned(), timer.elapsed()));
@@ -403,6 +412,8 @@ fn test_board(
             "dropbear still runs after `pkg del dropbear`:\n{output}"
         )));
     }
+    let mark = format!("e2e-mark-{}", std::process::id());
+    crate::e2e_field::mark_kernel_log(&mut guest, &mark)?;
     let timer = Instant::now();
     guest.shut_down("reboot")?;
     report
@@ -428,6 +439,9 @@ fn test_board(
     if joins {
         crate::e2e_net::second_boot(&mut guest, &mut report)?;
     }
+    crate::e2e_field::logs_survived(&mut guest, &mark, &mut report)?;
+    crate::e2e_field::store_heals(&mut guest, &mut report)?;
+    crate::e2e_field::memory_max_restarts(&mut guest, &mut report)?;
     let timer = Instant::now();
     guest.shut_down("poweroff")?;
     report
@@ -511,6 +525,7 @@ fn test_board(
     }
     let hello = guest.ok("/bin/hello")?;
     guest.expect_output("/bin/hello", &hello, "Hello from amber!")?;
+    crate::e2e_field::disk_full(&mut guest, &mut report)?;
     guest.shut_down("poweroff")?;
     // The commands after the power cuts removed what the killed ones left.
     let left = temp_files(board, &boot.disk, &directory)?;
@@ -519,6 +534,7 @@ fn test_board(
             "{name}: temporary files left in the store after the power cuts: {left:?}"
         ));
     }
+    crate::e2e_field::watchdog_resets_a_hang(board, &boot, &options, &mut report)?;
     if board.qemu()?.disk == crate::board::QemuDisk::Usb {
         // What `cargo xtask flash` writes is what boots: the disk, flashed to a loop
         // device (read back and compared), boots from it as a USB stick.
@@ -668,6 +684,7 @@ impl Report {
             flashed: None,
             system: Vec::new(),
             network: Vec::new(),
+            field: Vec::new(),
         }
     }
 }
@@ -721,6 +738,26 @@ impl Shell {
             started.elapsed(),
         ));
         Ok(shell)
+    }
+
+    /// After the board reset by itself in the same qemu (its watchdog): wait for the
+    /// ready line and a prompt again.
+    pub(crate) fn resync(mut self, report: &mut Report) -> Result<Shell, String> {
+        let board = self.board.clone();
+        let fail = |error: String| format!("{board}: {error}");
+        self.guest
+            .expect("amber: ready", BOOT_TIMEOUT)
+            .map_err(fail)?;
+        let rest = self
+            .guest
+            .until("\n", Duration::from_secs(10))
+            .map_err(fail)?;
+        report
+            .ready_lines
+            .push(format!("amber: ready{}", rest.trim_end()));
+        self.guest.send(&format!("{SET_PROMPT}\n"))?;
+        self.guest.until(PROMPT, BOOT_TIMEOUT).map_err(fail)?;
+        Ok(self)
     }
 
     /// Run one command line; returns its status (printed after it as `exit N`) and

@@ -16,7 +16,8 @@
 //! /etc/amber/repos               repository URLs, one per line
 //! /etc/amber/svc/clock           the SNTP client's service
 //! /etc/amber/svc/hotplug         the hotplug service (boards with hardware modules)
-//! /etc/passwd, /etc/group        root, whose home /root -> /data/root (made by init); nobody
+//! /etc/passwd, /etc/group -> /run/etc/...   written by init (root, nobody, tty, and
+//!                                the installed packages' users); /root -> /data/root
 //! /amber/modules/*.ko            the kernel modules
 //! /dev/console (char 5:1); empty /proc /sys /dev /run /tmp /data /ro
 //! ```
@@ -134,20 +135,12 @@ pub fn archive(
             HOTPLUG_SERVICE.as_bytes().to_vec(),
         );
     }
-    // The one user, for programs that look users up (dropbear, busybox's id and ls);
-    // its home is on the data partition, so ~/.ssh/authorized_keys persists. No
-    // password: logins over ssh take a key.
-    // nobody: what daemons that drop their privileges become (the router's dnsmasq).
-    archive.file(
-        "etc/passwd",
-        0o644,
-        b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".to_vec(),
-    );
-    archive.file(
-        "etc/group",
-        0o644,
-        b"root:x:0:\nnogroup:x:65534:\n".to_vec(),
-    );
+    // Users and groups are init's to write (root, nobody, the tty group and the users
+    // the installed packages declare; boot/src/users.rs). root's home is on the data
+    // partition, so ~/.ssh/authorized_keys persists. No password: logins over ssh
+    // take a key.
+    archive.symlink("etc/passwd", "/run/etc/passwd");
+    archive.symlink("etc/group", "/run/etc/group");
     archive.symlink("root", "/data/root");
     archive.directory("amber/modules", 0o755);
     for module in modules.all() {

@@ -14,6 +14,7 @@ mod debsrc;
 mod deps;
 mod dns;
 mod e2e;
+mod e2e_field;
 mod e2e_net;
 mod flash;
 mod flash_test;

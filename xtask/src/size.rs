@@ -154,6 +154,17 @@ const PARTS: &[(&str, &str)] = &[
     ("amber_boot::netctl", "the net command"),
     ("amber_boot::status", "status files of the network and the clock"),
     ("amber_boot::disk", "the data partition"),
+    (
+        "amber_boot::log",
+        "the system log: ring, kernel lines, /data/log batches and rotation, remote syslog",
+    ),
+    (
+        "amber_boot::privilege",
+        "least privilege: users, capabilities, private mounts per service",
+    ),
+    ("amber_boot::users", "users and groups of the installed packages"),
+    ("amber_boot::cgroup", "cgroup v2: memory-max, tasks-max"),
+    ("amber_boot::watchdog", "the watchdog and why the board started"),
     ("amber_pkg::storefs", "the FUSE store"),
     ("amber_pkg::exchange", "the exchange directories"),
     ("amber_pkg::http", "the HTTP client"),
