@@ -34,7 +34,7 @@ use crate::util::{create_dir, path_str, step};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The test LAN's time: 2026-08-17 21:33:20 UTC, before pkg's build date (2026-09-21,
+/// The test LAN's time: 2026-08-17 20:53:20 UTC, before pkg's build date (2026-09-21,
 /// `BUILD_FLOOR` in pkg/src/repo.rs), so that pkg believes it only from SNTP.
 pub const LAN_TIME: u64 = 1_787_000_000;
 /// When the clock repository's index expires: a week after [`LAN_TIME`], still before
