@@ -146,7 +146,11 @@ pub fn test(board: &Board, report: &mut Report) -> Result<Measured, String> {
     same_esp(&mut shell, &esp_before, "an upgrade before its wave")?;
     lines.push(format!(
         "rollout: 1.1's wave at {month}: `upgrade` left it (\"{}\")",
-        first_line(&output)
+        output
+            .lines()
+            .find(|line| line.contains("wave comes at"))
+            .unwrap_or_default()
+            .trim()
     ));
 
     // 3.
@@ -370,10 +374,6 @@ fn refused(shell: &mut Shell, what: &str, wanted: &str) -> Result<(), String> {
         return Err(shell.failure(&format!("{what}: `pkg system upgrade` gave exit {status}, not a refusal naming {wanted:?}:\n{output}")));
     }
     Ok(())
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or("")
 }
 
 fn now() -> u64 {
