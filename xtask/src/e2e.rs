@@ -48,7 +48,7 @@ pub(crate) const PROMPT: &str = "e2e# ";
 /// Sets [`PROMPT`]; written so that its echo does not contain the prompt.
 const SET_PROMPT: &str = "PS1='e2e''# '";
 /// Lines services print on the console, which are not a command's output.
-const SERVICE_LINES: &[&str] = &["dropbear: ", "store: ", "hog: ", "glut: "];
+const SERVICE_LINES: &[&str] = &["dropbear: ", "store: ", "hog: ", "glut: ", "fork: "];
 /// How long dropbear may take from `pkg add` to answering on port 22.
 const SSH_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -352,6 +352,7 @@ fn test_board(board: &Board, server: &Server) -> Result<Report, String> {
     crate::e2e_field::logs_survived(&mut guest, &mark, &mut report)?;
     crate::e2e_field::store_heals(&mut guest, &mut report)?;
     crate::e2e_field::memory_max_restarts(&mut guest, &mut report)?;
+    crate::e2e_field::tasks_max_holds(&mut guest, &mut report)?;
     crate::e2e_field::memory_runs_out(&mut guest, &mut report)?;
     let timer = Instant::now();
     guest.shut_down("poweroff")?;

@@ -12,6 +12,7 @@
 //!   passes;
 //! - a service over its `memory-max` is killed by the kernel in its own cgroup and
 //!   restarted by its policy, and says why;
+//! - a service over its `tasks-max` cannot fork past it;
 //! - memory gone for good (a service without a limit): the OOM killer takes that
 //!   service, never init, the store or the console shell, and it is restarted;
 //! - /data filled up with dd: `pkg add` fails with one line, the store and the
@@ -251,6 +252,36 @@ pub fn memory_max_restarts(shell: &mut Shell, report: &mut Report) -> Result<(),
         "memory-max 8M: {}; init and the store untouched ({})",
         line_with(&log, "memory-max"),
         line_with(&store, "store ")
+    ));
+    Ok(())
+}
+
+/// A service over its `tasks-max` cannot fork past it (pids.max in its cgroup), and
+/// what it started is killed with it when it exits.
+pub fn tasks_max_holds(shell: &mut Shell, report: &mut Report) -> Result<(), String> {
+    shell.ok(
+        "echo \"command /bin/sh -c 'for i in 1 2 3 4 5 6; do sleep 60 & done; wait'\" > /tmp/t",
+    )?;
+    shell.ok("echo 'tasks-max 4' >> /tmp/t; mv /tmp/t /etc/amber/svc/fork && svc rescan")?;
+    shell.ok(
+        "n=0; until svc status fork | grep -q restarts; do sleep 1; n=$((n+1)); [ $n -lt 90 ] || break; done",
+    )?;
+    let cgroup = shell.ok("c=/sys/fs/cgroup/services/fork; cat $c/pids.max $c/pids.events")?;
+    let log = shell.ok("svc log fork | grep -m1 \"can't fork\" || true")?;
+    shell.ok("rm /etc/amber/svc/fork && svc rescan")?;
+    let refused = cgroup
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("max "))
+        .and_then(|count| count.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if cgroup.lines().next().map(str::trim) != Some("4") || refused == 0 || log.is_empty() {
+        return Err(shell.failure(&format!(
+            "tasks-max 4 did not hold: pids.max and pids.events {cgroup:?}, log {log:?}"
+        )));
+    }
+    report.field.push(format!(
+        "tasks-max 4: pids.max 4, {refused} forks refused by the pids controller, {}",
+        line_with(&log, "can't fork")
     ));
     Ok(())
 }
