@@ -682,9 +682,12 @@ impl Supervisor {
             // What it left behind goes with it.
             cgroup::kill(parent, &unit.name);
             if how.is_ok() && cgroup::oom_kills(parent, &unit.name) > unit.oom_kills {
-                if let Some(max) = definition.memory_max {
-                    text += &format!(", by the kernel: over its memory-max of {} KiB", max >> 10);
-                }
+                text += &match definition.memory_max {
+                    Some(max) => {
+                        format!(", by the kernel: over its memory-max of {} KiB", max >> 10)
+                    }
+                    None => ", by the kernel's OOM killer: memory ran out".to_owned(),
+                };
             }
         }
         let (ran, then) = match unit.state {

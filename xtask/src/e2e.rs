@@ -65,6 +65,8 @@ const SERVICE_LINES: &[&str] = &[
     "dnsmasq: ",
     "store: ",
     "hog: ",
+    "glut: ",
+    "fork: ",
 ];
 /// How long dropbear may take from `pkg add` to answering on port 22.
 const SSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -441,6 +443,8 @@ fn test_board(
     crate::e2e_field::logs_survived(&mut guest, &mark, &mut report)?;
     crate::e2e_field::store_heals(&mut guest, &mut report)?;
     crate::e2e_field::memory_max_restarts(&mut guest, &mut report)?;
+    crate::e2e_field::tasks_max_holds(&mut guest, &mut report)?;
+    crate::e2e_field::memory_runs_out(&mut guest, &mut report)?;
     let timer = Instant::now();
     guest.shut_down("poweroff")?;
     report

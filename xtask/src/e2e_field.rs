@@ -12,6 +12,9 @@
 //!   passes;
 //! - a service over its `memory-max` is killed by the kernel in its own cgroup and
 //!   restarted by its policy, and says why;
+//! - a service over its `tasks-max` cannot fork past it;
+//! - memory gone for good (a service without a limit): the OOM killer takes that
+//!   service, never init, the store or the console shell, and it is restarted;
 //! - /data filled up with dd: `pkg add` fails with one line, the store and the
 //!   generation are as before, services keep running, the log keeps its newest lines
 //!   in RAM;
@@ -249,6 +252,70 @@ pub fn memory_max_restarts(shell: &mut Shell, report: &mut Report) -> Result<(),
         "memory-max 8M: {}; init and the store untouched ({})",
         line_with(&log, "memory-max"),
         line_with(&store, "store ")
+    ));
+    Ok(())
+}
+
+/// A service over its `tasks-max` cannot fork past it (pids.max in its cgroup), and
+/// what it started is killed with it when it exits.
+pub fn tasks_max_holds(shell: &mut Shell, report: &mut Report) -> Result<(), String> {
+    shell.ok(
+        "echo \"command /bin/sh -c 'for i in 1 2 3 4 5 6; do sleep 60 & done; wait'\" > /tmp/t",
+    )?;
+    shell.ok("echo 'tasks-max 4' >> /tmp/t; mv /tmp/t /etc/amber/svc/fork && svc rescan")?;
+    shell.ok(
+        "n=0; until svc status fork | grep -q restarts; do sleep 1; n=$((n+1)); [ $n -lt 90 ] || break; done",
+    )?;
+    let cgroup = shell.ok("c=/sys/fs/cgroup/services/fork; cat $c/pids.max $c/pids.events")?;
+    let log = shell.ok("svc log fork | grep -m1 \"can't fork\" || true")?;
+    shell.ok("rm /etc/amber/svc/fork && svc rescan")?;
+    let refused = cgroup
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("max "))
+        .and_then(|count| count.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    if cgroup.lines().next().map(str::trim) != Some("4") || refused == 0 || log.is_empty() {
+        return Err(shell.failure(&format!(
+            "tasks-max 4 did not hold: pids.max and pids.events {cgroup:?}, log {log:?}"
+        )));
+    }
+    report.field.push(format!(
+        "tasks-max 4: pids.max 4, {refused} forks refused by the pids controller, {}",
+        line_with(&log, "can't fork")
+    ));
+    Ok(())
+}
+
+/// With memory gone (a service without a memory-max doubling a string until the kernel
+/// has no more), the OOM killer takes that service, never init, the store or the console
+/// shell; the service is restarted by its policy and says why.
+pub fn memory_runs_out(shell: &mut Shell, report: &mut Report) -> Result<(), String> {
+    let store = unit_pid(shell, "store")?;
+    let console = unit_pid(shell, "console")?;
+    shell.ok("echo 'BEGIN{s=\"x\"; while(1) s=s s}' > /tmp/glut.awk")?;
+    shell.ok("echo \"command /bin/sh -c 'awk -f /tmp/glut.awk'\" > /tmp/glut")?;
+    shell.ok("mv /tmp/glut /etc/amber/svc/glut && svc rescan")?;
+    shell.ok(
+        "n=0; until svc status glut | grep -q restarts; do sleep 1; n=$((n+1)); [ $n -lt 200 ] || break; done",
+    )?;
+    let status = shell.ok("svc status glut")?;
+    let log = shell.ok("svc log glut | grep OOM || true")?;
+    shell.ok("rm /etc/amber/svc/glut && svc rescan")?;
+    let hello = shell.ok("/bin/hello")?;
+    let after = (unit_pid(shell, "store")?, unit_pid(shell, "console")?);
+    if !status.contains("restarts")
+        || !log.contains("by the kernel's OOM killer")
+        || after != (store, console)
+        || !hello.contains("Hello from amber!")
+    {
+        return Err(shell.failure(&format!(
+            "out of memory: the service was not the one killed and restarted, or init, the store (pid {store}, now {}) or the console (pid {console}, now {}) were:\n{status}\n{log}",
+            after.0, after.1
+        )));
+    }
+    report.field.push(format!(
+        "memory ran out (no memory-max): {}; store pid {store} and console pid {console} unchanged, /bin/hello runs",
+        line_with(&log, "OOM")
     ));
     Ok(())
 }
