@@ -209,6 +209,68 @@ fn run_boards(named: &[String], steps: Steps) -> Result<usize, String> {
     let server = crate::serve::start(crate::recipes::REPO_DIR.into(), 0)?
         .ok_or("cannot start the repository server")?;
     let net = crate::e2e_net::Net::start(&boards)?;
+    // The A/B updates on the qemu UEFI boards, each from a disk of its own: built
+    // first, then run beside the other steps (a guest waits most of the time, for its
+    // reboots and its firmware), which is most of the end-to-end test's time.
+    let mut system_runs = Vec::new();
+    for board in boards
+        .iter()
+        .filter(|board| has_system_steps(board) && steps == Steps::All)
+    {
+        system_runs.push((board, system::prepare(board)?));
+    }
+    std::thread::scope(|scope| {
+        let running: Vec<_> = system_runs
+            .into_iter()
+            .map(|(board, prepared)| {
+                scope.spawn(move || {
+                    let started = Instant::now();
+                    let mut report = Report::new(&format!("{} (A/B system updates)", board.name));
+                    let measured = system::run(board, prepared, &mut report)
+                        .map_err(|e| format!("e2e: {}: system updates: {e}", board.name))?;
+                    report.system = measured.lines;
+                    report
+                        .timings
+                        .push(("whole test".to_owned(), started.elapsed()));
+                    Ok::<Report, String>(report)
+                })
+            })
+            .collect();
+        let boards_result = board_steps(&boards, &server, &net, steps).and_then(|mut done| {
+            router_step(&mut done.0, &boards, &server, steps)?;
+            Ok(done)
+        });
+        let mut system_reports = Vec::new();
+        for handle in running {
+            let joined = handle
+                .join()
+                .map_err(|_| "e2e: a system-update thread panicked".to_owned())?;
+            system_reports.push(joined?);
+        }
+        let (mut reports, checked) = boards_result?;
+        reports.extend(system_reports);
+        finish(reports, checked, started)
+    })
+}
+
+/// The boards whose A/B updates the test goes through: the qemu UEFI boards with a
+/// virtio disk of their own.
+fn has_system_steps(board: &Board) -> bool {
+    board.firmware == crate::board::Firmware::Uefi
+        && board
+            .qemu
+            .as_ref()
+            .is_some_and(|qemu| qemu.disk == crate::board::QemuDisk::Virtio)
+}
+
+/// Every board's own steps, one board after the other: the reports of those booted,
+/// and what was found of those checked structurally.
+fn board_steps(
+    boards: &[Board],
+    server: &Server,
+    net: &crate::e2e_net::Net,
+    steps: Steps,
+) -> Result<(Vec<Report>, Vec<String>), String> {
     let mut reports = Vec::new();
     let mut checked = Vec::new();
     for board in boards.iter().filter(|_| steps != Steps::Router) {
@@ -223,14 +285,22 @@ fn run_boards(named: &[String], steps: Steps) -> Result<usize, String> {
             continue;
         }
         let board_started = Instant::now();
-        let mut report =
-            test_board(board, &server, &net, steps).map_err(|e| format!("e2e: {e}"))?;
+        let mut report = test_board(board, server, net, steps).map_err(|e| format!("e2e: {e}"))?;
         report
             .timings
             .push(("whole board".to_owned(), board_started.elapsed()));
         reports.push(report);
     }
-    // The router and a client on its LAN, once: two x86_64 guests.
+    Ok((reports, checked))
+}
+
+/// The router and a client on its LAN, once: two x86_64 guests.
+fn router_step(
+    reports: &mut Vec<Report>,
+    boards: &[Board],
+    server: &Server,
+    steps: Steps,
+) -> Result<(), String> {
     let router_board = boards.iter().find(|board| board.name == "qemu-x86_64");
     if let Some(board) = router_board.filter(|_| steps != Steps::Network) {
         let started = Instant::now();
@@ -242,6 +312,11 @@ fn run_boards(named: &[String], steps: Steps) -> Result<usize, String> {
             .push(("whole test".to_owned(), started.elapsed()));
         reports.push(report);
     }
+    Ok(())
+}
+
+/// The report of everything.
+fn finish(reports: Vec<Report>, checked: Vec<String>, started: Instant) -> Result<usize, String> {
     println!(
         "\ne2e: passed on {} boards booted by their firmware, {} checked structurally",
         reports.len(),
@@ -554,12 +629,6 @@ fn test_board(
         guest.expect_output("/bin/hello", &hello, "Hello from amber!")?;
         guest.shut_down("poweroff")?;
         report.flashed = Some(stick.path.display().to_string());
-    }
-    if board.firmware == crate::board::Firmware::Uefi
-        && board.qemu()?.disk == crate::board::QemuDisk::Virtio
-    {
-        // The A/B updates on the qemu UEFI boards, from a disk of their own.
-        report.system = system::test(board, &mut report)?.lines;
     }
     Ok(report)
 }

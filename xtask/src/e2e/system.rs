@@ -47,9 +47,24 @@ struct Built {
     uki: PathBuf,
 }
 
+/// The whole test: [`prepare`], then [`run`].
 pub fn test(board: &Board, report: &mut Report) -> Result<Measured, String> {
+    let prepared = prepare(board)?;
+    run(board, prepared, report)
+}
+
+/// What [`run`] needs, built beforehand: the releases, the disk and the repository.
+/// Building uses shared scratch space; running uses only what is here, so runs of
+/// several boards can go at once, beside other boards' steps.
+pub struct Prepared {
+    built: Vec<Built>,
+    disk: PathBuf,
+    repo: Repo,
+}
+
+/// Build the releases, the disk with 1.0 and the test's repository.
+pub fn prepare(board: &Board) -> Result<Prepared, String> {
     let name = board.name.as_str();
-    let arch = board.arch.name();
     let directory = Path::new("target/e2e").join(name).join("ab");
     create_dir(&directory)?;
     step(&format!("e2e {name}: system releases"));
@@ -93,6 +108,19 @@ pub fn test(board: &Board, report: &mut Report) -> Result<Measured, String> {
     let disk = directory.join("disk.img");
     let _ = std::fs::remove_file(directory.join("disk.img.efivars"));
     image::make_disk(board, &base, &disk)?;
+    let repo = Repo::new(&directory.join("repo"), board)?;
+    Ok(Prepared { built, disk, repo })
+}
+
+/// Boot the disk of [`prepare`] and go through the steps.
+pub fn run(board: &Board, prepared: Prepared, report: &mut Report) -> Result<Measured, String> {
+    let name = board.name.as_str();
+    let arch = board.arch.name();
+    let Prepared {
+        built,
+        disk,
+        mut repo,
+    } = prepared;
     let uki = |version: &str| -> PathBuf {
         built
             .iter()
@@ -102,7 +130,6 @@ pub fn test(board: &Board, report: &mut Report) -> Result<Measured, String> {
             .clone()
     };
 
-    let mut repo = Repo::new(&directory.join("repo"), board)?;
     let server = crate::serve::start(repo.root.clone(), 0)?
         .ok_or("cannot start the A/B repository server")?;
     let options = Options {
