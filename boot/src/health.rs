@@ -456,7 +456,11 @@ mod tests {
 
     #[test]
     fn what_a_power_cut_left_is_removed_and_nothing_else() {
-        let dir = esp(&["amber-1.0.efi", ".tmp-812-0-amber-1.4.efi", "amber-1.1+3.efi"]);
+        let dir = esp(&[
+            "amber-1.0.efi",
+            ".tmp-812-0-amber-1.4.efi",
+            "amber-1.1+3.efi",
+        ]);
         fs::write(dir.join(".tmp-9-0-amber-slots"), b"half").unwrap();
         fs::write(dir.join("config.txt"), b"kept").unwrap();
         assert_eq!(remove_temporary_files(&dir), 2);
