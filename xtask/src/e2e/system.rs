@@ -198,9 +198,10 @@ pub fn run(board: &Board, prepared: Prepared, report: &mut Report) -> Result<Mea
     )?;
     shell.expect_output("status after the good update", &status, "1.0 good")?;
     lines.push(format!(
-        "good update: 1.1 written in {} ms, booted ({:.1} s from the reboot to the prompt), blessed {:.1} s after its prompt; 1.0 kept as the previous system",
+        "good update: 1.1 written in {} ms, booted ({:.1} s from the reboot to the prompt; {}), blessed {:.1} s after its prompt; 1.0 kept as the previous system",
         upgraded.write_ms,
         upgraded.reboot.as_secs_f64(),
+        upgraded.ready,
         ready.elapsed().as_secs_f64()
     ));
 
@@ -322,6 +323,8 @@ pub fn run(board: &Board, prepared: Prepared, report: &mut Report) -> Result<Mea
 struct Upgraded {
     write_ms: u64,
     reboot: Duration,
+    /// The new boot's `amber: ready in N ms (kernel handed over at M ms)`.
+    ready: String,
 }
 
 /// `pkg system upgrade --reboot`, then the prompt of whatever boots next.
@@ -341,26 +344,29 @@ fn upgrade_and_reboot(shell: &mut Shell, what: &str) -> Result<Upgraded, String>
         .and_then(|ms| ms.trim().parse().ok())
         .unwrap_or(0);
     let started = Instant::now();
-    wait_for_prompt(shell, what)?;
+    let ready = wait_for_prompt(shell, what)?;
     Ok(Upgraded {
         write_ms,
         reboot: started.elapsed(),
+        ready,
     })
 }
 
-/// Wait for the next boot's `amber: ready` and give its shell the test's prompt.
-fn wait_for_prompt(shell: &mut Shell, what: &str) -> Result<(), String> {
+/// Wait for the next boot's `amber: ready` and give its shell the test's prompt;
+/// returns the ready line.
+fn wait_for_prompt(shell: &mut Shell, what: &str) -> Result<String, String> {
     shell
         .guest
         .until("amber: ready", REBOOTS_TIMEOUT)
         .map_err(|e| shell.failure(&format!("{what}: no boot came up: {e}")))?;
-    shell.guest.until("\n", Duration::from_secs(10))?;
+    let rest = shell.guest.until("\n", Duration::from_secs(10))?;
+    let ready = format!("amber: ready{}", rest.trim_end());
     shell.guest.send(&format!("{SET_PROMPT}\n"))?;
     shell
         .guest
         .until(PROMPT, Duration::from_secs(60))
         .map_err(|e| shell.failure(&format!("{what}: no prompt: {e}")))?;
-    Ok(())
+    Ok(ready)
 }
 
 fn expect_version(shell: &mut Shell, version: &str) -> Result<(), String> {
