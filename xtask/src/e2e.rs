@@ -385,6 +385,25 @@ fn print_report(report: &Report) {
     }
 }
 
+/// Where the echo of `line` ends in `text` when the terminal broke it across lines:
+/// the characters of `line` in order, whitespace aside. None when they are not all
+/// there in order (a console line came in between).
+fn echo_end(text: &str, line: &str) -> Option<usize> {
+    let mut wanted = line.chars().filter(|c| !c.is_whitespace()).peekable();
+    for (at, c) in text.char_indices() {
+        if c.is_whitespace() {
+            continue;
+        }
+        if wanted.next() != Some(c) {
+            return None;
+        }
+        if wanted.peek().is_none() {
+            return Some(at + c.len_utf8());
+        }
+    }
+    None
+}
+
 /// The N of `amber: ready in N ms (...)`.
 fn ready_ms(line: &str) -> Option<u64> {
     line.strip_prefix("amber: ready in ")?
@@ -853,7 +872,11 @@ impl Shell {
         // echo, its first line is dropped all the same.
         let after_echo = match text.find(line) {
             Some(at) => &text[at + line.len()..],
-            None => text.split_once('\n').map_or("", |(_, rest)| rest),
+            None => match echo_end(&text, line) {
+                // The terminal wrapped a long line as it echoed it.
+                Some(at) => &text[at..],
+                None => text.split_once('\n').map_or("", |(_, rest)| rest),
+            },
         };
         let mut status = 0;
         let mut output = String::new();
@@ -1015,6 +1038,15 @@ fn is_kernel_line(line: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wrapped_echo_ends_where_its_last_character_is() {
+        let line = "cat /a /b; echo \"exit $?\"";
+        let text = "cat /a /b; echo \"exit \n$?\"\n4\nexit 0\n";
+        let at = echo_end(text, line).unwrap();
+        assert_eq!(&text[at..], "\n4\nexit 0\n");
+        assert_eq!(echo_end("amber: x\ncat /a", line), None);
+    }
 
     #[test]
     fn reads_the_ready_line() {

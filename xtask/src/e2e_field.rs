@@ -266,7 +266,13 @@ pub fn tasks_max_holds(shell: &mut Shell, report: &mut Report) -> Result<(), Str
     shell.ok(
         "n=0; until svc status fork | grep -q restarts; do sleep 1; n=$((n+1)); [ $n -lt 90 ] || break; done",
     )?;
-    let cgroup = shell.ok("c=/sys/fs/cgroup/services/fork; cat $c/pids.max $c/pids.events")?;
+    // Each line marked, so a wrapped echo of the command is not taken for the output.
+    let cgroup: String = shell
+        .ok("c=/sys/fs/cgroup/services/fork; cat $c/pids.max $c/pids.events | sed 's/^/cg: /'")?
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("cg: "))
+        .map(|line| format!("{line}\n"))
+        .collect();
     let log = shell.ok("svc log fork | grep -m1 \"can't fork\" || true")?;
     shell.ok("rm /etc/amber/svc/fork && svc rescan")?;
     let refused = cgroup
