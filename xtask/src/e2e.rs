@@ -240,16 +240,27 @@ fn run_boards(named: &[String], steps: Steps) -> Result<usize, String> {
             router_step(&mut done.0, &boards, &server, steps)?;
             Ok(done)
         });
+        // Every failure is told, not only the first.
+        let mut errors = Vec::new();
         let mut system_reports = Vec::new();
         for handle in running {
-            let joined = handle
-                .join()
-                .map_err(|_| "e2e: a system-update thread panicked".to_owned())?;
-            system_reports.push(joined?);
+            match handle.join() {
+                Ok(Ok(report)) => system_reports.push(report),
+                Ok(Err(error)) => errors.push(error),
+                Err(_) => errors.push("e2e: a system-update thread panicked".to_owned()),
+            }
         }
-        let (mut reports, checked) = boards_result?;
-        reports.extend(system_reports);
-        finish(reports, checked, started)
+        match boards_result {
+            Ok((mut reports, checked)) if errors.is_empty() => {
+                reports.extend(system_reports);
+                finish(reports, checked, started)
+            }
+            Ok(_) => Err(errors.join("\n")),
+            Err(error) => {
+                errors.insert(0, error);
+                Err(errors.join("\n"))
+            }
+        }
     })
 }
 
