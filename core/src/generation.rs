@@ -7,13 +7,16 @@
 //! parent 3
 //! world busybox
 //! world dropbear>=2022.83
+//! world vim@edge
 //! pkg busybox 1.36.1-r2 size=812345 sha256=<64 hex> deps=musl provides=sh,vi
 //! pkg musl 1.2.4-r0 size=402112 sha256=<64 hex>
 //! ```
 //!
 //! - `number` is this generation's number (1 and up; 0 is the empty store);
 //!   `parent` is the generation it was made from, omitted for the first.
-//! - `world` lines are the requests the user made, as dependencies, sorted.
+//! - `world` lines are the requests the user made, as dependencies, sorted: a
+//!   request may carry a repository tag (`vim@edge`, pinned to that repository through
+//!   upgrades) or be a conflict (`!dnsmasq`, never install it).
 //! - `pkg` lines are index lines ([`crate::index`]): the resolved closure, sorted, each
 //!   with the size and hash its image was verified against, so a generation can be
 //!   checked and solved again without any repository.
@@ -148,7 +151,7 @@ impl Generation {
                 if !generation.packages.is_empty() {
                     return Err(fail(GenerationErrorReason::UnknownLine));
                 }
-                let dependency = Dependency::parse(world)
+                let dependency = Dependency::parse_request(world)
                     .map_err(|e| fail(GenerationErrorReason::BadWorld(e)))?;
                 if let Some(last) = generation.world.last() {
                     if last.to_string() >= dependency.to_string() {
@@ -204,7 +207,7 @@ impl Generation {
     pub fn is_explicit(&self, entry: &Entry) -> bool {
         self.world
             .iter()
-            .any(|dependency| entry.has_or_provides(&dependency.name))
+            .any(|dependency| !dependency.conflict && entry.has_or_provides(&dependency.name))
     }
 }
 

@@ -739,9 +739,20 @@ fn store_run_sees_only_the_closure() {
         String::from_utf8_lossy(&output.stdout),
         "b\nc\ndata\nc data\n"
     );
-    // Package directories stay visible; only the exchange directories are narrowed.
-    let output = run(&["b"], &format!("ls {mnt}/a-1.0-r0/bin"));
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "a\n");
+    // Exactly the closure: its package directories (from the mounted store), none other.
+    let output = run(&["a"], &format!("ls {mnt}"));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "a-1.0-r0\nbin\netc\ninclude\nlib\nlib-1.0-r0\nsbin\nshare\nsvc\n"
+    );
+    let output = run(&["b"], &format!("ls {mnt}/a-1.0-r0 || echo gone"));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "gone\n");
+    // The view's bin comes first on PATH.
+    let output = run(&["a"], "echo $PATH");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with(&format!("{mnt}/bin:{mnt}/sbin:")),
+        "{output:?}"
+    );
 
     // The exit code is the command's.
     assert_eq!(run(&["a"], "exit 7").status.code(), Some(7));
