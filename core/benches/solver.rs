@@ -892,6 +892,7 @@ fn measured_add(
         number: current.number + 1,
         parent: Some(current.number),
         world,
+        preferences: current.preferences.clone(),
         packages,
     };
     let written = next.write();
@@ -951,6 +952,7 @@ fn add_one(options: &Options) -> bool {
         number: 7,
         parent: Some(6),
         world,
+        preferences: Vec::new(),
         packages: closure.iter().map(Chosen::to_entry).collect(),
     };
     let generation_text = current.write();

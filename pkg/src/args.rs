@@ -32,6 +32,7 @@ subcommands! {
         Info(InfoArgs),
         Search(SearchArgs),
         Which(WhichArgs),
+        Prefer(PreferArgs),
         Upgrade(UpgradeArgs),
         Verify(VerifyArgs),
         Gc(GcArgs),
@@ -95,6 +96,18 @@ command! {
     /// Name the installed package that holds PATH (/bin/sh, /ro/bin/sh, bin/sh).
     pub struct WhichArgs("which") {
         /// the path to look up
+        pub path: String = positional "path",
+    }
+}
+
+command! {
+    /// Let the installed package NAME keep PATH in /ro/bin, /ro/lib, ... when others have it too.
+    pub struct PreferArgs("prefer") {
+        /// drop NAME's claim on PATH instead
+        pub forget: bool = switch "--forget",
+        /// the package name
+        pub name: String = positional "name",
+        /// the path (/bin/vi, /ro/bin/vi, bin/vi)
         pub path: String = positional "path",
     }
 }
@@ -330,6 +343,8 @@ Commands:
                     WORD.
   which             Name the installed package that holds PATH (/bin/sh,
                     /ro/bin/sh, bin/sh).
+  prefer            Let the installed package NAME keep PATH in /ro/bin,
+                    /ro/lib, ... when others have it too.
   upgrade           Upgrade every installed package to the newest version
                     allowed.
   verify            Hash every image again and compare with what was verified at

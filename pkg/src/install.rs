@@ -1,11 +1,13 @@
 //! Changing what is installed: `add`, `del` and `upgrade`. Each resolves a new world,
-//! fetches what is missing, and switches to a new generation atomically.
+//! fetches what is missing, and switches to a new generation atomically. Also `prefer`,
+//! which changes only who keeps a contested exchange-directory path, and so is a new
+//! generation too (switched to, and rolled back, like any other).
 
 use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-use amber_core::generation::Generation;
+use amber_core::generation::{Generation, Preference};
 use amber_core::hash::{to_hex, Sha256Check};
 use amber_core::index::{Entry, Index};
 use amber_core::solve::{Mode, Pool, Source};
@@ -307,11 +309,20 @@ fn change(
         .unwrap_or(0)
         .max(current.number)
         + 1;
+    let packages: Vec<Entry> = closure.into_iter().map(|(entry, _)| entry).collect();
+    // A preference rides along with its package: gone when the package goes.
+    let preferences = current
+        .preferences
+        .iter()
+        .filter(|preference| packages.iter().any(|e| e.name == preference.name))
+        .cloned()
+        .collect();
     let next = Generation {
         number,
         parent: (current.number > 0).then_some(current.number),
         world,
-        packages: closure.into_iter().map(|(entry, _)| entry).collect(),
+        preferences,
+        packages,
     };
     let before = sorted_ids(&current.packages);
     let after = sorted_ids(&next.packages);
@@ -323,7 +334,11 @@ fn change(
         .iter()
         .filter(|id| after.binary_search(id).is_err())
         .collect();
-    if added.is_empty() && removed.is_empty() && next.world == current.world {
+    if added.is_empty()
+        && removed.is_empty()
+        && next.world == current.world
+        && next.preferences == current.preferences
+    {
         let json = Json::object([
             ("ok", Json::Bool(true)),
             ("generation", Json::Number(current.number)),
@@ -438,6 +453,77 @@ fn import_local(
     }
     result.map_err(|e| e.context(path.display()))?;
     Ok(entry)
+}
+
+/// `pkg prefer NAME PATH`: the installed package NAME keeps PATH (and, for a directory,
+/// what it holds there) in the exchange directories, whoever else has it; with
+/// `forget`, NAME's choice of PATH is dropped. Either way a new generation.
+pub fn prefer(context: &Context, name: &str, path: &str, forget: bool) -> Result<Report, Error> {
+    let preference = Preference::new(name, path)
+        .map_err(|e| Error::usage(format!("prefer {name} {path}: {e}")))?;
+    let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
+    let current = store.current()?;
+    let mut preferences = current.preferences.clone();
+    let text = if forget {
+        let before = preferences.len();
+        preferences.retain(|p| *p != preference);
+        if preferences.len() == before {
+            return Err(Error::new(format!(
+                "{}: {name} was not preferred for it",
+                preference.path
+            )));
+        }
+        format!("{}: no longer preferred to {name}\n", preference.path)
+    } else {
+        let Some(entry) = current.package(name) else {
+            return Err(Error::new(format!("{name}: not installed")));
+        };
+        let archive = crate::image::open(&store.image_path(entry))?;
+        let mut cache = amber_core::squashfs::read::Cache::new();
+        if archive.lookup_path(&preference.path, &mut cache).is_err() {
+            return Err(Error::new(format!(
+                "{}: has no {}",
+                entry.id(),
+                preference.path
+            )));
+        }
+        if preferences.contains(&preference) {
+            let json = Json::object([
+                ("ok", Json::Bool(true)),
+                ("generation", Json::Number(current.number)),
+                ("changed", Json::Bool(false)),
+            ]);
+            return Ok(Report::new("nothing to do\n".into(), json));
+        }
+        preferences.retain(|p| p.path != preference.path);
+        preferences.push(preference.clone());
+        amber_core::sort::sort(&mut preferences);
+        format!("{}: preferred to {}\n", preference.path, entry.id())
+    };
+    let number = store
+        .generation_numbers()?
+        .last()
+        .copied()
+        .unwrap_or(0)
+        .max(current.number)
+        + 1;
+    let next = Generation {
+        number,
+        parent: (current.number > 0).then_some(current.number),
+        world: current.world.clone(),
+        preferences,
+        packages: current.packages.clone(),
+    };
+    store.commit(&next)?;
+    crate::notify::after_switch(&store, number)?;
+    let json = Json::object([
+        ("ok", Json::Bool(true)),
+        ("generation", Json::Number(number)),
+        ("changed", Json::Bool(true)),
+        ("path", Json::string(&preference.path)),
+        ("package", Json::string(name)),
+    ]);
+    Ok(Report::new(format!("{text}generation {number}\n"), json))
 }
 
 #[cfg(test)]

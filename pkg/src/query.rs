@@ -312,7 +312,7 @@ pub fn which(context: &Context, path: &str) -> Result<Report, Error> {
 }
 
 /// `pkg info --conflicts`: the exchange-directory paths several installed packages
-/// want, and which one wins (the same rule the mounted store applies).
+/// want, which one wins and by which rule (the same rule the mounted store applies).
 pub fn conflicts(context: &Context) -> Result<Report, Error> {
     let store = Store::open(&context.root);
     let current = store.current()?;
@@ -324,6 +324,7 @@ pub fn conflicts(context: &Context) -> Result<Report, Error> {
     let mut cache = Cache::new();
     let tree = crate::exchange::build_for(
         packages,
+        &current.preferences,
         |entry| {
             crate::image::open(&store.image_path(entry))
                 .ok()
@@ -336,13 +337,14 @@ pub fn conflicts(context: &Context) -> Result<Report, Error> {
     for conflict in &tree.conflicts {
         let _ = writeln!(
             text,
-            "{}: {} wins over {}",
-            conflict.path, conflict.winner, conflict.loser
+            "{}: {} wins over {} ({})",
+            conflict.path, conflict.winner, conflict.loser, conflict.reason
         );
         items.push(Json::object([
             ("path", Json::string(&conflict.path)),
             ("winner", Json::string(&conflict.winner)),
             ("loser", Json::string(&conflict.loser)),
+            ("reason", Json::string(conflict.reason.word())),
         ]));
     }
     if items.is_empty() {

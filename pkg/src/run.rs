@@ -134,6 +134,7 @@ pub fn run(context: &Context, packages: &[String], command: &[String]) -> Result
             .iter()
             .map(|(entry, _)| (entry, explicit(&entry.name)))
             .collect(),
+        &current.preferences,
         |entry| {
             crate::image::open(&store.image_path(entry))
                 .ok()

@@ -236,6 +236,7 @@ impl Inner {
         let tree = self.with_cache(|cache| {
             exchange::build_for(
                 packages,
+                &current.preferences,
                 |entry| {
                     let slot = find(&visible, &entry.id().to_string())?;
                     self.archive(slot).ok()
