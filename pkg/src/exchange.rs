@@ -58,7 +58,7 @@ where
     R: ReadAt,
     A: std::ops::Deref<Target = Archive<R>>,
 {
-    assemble(packages, preferences, |entry, merge| {
+    assemble(packages, preferences, &mut |entry, merge| {
         if let Some(archive) = open(entry) {
             merge(&mut ImageListing {
                 archive: &archive,
@@ -68,12 +68,16 @@ where
     })
 }
 
+/// Calls its second argument with the first's listing, when it has one.
+type WithListing<'a> = dyn FnMut(&Entry, &mut dyn FnMut(&mut dyn Listing)) + 'a;
+
 /// [`build_for`] over any way to list a package: `with_listing(entry, merge)` calls
-/// `merge` with the package's listing, or does nothing when there is none.
+/// `merge` with the package's listing, or does nothing when there is none. Not
+/// generic, so the device binary holds it once, whoever calls `build_for`.
 fn assemble(
     mut packages: Vec<(&Entry, bool)>,
     preferences: &[Preference],
-    mut with_listing: impl FnMut(&Entry, &mut dyn FnMut(&mut dyn Listing)),
+    with_listing: &mut WithListing<'_>,
 ) -> Tree {
     priority_order(&mut packages);
     let mut tree = Tree::empty();
@@ -98,15 +102,26 @@ fn assemble(
             tree.claim(listing, owner as u32, &preference.path)
         });
     }
+    let claimed = tree.conflicts.len();
     for (owner, (entry, _)) in packages.iter().enumerate() {
         with_listing(entry, &mut |listing| {
             tree.merge_package(listing, owner as u32)
         });
     }
-    // A package that claimed a directory meets the same contest again when merged.
-    let mut seen = std::collections::BTreeSet::new();
-    tree.conflicts
-        .retain(|c| seen.insert((c.path.clone(), c.loser.clone())));
+    // A package that claimed a directory meets the contests of its claim again when
+    // merged; claims are few, so a plain scan finds the repeats.
+    let mut index = claimed;
+    while index < tree.conflicts.len() {
+        let conflict = &tree.conflicts[index];
+        let repeat = tree.conflicts[..claimed]
+            .iter()
+            .any(|c| c.path == conflict.path && c.loser == conflict.loser);
+        if repeat {
+            tree.conflicts.remove(index);
+        } else {
+            index += 1;
+        }
+    }
     for index in 0..tree.conflicts.len() {
         let conflict = &tree.conflicts[index];
         let find = |id: &str| {
@@ -648,7 +663,7 @@ mod tests {
                 .map(|(e, explicit, _)| (e, *explicit))
                 .collect(),
             &preferences,
-            |entry, merge| merge(listings.get_mut(&entry.name).unwrap()),
+            &mut |entry, merge| merge(listings.get_mut(&entry.name).unwrap()),
         );
         let mut out: Vec<String> = tree
             .conflicts

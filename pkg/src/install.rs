@@ -302,13 +302,7 @@ fn change(
             }
         };
 
-    let number = store
-        .generation_numbers()?
-        .last()
-        .copied()
-        .unwrap_or(0)
-        .max(current.number)
-        + 1;
+    let number = next_number(store, current)?;
     let packages: Vec<Entry> = closure.into_iter().map(|(entry, _)| entry).collect();
     // A preference rides along with its package: gone when the package goes.
     let preferences = current
@@ -455,6 +449,12 @@ fn import_local(
     Ok(entry)
 }
 
+/// The number of the next generation: above every kept one and the current one.
+fn next_number(store: &Store, current: &Generation) -> Result<u64, Error> {
+    let highest = store.generation_numbers()?.last().copied().unwrap_or(0);
+    Ok(highest.max(current.number) + 1)
+}
+
 /// `pkg prefer NAME PATH`: the installed package NAME keeps PATH (and, for a directory,
 /// what it holds there) in the exchange directories, whoever else has it; with
 /// `forget`, NAME's choice of PATH is dropped. Either way a new generation.
@@ -500,13 +500,7 @@ pub fn prefer(context: &Context, name: &str, path: &str, forget: bool) -> Result
         amber_core::sort::sort(&mut preferences);
         format!("{}: preferred to {}\n", preference.path, entry.id())
     };
-    let number = store
-        .generation_numbers()?
-        .last()
-        .copied()
-        .unwrap_or(0)
-        .max(current.number)
-        + 1;
+    let number = next_number(&store, &current)?;
     let next = Generation {
         number,
         parent: (current.number > 0).then_some(current.number),
