@@ -91,7 +91,12 @@ pub fn exchange_path(path: &str) -> Result<String, PreferenceError> {
 
 /// Checks a path in its canonical form (what [`exchange_path`] returns).
 fn check_exchange_path(path: &str) -> Result<(), PreferenceError> {
-    if path.len() > MAX_PREFERENCE_PATH || path.bytes().any(|byte| byte <= b' ' || byte == 0x7f) {
+    // What the line check refuses (C1 controls too) must be refused here, or a choice
+    // could write a generation that no longer parses.
+    if path.len() > MAX_PREFERENCE_PATH
+        || path.bytes().any(|byte| byte <= b' ' || byte == 0x7f)
+        || check_line_shape(path).is_err()
+    {
         return Err(PreferenceError::BadPath);
     }
     let mut parts = path.split('/');
@@ -492,9 +497,19 @@ mod tests {
         assert!(Generation::parse(&late).is_err());
         let early = "amber-generation 1\nnumber 1\nprefer bin/x a\nworld a\n";
         assert!(Generation::parse(early).is_err());
-        assert_eq!(
-            Preference::new("a", "bin/x y"),
-            Err(PreferenceError::BadPath)
-        );
+        for path in ["bin/x y", "bin/x\u{85}", "bin/x\ty", "bin/\u{7f}"] {
+            assert_eq!(
+                Preference::new("a", path),
+                Err(PreferenceError::BadPath),
+                "{path:?}"
+            );
+        }
+        // Whatever a preference accepts, the generation it is written into parses.
+        let mut generation = Generation::empty();
+        generation.preferences = ["bin/é", "share/a+b/c~", "svc/x.y"]
+            .iter()
+            .map(|path| Preference::new("a", path).unwrap())
+            .collect();
+        assert_eq!(Generation::parse(&generation.write()), Ok(generation));
     }
 }
