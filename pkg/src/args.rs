@@ -406,6 +406,8 @@ Commands:
   store             The FUSE package store.
   run               Run a command where /ro/bin, /ro/lib, ... show only the
                     named packages' closure.
+  system            The base's A/B system updates: kernel, device binary and
+                    keys (device).
   keygen            Make a minisign key pair (host).
   pack              Pack a directory into a package image (host).
 ";
