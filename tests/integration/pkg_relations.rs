@@ -281,7 +281,7 @@ fn repo_index_takes_a_root_and_refuses_nothing() {
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     assert!(
         stdout.starts_with(&format!(
-            "{}: 1 packages, serial 5, expires ",
+            "{}: 1 packages, 0 system releases, serial 5, expires ",
             repo.arch_dir().join("index").display()
         )),
         "{stdout}"
