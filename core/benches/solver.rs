@@ -863,6 +863,7 @@ fn measured_add(
         serial: 0,
         expires: 0,
         packages: current.packages.clone(),
+        systems: Vec::new(),
     };
     let pool = Pool::with_sources(&[
         Source::index(&installed_index, None),
@@ -919,6 +920,7 @@ fn add_one(options: &Options) -> bool {
         serial: 1_732_300_000,
         expires: 1_735_000_000,
         packages: background.clone(),
+        systems: Vec::new(),
     };
     let text = repository.write();
     let pair = minisign::KeyPair::from_seed([7; 32], [0x5a; 8]).expect("a key from a seed");
