@@ -18,7 +18,7 @@ use amber_core::generation::Generation;
 use amber_core::index::{Entry, Index};
 use amber_core::meta::Meta;
 use amber_core::minisign::{self, PublicKey, Signature, Verifier};
-use amber_core::version::{Dependency, Op, PackageId, Version};
+use amber_core::version::{Dependency, DependencyView, Op, PackageId, Provide, Version};
 
 /// One target's check: panics when a property fails, returns whether the input parsed.
 pub type Check = fn(&[u8]) -> bool;
@@ -49,15 +49,37 @@ pub fn index(data: &[u8]) -> bool {
     let Ok(text) = std::str::from_utf8(data) else {
         return false;
     };
+    let view = amber_core::index::parse_view(text);
     let Ok(index) = amber_core::index::parse(text) else {
+        assert!(
+            view.is_err(),
+            "the view parser accepts what the owned one refuses"
+        );
         return false;
     };
+    // The view and the owned index say the same.
+    let view = view.expect("the view parser refuses what the owned one accepts");
+    assert_eq!(view.to_index(), index);
     let written = index.write();
     assert_eq!(
         written, text,
         "an accepted index is not in its one written form"
     );
     assert_eq!(amber_core::index::parse(&written), Ok(index.clone()));
+    // What the solver makes of it: every package alone resolves or explains itself
+    // without a panic, with a bounded search.
+    let pool =
+        amber_core::solve::Pool::with_sources(&[amber_core::solve::Source::view(&view, None)])
+            .with_step_limit(2_000);
+    for entry in index.packages.iter().take(8) {
+        let request = [Dependency::any(&entry.name)];
+        if let Ok(closure) = pool.solve(&request, &[], amber_core::solve::Mode::Upgrade) {
+            assert!(closure.iter().any(|chosen| view
+                .packages()
+                .iter()
+                .any(|candidate| candidate.name == chosen.name())));
+        }
+    }
     for entry in &index.packages {
         assert_eq!(index.get(&entry.id()), Some(entry));
         let newest = index
@@ -203,6 +225,22 @@ pub fn version(data: &[u8]) -> bool {
         if let Ok(version) = Version::parse(line) {
             assert_eq!(version.to_string(), line);
             versions.push(version);
+        }
+        // The borrowed parser agrees with the owned one.
+        assert_eq!(
+            DependencyView::parse(line).map(|view| view.to_dependency()),
+            Dependency::parse(line),
+            "{line:?}"
+        );
+        if let Ok(provide) = Provide::parse(line) {
+            assert_eq!(provide.to_string(), line);
+            if let Some(version) = &provide.version {
+                versions.push(version.clone());
+            }
+        }
+        if let Ok(request) = Dependency::parse_request(line) {
+            assert_eq!(request.to_string(), line);
+            assert_eq!(Dependency::parse(line).is_ok(), request.tag.is_none());
         }
         if let Ok(dependency) = Dependency::parse(line) {
             assert_eq!(dependency.to_string(), line);

@@ -130,12 +130,17 @@ fn mix(v: &mut [u64; 16], a: usize, b: usize, c: usize, d: usize, x: u64, y: u64
 }
 
 /// The compression function F (RFC 7693 §3.2).
+///
+/// Every byte of a repository index goes through here on every pkg command (the
+/// index's prehashed signature is checked each time it is read), so the message
+/// words are picked by plain indexing in each round: a closure for it was not
+/// inlined at opt-level "z" and cost three quarters of the time.
 fn compress(state: &mut [u64; 8], block: &[u8; BLOCK], counter: u128, last: bool) {
     let mut m = [0u64; 16];
     for (word, bytes) in m.iter_mut().zip(block.chunks_exact(8)) {
-        let mut le = [0u8; 8];
-        le.copy_from_slice(bytes);
-        *word = u64::from_le_bytes(le);
+        if let Some(&bytes) = bytes.first_chunk::<8>() {
+            *word = u64::from_le_bytes(bytes);
+        }
     }
     let mut v = [0u64; 16];
     v[..8].copy_from_slice(state);
@@ -147,15 +152,19 @@ fn compress(state: &mut [u64; 8], block: &[u8; BLOCK], counter: u128, last: bool
     }
     for round in 0..ROUNDS {
         let s = &SIGMA[round % 10];
-        let w = |i: usize| m[usize::from(s[i])];
-        mix(&mut v, 0, 4, 8, 12, w(0), w(1));
-        mix(&mut v, 1, 5, 9, 13, w(2), w(3));
-        mix(&mut v, 2, 6, 10, 14, w(4), w(5));
-        mix(&mut v, 3, 7, 11, 15, w(6), w(7));
-        mix(&mut v, 0, 5, 10, 15, w(8), w(9));
-        mix(&mut v, 1, 6, 11, 12, w(10), w(11));
-        mix(&mut v, 2, 7, 8, 13, w(12), w(13));
-        mix(&mut v, 3, 4, 9, 14, w(14), w(15));
+        let x = |i: usize| m[usize::from(s[i]) & 15];
+        let (x0, x1, x2, x3) = (x(0), x(1), x(2), x(3));
+        let (x4, x5, x6, x7) = (x(4), x(5), x(6), x(7));
+        let (x8, x9, x10, x11) = (x(8), x(9), x(10), x(11));
+        let (x12, x13, x14, x15) = (x(12), x(13), x(14), x(15));
+        mix(&mut v, 0, 4, 8, 12, x0, x1);
+        mix(&mut v, 1, 5, 9, 13, x2, x3);
+        mix(&mut v, 2, 6, 10, 14, x4, x5);
+        mix(&mut v, 3, 7, 11, 15, x6, x7);
+        mix(&mut v, 0, 5, 10, 15, x8, x9);
+        mix(&mut v, 1, 6, 11, 12, x10, x11);
+        mix(&mut v, 2, 7, 8, 13, x12, x13);
+        mix(&mut v, 3, 4, 9, 14, x14, x15);
     }
     for (i, word) in state.iter_mut().enumerate() {
         *word ^= v[i] ^ v[i + 8];

@@ -6,6 +6,9 @@
 //! serial 1732300000
 //! expires 1735000000
 //! pkg busybox 1.36.1-r2 size=812345 sha256=<64 hex> deps=musl provides=sh,vi
+//! pkg dnsmasq-full 2.90-r0 size=1 sha256=<64 hex> deps=!dnsmasq provides=dnsmasq=2.90-r0 provider_priority=10 description=DNS and DHCP, every feature
+//! pkg zlib 1.3.1-r0 size=1 sha256=<64 hex> provides=so:libz.so.1=1.3.1
+//! pkg zlib-doc 1.3.1-r0 size=1 sha256=<64 hex> install_if=zlib,man-pages
 //! ```
 //!
 //! The rules, all enforced by [`parse`]; anything else is an error naming the
@@ -18,13 +21,29 @@
 //!   `arch ARCH` (`[a-z0-9_]+`, at most 32 bytes), `serial N`, `expires N`
 //!   (decimal `u64`, no sign, no leading zeros).
 //! - Then one `pkg NAME VERSION key=value...` line per package (possibly none).
-//!   Keys come in this order: `size=` (image file size in bytes, the download
-//!   cap), `sha256=` (exactly 64 lowercase hex digits: the hash of the image),
-//!   `deps=` (comma-separated dependencies, as in `musl>=1.2.4`), `provides=`
-//!   (comma-separated package names). `size` and `sha256` are required; a list
-//!   that is empty is written by omitting its key, so `deps=` is an error.
-//!   Unknown, repeated and out-of-order keys are errors; so are duplicate
-//!   entries in a list.
+//!   Keys come in this order, each at most once:
+//!   - `size=` (image file size in bytes, the download cap) and `sha256=` (exactly
+//!     64 lowercase hex digits: the hash of the image), both required;
+//!   - `deps=`: comma-separated dependencies (`musl>=1.2.4`); one with a leading
+//!     `!` is a conflict (`!dnsmasq`, `!foo<2`);
+//!   - `provides=`: comma-separated names the package also provides, each plain
+//!     (`sh`) or versioned (`so:libz.so.1=1.2.13`); only a versioned provide
+//!     satisfies a dependency with a constraint;
+//!   - `provider_priority=`: 1 to 65535, which provider of a name to choose when
+//!     nobody asked for one by its own name (higher first);
+//!   - `install_if=`: comma-separated dependencies (no conflicts); once all of them
+//!     are installed the package is installed too, and it goes when one of them
+//!     goes;
+//!   - `description=`: one line of text, at most 1024 bytes; it is always last and
+//!     takes the rest of the line, single spaces included.
+//!
+//!   An empty value (a list, the description) or a priority of 0 is written by
+//!   omitting the key, so `deps=` is an error. Unknown, repeated and out-of-order
+//!   keys are errors; so are duplicate entries in a list.
+//! - A package's relations must not contradict each other (apk refuses the same):
+//!   it may not provide its own name, conflict with itself, wait for itself in
+//!   `install_if`, need and conflict with the same versions of a name (`x` and
+//!   `!x`), or have a `provider_priority` without `provides`.
 //! - A hash that is missing, empty, short, long, space-padded, uppercase or not
 //!   hex is an error, never "no check" (SECURITY-TESTS item 3). Only lowercase is
 //!   accepted so that every hash has a single spelling.
@@ -37,6 +56,10 @@
 //!
 //! [`Index::write`] produces exactly this form, sorted, so
 //! `parse(&index.write()) == Ok(index)` for every index [`parse`] returns.
+//!
+//! The parser runs over every index on every pkg command, so it is written for speed
+//! as well as strictness: one pass over each line's bytes for its shape, keys matched
+//! without a search, the hash decoded in one pass; see the solver bench.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -44,11 +67,15 @@ use core::fmt;
 use core::fmt::Write as _;
 
 use crate::line::{
-    check_line_shape, is_valid_arch, lines, parse_decimal, parse_dependencies, parse_name_list,
-    parse_sha256, push_hex, push_list, HashError, LineShapeError, ListError,
+    check_line_shape, check_relations, dependency_views, find_byte, is_valid_arch, lines,
+    parse_decimal, parse_priority, parse_sha256, provide_views, push_hex, push_list, Contradiction,
+    Fields, HashError, LineShapeError, ListError,
 };
 use crate::system::{System, SystemError};
-use crate::version::{is_valid_name, Dependency, PackageId, Version, VersionError};
+use crate::version::{
+    check_version, compare, is_valid_name, Dependency, DependencyView, PackageId, Provide,
+    ProvideView, Version, VersionError,
+};
 
 /// The only index format version this code reads and writes.
 const MAGIC: &str = "amber-index 1";
@@ -62,8 +89,15 @@ pub struct Entry {
     pub size: u64,
     /// SHA-256 of the image file.
     pub sha256: [u8; 32],
+    /// Needs and, with `conflict` set, conflicts.
     pub deps: Vec<Dependency>,
-    pub provides: Vec<String>,
+    pub provides: Vec<Provide>,
+    /// Which provider of a name to choose first, higher first; 0 when not given.
+    pub provider_priority: u16,
+    /// Installed automatically once all of these are installed, removed when one goes.
+    pub install_if: Vec<Dependency>,
+    /// One line of text; empty when not given.
+    pub description: String,
 }
 
 impl Entry {
@@ -98,12 +132,28 @@ impl Entry {
             out.push_str(" provides=");
             push_list(out, &self.provides);
         }
+        if self.provider_priority > 0 {
+            let _ = write!(out, " provider_priority={}", self.provider_priority);
+        }
+        if !self.install_if.is_empty() {
+            out.push_str(" install_if=");
+            push_list(out, &self.install_if);
+        }
+        if !self.description.is_empty() {
+            out.push_str(" description=");
+            out.push_str(&self.description);
+        }
         out.push('\n');
     }
 
     /// Reports whether the entry has the name or provides it.
     pub fn has_or_provides(&self, name: &str) -> bool {
-        self.name == name || self.provides.iter().any(|provided| provided == name)
+        self.name == name || self.provides.iter().any(|provided| provided.name == name)
+    }
+
+    /// The needs, without the conflicts.
+    pub fn needs(&self) -> impl Iterator<Item = &Dependency> {
+        self.deps.iter().filter(|dep| !dep.conflict)
     }
 }
 
@@ -156,11 +206,18 @@ pub enum IndexErrorReason {
     NotKeyValue,
     UnknownKey(String),
     DuplicateKey(&'static str),
-    /// Keys must come in the order size, sha256, deps, provides.
+    /// Keys must come in the order of [`KEYS`].
     KeyOutOfOrder(&'static str),
     MissingKey(&'static str),
-    /// `deps=` or `provides=` with nothing after it; omit the key instead.
+    /// `deps=`, `provides=`, `install_if=` or `description=` with nothing after it;
+    /// omit the key instead.
     EmptyList(&'static str),
+    /// `provider_priority` is not a decimal from 1 to 65535.
+    BadPriority,
+    /// The description is longer than [`crate::meta::MAX_DESCRIPTION_LEN`].
+    DescriptionTooLong,
+    /// The package's relations contradict each other.
+    Contradiction(Contradiction),
     BadSha256(HashError),
     BadList(&'static str, ListError),
     /// Two entries with the same name and version.
@@ -190,12 +247,15 @@ impl fmt::Display for IndexErrorReason {
             UnknownKey(key) => write!(f, "unknown key {key:?}"),
             DuplicateKey(key) => write!(f, "{key} is given twice"),
             KeyOutOfOrder(key) => {
-                write!(f, "{key} is out of order (size, sha256, deps, provides)")
+                write!(f, "{key} is out of order ({})", KEYS.join(", "))
             }
             MissingKey(key) => write!(f, "{key} is missing"),
             EmptyList(key) => write!(f, "{key} is empty (omit the key instead)"),
             BadSha256(error) => write!(f, "sha256 {error}"),
             BadList(key, error) => write!(f, "{key} {error}"),
+            BadPriority => f.write_str("provider_priority is not a number from 1 to 65535"),
+            DescriptionTooLong => f.write_str("description is too long"),
+            Contradiction(error) => write!(f, "package {error}"),
             DuplicatePackage => f.write_str("package is listed twice"),
             NotSorted => f.write_str("packages are not sorted by name, then version"),
             BadSystem(error) => write!(f, "system line: {error}"),
@@ -212,10 +272,160 @@ impl fmt::Display for IndexError {
 impl core::error::Error for IndexError {}
 
 /// The keys of a `pkg` line, in the order they must appear.
-const KEYS: [&str; 4] = ["size", "sha256", "deps", "provides"];
+pub const KEYS: [&str; 7] = [
+    "size",
+    "sha256",
+    "deps",
+    "provides",
+    "provider_priority",
+    "install_if",
+    "description",
+];
 
-/// Parses an index (see the module documentation for the rules).
+/// An index parsed without copying: every name, version, list item and
+/// description is a slice of the text. This is what pkg solves against, since a
+/// 10,000-package index parsed into owned [`Entry`]s costs tens of thousands of
+/// allocations; [`IndexView::entry`] makes the owned entry of the few packages
+/// chosen. It can only come from [`parse_view`], so its entries are valid and
+/// sorted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexView<'t> {
+    pub arch: &'t str,
+    pub serial: u64,
+    pub expires: u64,
+    packages: Vec<EntryView<'t>>,
+    deps: Vec<DependencyView<'t>>,
+    provides: Vec<ProvideView<'t>>,
+    install_if: Vec<DependencyView<'t>>,
+    /// The `system` lines, sorted by board, then version (owned: an index has few).
+    pub systems: Vec<System>,
+}
+
+/// One package of an [`IndexView`]; its lists are in the view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryView<'t> {
+    pub name: &'t str,
+    /// A version [`check_version`] accepted.
+    pub version: &'t str,
+    pub size: u64,
+    pub sha256: [u8; 32],
+    pub provider_priority: u16,
+    /// Empty when not given.
+    pub description: &'t str,
+    deps: (u32, u32),
+    provides: (u32, u32),
+    install_if: (u32, u32),
+}
+
+fn span(range: (u32, u32)) -> core::ops::Range<usize> {
+    range.0 as usize..range.1 as usize
+}
+
+fn length_u32(length: usize) -> u32 {
+    // An index over 64 MiB is refused before it is parsed; its lists are far shorter.
+    u32::try_from(length).unwrap_or(u32::MAX)
+}
+
+impl<'t> IndexView<'t> {
+    /// The packages, sorted by name, then version.
+    pub fn packages(&self) -> &[EntryView<'t>] {
+        &self.packages
+    }
+
+    /// A package's dependencies, conflicts among them.
+    pub fn deps(&self, entry: &EntryView<'t>) -> &[DependencyView<'t>] {
+        &self.deps[span(entry.deps)]
+    }
+
+    /// A package's provides.
+    pub fn provides(&self, entry: &EntryView<'t>) -> &[ProvideView<'t>] {
+        &self.provides[span(entry.provides)]
+    }
+
+    /// A package's `install_if`.
+    pub fn install_if(&self, entry: &EntryView<'t>) -> &[DependencyView<'t>] {
+        &self.install_if[span(entry.install_if)]
+    }
+
+    /// The owned entry of one package.
+    pub fn entry(&self, entry: &EntryView<'t>) -> Entry {
+        Entry {
+            name: String::from(entry.name),
+            version: Version::from_checked(entry.version),
+            size: entry.size,
+            sha256: entry.sha256,
+            deps: self
+                .deps(entry)
+                .iter()
+                .map(DependencyView::to_dependency)
+                .collect(),
+            provides: self
+                .provides(entry)
+                .iter()
+                .map(ProvideView::to_provide)
+                .collect(),
+            provider_priority: entry.provider_priority,
+            install_if: self
+                .install_if(entry)
+                .iter()
+                .map(DependencyView::to_dependency)
+                .collect(),
+            description: String::from(entry.description),
+        }
+    }
+
+    /// The owned index.
+    pub fn to_index(&self) -> Index {
+        Index {
+            arch: String::from(self.arch),
+            serial: self.serial,
+            expires: self.expires,
+            packages: self
+                .packages
+                .iter()
+                .map(|entry| self.entry(entry))
+                .collect(),
+            systems: self.systems.clone(),
+        }
+    }
+
+    /// The newest system release for `board`.
+    pub fn newest_system(&self, board: &str) -> Option<&System> {
+        newest_system(&self.systems, board)
+    }
+
+    /// Whether a package has or provides `name`.
+    pub fn has_or_provides(&self, entry: &EntryView<'t>, name: &str) -> bool {
+        entry.name == name || self.provides(entry).iter().any(|p| p.name == name)
+    }
+}
+
+impl EntryView<'_> {
+    /// The package identity, `name-version`.
+    pub fn id(&self) -> PackageId {
+        PackageId {
+            name: String::from(self.name),
+            version: Version::from_checked(self.version),
+        }
+    }
+}
+
+/// The newest of `systems` for `board`.
+fn newest_system<'s>(systems: &'s [System], board: &str) -> Option<&'s System> {
+    systems
+        .iter()
+        .filter(|system| system.board == board)
+        .max_by(|a, b| a.version.cmp(&b.version))
+}
+
+/// Parses an index into its owned form (see the module documentation for the rules).
 pub fn parse(text: &str) -> Result<Index, IndexError> {
+    parse_view(text).map(|view| view.to_index())
+}
+
+/// Parses an index without copying it (see [`IndexView`] and the module
+/// documentation for the rules).
+pub fn parse_view(text: &str) -> Result<IndexView<'_>, IndexError> {
     let (mut lines, unterminated) = lines(text);
     if let Some(line) = unterminated {
         return Err(IndexError {
@@ -254,63 +464,59 @@ pub fn parse(text: &str) -> Result<Index, IndexError> {
         line: number,
         reason: IndexErrorReason::BadNumber("expires"),
     })?;
-    let mut packages: Vec<Entry> = Vec::new();
-    let mut systems: Vec<System> = Vec::new();
+    // About one package per 150 bytes, three dependencies each.
+    let estimate = text.len() / 150;
+    let mut view = IndexView {
+        arch,
+        serial,
+        expires,
+        packages: Vec::with_capacity(estimate),
+        deps: Vec::with_capacity(estimate * 3),
+        provides: Vec::new(),
+        install_if: Vec::new(),
+        systems: Vec::new(),
+    };
     for (number, line) in lines {
-        if line.starts_with("system ") || !systems.is_empty() {
-            let system = crate::system::parse_line(line).map_err(|error| IndexError {
-                line: number,
-                reason: IndexErrorReason::BadSystem(error),
-            })?;
-            if let Some(previous) = systems.last() {
+        let fail = |reason| IndexError {
+            line: number,
+            reason,
+        };
+        if line.starts_with("system ") || !view.systems.is_empty() {
+            let system = crate::system::parse_line(line)
+                .map_err(|error| fail(IndexErrorReason::BadSystem(error)))?;
+            if let Some(previous) = view.systems.last() {
                 let order = previous
                     .board
                     .cmp(&system.board)
                     .then_with(|| previous.version.cmp(&system.version));
-                if order != core::cmp::Ordering::Less {
-                    return Err(IndexError {
-                        line: number,
-                        reason: if order == core::cmp::Ordering::Equal {
-                            IndexErrorReason::DuplicatePackage
-                        } else {
-                            IndexErrorReason::NotSorted
-                        },
-                    });
+                match order {
+                    core::cmp::Ordering::Less => {}
+                    core::cmp::Ordering::Equal => {
+                        return Err(fail(IndexErrorReason::DuplicatePackage));
+                    }
+                    core::cmp::Ordering::Greater => return Err(fail(IndexErrorReason::NotSorted)),
                 }
             }
-            systems.push(system);
+            view.systems.push(system);
             continue;
         }
-        let entry = parse_package(line).map_err(|reason| IndexError {
-            line: number,
-            reason,
-        })?;
-        if let Some(previous) = packages.last() {
+        let entry = parse_line(line, &mut view).map_err(fail)?;
+        if let Some(previous) = view.packages.last() {
             let order = previous
                 .name
-                .cmp(&entry.name)
-                .then_with(|| previous.version.cmp(&entry.version));
-            let reason = match order {
-                core::cmp::Ordering::Less => None,
-                core::cmp::Ordering::Equal => Some(IndexErrorReason::DuplicatePackage),
-                core::cmp::Ordering::Greater => Some(IndexErrorReason::NotSorted),
-            };
-            if let Some(reason) = reason {
-                return Err(IndexError {
-                    line: number,
-                    reason,
-                });
+                .cmp(entry.name)
+                .then_with(|| compare(previous.version, entry.version));
+            match order {
+                core::cmp::Ordering::Less => {}
+                core::cmp::Ordering::Equal => {
+                    return Err(fail(IndexErrorReason::DuplicatePackage));
+                }
+                core::cmp::Ordering::Greater => return Err(fail(IndexErrorReason::NotSorted)),
             }
         }
-        packages.push(entry);
+        view.packages.push(entry);
     }
-    Ok(Index {
-        arch: String::from(arch),
-        serial,
-        expires,
-        packages,
-        systems,
-    })
+    Ok(view)
 }
 
 /// Takes the next line, which must be `KEY VALUE`; `previous` is the number of
@@ -339,71 +545,143 @@ fn header_line<'t>(
 
 /// Parses one `pkg ...` line; generation files reuse it.
 pub(crate) fn parse_package(line: &str) -> Result<Entry, IndexErrorReason> {
+    let mut view = IndexView {
+        arch: "",
+        serial: 0,
+        expires: 0,
+        packages: Vec::new(),
+        deps: Vec::new(),
+        provides: Vec::new(),
+        install_if: Vec::new(),
+        systems: Vec::new(),
+    };
+    let entry = parse_line(line, &mut view)?;
+    Ok(view.entry(&entry))
+}
+
+/// Parses one `pkg ...` line into `view`'s lists; the entry is returned, not pushed.
+fn parse_line<'t>(
+    line: &'t str,
+    view: &mut IndexView<'t>,
+) -> Result<EntryView<'t>, IndexErrorReason> {
     check_line_shape(line).map_err(IndexErrorReason::Shape)?;
-    let mut fields = line.split(' ');
-    if fields.next() != Some("pkg") {
-        return Err(IndexErrorReason::UnknownLine);
-    }
+    let rest = line.strip_prefix("pkg ").ok_or(if line == "pkg" {
+        IndexErrorReason::MissingNameOrVersion
+    } else {
+        IndexErrorReason::UnknownLine
+    })?;
+    let mut fields = Fields::new(rest, b' ');
     let (Some(name), Some(version)) = (fields.next(), fields.next()) else {
         return Err(IndexErrorReason::MissingNameOrVersion);
     };
     if !is_valid_name(name) {
         return Err(IndexErrorReason::BadName);
     }
-    let version = Version::parse(version).map_err(IndexErrorReason::BadVersion)?;
-    let mut size = None;
-    let mut sha256 = None;
-    let mut deps = Vec::new();
-    let mut provides = Vec::new();
-    // Which keys were seen, and the position in KEYS of the last one, to
-    // enforce uniqueness and order.
+    check_version(version).map_err(IndexErrorReason::BadVersion)?;
+    let mut entry = EntryView {
+        name,
+        version,
+        size: 0,
+        sha256: [0; 32],
+        provider_priority: 0,
+        description: "",
+        deps: (0, 0),
+        provides: (0, 0),
+        install_if: (0, 0),
+    };
+    // The position in KEYS of the next key allowed, to enforce uniqueness and order.
+    let mut next = 0;
     let mut seen = [false; KEYS.len()];
-    let mut last = 0;
-    for field in fields {
-        let (key, value) = field.split_once('=').ok_or(IndexErrorReason::NotKeyValue)?;
-        let position = KEYS
-            .iter()
-            .position(|known| *known == key)
-            .ok_or_else(|| IndexErrorReason::UnknownKey(String::from(key)))?;
+    let mut take = |position: usize| {
         let key = KEYS[position];
         if seen[position] {
             return Err(IndexErrorReason::DuplicateKey(key));
         }
-        if position < last {
+        if position < next {
             return Err(IndexErrorReason::KeyOutOfOrder(key));
         }
         seen[position] = true;
-        last = position;
-        match key {
-            "size" => {
-                size = Some(parse_decimal(value).ok_or(IndexErrorReason::BadNumber("size"))?);
+        next = position + 1;
+        Ok(key)
+    };
+    let mut description = None;
+    while let Some(field) = fields.next() {
+        let equals = find_byte(field.as_bytes(), b'=').ok_or(IndexErrorReason::NotKeyValue)?;
+        let (key, value) = (&field[..equals], &field[equals + 1..]);
+        if key == "description" {
+            // The description takes the rest of the line, spaces included.
+            description = Some(match fields.remainder() {
+                Some(more) => &rest[rest.len() - more.len() - value.len() - 1..],
+                None => value,
+            });
+            break;
+        }
+        let position = match key {
+            "size" => 0,
+            "sha256" => 1,
+            "deps" => 2,
+            "provides" => 3,
+            "provider_priority" => 4,
+            "install_if" => 5,
+            _ => return Err(IndexErrorReason::UnknownKey(String::from(key))),
+        };
+        let key = take(position)?;
+        if value.is_empty() && position >= 2 && position != 4 {
+            return Err(IndexErrorReason::EmptyList(key));
+        }
+        let list = |error| IndexErrorReason::BadList(key, error);
+        match position {
+            0 => {
+                entry.size = parse_decimal(value).ok_or(IndexErrorReason::BadNumber("size"))?;
             }
-            "sha256" => {
-                sha256 = Some(parse_sha256(value).map_err(IndexErrorReason::BadSha256)?);
+            1 => entry.sha256 = parse_sha256(value).map_err(IndexErrorReason::BadSha256)?,
+            2 => {
+                let start = length_u32(view.deps.len());
+                dependency_views(value, true, &mut view.deps).map_err(list)?;
+                entry.deps = (start, length_u32(view.deps.len()));
             }
-            "deps" if value.is_empty() => return Err(IndexErrorReason::EmptyList("deps")),
-            "deps" => {
-                deps = parse_dependencies(value)
-                    .map_err(|error| IndexErrorReason::BadList("deps", error))?;
+            3 => {
+                let start = length_u32(view.provides.len());
+                provide_views(value, &mut view.provides).map_err(list)?;
+                entry.provides = (start, length_u32(view.provides.len()));
             }
-            _ if value.is_empty() => return Err(IndexErrorReason::EmptyList("provides")),
+            4 => {
+                entry.provider_priority =
+                    parse_priority(value).ok_or(IndexErrorReason::BadPriority)?;
+            }
             _ => {
-                provides = parse_name_list(value)
-                    .map_err(|error| IndexErrorReason::BadList("provides", error))?;
+                let start = length_u32(view.install_if.len());
+                dependency_views(value, false, &mut view.install_if).map_err(list)?;
+                entry.install_if = (start, length_u32(view.install_if.len()));
             }
         }
     }
+    if let Some(description) = description {
+        take(6)?;
+        if description.is_empty() {
+            return Err(IndexErrorReason::EmptyList("description"));
+        }
+        if description.len() > crate::meta::MAX_DESCRIPTION_LEN {
+            return Err(IndexErrorReason::DescriptionTooLong);
+        }
+        entry.description = description;
+    }
     // A key seen out of order was reported above; a missing one is reported here.
-    let size = size.ok_or(IndexErrorReason::MissingKey("size"))?;
-    let sha256 = sha256.ok_or(IndexErrorReason::MissingKey("sha256"))?;
-    Ok(Entry {
-        name: String::from(name),
-        version,
-        size,
-        sha256,
-        deps,
-        provides,
-    })
+    if !seen[0] {
+        return Err(IndexErrorReason::MissingKey("size"));
+    }
+    if !seen[1] {
+        return Err(IndexErrorReason::MissingKey("sha256"));
+    }
+    check_relations(
+        entry.name,
+        view.deps(&entry),
+        view.provides(&entry),
+        entry.provider_priority,
+        view.install_if(&entry),
+    )
+    .map_err(IndexErrorReason::Contradiction)?;
+    Ok(entry)
 }
 
 impl Index {
@@ -437,10 +715,7 @@ impl Index {
 
     /// The newest system release for `board`.
     pub fn newest_system(&self, board: &str) -> Option<&System> {
-        self.systems
-            .iter()
-            .filter(|system| system.board == board)
-            .max_by(|a, b| a.version.cmp(&b.version))
+        newest_system(&self.systems, board)
     }
 
     /// All entries named `name`, in the order stored (oldest first after [`parse`]).
@@ -510,7 +785,7 @@ mod tests {
         assert_eq!(entry.sha256[..4], [0x01, 0x23, 0x45, 0x67]);
         assert_eq!(entry.sha256[31], 0xef);
         assert_eq!(entry.deps, vec![Dependency::any("musl")]);
-        assert_eq!(entry.provides, ["sh", "vi"]);
+        assert_eq!(entry.provides, [Provide::any("sh"), Provide::any("vi")]);
         assert_eq!(index.write(), text);
     }
 
@@ -793,11 +1068,11 @@ mod tests {
             ),
             (
                 format!("pkg a 1 sha256={h} size=1\n"),
-                "index line 5: size is out of order (size, sha256, deps, provides)",
+                "index line 5: size is out of order (size, sha256, deps, provides, provider_priority, install_if, description)",
             ),
             (
                 format!("pkg a 1 size=1 sha256={h} provides=b deps=c\n"),
-                "index line 5: deps is out of order (size, sha256, deps, provides)",
+                "index line 5: deps is out of order (size, sha256, deps, provides, provider_priority, install_if, description)",
             ),
             (
                 format!("pkg a 1 size=1 sha256={h} deps=b deps=c\n"),
@@ -849,24 +1124,198 @@ mod tests {
             ),
             (
                 format!("pkg a 1 size=1 sha256={h} provides=B\n"),
-                "index line 5: provides has an invalid package name",
+                "index line 5: provides has a bad item: provides an invalid name",
             ),
             (
                 format!("pkg a 1 size=1 sha256={h} provides=b-2\n"),
-                "index line 5: provides has an invalid package name",
+                "index line 5: provides has a bad item: provides an invalid name",
             ),
             (
                 format!("pkg a 1 size=1 sha256={h} provides=b,b\n"),
                 "index line 5: provides names the same thing twice",
             ),
+            (format!("pkg a 1 size=1 sha256={h} provides=b=1\n"), "ok 1"),
+        ];
+        for (body, expect) in table {
+            check(body, expect);
+        }
+    }
+
+    #[test]
+    fn conflicts_provides_priorities_install_if_and_descriptions() {
+        let h = HASH;
+        let table: &[(String, &str)] = &[
             (
-                format!("pkg a 1 size=1 sha256={h} provides=b=1\n"),
-                "index line 5: provides has an invalid package name",
+                format!(
+                    "pkg dnsmasq-full 2.90-r0 size=1 sha256={h} deps=!dnsmasq,!foo<2 \
+                     provides=dnsmasq=2.90-r0,so:libz.so.1=1.2.13,cmd:vi provider_priority=10 \
+                     install_if=luci,lang~1 description=DNS and DHCP, every feature\n"
+                ),
+                "ok 1",
+            ),
+            (format!("pkg a 1 size=1 sha256={h} description=x\n"), "ok 1"),
+            (
+                format!("pkg a 1 size=1 sha256={h} description=size=1 sha256={h}\n"),
+                "ok 1",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} deps=so:libz.so.1>=1.2\n"),
+                "ok 1",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} provides=sh deps=!sh\n"),
+                "index line 5: deps is out of order (size, sha256, deps, provides, \
+                 provider_priority, install_if, description)",
+            ),
+            // Conflicting with a name it provides: it replaces the other providers.
+            (
+                format!("pkg a 1 size=1 sha256={h} deps=!sh provides=sh\n"),
+                "ok 1",
+            ),
+            // Contradictions apk refuses.
+            (
+                format!("pkg a 1 size=1 sha256={h} provides=a\n"),
+                "index line 5: package provides its own name",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} provides=a=1\n"),
+                "index line 5: package provides its own name",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} deps=!a\n"),
+                "index line 5: package conflicts with itself",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} deps=!a<2\n"),
+                "index line 5: package conflicts with itself",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} install_if=a,b\n"),
+                "index line 5: package install_if names the package itself",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} deps=b,!b\n"),
+                "index line 5: package both needs and conflicts with b",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} deps=b>=2,!b\n"),
+                "index line 5: package both needs and conflicts with b",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} deps=b>=2,!b>=2\n"),
+                "index line 5: package both needs and conflicts with b",
+            ),
+            (format!("pkg a 1 size=1 sha256={h} deps=b,!b<2\n"), "ok 1"),
+            (
+                format!("pkg a 1 size=1 sha256={h} provider_priority=5\n"),
+                "index line 5: package provider_priority without provides (it orders the \
+                 providers of a name)",
+            ),
+            // The fields themselves.
+            (
+                format!("pkg a 1 size=1 sha256={h} deps=!\n"),
+                "index line 5: deps has a bad item: dependency has an invalid package name",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} deps=!b,!b\n"),
+                "index line 5: deps names the same thing twice",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} deps=b@edge\n"),
+                "index line 5: deps has a bad item: dependency has a repository tag (@TAG \
+                 belongs in requests only)",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} provides=b>=1\n"),
+                "index line 5: provides has a bad item: provides a version with an operator \
+                 other than = (NAME=VERSION)",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} provides=b=1,b=2\n"),
+                "index line 5: provides names the same thing twice",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} provides=/bin/sh\n"),
+                "index line 5: provides has a bad item: provides an invalid name",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} provides=b provider_priority=0\n"),
+                "index line 5: provider_priority is not a number from 1 to 65535",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} provides=b provider_priority=65536\n"),
+                "index line 5: provider_priority is not a number from 1 to 65535",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} provides=b provider_priority=07\n"),
+                "index line 5: provider_priority is not a number from 1 to 65535",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} provides=b provider_priority=\n"),
+                "index line 5: provider_priority is not a number from 1 to 65535",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} provides=b provider_priority=65535\n"),
+                "ok 1",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} install_if=\n"),
+                "index line 5: install_if is empty (omit the key instead)",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} install_if=b,!c\n"),
+                "index line 5: install_if has a conflict (!NAME), which it cannot hold",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} install_if=b,b\n"),
+                "index line 5: install_if names the same thing twice",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} install_if=b provides=c\n"),
+                "index line 5: provides is out of order (size, sha256, deps, provides, \
+                 provider_priority, install_if, description)",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} description=\n"),
+                "index line 5: description is empty (omit the key instead)",
+            ),
+            (
+                format!("pkg a 1 size=1 sha256={h} description=a  b\n"),
+                "index line 5: leading, trailing or doubled space",
+            ),
+            (
+                format!(
+                    "pkg a 1 size=1 sha256={h} description={}\n",
+                    "x".repeat(1025)
+                ),
+                "index line 5: description is too long",
+            ),
+            (
+                format!("pkg a 1 description=x size=1 sha256={h}\n"),
+                "index line 5: size is missing",
             ),
         ];
         for (body, expect) in table {
             check(body, expect);
         }
+        // Everything round-trips through the writer.
+        let text = format!("{HEADER}{}", table[0].0);
+        let index = parse(&text).unwrap();
+        let entry = &index.packages[0];
+        assert_eq!(
+            entry.deps,
+            [
+                Dependency::parse("!dnsmasq").unwrap(),
+                Dependency::parse("!foo<2").unwrap()
+            ]
+        );
+        assert_eq!(entry.provides[1].to_string(), "so:libz.so.1=1.2.13");
+        assert_eq!(entry.provider_priority, 10);
+        assert_eq!(entry.install_if.len(), 2);
+        assert_eq!(entry.description, "DNS and DHCP, every feature");
+        assert_eq!(entry.needs().count(), 0);
+        assert!(entry.has_or_provides("cmd:vi"));
+        assert_eq!(index.write(), text);
     }
 
     #[test]
@@ -923,7 +1372,13 @@ mod tests {
             size: u64::from(fill) * 1000,
             sha256: [fill; 32],
             deps: deps.iter().map(|d| Dependency::parse(d).unwrap()).collect(),
-            provides: provides.iter().map(|p| String::from(*p)).collect(),
+            provides: provides
+                .iter()
+                .map(|p| Provide::parse(p).unwrap())
+                .collect(),
+            provider_priority: 0,
+            install_if: Vec::new(),
+            description: String::new(),
         };
         let index = Index {
             arch: "x86_64".into(),

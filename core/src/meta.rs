@@ -4,8 +4,10 @@
 //! name busybox
 //! version 1.36.1-r2
 //! arch x86_64
-//! deps musl>=1.2,zlib
-//! provides sh,vi
+//! deps musl>=1.2,zlib,!toybox
+//! provides sh,vi,cmd:vi=1.36.1-r2
+//! provider_priority 10
+//! install_if base-files
 //! description The Swiss army knife of embedded Linux
 //! license GPL-2.0-only
 //! size 812345
@@ -18,13 +20,18 @@
 //! - UTF-8; every line ends with `\n`, the last one too; no empty lines, no
 //!   `\r`, tabs or other control characters, no leading, trailing or doubled
 //!   spaces.
-//! - Each line is `KEY VALUE`, or the bare `KEY` when the value is empty. All
-//!   nine keys appear exactly once, in the order shown; unknown, repeated,
-//!   out-of-order and missing keys are errors.
+//! - Each line is `KEY VALUE`, or the bare `KEY` when the value is empty. The keys
+//!   appear exactly once, in the order shown; unknown, repeated, out-of-order and
+//!   missing keys are errors. `provider_priority` and `install_if` are the
+//!   exception: they are left out when empty (0, no list), so images packed before
+//!   they existed still parse; given, they must have a value.
 //! - `name`: a package name; `version`: a whole version, revision included
 //!   (`crate::version`); `arch`: `[a-z0-9_]+`, at most 32 bytes.
-//! - `deps`: comma-separated dependencies, `provides`: comma-separated package
-//!   names, each list without repeats; empty when bare.
+//! - `deps`: comma-separated dependencies, conflicts (`!NAME`) among them;
+//!   `provides`: comma-separated names, each plain or `NAME=VERSION`; each list
+//!   without repeats, empty when bare. `provider_priority`: 1 to 65535.
+//!   `install_if`: comma-separated dependencies without conflicts. The same
+//!   contradictions as in an index line are errors (`crate::index`).
 //! - `description` (at most 1024 bytes) and `license` (an SPDX expression, at
 //!   most 256 bytes of printable ASCII): free text, may be empty.
 //! - `size`: the installed payload in bytes, a decimal `u64` without leading
@@ -35,6 +42,7 @@
 //! [`Meta::to_text`] writes exactly this form, so `Meta::parse(&meta.to_text())`
 //! gives back `meta` for every valid `meta`.
 
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -42,10 +50,11 @@ use core::fmt::Write as _;
 
 use crate::index::Entry;
 use crate::line::{
-    check_line_shape, is_valid_arch, lines, parse_decimal, parse_dependencies, parse_name_list,
-    parse_sha256, push_hex, push_list, HashError, LineShapeError, ListError,
+    check_line_shape, check_relations, is_valid_arch, lines, parse_decimal, parse_dependencies,
+    parse_install_if, parse_priority, parse_provides, parse_sha256, push_hex, push_list,
+    Contradiction, HashError, LineShapeError, ListError,
 };
-use crate::version::{is_valid_name, Dependency, PackageId, Version, VersionError};
+use crate::version::{is_valid_name, Dependency, PackageId, Provide, Version, VersionError};
 
 /// The longest description accepted, in bytes.
 pub const MAX_DESCRIPTION_LEN: usize = 1024;
@@ -54,17 +63,22 @@ pub const MAX_DESCRIPTION_LEN: usize = 1024;
 pub const MAX_LICENSE_LEN: usize = 256;
 
 /// The keys in the order they must appear.
-const KEYS: [&str; 9] = [
+const KEYS: [&str; 11] = [
     "name",
     "version",
     "arch",
     "deps",
     "provides",
+    "provider_priority",
+    "install_if",
     "description",
     "license",
     "size",
     "recipe",
 ];
+
+/// The keys that may be left out, when their value is empty.
+const OPTIONAL: [&str; 2] = ["provider_priority", "install_if"];
 
 /// What a package says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,8 +86,13 @@ pub struct Meta {
     pub name: String,
     pub version: Version,
     pub arch: String,
+    /// Needs and, with `conflict` set, conflicts.
     pub deps: Vec<Dependency>,
-    pub provides: Vec<String>,
+    pub provides: Vec<Provide>,
+    /// Which provider of a name to choose first; 0 when not given.
+    pub provider_priority: u16,
+    /// Installed automatically once all of these are installed.
+    pub install_if: Vec<Dependency>,
     pub description: String,
     pub license: String,
     /// Installed payload size in bytes.
@@ -115,6 +134,10 @@ pub enum MetaErrorReason {
     BadLicense,
     BadSize,
     BadRecipe(HashError),
+    /// `provider_priority` is not a decimal from 1 to 65535.
+    BadPriority,
+    /// The package's relations contradict each other.
+    Contradiction(Contradiction),
 }
 
 impl fmt::Display for MetaErrorReason {
@@ -138,6 +161,8 @@ impl fmt::Display for MetaErrorReason {
             BadLicense => f.write_str("license is not printable ASCII"),
             BadSize => f.write_str("size is not a decimal number"),
             BadRecipe(error) => write!(f, "recipe hash {error}"),
+            BadPriority => f.write_str("provider_priority is not a number from 1 to 65535"),
+            Contradiction(error) => write!(f, "package {error}"),
         }
     }
 }
@@ -162,6 +187,8 @@ impl Meta {
         }
         // One slot per key, filled in order; `next` is the key expected next.
         let mut values: [&str; KEYS.len()] = [""; KEYS.len()];
+        // The line each key was on, for errors found after the loop.
+        let mut lines_of = [0usize; KEYS.len()];
         let mut next = 0;
         let mut last_line = 0;
         for (number, line) in lines {
@@ -178,15 +205,19 @@ impl Meta {
             if position < next {
                 return Err(fail(MetaErrorReason::DuplicateKey(KEYS[position])));
             }
-            if position > next {
-                // `next < position < KEYS.len()`, so `KEYS[next]` exists.
-                return Err(fail(MetaErrorReason::OutOfOrder(
-                    KEYS[position],
-                    KEYS[next],
-                )));
+            // Optional keys may be skipped; the first required one skipped is named.
+            if let Some(skipped) = KEYS[next..position]
+                .iter()
+                .find(|key| !OPTIONAL.contains(key))
+            {
+                return Err(fail(MetaErrorReason::OutOfOrder(KEYS[position], skipped)));
+            }
+            if OPTIONAL.contains(&KEYS[position]) && value.is_empty() {
+                return Err(fail(MetaErrorReason::EmptyValue(KEYS[position])));
             }
             check_value(KEYS[position], value).map_err(fail)?;
             values[position] = value;
+            lines_of[position] = number;
             next = position + 1;
         }
         if let Some(missing) = KEYS.get(next) {
@@ -195,23 +226,32 @@ impl Meta {
                 reason: MetaErrorReason::MissingKey(missing),
             });
         }
-        let [name, version, arch, deps, provides, description, license, size, recipe] = values;
+        let [name, version, arch, deps, provides, provider_priority, install_if, description, license, size, recipe] =
+            values;
         // Every value passed `check_value`, so these conversions succeed; the
         // errors are still mapped rather than unwrapped, to the key's line.
-        let at = |key: &str| KEYS.iter().position(|known| *known == key).unwrap_or(0) + 1;
-        let fail = |key, reason| MetaError {
-            line: at(key),
+        let fail = |key: &str, reason| MetaError {
+            line: lines_of[KEYS.iter().position(|known| *known == key).unwrap_or(0)],
             reason,
         };
-        Ok(Meta {
+        let meta = Meta {
             name: String::from(name),
             version: Version::parse(version)
                 .map_err(|error| fail("version", MetaErrorReason::BadVersion(error)))?,
             arch: String::from(arch),
             deps: list(deps, parse_dependencies)
                 .map_err(|error| fail("deps", MetaErrorReason::BadList("deps", error)))?,
-            provides: list(provides, parse_name_list)
+            provides: list(provides, parse_provides)
                 .map_err(|error| fail("provides", MetaErrorReason::BadList("provides", error)))?,
+            provider_priority: if provider_priority.is_empty() {
+                0
+            } else {
+                parse_priority(provider_priority)
+                    .ok_or(fail("provider_priority", MetaErrorReason::BadPriority))?
+            },
+            install_if: list(install_if, parse_install_if).map_err(|error| {
+                fail("install_if", MetaErrorReason::BadList("install_if", error))
+            })?,
             description: String::from(description),
             license: String::from(license),
             size: parse_decimal(size).ok_or(fail("size", MetaErrorReason::BadSize))?,
@@ -223,7 +263,29 @@ impl Meta {
                         .map_err(|error| fail("recipe", MetaErrorReason::BadRecipe(error)))?,
                 )
             },
-        })
+        };
+        check_relations(
+            &meta.name,
+            &meta.deps.iter().map(Dependency::view).collect::<Vec<_>>(),
+            &meta.provides.iter().map(Provide::view).collect::<Vec<_>>(),
+            meta.provider_priority,
+            &meta
+                .install_if
+                .iter()
+                .map(Dependency::view)
+                .collect::<Vec<_>>(),
+        )
+        .map_err(|error| {
+            // The line of the key that says the contradicting thing.
+            let key = match error {
+                Contradiction::ProvidesItself => "provides",
+                Contradiction::InstallIfItself => "install_if",
+                Contradiction::PriorityWithoutProvides => "provider_priority",
+                Contradiction::ConflictsWithItself | Contradiction::NeedsAndConflicts(_) => "deps",
+            };
+            fail(key, MetaErrorReason::Contradiction(error))
+        })?;
+        Ok(meta)
     }
 
     /// Writes the meta in its one canonical form (module documentation).
@@ -245,6 +307,14 @@ impl Meta {
         line("arch", &|out| out.push_str(&self.arch));
         line("deps", &|out| push_list(out, &self.deps));
         line("provides", &|out| push_list(out, &self.provides));
+        if self.provider_priority > 0 {
+            line("provider_priority", &|out| {
+                let _ = write!(out, "{}", self.provider_priority);
+            });
+        }
+        if !self.install_if.is_empty() {
+            line("install_if", &|out| push_list(out, &self.install_if));
+        }
         line("description", &|out| out.push_str(&self.description));
         line("license", &|out| out.push_str(&self.license));
         line("size", &|out| {
@@ -291,9 +361,13 @@ fn check_value(key: &'static str, value: &str) -> Result<(), MetaErrorReason> {
         "deps" => list(value, parse_dependencies)
             .map(drop)
             .map_err(|error| MetaErrorReason::BadList("deps", error)),
-        "provides" => list(value, parse_name_list)
+        "provides" => list(value, parse_provides)
             .map(drop)
             .map_err(|error| MetaErrorReason::BadList("provides", error)),
+        "provider_priority" if parse_priority(value).is_none() => Err(MetaErrorReason::BadPriority),
+        "install_if" => list(value, parse_install_if)
+            .map(drop)
+            .map_err(|error| MetaErrorReason::BadList("install_if", error)),
         "description" if value.len() > MAX_DESCRIPTION_LEN => {
             Err(MetaErrorReason::TooLong("description"))
         }
@@ -322,12 +396,16 @@ impl Entry {
             sha256,
             deps: meta.deps.clone(),
             provides: meta.provides.clone(),
+            provider_priority: meta.provider_priority,
+            install_if: meta.install_if.clone(),
+            description: meta.description.clone(),
         }
     }
 
     /// Checks that an image's `.pkg/meta` says what this entry promised (DESIGN
-    /// §3, SECURITY-TESTS item 8): name, version, architecture, dependencies and
-    /// provides. Lists compare as sets. The sizes are not compared: the index
+    /// §3, SECURITY-TESTS item 8): name, version, architecture, dependencies (conflicts
+    /// included), provides, provider priority, install_if and description. Lists
+    /// compare as sets. The sizes are not compared: the index
     /// gives the image file size, the meta the installed payload size.
     pub fn check_meta(&self, arch: &str, meta: &Meta) -> Result<(), MetaMismatch> {
         let mismatch =
@@ -355,6 +433,27 @@ impl Entry {
                 list_text(&self.provides),
             );
         }
+        if meta.provider_priority != self.provider_priority {
+            return mismatch(
+                "provider_priority",
+                meta.provider_priority.to_string(),
+                self.provider_priority.to_string(),
+            );
+        }
+        if !same_set(&meta.install_if, &self.install_if) {
+            return mismatch(
+                "install_if",
+                list_text(&meta.install_if),
+                list_text(&self.install_if),
+            );
+        }
+        if meta.description != self.description {
+            return mismatch(
+                "description",
+                format!("{:?}", meta.description),
+                format!("{:?}", self.description),
+            );
+        }
         Ok(())
     }
 }
@@ -377,7 +476,8 @@ fn list_text<T: fmt::Display>(items: &[T]) -> String {
 /// An image's `.pkg/meta` disagrees with its index entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MetaMismatch {
-    /// Which field differs: `name`, `version`, `arch`, `deps` or `provides`.
+    /// Which field differs: `name`, `version`, `arch`, `deps`, `provides`,
+    /// `provider_priority`, `install_if` or `description`.
     pub field: &'static str,
     /// What the image's meta says.
     pub meta: String,
@@ -452,7 +552,7 @@ mod tests {
                 Dependency::any("zlib")
             ]
         );
-        assert_eq!(meta.provides, ["sh", "vi"]);
+        assert_eq!(meta.provides, [Provide::any("sh"), Provide::any("vi")]);
         assert_eq!(meta.description, "The Swiss army knife of embedded Linux");
         assert_eq!(meta.license, "GPL-2.0-only");
         assert_eq!(meta.size, 812_345);
@@ -480,6 +580,8 @@ mod tests {
                 arch: "x86_64".into(),
                 deps: vec![],
                 provides: vec![],
+                provider_priority: 0,
+                install_if: vec![],
                 description: String::new(),
                 license: String::new(),
                 size: 0,
@@ -493,7 +595,9 @@ mod tests {
                     Dependency::parse("musl~1.2").unwrap(),
                     Dependency::any("libgcc"),
                 ],
-                provides: vec!["libstdc++6".into()],
+                provides: vec![Provide::parse("so:libstdc++.so.6=6.0.32").unwrap()],
+                provider_priority: 3,
+                install_if: vec![Dependency::parse("gcc>=13").unwrap()],
                 description: "GNU C++ library: ünïcode, \"quotes\" = fine".into(),
                 license: "GPL-3.0-or-later WITH GCC-exception-3.1".into(),
                 size: u64::MAX,
@@ -588,7 +692,61 @@ mod tests {
             ),
             (
                 edit("provides", "provides sh>=1"),
-                "meta line 5: provides has an invalid package name",
+                "meta line 5: provides has a bad item: provides a version with an operator \
+                 other than = (NAME=VERSION)",
+            ),
+            (
+                edit("provides", "provides sh,so:libz.so.1=1.3"),
+                "ok busybox-1.36.1-r2",
+            ),
+            (
+                edit("provides", "provides busybox"),
+                "meta line 5: package provides its own name",
+            ),
+            (
+                edit("deps", "deps musl,!busybox"),
+                "meta line 4: package conflicts with itself",
+            ),
+            (
+                edit("deps", "deps musl,!musl"),
+                "meta line 4: package both needs and conflicts with musl",
+            ),
+            (
+                edit("provides", "provides sh\nprovider_priority 7"),
+                "ok busybox-1.36.1-r2",
+            ),
+            (
+                edit("provides", "provides sh\nprovider_priority 0"),
+                "meta line 6: provider_priority is not a number from 1 to 65535",
+            ),
+            (
+                edit("provides", "provides sh\nprovider_priority"),
+                "meta line 6: provider_priority is empty",
+            ),
+            (
+                edit("provides", "provides\nprovider_priority 7"),
+                "meta line 6: package provider_priority without provides (it orders the \
+                 providers of a name)",
+            ),
+            (
+                edit("provides", "provides sh\ninstall_if base,lang"),
+                "ok busybox-1.36.1-r2",
+            ),
+            (
+                edit("provides", "provides sh\ninstall_if busybox"),
+                "meta line 6: package install_if names the package itself",
+            ),
+            (
+                edit("provides", "provides sh\ninstall_if !base"),
+                "meta line 6: install_if has a conflict (!NAME), which it cannot hold",
+            ),
+            (
+                edit("provides", "provides sh\ninstall_if x\nprovider_priority 1"),
+                "meta line 7: provider_priority is given twice",
+            ),
+            (
+                edit("provides", "provides sh\ninstall_if"),
+                "meta line 6: install_if is empty",
             ),
             (
                 edit("description", &format!("description {}", "x".repeat(1025))),

@@ -52,10 +52,22 @@
 //! `1.2_rc1` and `1.2-r4`, but not `1.20`, `1.3` or `1`.
 //!
 //! A dependency is `NAME` or `NAME` OP `VERSION` with no spaces: `musl>=1.2.4`,
-//! `busybox`, `foo~1.2`.
+//! `busybox`, `foo~1.2`. A leading `!` makes it a conflict, as in apk: `!dnsmasq`
+//! refuses every package that has or provides `dnsmasq`, `!foo<2` only those whose
+//! version (or provided version) is below 2. A request, what a user asks for and the
+//! world records, may also name a repository tag after the name: `busybox@edge`,
+//! `musl@edge>=1.2.5` (see the solver); indexes and `.pkg/meta` never do.
+//!
+//! # Provided names
+//!
+//! Besides package names, dependencies and provides may use prefixed names, the way
+//! Alpine names shared libraries and commands: `[a-z][a-z0-9]*:` followed by
+//! `[A-Za-z0-9+._-]+`, at most 128 bytes in all (`so:libz.so.1`, `cmd:vi`,
+//! `pc:zlib`). A package itself is never called that. Alpine's path provides
+//! (`/bin/sh`) are not accepted: an argument holding `/` names a local image to pkg.
+//! A provide is `NAME` or `NAME=VERSION` (`so:libz.so.1=1.2.13`).
 
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::cmp::Ordering;
 use core::fmt;
 
@@ -74,14 +86,19 @@ pub fn is_valid_name(name: &str) -> bool {
     if bytes.len() > MAX_NAME_LEN || !(first.is_ascii_lowercase() || first.is_ascii_digit()) {
         return false;
     }
-    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+._-".contains(&b);
-    if !bytes.iter().all(|&b| allowed(b)) {
-        return false;
+    // One pass: every byte allowed, and no `-<digit>`, which would make
+    // `NAME-VERSION` ambiguous. Every index line has several names.
+    let mut previous = 0u8;
+    for &byte in bytes {
+        let allowed = byte.is_ascii_lowercase()
+            || byte.is_ascii_digit()
+            || matches!(byte, b'+' | b'.' | b'_' | b'-');
+        if !allowed || (previous == b'-' && byte.is_ascii_digit()) {
+            return false;
+        }
+        previous = byte;
     }
-    // A `-<digit>` inside a name would make `NAME-VERSION` ambiguous.
-    !bytes
-        .windows(2)
-        .any(|pair| pair[0] == b'-' && pair[1].is_ascii_digit())
+    true
 }
 
 /// Why a version string was rejected.
@@ -265,8 +282,11 @@ impl<'a> Tokens<'a> {
 
 /// Compares two runs of digits as numbers of any length.
 fn compare_numbers(a: &str, b: &str) -> Ordering {
-    let a = a.trim_start_matches('0');
-    let b = b.trim_start_matches('0');
+    fn strip(digits: &str) -> &[u8] {
+        let zeros = digits.bytes().take_while(|&b| b == b'0').count();
+        &digits.as_bytes()[zeros..]
+    }
+    let (a, b) = (strip(a), strip(b));
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
 
@@ -328,6 +348,85 @@ fn relate(a: &str, b: &str) -> Relation {
     }
 }
 
+/// Checks `text` against the version grammar without keeping it: what
+/// [`Version::parse`] accepts.
+pub fn check_version(text: &str) -> Result<(), VersionError> {
+    if text.is_empty() {
+        return Err(VersionError::Empty);
+    }
+    if text.len() > MAX_VERSION_LEN {
+        return Err(VersionError::TooLong);
+    }
+    if is_plain_version(text.as_bytes()) {
+        return Ok(());
+    }
+    let mut tokens = Tokens::new(text);
+    tokens.first()?;
+    while tokens.next_token()?.kind != Kind::End {}
+    Ok(())
+}
+
+/// Whether `bytes` is a version of the common shape, `1.36.1` or `1.36.1-r2`
+/// (numbers and dots, an optional revision, no leading zero where the grammar
+/// forbids one): checked in one pass, since an index holds tens of thousands of
+/// versions. Anything else goes through the tokenizer, which says what is wrong.
+fn is_plain_version(bytes: &[u8]) -> bool {
+    // Where the current number started, and whether a dot may come now.
+    let mut number_start = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'0'..=b'9' => at += 1,
+            b'.' if at > number_start => {
+                at += 1;
+                number_start = at;
+            }
+            b'-' => break,
+            _ => return false,
+        }
+    }
+    // The first number has no leading zero, and the last number is not empty.
+    let first_end = bytes
+        .iter()
+        .position(|&b| !b.is_ascii_digit())
+        .unwrap_or(bytes.len());
+    if first_end == 0 || (first_end > 1 && bytes[0] == b'0') || at == number_start {
+        return false;
+    }
+    match &bytes[at..] {
+        [] => true,
+        [b'-', b'r', revision @ ..] => {
+            !revision.is_empty()
+                && revision.iter().all(u8::is_ascii_digit)
+                && (revision.len() == 1 || revision[0] != b'0')
+        }
+        _ => false,
+    }
+}
+
+/// Compares two versions that [`check_version`] accepted, as [`Version`]'s `Ord` does.
+pub fn compare(a: &str, b: &str) -> Ordering {
+    match relate(a, b) {
+        Relation::Ordered(order) | Relation::Prefix(order) => order,
+    }
+}
+
+/// Reports whether the checked version `candidate` satisfies `op` `wanted`.
+pub fn op_allows(op: Op, candidate: &str, wanted: &str) -> bool {
+    let order = compare(candidate, wanted);
+    match op {
+        Op::Eq => order == Ordering::Equal,
+        Op::Lt => order == Ordering::Less,
+        Op::Le => order != Ordering::Greater,
+        Op::Gt => order == Ordering::Greater,
+        Op::Ge => order != Ordering::Less,
+        Op::Tilde => match relate(candidate, wanted) {
+            Relation::Ordered(order) => order == Ordering::Equal,
+            Relation::Prefix(_) => true,
+        },
+    }
+}
+
 /// A validated version, ordered like apk orders versions (module documentation).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Version(String);
@@ -335,16 +434,13 @@ pub struct Version(String);
 impl Version {
     /// Checks `text` against the version grammar and keeps it.
     pub fn parse(text: &str) -> Result<Version, VersionError> {
-        if text.is_empty() {
-            return Err(VersionError::Empty);
-        }
-        if text.len() > MAX_VERSION_LEN {
-            return Err(VersionError::TooLong);
-        }
-        let mut tokens = Tokens::new(text);
-        tokens.first()?;
-        while tokens.next_token()?.kind != Kind::End {}
+        check_version(text)?;
         Ok(Version(String::from(text)))
+    }
+
+    /// A version [`check_version`] accepted already.
+    pub(crate) fn from_checked(text: &str) -> Version {
+        Version(String::from(text))
     }
 
     /// The version as written.
@@ -507,15 +603,7 @@ pub struct Constraint {
 impl Constraint {
     /// Reports whether `version` satisfies the constraint.
     pub fn matches(&self, version: &Version) -> bool {
-        let order = version.cmp(&self.version);
-        match self.op {
-            Op::Eq => order == Ordering::Equal,
-            Op::Lt => order == Ordering::Less,
-            Op::Le => order != Ordering::Greater,
-            Op::Gt => order == Ordering::Greater,
-            Op::Ge => order != Ordering::Less,
-            Op::Tilde => version.starts_with(&self.version),
-        }
+        op_allows(self.op, version.as_str(), self.version.as_str())
     }
 }
 
@@ -528,7 +616,7 @@ impl fmt::Display for Constraint {
 /// Why a dependency was rejected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DependencyError {
-    /// The name part is not a valid package name.
+    /// The name part is not a valid package name (nor a prefixed name such as `so:libz.so.1`).
     BadName,
     /// The operator is not one of `=`, `<`, `<=`, `>`, `>=`, `~`.
     BadOperator,
@@ -536,6 +624,12 @@ pub enum DependencyError {
     MissingVersion,
     /// The version part is not a valid version.
     BadVersion(VersionError),
+    /// `NAME@TAG` where only a plain dependency may stand (an index or `.pkg/meta`).
+    Tagged,
+    /// The part after `@` is not a valid repository tag.
+    BadTag,
+    /// `!NAME@TAG`: a conflict holds whatever repository a package comes from.
+    TaggedConflict,
 }
 
 impl fmt::Display for DependencyError {
@@ -549,63 +643,101 @@ impl fmt::Display for DependencyError {
                 f.write_str("dependency has an operator but no version")
             }
             DependencyError::BadVersion(error) => write!(f, "dependency: {error}"),
+            DependencyError::Tagged => {
+                f.write_str("dependency has a repository tag (@TAG belongs in requests only)")
+            }
+            DependencyError::BadTag => {
+                write!(f, "dependency has an invalid tag (use [a-z0-9][a-z0-9._-]*, at most {MAX_TAG_LEN} bytes)")
+            }
+            DependencyError::TaggedConflict => f.write_str("a conflict (!NAME) takes no tag"),
         }
     }
 }
 
 impl core::error::Error for DependencyError {}
 
-/// A need for a package by name, optionally limited to some versions.
+/// The longest repository tag accepted, in bytes.
+pub const MAX_TAG_LEN: usize = 32;
+
+/// Reports whether `name` may be depended on, conflicted with or provided: a package
+/// name, or a prefixed name such as `so:libz.so.1`, `cmd:vi` or `pc:zlib` (module
+/// documentation). Package names themselves stay plain.
+pub fn is_valid_dependency_name(name: &str) -> bool {
+    if is_valid_name(name) {
+        return true;
+    }
+    let Some((prefix, rest)) = name.split_once(':') else {
+        return false;
+    };
+    name.len() <= MAX_NAME_LEN
+        && prefix
+            .as_bytes()
+            .first()
+            .is_some_and(u8::is_ascii_lowercase)
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b))
+}
+
+/// Reports whether `tag` is a valid repository tag such as `edge` or `testing`.
+pub fn is_valid_tag(tag: &str) -> bool {
+    tag.len() <= MAX_TAG_LEN
+        && tag
+            .as_bytes()
+            .first()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+}
+
+/// A need for a package by name, optionally limited to some versions; or, with
+/// `conflict`, the refusal of one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Dependency {
     pub name: String,
     pub constraint: Option<Constraint>,
+    /// `!NAME`: no other package may have or provide the name (with a constraint, in a
+    /// version it allows).
+    pub conflict: bool,
+    /// `NAME@TAG`, in requests only: the name may come from the repository tagged TAG.
+    pub tag: Option<String>,
 }
 
 impl Dependency {
-    /// Parses `NAME` or `NAME` OP `VERSION`, for example `musl>=1.2.4`.
+    /// Parses `[!]NAME[OP VERSION]`, for example `musl>=1.2.4` or `!dnsmasq`: what an
+    /// index and `.pkg/meta` may say.
     pub fn parse(text: &str) -> Result<Dependency, DependencyError> {
-        let is_operator = |c: char| matches!(c, '<' | '>' | '=' | '~');
-        let split = text.find(is_operator).unwrap_or(text.len());
-        let name = &text[..split];
-        if !is_valid_name(name) {
-            return Err(DependencyError::BadName);
-        }
-        let rest = &text[split..];
-        if rest.is_empty() {
-            return Ok(Dependency {
-                name: String::from(name),
-                constraint: None,
-            });
-        }
-        let (op, version) = if let Some(version) = rest.strip_prefix("<=") {
-            (Op::Le, version)
-        } else if let Some(version) = rest.strip_prefix(">=") {
-            (Op::Ge, version)
-        } else if let Some(version) = rest.strip_prefix('<') {
-            (Op::Lt, version)
-        } else if let Some(version) = rest.strip_prefix('>') {
-            (Op::Gt, version)
-        } else if let Some(version) = rest.strip_prefix('=') {
-            (Op::Eq, version)
-        } else if let Some(version) = rest.strip_prefix('~') {
-            (Op::Tilde, version)
-        } else {
-            return Err(DependencyError::BadOperator);
+        DependencyView::parse(text).map(|view| view.to_dependency())
+    }
+
+    /// Parses `[!]NAME[@TAG][OP VERSION]`, what a user may ask for and the world records:
+    /// `busybox@edge`, `musl@edge>=1.2.5`.
+    pub fn parse_request(text: &str) -> Result<Dependency, DependencyError> {
+        // The tag sits between the name and the constraint; without it, the rest is a
+        // plain dependency.
+        let split = text
+            .bytes()
+            .position(|b| matches!(b, b'<' | b'>' | b'=' | b'~'))
+            .unwrap_or(text.len());
+        let (Some(at), plain) = (text[..split].find('@'), text) else {
+            return DependencyView::parse_plain(text).map(|view| view.to_dependency());
         };
-        if version.is_empty() {
-            return Err(DependencyError::MissingVersion);
+        let tag = &text[at + 1..split];
+        let without = [&plain[..at], &plain[split..]].concat();
+        let mut dependency = DependencyView::parse_plain(&without)?.to_dependency();
+        if !is_valid_tag(tag) {
+            return Err(DependencyError::BadTag);
         }
-        // Catch `==`, `=>`, `~>` and the like as operator mistakes, which says
-        // more than "unexpected character in version".
-        if version.starts_with(is_operator) {
-            return Err(DependencyError::BadOperator);
+        if dependency.conflict {
+            return Err(DependencyError::TaggedConflict);
         }
-        let version = Version::parse(version).map_err(DependencyError::BadVersion)?;
-        Ok(Dependency {
-            name: String::from(name),
-            constraint: Some(Constraint { op, version }),
-        })
+        dependency.tag = Some(String::from(tag));
+        Ok(dependency)
     }
 
     /// A dependency on any version of `name`.
@@ -613,10 +745,13 @@ impl Dependency {
         Dependency {
             name: String::from(name),
             constraint: None,
+            conflict: false,
+            tag: None,
         }
     }
 
-    /// Reports whether `version` is allowed (always, without a constraint).
+    /// Reports whether `version` is allowed (always, without a constraint). For a
+    /// conflict, this is whether the conflict covers the version.
     pub fn allows(&self, version: &Version) -> bool {
         self.constraint
             .as_ref()
@@ -624,16 +759,186 @@ impl Dependency {
     }
 
     /// Reports whether the package `id` itself satisfies the dependency: same
-    /// name and an allowed version. Packages that merely provide the name are
-    /// the solver's business.
+    /// name and an allowed version (for a conflict: one the conflict covers).
+    /// Packages that merely provide the name are the solver's business.
     pub fn matches(&self, id: &PackageId) -> bool {
         self.name == id.name && self.allows(&id.version)
     }
 }
 
+/// Parses what follows a name: nothing, or an operator and a checked version.
+fn parse_constraint(rest: &str) -> Result<Option<(Op, &str)>, DependencyError> {
+    let is_operator = |b: u8| matches!(b, b'<' | b'>' | b'=' | b'~');
+    let bytes = rest.as_bytes();
+    let (op, length) = match bytes {
+        [] => return Ok(None),
+        [b'<', b'=', ..] => (Op::Le, 2),
+        [b'>', b'=', ..] => (Op::Ge, 2),
+        [b'<', ..] => (Op::Lt, 1),
+        [b'>', ..] => (Op::Gt, 1),
+        [b'=', ..] => (Op::Eq, 1),
+        [b'~', ..] => (Op::Tilde, 1),
+        _ => return Err(DependencyError::BadOperator),
+    };
+    let version = &rest[length..];
+    let Some(&first) = version.as_bytes().first() else {
+        return Err(DependencyError::MissingVersion);
+    };
+    // Catch `==`, `=>`, `~>` and the like as operator mistakes, which says
+    // more than "unexpected character in version".
+    if is_operator(first) {
+        return Err(DependencyError::BadOperator);
+    }
+    check_version(version).map_err(DependencyError::BadVersion)?;
+    Ok(Some((op, version)))
+}
+
+/// A dependency as a text spells it, borrowed from the text: what
+/// [`Dependency::parse`] accepts, without copying (the index is parsed this way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DependencyView<'t> {
+    pub name: &'t str,
+    /// The operator and the (checked) version of the constraint, if any.
+    pub constraint: Option<(Op, &'t str)>,
+    pub conflict: bool,
+}
+
+impl<'t> DependencyView<'t> {
+    /// Parses `[!]NAME[OP VERSION]` as [`Dependency::parse`] does.
+    pub fn parse(text: &'t str) -> Result<DependencyView<'t>, DependencyError> {
+        let view = DependencyView::parse_plain(text);
+        if view.is_err() && text.contains('@') {
+            // A tag: the request parser names the exact mistake, or says a tag does
+            // not belong here.
+            return match Dependency::parse_request(text) {
+                Ok(_) => Err(DependencyError::Tagged),
+                Err(error) => Err(error),
+            };
+        }
+        view
+    }
+
+    /// [`DependencyView::parse`] for a text that holds no tag.
+    fn parse_plain(text: &'t str) -> Result<DependencyView<'t>, DependencyError> {
+        let (conflict, rest) = match text.strip_prefix('!') {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let split = rest
+            .bytes()
+            .position(|b| matches!(b, b'<' | b'>' | b'=' | b'~'))
+            .unwrap_or(rest.len());
+        let (name, constraint) = rest.split_at(split);
+        if !is_valid_name(name) && !is_valid_dependency_name(name) {
+            return Err(DependencyError::BadName);
+        }
+        Ok(DependencyView {
+            name,
+            constraint: parse_constraint(constraint)?,
+            conflict,
+        })
+    }
+
+    /// Reports whether the checked version `version` is allowed (always, without a
+    /// constraint; for a conflict, whether the conflict covers it).
+    pub fn allows(&self, version: &str) -> bool {
+        self.constraint
+            .is_none_or(|(op, wanted)| op_allows(op, version, wanted))
+    }
+
+    /// The owned dependency.
+    pub fn to_dependency(&self) -> Dependency {
+        Dependency {
+            name: String::from(self.name),
+            constraint: self.constraint.map(|(op, version)| Constraint {
+                op,
+                version: Version::from_checked(version),
+            }),
+            conflict: self.conflict,
+            tag: None,
+        }
+    }
+}
+
+impl Dependency {
+    /// The dependency as a view (its tag left out).
+    pub fn view(&self) -> DependencyView<'_> {
+        DependencyView {
+            name: &self.name,
+            constraint: self
+                .constraint
+                .as_ref()
+                .map(|constraint| (constraint.op, constraint.version.as_str())),
+            conflict: self.conflict,
+        }
+    }
+}
+
+/// A provided name as a text spells it, borrowed from the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProvideView<'t> {
+    pub name: &'t str,
+    /// The (checked) version, if any.
+    pub version: Option<&'t str>,
+}
+
+impl<'t> ProvideView<'t> {
+    /// Parses `NAME` or `NAME=VERSION` as [`Provide::parse`] does.
+    pub fn parse(text: &'t str) -> Result<ProvideView<'t>, ProvideError> {
+        let is_operator = |b: u8| matches!(b, b'<' | b'>' | b'=' | b'~');
+        let split = text.bytes().position(is_operator).unwrap_or(text.len());
+        let name = &text[..split];
+        if !is_valid_dependency_name(name) {
+            return Err(ProvideError::BadName);
+        }
+        let rest = &text[split..];
+        if rest.is_empty() {
+            return Ok(ProvideView {
+                name,
+                version: None,
+            });
+        }
+        let version = rest.strip_prefix('=').ok_or(ProvideError::BadOperator)?;
+        match version.as_bytes().first() {
+            None => return Err(ProvideError::MissingVersion),
+            Some(&first) if is_operator(first) => return Err(ProvideError::BadOperator),
+            Some(_) => {}
+        }
+        check_version(version).map_err(ProvideError::BadVersion)?;
+        Ok(ProvideView {
+            name,
+            version: Some(version),
+        })
+    }
+
+    /// The owned provide.
+    pub fn to_provide(&self) -> Provide {
+        Provide {
+            name: String::from(self.name),
+            version: self.version.map(Version::from_checked),
+        }
+    }
+}
+
+impl Provide {
+    /// The provide as a view.
+    pub fn view(&self) -> ProvideView<'_> {
+        ProvideView {
+            name: &self.name,
+            version: self.version.as_ref().map(Version::as_str),
+        }
+    }
+}
+
 impl fmt::Display for Dependency {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.conflict {
+            f.write_str("!")?;
+        }
         f.write_str(&self.name)?;
+        if let Some(tag) = &self.tag {
+            write!(f, "@{tag}")?;
+        }
         if let Some(constraint) = &self.constraint {
             write!(f, "{constraint}")?;
         }
@@ -649,10 +954,73 @@ impl core::str::FromStr for Dependency {
     }
 }
 
-/// Parses a comma-separated list of dependencies, as `.pkg/meta` and the index
-/// write them; an empty list is written as nothing at all, not as an empty item.
-pub(crate) fn parse_dependency_list(text: &str) -> Result<Vec<Dependency>, DependencyError> {
-    text.split(',').map(Dependency::parse).collect()
+/// Why a provided name was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProvideError {
+    /// The name is not a package name nor a prefixed name.
+    BadName,
+    /// A provided version is given with `=` only.
+    BadOperator,
+    /// `NAME=` without a version.
+    MissingVersion,
+    BadVersion(VersionError),
+}
+
+impl fmt::Display for ProvideError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProvideError::BadName => f.write_str("provides an invalid name"),
+            ProvideError::BadOperator => {
+                f.write_str("provides a version with an operator other than = (NAME=VERSION)")
+            }
+            ProvideError::MissingVersion => f.write_str("provides a name with = but no version"),
+            ProvideError::BadVersion(error) => write!(f, "provides: {error}"),
+        }
+    }
+}
+
+impl core::error::Error for ProvideError {}
+
+/// A name a package provides besides its own: `sh`, or with a version,
+/// `so:libz.so.1=1.2.13`. Only a versioned provide satisfies a dependency with a
+/// constraint; an unversioned one satisfies only dependencies without (as in apk).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Provide {
+    pub name: String,
+    pub version: Option<Version>,
+}
+
+impl Provide {
+    /// Parses `NAME` or `NAME=VERSION`.
+    pub fn parse(text: &str) -> Result<Provide, ProvideError> {
+        ProvideView::parse(text).map(|view| view.to_provide())
+    }
+
+    /// An unversioned provide of `name`.
+    pub fn any(name: &str) -> Provide {
+        Provide {
+            name: String::from(name),
+            version: None,
+        }
+    }
+}
+
+impl fmt::Display for Provide {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)?;
+        if let Some(version) = &self.version {
+            write!(f, "={version}")?;
+        }
+        Ok(())
+    }
+}
+
+impl core::str::FromStr for Provide {
+    type Err = ProvideError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Provide::parse(text)
+    }
 }
 
 #[cfg(test)]
@@ -810,6 +1178,33 @@ mod tests {
         for (i, a) in sorted.iter().enumerate() {
             for (j, b) in sorted.iter().enumerate() {
                 assert_eq!(version(a).cmp(&version(b)), i.cmp(&j), "{a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_check_agrees_with_the_tokenizer() {
+        let pieces = [
+            "0", "1", "01", "10", ".", "-r", "-r0", "-r01", "a", "_rc1", "-", "",
+        ];
+        let mut texts = vec![String::new()];
+        for _ in 0..4 {
+            let mut longer = Vec::new();
+            for text in &texts {
+                for piece in pieces {
+                    longer.push(format!("{text}{piece}"));
+                }
+            }
+            texts = longer;
+        }
+        for text in &texts {
+            if is_plain_version(text.as_bytes()) {
+                let mut tokens = Tokens::new(text);
+                let parsed = tokens.first().and_then(|_| {
+                    while tokens.next_token()?.kind != Kind::End {}
+                    Ok(())
+                });
+                assert_eq!(parsed, Ok(()), "{text:?} passed the fast check only");
             }
         }
     }
@@ -1019,6 +1414,186 @@ mod tests {
     }
 
     #[test]
+    fn prefixed_names_and_tags() {
+        let table: &[(&str, bool)] = &[
+            ("busybox", true),
+            ("so:libz.so.1", true),
+            ("so:libSDL2-2.0.so.0", true),
+            ("cmd:vi", true),
+            ("pc:zlib", true),
+            ("py3:six", true),
+            ("so:", false),
+            (":libz", false),
+            ("So:libz", false),
+            ("1so:libz", false),
+            ("so:lib z", false),
+            ("so:lib/z", false),
+            ("so:libz:1", false),
+            ("/bin/sh", false),
+            ("so:libz@edge", false),
+        ];
+        for (name, expect) in table {
+            assert_eq!(is_valid_dependency_name(name), *expect, "{name}");
+            // A package is never called by a prefixed name.
+            if name.contains(':') {
+                assert!(!is_valid_name(name), "{name}");
+            }
+        }
+        assert!(!is_valid_dependency_name(&format!(
+            "so:{}",
+            "a".repeat(126)
+        )));
+        assert!(is_valid_dependency_name(&format!("so:{}", "a".repeat(125))));
+        for (tag, expect) in [
+            ("edge", true),
+            ("testing-2", true),
+            ("v3.19", true),
+            ("", false),
+            ("Edge", false),
+            ("-x", false),
+            ("a b", false),
+        ] {
+            assert_eq!(is_valid_tag(tag), expect, "{tag:?}");
+        }
+        assert!(!is_valid_tag(&"a".repeat(33)));
+    }
+
+    #[test]
+    fn conflicts_and_requests() {
+        // (text, as a dependency, as a request): what each parse gives, as
+        // "conflict name tag constraint" or the error.
+        let render = |result: Result<Dependency, DependencyError>| match result {
+            Ok(d) => format!(
+                "{} {} {} {}",
+                d.conflict,
+                d.name,
+                d.tag.as_deref().unwrap_or("-"),
+                d.constraint.map_or("-".into(), |c| c.to_string())
+            ),
+            Err(error) => error.to_string(),
+        };
+        let table: &[(&str, &str, &str)] = &[
+            ("!dnsmasq", "true dnsmasq - -", "true dnsmasq - -"),
+            ("!foo<2", "true foo - <2", "true foo - <2"),
+            (
+                "!so:libz.so.1",
+                "true so:libz.so.1 - -",
+                "true so:libz.so.1 - -",
+            ),
+            (
+                "so:libz.so.1>=1.2",
+                "false so:libz.so.1 - >=1.2",
+                "false so:libz.so.1 - >=1.2",
+            ),
+            (
+                "busybox@edge",
+                "dependency has a repository tag (@TAG belongs in requests only)",
+                "false busybox edge -",
+            ),
+            (
+                "musl@edge>=1.2.5",
+                "dependency has a repository tag (@TAG belongs in requests only)",
+                "false musl edge >=1.2.5",
+            ),
+            (
+                "!foo@edge",
+                "a conflict (!NAME) takes no tag",
+                "a conflict (!NAME) takes no tag",
+            ),
+            (
+                "foo@",
+                "dependency has an invalid tag (use [a-z0-9][a-z0-9._-]*, at most 32 bytes)",
+                "dependency has an invalid tag (use [a-z0-9][a-z0-9._-]*, at most 32 bytes)",
+            ),
+            (
+                "foo@Edge",
+                "dependency has an invalid tag (use [a-z0-9][a-z0-9._-]*, at most 32 bytes)",
+                "dependency has an invalid tag (use [a-z0-9][a-z0-9._-]*, at most 32 bytes)",
+            ),
+            (
+                "!!foo",
+                "dependency has an invalid package name",
+                "dependency has an invalid package name",
+            ),
+            (
+                "!",
+                "dependency has an invalid package name",
+                "dependency has an invalid package name",
+            ),
+            (
+                "foo!",
+                "dependency has an invalid package name",
+                "dependency has an invalid package name",
+            ),
+            (
+                "@edge",
+                "dependency has an invalid package name",
+                "dependency has an invalid package name",
+            ),
+            (
+                "foo>=1@edge",
+                "dependency: version has an unexpected '@' at byte 1",
+                "dependency: version has an unexpected '@' at byte 1",
+            ),
+        ];
+        for (text, dependency, request) in table {
+            assert_eq!(render(Dependency::parse(text)), *dependency, "{text}");
+            let parsed = Dependency::parse_request(text);
+            if let Ok(parsed) = &parsed {
+                assert_eq!(parsed.to_string(), *text);
+            }
+            assert_eq!(render(parsed), *request, "{text}");
+        }
+        // A conflict's constraint says which versions it covers.
+        let conflict = Dependency::parse("!foo<2").unwrap();
+        assert!(conflict.allows(&version("1.9")));
+        assert!(!conflict.allows(&version("2")));
+    }
+
+    #[test]
+    fn provides() {
+        let render = |text: &str| match Provide::parse(text) {
+            Ok(provide) => {
+                assert_eq!(provide.to_string(), text);
+                format!(
+                    "{} {}",
+                    provide.name,
+                    provide.version.map_or("-".into(), |v| v.to_string())
+                )
+            }
+            Err(error) => error.to_string(),
+        };
+        let table: &[(&str, &str)] = &[
+            ("sh", "sh -"),
+            ("so:libz.so.1=1.2.13", "so:libz.so.1 1.2.13"),
+            ("cmd:vi=1.36.1-r2", "cmd:vi 1.36.1-r2"),
+            ("vi=1", "vi 1"),
+            (
+                "sh>=1",
+                "provides a version with an operator other than = (NAME=VERSION)",
+            ),
+            (
+                "sh~1",
+                "provides a version with an operator other than = (NAME=VERSION)",
+            ),
+            (
+                "sh==1",
+                "provides a version with an operator other than = (NAME=VERSION)",
+            ),
+            ("sh=", "provides a name with = but no version"),
+            ("sh=x", "provides: version needs a number at byte 0"),
+            ("Sh", "provides an invalid name"),
+            ("b-2", "provides an invalid name"),
+            ("!sh", "provides an invalid name"),
+            ("sh@edge", "provides an invalid name"),
+            ("", "provides an invalid name"),
+        ];
+        for (text, expect) in table {
+            assert_eq!(render(text), *expect, "{text}");
+        }
+    }
+
+    #[test]
     fn dependency_matches_package_ids() {
         let id = PackageId::parse("musl-1.2.4-r0").unwrap();
         let check = |text: &str, expect: bool| {
@@ -1039,6 +1614,9 @@ mod tests {
 
     #[test]
     fn dependency_lists() {
+        let parse_dependency_list = |text: &str| -> Result<Vec<Dependency>, DependencyError> {
+            text.split(',').map(Dependency::parse).collect()
+        };
         let list = parse_dependency_list("musl>=1.2,zlib").unwrap();
         assert_eq!(
             list,

@@ -7,7 +7,7 @@ use crate::context::{Context, Report};
 use crate::error::{Context as _, Error};
 use crate::json::Json;
 use crate::repo::Location;
-use crate::store::Store;
+use crate::store::{Repository, Store};
 
 /// `pkg key add FILE | list | del ID`.
 pub fn key(context: &Context, command: KeyCommand) -> Result<Report, Error> {
@@ -65,28 +65,55 @@ pub fn repo(context: &Context, command: RepoCommand) -> Result<Report, Error> {
             for mirror in &add.mirror {
                 urls.push(normalize(mirror)?);
             }
+            if let Some(tag) = &add.tag {
+                if !amber_core::version::is_valid_tag(tag) {
+                    return Err(Error::usage(format!(
+                        "--tag {tag:?}: invalid tag (expected [a-z0-9][a-z0-9._-]*, at most \
+                         32 bytes)"
+                    )));
+                }
+            }
             let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
             let mut repos = store.repositories()?;
-            if repos.iter().any(|r| r.first() == urls.first()) {
+            if repos.iter().any(|r| r.url() == urls[0]) {
                 return Err(Error::new(format!("{}: already a repository", urls[0])));
             }
-            repos.push(urls.clone());
+            let repository = Repository {
+                urls: urls.clone(),
+                tag: add.tag.clone(),
+            };
+            repos.push(repository.clone());
             store.set_repositories(&repos)?;
             Ok(Report::new(
-                format!("added {}; run pkg update\n", urls.join(" ")),
-                Json::object([("ok", Json::Bool(true)), ("urls", Json::strings(urls))]),
+                format!("added {}; run pkg update\n", shown(&repository)),
+                Json::object([
+                    ("ok", Json::Bool(true)),
+                    ("urls", Json::strings(urls)),
+                    ("tag", add.tag.map_or(Json::Null, Json::string)),
+                ]),
             ))
         }
         RepoCommand::List(_) => {
             let repos = Store::open(&context.root).repositories()?;
             let text = repos
                 .iter()
-                .map(|urls| format!("{}\n", urls.join(" ")))
+                .map(|repository| format!("{}\n", shown(repository)))
                 .collect();
-            let json = Json::Array(repos.into_iter().map(Json::strings).collect());
+            let json = Json::Array(
+                repos
+                    .iter()
+                    .map(|repository| Json::strings(repository.urls.iter().cloned()))
+                    .collect(),
+            );
+            let tags = Json::Array(
+                repos
+                    .into_iter()
+                    .map(|repository| repository.tag.map_or(Json::Null, Json::string))
+                    .collect(),
+            );
             Ok(Report::new(
                 text,
-                Json::object([("ok", Json::Bool(true)), ("repos", json)]),
+                Json::object([("ok", Json::Bool(true)), ("repos", json), ("tags", tags)]),
             ))
         }
         RepoCommand::Del(del) => {
@@ -94,7 +121,7 @@ pub fn repo(context: &Context, command: RepoCommand) -> Result<Report, Error> {
             let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
             let mut repos = store.repositories()?;
             let before = repos.len();
-            repos.retain(|r| r.first() != Some(&url));
+            repos.retain(|r| r.url() != url);
             if repos.len() == before {
                 return Err(Error::new(format!("{url}: not a repository")));
             }
@@ -105,6 +132,14 @@ pub fn repo(context: &Context, command: RepoCommand) -> Result<Report, Error> {
             ))
         }
         RepoCommand::Index(_) => Err(Error::usage("repo index is handled by the host build")),
+    }
+}
+
+/// A repository as `repo list` shows it: `[@TAG] URL [MIRROR]...`.
+fn shown(repository: &Repository) -> String {
+    match &repository.tag {
+        Some(tag) => format!("@{tag} {}", repository.urls.join(" ")),
+        None => repository.urls.join(" "),
     }
 }
 

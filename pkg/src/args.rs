@@ -32,6 +32,7 @@ subcommands! {
         Info(InfoArgs),
         Search(SearchArgs),
         Which(WhichArgs),
+        Prefer(PreferArgs),
         Upgrade(UpgradeArgs),
         Verify(VerifyArgs),
         Gc(GcArgs),
@@ -52,7 +53,7 @@ command! {
 }
 
 command! {
-    /// Install packages: NAME, NAME with a constraint (busybox>=1.36), or ./file.squashfs.
+    /// Install packages: NAME, NAME with a constraint (busybox>=1.36), NAME@TAG, !NAME, or a local image.
     pub struct AddArgs("add") {
         /// install local images that no trusted index vouches for
         pub allow_untrusted: bool = switch "--allow-untrusted",
@@ -85,7 +86,7 @@ command! {
 }
 
 command! {
-    /// Find packages whose name or provides contain WORD.
+    /// Find packages whose name, provides or description contain WORD.
     pub struct SearchArgs("search") {
         /// the word to look for
         pub word: String = positional "word",
@@ -96,6 +97,18 @@ command! {
     /// Name the installed package that holds PATH (/bin/sh, /ro/bin/sh, bin/sh).
     pub struct WhichArgs("which") {
         /// the path to look up
+        pub path: String = positional "path",
+    }
+}
+
+command! {
+    /// Let the installed package NAME keep PATH in /ro/bin, /ro/lib, ... when others have it too.
+    pub struct PreferArgs("prefer") {
+        /// drop NAME's claim on PATH instead
+        pub forget: bool = switch "--forget",
+        /// the package name
+        pub name: String = positional "name",
+        /// the path (/bin/vi, /ro/bin/vi, bin/vi)
         pub path: String = positional "path",
     }
 }
@@ -182,6 +195,8 @@ command! {
         pub url: String = positional "url",
         /// a mirror of the same repository, tried in order when the first fails
         pub mirror: Vec<String> = repeated "--mirror",
+        /// tag the repository: its packages are only taken when asked for as NAME@TAG
+        pub tag: Option<String> = value "--tag",
     }
 }
 
@@ -201,7 +216,7 @@ command! {
 command! {
     /// Write and sign the index of a repository directory (host).
     pub struct RepoIndexArgs("index", host) {
-        /// the repository's architecture directory (<repo>/<arch>)
+        /// the repository root (every <arch>/ below it), or one <repo>/<arch> directory
         pub dir: PathBuf = positional "dir",
         /// the minisign secret key to sign with
         pub secret_key: PathBuf = required "--secret-key",
@@ -242,7 +257,7 @@ command! {
 command! {
     /// Run a command where /ro/bin, /ro/lib, ... show only the named packages' closure.
     pub struct RunArgs("run") {
-        /// a package to include; repeatable
+        /// a package to include, NAME with an optional constraint; repeatable
         pub package: Vec<String> = repeated "-p" "--package",
         /// the command and its arguments (after --)
         pub command: Vec<String> = greedy "command",
@@ -323,10 +338,14 @@ command! {
         pub version: String = required "--version",
         /// architecture (x86_64, aarch64, noarch)
         pub arch: String = required "--arch",
-        /// a dependency, NAME or NAME with a constraint (musl>=1.2.4); repeatable
+        /// a dependency, NAME or NAME with a constraint (musl>=1.2.4), or a conflict !NAME; repeatable
         pub dep: Vec<String> = repeated "--dep",
-        /// a name this package also provides; repeatable
+        /// a name this package also provides, NAME or NAME=VERSION (so:libz.so.1=1.3); repeatable
         pub provides: Vec<String> = repeated "--provides",
+        /// which provider of a name to choose first, 1 to 65535 (higher first)
+        pub provider_priority: Option<u64> = number "--provider-priority",
+        /// install this package once all of these are installed (and remove it when one goes); repeatable
+        pub install_if: Vec<String> = repeated "--install-if",
         /// one-line description
         pub description: String = value "--description",
         /// license expression
@@ -365,14 +384,17 @@ Options:
 Commands:
   update            Fetch and verify the index of every repository.
   add               Install packages: NAME, NAME with a constraint
-                    (busybox>=1.36), or ./file.squashfs.
+                    (busybox>=1.36), NAME@TAG, !NAME, or a local image.
   del               Remove packages, and the dependencies nothing else needs.
   list              List the installed packages.
   info              Show a package (installed, or in a repository), or the
                     exchange-directory conflicts.
-  search            Find packages whose name or provides contain WORD.
+  search            Find packages whose name, provides or description contain
+                    WORD.
   which             Name the installed package that holds PATH (/bin/sh,
                     /ro/bin/sh, bin/sh).
+  prefer            Let the installed package NAME keep PATH in /ro/bin,
+                    /ro/lib, ... when others have it too.
   upgrade           Upgrade every installed package to the newest version
                     allowed.
   verify            Hash every image again and compare with what was verified at
@@ -384,6 +406,8 @@ Commands:
   store             The FUSE package store.
   run               Run a command where /ro/bin, /ro/lib, ... show only the
                     named packages' closure.
+  system            The base's A/B system updates: kernel, device binary and
+                    keys (device).
   keygen            Make a minisign key pair (host).
   pack              Pack a directory into a package image (host).
 ";
@@ -432,7 +456,8 @@ Usage: pkg run [-p <package...>] [command...]
 Run a command where /ro/bin, /ro/lib, ... show only the named packages' closure.
 
 Options:
-  -p, --package     a package to include; repeatable
+  -p, --package     a package to include, NAME with an optional constraint;
+                    repeatable
   --help, help      display usage information
 ";
 
@@ -452,7 +477,7 @@ Commands:
 
     #[cfg(feature = "host")]
     const PACK: &str = "\
-Usage: pkg pack -o <output> --name <name> --version <version> --arch <arch> [--dep <dep...>] [--provides <provides...>] [--description <description>] [--license <license>] [--recipe-hash <recipe-hash>] [--] <dir>
+Usage: pkg pack -o <output> --name <name> --version <version> --arch <arch> [--dep <dep...>] [--provides <provides...>] [--provider-priority <provider-priority>] [--install-if <install-if...>] [--description <description>] [--license <license>] [--recipe-hash <recipe-hash>] [--] <dir>
 
 Pack a directory into a package image (host).
 
@@ -464,9 +489,15 @@ Options:
   --name            package name
   --version         whole version, revision included (1.36.1-r2)
   --arch            architecture (x86_64, aarch64, noarch)
-  --dep             a dependency, NAME or NAME with a constraint (musl>=1.2.4);
-                    repeatable
-  --provides        a name this package also provides; repeatable
+  --dep             a dependency, NAME or NAME with a constraint (musl>=1.2.4),
+                    or a conflict !NAME; repeatable
+  --provides        a name this package also provides, NAME or NAME=VERSION
+                    (so:libz.so.1=1.3); repeatable
+  --provider-priority
+                    which provider of a name to choose first, 1 to 65535 (higher
+                    first)
+  --install-if      install this package once all of these are installed (and
+                    remove it when one goes); repeatable
   --description     one-line description
   --license         license expression
   --recipe-hash     the recipe hash recorded in .pkg/meta

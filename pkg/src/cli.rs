@@ -99,6 +99,9 @@ fn run(args: Args) -> Result<(), Error> {
         },
         Command::Search(search) => crate::query::search(&context, &search.word),
         Command::Which(which) => crate::query::which(&context, &which.path),
+        Command::Prefer(prefer) => {
+            crate::install::prefer(&context, &prefer.name, &prefer.path, prefer.forget)
+        }
         Command::Verify(_) => crate::maintain::verify(&context),
         Command::Gc(gc) => crate::maintain::gc(&context, gc.keep),
         Command::Rollback(_) => crate::maintain::rollback(&context),

@@ -1,48 +1,65 @@
 //! The exchange directories (`/ro/bin`, `/ro/lib`, ...): the union of those directories
 //! of a set of packages, each file a relative symlink into its package's `/ro/<id>/`.
 //!
-//! Conflicts are resolved the same way every time: packages are merged in priority
-//! order (explicitly requested first, then the newest version, then the name) and the
-//! first package to claim a path keeps it. Directories of several packages merge; a
-//! path that is a file in one package and anything in another is a conflict, recorded
-//! so `pkg info --conflicts` can show it. Symlink targets are relative and never climb
-//! above `/ro`, so nothing here points outside the store.
+//! Conflicts are resolved the same way every time. Who keeps a contested path:
+//! 1. the package the user chose for it (`pkg prefer NAME PATH`; the nearest choice
+//!    for a path below a chosen directory);
+//! 2. then a package requested by name (in the world) over one pulled in as a
+//!    dependency;
+//! 3. then the higher `provider_priority`;
+//! 4. then the name, alphabetically, so the result is the same every time.
+//!
+//! Versions are not compared: they belong to different packages and say nothing about
+//! which one should own `/ro/bin/vi`. Packages are merged in the order of rules 2 to 4
+//! after the chosen paths are claimed (rule 1), and the first package to claim a path
+//! keeps it. Directories of several packages merge; a path that is a file in one
+//! package and anything in another is a conflict, recorded with the rule that decided
+//! it, so `pkg info --conflicts` can show it. Symlink targets are relative and never
+//! climb above `/ro`, so nothing here points outside the store.
 //!
 //! The mounted store keeps what it merged: a [`Recorded`] listing of each image (read
 //! once, when the image first appears) and the last tree, which [`Tree::update`] turns
-//! into the next one when packages come and go without touching a conflict. A change
-//! that does touch one is merged afresh from the recorded listings. Either way the
-//! tree is the one a fresh merge of the images gives.
+//! into the next one when packages come and go without touching a conflict or a path
+//! the user chose (and the choices stay the same). A change that does touch one is
+//! merged afresh from the recorded listings, by the same rule. Either way the tree is
+//! the one a fresh merge of the images gives.
 
 use std::cell::Cell;
 
+use amber_core::generation::Preference;
 use amber_core::index::Entry;
 use amber_core::squashfs::read::{Archive, Cache, Inode, Kind};
 use amber_core::squashfs::ReadAt;
 
 /// The exchange directories, in the order each package's are merged.
-pub const DIRS: [&str; 7] = ["bin", "sbin", "lib", "share", "etc", "include", "svc"];
+pub const DIRS: [&str; 7] = amber_core::generation::EXCHANGE_DIRS;
 
 /// The deepest path merged; deeper entries are left out (an image may be hostile).
 const MAX_DEPTH: usize = 32;
 /// The most nodes one tree may hold.
 const MAX_NODES: usize = 1 << 20;
 
-/// Sort packages by exchange priority: explicit first, then newest version, then name.
+/// Sort packages by exchange priority: requested by name first, then the higher
+/// `provider_priority`, then the name (then the version, for the rare set that holds
+/// two of one name).
 pub fn priority_order(packages: &mut [(&Entry, bool)]) {
     amber_core::sort::sort_by(packages, |(a, a_explicit), (b, b_explicit)| {
         b_explicit
             .cmp(a_explicit)
-            .then_with(|| b.version.cmp(&a.version))
+            .then_with(|| b.provider_priority.cmp(&a.provider_priority))
             .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.version.cmp(&b.version))
     });
 }
 
-/// The exchange tree of packages given with whether each was asked for explicitly:
-/// sorted by priority, each image opened with `open` in turn (so at most one is open
-/// at a time here). A package whose image cannot be opened adds nothing.
+/// The exchange tree of packages given with whether each was asked for explicitly,
+/// and the user's preferences: the preferred paths claimed first, then the packages
+/// merged by priority, each image opened with `open` in turn (so at most one is open
+/// at a time here). A package whose image cannot be opened adds nothing. Each
+/// conflict gets the rule that decided it.
 pub fn build_for<R, A>(
     packages: Vec<(&Entry, bool)>,
+    preferences: &[Preference],
     mut open: impl FnMut(&Entry) -> Option<A>,
     cache: &mut Cache,
 ) -> Tree
@@ -50,31 +67,84 @@ where
     R: ReadAt,
     A: std::ops::Deref<Target = Archive<R>>,
 {
-    build_from(packages, |tree, entry| match open(entry) {
-        Some(archive) => {
-            let mut listing = ImageListing {
+    assemble(packages, preferences, &mut |entry, merge| {
+        if let Some(archive) = open(entry) {
+            merge(&mut ImageListing {
                 archive: &archive,
                 cache: &mut *cache,
-            };
-            tree.add(entry.id().to_string(), &mut listing);
+            });
         }
-        None => tree.add_unlisted(entry.id().to_string()),
     })
 }
 
-/// The exchange tree of packages given with whether each was asked for explicitly:
-/// sorted by priority, then `merge` called for each in turn, which adds it with
-/// [`Tree::add`] (or [`Tree::add_unlisted`] when it has no listing of the package).
-/// Where the listings come from is the caller's business; the order and the rule are
-/// this function's, the same for every caller.
-pub fn build_from(
+/// Calls its second argument with the first's listing, when it has one.
+pub type WithListing<'a> = dyn FnMut(&Entry, &mut dyn FnMut(&mut dyn Listing)) + 'a;
+
+/// [`build_for`] over any way to list a package: `with_listing(entry, merge)` calls
+/// `merge` with the package's listing, or does nothing when there is none (the package
+/// is counted in, with nothing of it merged). Not generic, so the device binary holds
+/// it once, whoever calls it: [`build_for`] with the images, the mounted store with
+/// its [`Recorded`] listings. The order and the rule are this function's, the same for
+/// every caller.
+pub fn assemble(
     mut packages: Vec<(&Entry, bool)>,
-    mut merge: impl FnMut(&mut Tree, &Entry),
+    preferences: &[Preference],
+    with_listing: &mut WithListing<'_>,
 ) -> Tree {
     priority_order(&mut packages);
     let mut tree = Tree::empty();
-    for (entry, _) in packages {
-        merge(&mut tree, entry);
+    tree.packages = packages
+        .iter()
+        .map(|(entry, _)| entry.id().to_string())
+        .collect();
+    tree.preferences = preferences.to_vec();
+    // The deepest choices first, so the nearest one wins a path below two of them.
+    let mut claims: Vec<&Preference> = preferences.iter().collect();
+    amber_core::sort::sort_by(&mut claims, |a, b| {
+        let depth = |p: &Preference| p.path.matches('/').count();
+        depth(b).cmp(&depth(a)).then_with(|| a.path.cmp(&b.path))
+    });
+    for preference in claims {
+        let Some(owner) = packages
+            .iter()
+            .position(|(entry, _)| entry.name == preference.name)
+        else {
+            continue;
+        };
+        with_listing(packages[owner].0, &mut |listing| {
+            tree.claim(listing, owner as u32, &preference.path)
+        });
+    }
+    let claimed = tree.conflicts.len();
+    for (owner, (entry, _)) in packages.iter().enumerate() {
+        with_listing(entry, &mut |listing| {
+            tree.merge_package(listing, owner as u32)
+        });
+    }
+    // A package that claimed a directory meets the contests of its claim again when
+    // merged; claims are few, so a plain scan finds the repeats.
+    let mut index = claimed;
+    while index < tree.conflicts.len() {
+        let conflict = &tree.conflicts[index];
+        let repeat = tree.conflicts[..claimed]
+            .iter()
+            .any(|c| c.path == conflict.path && c.loser == conflict.loser);
+        if repeat {
+            tree.conflicts.remove(index);
+        } else {
+            index += 1;
+        }
+    }
+    for index in 0..tree.conflicts.len() {
+        let conflict = &tree.conflicts[index];
+        let find = |id: &str| {
+            let at = tree.packages.iter().position(|p| p == id)?;
+            packages.get(at).copied()
+        };
+        if let (Some(winner), Some(loser)) = (find(&conflict.winner), find(&conflict.loser)) {
+            let reason = reason(&conflict.path, winner, loser, preferences);
+            tree.conflicts[index].reason = reason;
+        }
     }
     tree.shrink();
     tree
@@ -91,6 +161,28 @@ pub enum Change {
     Removed,
     /// Only in the new tree.
     Added,
+}
+
+/// Which rule made `winner` keep `path` over `loser`.
+fn reason(
+    path: &str,
+    (winner, winner_explicit): (&Entry, bool),
+    (loser, loser_explicit): (&Entry, bool),
+    preferences: &[Preference],
+) -> Reason {
+    let nearest = preferences
+        .iter()
+        .filter(|preference| preference.covers(path))
+        .max_by_key(|preference| preference.path.len());
+    if nearest.is_some_and(|preference| preference.name == winner.name) {
+        Reason::Preferred
+    } else if winner_explicit && !loser_explicit {
+        Reason::Requested
+    } else if winner.provider_priority > loser.provider_priority {
+        Reason::Priority(winner.provider_priority, loser.provider_priority)
+    } else {
+        Reason::Name
+    }
 }
 
 /// One node: an exchange directory (or a directory inside one), or a link. Its name
@@ -118,6 +210,45 @@ pub struct Conflict {
     pub path: String,
     pub winner: String,
     pub loser: String,
+    pub reason: Reason,
+}
+
+/// The rule of the module documentation that decided a conflict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The user chose the winner for the path (`pkg prefer`).
+    Preferred,
+    /// The winner was requested by name, the loser only needed.
+    Requested,
+    /// The winner's `provider_priority`, then the loser's.
+    Priority(u16, u16),
+    /// Nothing else told them apart: the name that sorts first.
+    Name,
+}
+
+impl Reason {
+    /// One word for `--json`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Reason::Preferred => "preferred",
+            Reason::Requested => "requested",
+            Reason::Priority(..) => "priority",
+            Reason::Name => "name",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Reason::Preferred => f.write_str("preferred with pkg prefer"),
+            Reason::Requested => f.write_str("requested by name, the other only needed"),
+            Reason::Priority(winner, loser) => {
+                write!(f, "provider_priority {winner} over {loser}")
+            }
+            Reason::Name => f.write_str("nothing else decides: the name that sorts first"),
+        }
+    }
 }
 
 /// The merged exchange directories of one set of packages.
@@ -134,6 +265,9 @@ pub struct Tree {
     pub conflicts: Vec<Conflict>,
     /// Nodes [`Tree::update`] took out of the tree, still in `nodes`.
     unused: usize,
+    /// The user's choices the tree was merged with ([`Tree::update`] keeps a tree only
+    /// for the same choices).
+    preferences: Vec<Preference>,
 }
 
 /// How the builder sees one package image's directories.
@@ -153,6 +287,7 @@ impl Tree {
             packages: Vec::new(),
             conflicts: Vec::new(),
             unused: 0,
+            preferences: Vec::new(),
         };
         tree.push(b"", 0, NodeKind::Dir(Vec::new()));
         let mut children = Vec::new();
@@ -212,33 +347,47 @@ impl Tree {
     pub fn add(&mut self, id: String, listing: &mut dyn Listing) {
         let owner = self.packages.len() as u32;
         self.packages.push(id);
+        self.merge_package(listing, owner);
+    }
+
+    /// Merge package `owner` (an index into [`Tree::packages`]).
+    fn merge_package(&mut self, listing: &mut dyn Listing, owner: u32) {
         for (index, dir) in DIRS.iter().enumerate() {
             self.merge(listing, owner, index as u32 + 1, dir.to_string(), 1);
         }
     }
 
-    /// Count the next package in, with nothing of it merged (its image cannot be read).
-    pub fn add_unlisted(&mut self, id: String) {
-        self.packages.push(id);
-    }
-
     /// This tree after a change of packages, when it can be had without merging every
     /// package afresh; None when a fresh merge is needed. `packages` are those of this
-    /// tree and of the next, each with its recorded listing and what becomes of it.
+    /// tree and of the next, each with its recorded listing and what becomes of it;
+    /// `preferences` are the next generation's choices (`pkg prefer`).
     ///
-    /// Priority only decides a path several packages want. So while no package that
-    /// leaves or moves has a path of a recorded conflict, and the packages that come
-    /// add no conflict, the fresh merge would give every path to the package it gives
-    /// it to here: the removed packages' links go (and their directories, once no
-    /// package that stays has them), the added packages are merged as if last. Anything
-    /// else is left to the fresh merge, as are trees near the node limit and trees
-    /// where more nodes are unused than used.
-    pub fn update(&self, packages: &[(&str, &Recorded, Change)]) -> Option<Tree> {
+    /// The rule only decides a path several packages want, or one the user chose. So
+    /// while the choices stay the same, no package that comes, leaves or moves has a
+    /// path of a recorded conflict or a path a choice covers, and the packages that
+    /// come add no conflict, the fresh merge would give every path to the package it
+    /// gives it to here (and every conflict the same winner, loser and reason: both
+    /// stay, as they were): the removed packages' links go (and their directories,
+    /// once no package that stays has them), the added packages are merged as if last.
+    /// Anything else is left to the fresh merge, as are trees near the node limit and
+    /// trees where more nodes are unused than used.
+    pub fn update(
+        &self,
+        packages: &[(&str, &Recorded, Change)],
+        preferences: &[Preference],
+    ) -> Option<Tree> {
+        if self.preferences != preferences {
+            return None;
+        }
         let mut tree = self.clone();
         let mut removed = Vec::new();
         for &(id, listing, change) in packages {
-            if change != Change::Kept && self.conflicts.iter().any(|c| listing.has(&c.path)) {
-                // An added package with such a path would add a conflict anyway.
+            let touches = |path: &str| listing.has(path);
+            if change != Change::Kept
+                && (self.conflicts.iter().any(|c| touches(&c.path))
+                    || preferences.iter().any(|p| touches(&p.path)))
+            {
+                // An added package with a conflict's path would add a conflict anyway.
                 return None;
             }
             if change == Change::Removed {
@@ -296,6 +445,73 @@ impl Tree {
         empty
     }
 
+    /// Give package `owner` the path `path` (`bin/vi`, or a directory and all it holds
+    /// in the package) before any package is merged, when the package has it: the
+    /// directories on the way are made, and whatever is merged later meets the claim.
+    fn claim(&mut self, listing: &mut dyn Listing, owner: u32, path: &str) {
+        let mut parts = path.split('/');
+        let Some(dir) = parts.next() else {
+            return;
+        };
+        let Some(index) = DIRS.iter().position(|d| *d == dir) else {
+            return;
+        };
+        let mut node = index as u32 + 1;
+        let mut parent = dir.to_string();
+        let parts: Vec<&str> = parts.collect();
+        for (depth, part) in parts.iter().enumerate() {
+            let last = depth + 1 == parts.len();
+            let Some(entries) = listing.list(&parent) else {
+                return;
+            };
+            let Some(&(_, is_dir)) = entries.iter().find(|(name, _)| name == part.as_bytes())
+            else {
+                return;
+            };
+            if (!is_dir && !last) || depth + 1 >= MAX_DEPTH || self.nodes.len() >= MAX_NODES {
+                return;
+            }
+            let child_path = format!("{parent}/{part}");
+            match self.child(node, part.as_bytes()) {
+                Err(slot) => {
+                    let kind = if is_dir {
+                        NodeKind::Dir(Vec::new())
+                    } else {
+                        NodeKind::Link(owner)
+                    };
+                    let index = self.push(part.as_bytes(), node, kind);
+                    if let NodeKind::Dir(children) = &mut self.nodes[node as usize].kind {
+                        children.insert(slot, index);
+                    }
+                    node = index;
+                }
+                Ok(existing) => match (&self.nodes[existing as usize].kind, is_dir) {
+                    (NodeKind::Dir(_), true) => node = existing,
+                    (NodeKind::Link(o), _) if *o == owner => return,
+                    (kind, _) => {
+                        // A deeper choice already holds it (claims run deepest first).
+                        let winner = match kind {
+                            NodeKind::Link(winner) => self.packages[*winner as usize].clone(),
+                            NodeKind::Dir(_) => self.first_owner(existing),
+                        };
+                        self.conflicts.push(Conflict {
+                            path: child_path,
+                            winner,
+                            loser: self.packages[owner as usize].clone(),
+                            reason: Reason::Name,
+                        });
+                        return;
+                    }
+                },
+            }
+            if last && is_dir {
+                self.merge(listing, owner, node, child_path, depth + 2);
+                return;
+            }
+            parent = child_path;
+        }
+    }
+
     fn merge(
         &mut self,
         listing: &mut dyn Listing,
@@ -335,6 +551,8 @@ impl Tree {
                     (NodeKind::Dir(_), true) => {
                         self.merge(listing, owner, existing, child_path, depth + 1)
                     }
+                    // Its own claim: nothing to add, nothing contested.
+                    (NodeKind::Link(o), false) if *o == owner => {}
                     (kind, _) => {
                         let winner = match kind {
                             NodeKind::Link(winner) => self.packages[*winner as usize].clone(),
@@ -344,6 +562,7 @@ impl Tree {
                             path: child_path,
                             winner,
                             loser: self.packages[owner as usize].clone(),
+                            reason: Reason::Name,
                         });
                     }
                 },
@@ -884,7 +1103,7 @@ mod tests {
                     Some((specs[i].0, &recorded[i], change))
                 })
                 .collect();
-            tree = match tree.update(&changes) {
+            tree = match tree.update(&changes, &[]) {
                 Some(updated) => {
                     updates += 1;
                     updated
@@ -894,6 +1113,143 @@ mod tests {
             assert_eq!(view(&tree), view(&fresh), "step {step}: {state:?}");
         }
         assert!(updates > 300, "{updates} of 600 steps were updates");
+    }
+
+    /// As [`updated_trees_are_fresh_merges`], with the whole rule: packages with a
+    /// `provider_priority`, and the user's choices (`pkg prefer`), which come and go
+    /// too (a generation keeps only those of packages it holds). The fresh merge is
+    /// [`assemble`] over the recorded listings, as the mounted store's is; every step's
+    /// tree, conflicts and reasons included, is the fresh merge's.
+    #[test]
+    fn updated_trees_are_fresh_merges_under_the_whole_rule() {
+        let specs: [(&str, u16, &[&str]); 8] = [
+            (
+                "q0",
+                0,
+                &[
+                    "bin/",
+                    "bin/vi",
+                    "bin/a",
+                    "share/",
+                    "share/man/",
+                    "share/man/a.1",
+                ],
+            ),
+            ("q1", 5, &["bin/", "bin/vi", "bin/b", "lib/", "lib/q1.so"]),
+            (
+                "q2",
+                0,
+                &["share/", "share/man/", "share/man/a.1", "share/man/b.1"],
+            ),
+            (
+                "q3",
+                9,
+                &[
+                    "etc/",
+                    "etc/q3.conf",
+                    "share/",
+                    "share/man/",
+                    "share/man/c.1",
+                ],
+            ),
+            ("q4", 0, &["include/", "include/q4.h"]),
+            ("q5", 0, &["sbin/", "sbin/q5", "bin/", "bin/q5"]),
+            ("q6", 2, &["share/", "share/man"]),
+            ("q7", 0, &["svc/", "svc/q7", "bin/", "bin/b"]),
+        ];
+        let entries: Vec<Entry> = specs.iter().map(|(n, p, _)| entry(n, *p)).collect();
+        let recorded: Vec<Recorded> = specs
+            .iter()
+            .map(|(_, _, paths)| Recorded::record(&mut Fake::new(paths)))
+            .collect();
+        let ids: Vec<String> = entries.iter().map(|e| e.id().to_string()).collect();
+        let choices: [(&str, &str); 7] = [
+            ("q0", "bin/vi"),
+            ("q1", "bin/vi"),
+            ("q2", "share/man"),
+            ("q0", "share/man/a.1"),
+            ("q7", "bin/b"),
+            ("q3", "share/man/c.1"),
+            ("q4", "include/q4.h"),
+        ];
+        let mut state: Vec<Option<bool>> = vec![None; specs.len()];
+        let mut chosen = [false; 7];
+        let mut tree = Tree::empty();
+        let mut random = 0x2545_f491_4f6c_dd1d_u64;
+        let (mut updates, mut refused_for_choices) = (0, 0);
+        for step in 0..1500 {
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            let before = state.clone();
+            let before_preferences: Vec<Preference> = preferences(&choices, &chosen);
+            if random >> 40 & 7 == 0 {
+                let which = (random >> 8) as usize % choices.len();
+                chosen[which] = !chosen[which];
+            } else {
+                let which = (random % specs.len() as u64) as usize;
+                state[which] = match (state[which], random >> 32 & 3) {
+                    (None, 0) => Some(true),
+                    (None, _) => Some(false),
+                    (Some(explicit), 0) => Some(!explicit),
+                    (Some(_), _) => None,
+                };
+            }
+            // A choice belongs to its package, and of one path there is one choice.
+            for (at, (name, _)) in choices.iter().enumerate() {
+                let index = specs.iter().position(|(n, _, _)| n == name).unwrap();
+                chosen[at] &= state[index].is_some();
+            }
+            let taken: Vec<Preference> = preferences(&choices, &chosen);
+            let packages: Vec<(&Entry, bool)> = (0..specs.len())
+                .filter_map(|i| Some((&entries[i], state[i]?)))
+                .collect();
+            let fresh = assemble(packages, &taken, &mut |entry, merge| {
+                let at = entries.iter().position(|e| e == entry).unwrap();
+                merge(&mut &recorded[at]);
+            });
+            let changes: Vec<(&str, &Recorded, Change)> = (0..specs.len())
+                .filter_map(|i| {
+                    let change = match (before[i], state[i]) {
+                        (Some(_), None) => Change::Removed,
+                        (None, Some(_)) => Change::Added,
+                        (Some(was), Some(now)) if was != now => Change::Moved,
+                        (Some(_), Some(_)) => Change::Kept,
+                        (None, None) => return None,
+                    };
+                    Some((ids[i].as_str(), &recorded[i], change))
+                })
+                .collect();
+            tree = match tree.update(&changes, &taken) {
+                Some(updated) => {
+                    updates += 1;
+                    updated
+                }
+                None => {
+                    refused_for_choices += usize::from(before_preferences != taken);
+                    fresh.clone()
+                }
+            };
+            assert_eq!(
+                view(&tree),
+                view(&fresh),
+                "step {step}: {state:?} {taken:?}"
+            );
+        }
+        assert!(updates > 300, "{updates} of 1500 steps were updates");
+        assert!(refused_for_choices > 50, "{refused_for_choices}");
+    }
+
+    /// The preferences `chosen` of `choices`, one per path (the first), sorted by path.
+    fn preferences(choices: &[(&str, &str)], chosen: &[bool]) -> Vec<Preference> {
+        let mut taken: Vec<Preference> = Vec::new();
+        for (at, (name, path)) in choices.iter().enumerate() {
+            if chosen[at] && !taken.iter().any(|p| p.path == *path) {
+                taken.push(Preference::new(name, path).unwrap());
+            }
+        }
+        taken.sort_by(|a, b| a.path.cmp(&b.path));
+        taken
     }
 
     /// A hostile image's listing is recorded only so far: the store's memory stays
@@ -917,5 +1273,178 @@ mod tests {
         for dir in DIRS {
             assert!(tree.child(0, dir.as_bytes()).is_ok(), "{dir}");
         }
+    }
+
+    /// An entry of `name`, version 1, with a provider priority.
+    fn entry(name: &str, provider_priority: u16) -> Entry {
+        let text = format!(
+            "amber-index 1\narch x86_64\nserial 1\nexpires 2\n\
+             pkg {name} 1 size=1 sha256={}{}\n",
+            "0".repeat(64),
+            if provider_priority > 0 {
+                format!(" provides=x provider_priority={provider_priority}")
+            } else {
+                String::new()
+            }
+        );
+        amber_core::index::parse(&text).unwrap().packages.remove(0)
+    }
+
+    /// Each contested path with its winner and rule, for packages given as
+    /// (entry, requested by name, paths) and the user's preferences.
+    fn contest(packages: &[(Entry, bool, &[&str])], preferences: &[(&str, &str)]) -> Vec<String> {
+        let preferences: Vec<Preference> = preferences
+            .iter()
+            .map(|(name, path)| Preference::new(name, path).unwrap())
+            .collect();
+        let mut listings: BTreeMap<String, Fake> = packages
+            .iter()
+            .map(|(entry, _, paths)| (entry.name.clone(), Fake::new(paths)))
+            .collect();
+        let tree = assemble(
+            packages
+                .iter()
+                .map(|(e, explicit, _)| (e, *explicit))
+                .collect(),
+            &preferences,
+            &mut |entry, merge| merge(listings.get_mut(&entry.name).unwrap()),
+        );
+        let mut out: Vec<String> = tree
+            .conflicts
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {} over {} ({})",
+                    c.path,
+                    c.winner,
+                    c.loser,
+                    c.reason.word()
+                )
+            })
+            .collect();
+        out.extend(links(&tree));
+        out
+    }
+
+    #[test]
+    fn the_conflict_rule_in_order() {
+        const VI: &[&str] = &["bin/", "bin/vi"];
+        // Versions are not compared: only the name decides between equals.
+        assert_eq!(
+            contest(
+                &[
+                    (entry("vim", 0), false, VI),
+                    (entry("busybox", 0), false, VI)
+                ],
+                &[]
+            ),
+            [
+                "bin/vi: busybox-1 over vim-1 (name)",
+                "bin/vi -> ../busybox-1/bin/vi"
+            ]
+        );
+        // The higher provider_priority before the name.
+        assert_eq!(
+            contest(
+                &[
+                    (entry("vim", 5), false, VI),
+                    (entry("busybox", 0), false, VI)
+                ],
+                &[]
+            ),
+            [
+                "bin/vi: vim-1 over busybox-1 (priority)",
+                "bin/vi -> ../vim-1/bin/vi"
+            ]
+        );
+        // Requested by name before the priority.
+        assert_eq!(
+            contest(
+                &[
+                    (entry("vim", 5), false, VI),
+                    (entry("busybox", 0), true, VI)
+                ],
+                &[]
+            ),
+            [
+                "bin/vi: busybox-1 over vim-1 (requested)",
+                "bin/vi -> ../busybox-1/bin/vi"
+            ]
+        );
+        // The user's choice before everything.
+        assert_eq!(
+            contest(
+                &[
+                    (entry("vim", 0), false, VI),
+                    (entry("busybox", 9), true, VI)
+                ],
+                &[("vim", "/bin/vi")]
+            ),
+            [
+                "bin/vi: vim-1 over busybox-1 (preferred)",
+                "bin/vi -> ../vim-1/bin/vi"
+            ]
+        );
+        // A choice of a package not in the set, or of a path it lacks, changes nothing.
+        assert_eq!(
+            contest(
+                &[
+                    (entry("vim", 0), false, VI),
+                    (entry("busybox", 0), false, VI)
+                ],
+                &[("nvi", "bin/vi"), ("vim", "bin/view")]
+            ),
+            [
+                "bin/vi: busybox-1 over vim-1 (name)",
+                "bin/vi -> ../busybox-1/bin/vi"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_preferred_directory_and_the_nearest_choice() {
+        let man: &[&str] = &["share/", "share/man/", "share/man/a.1", "share/man/b.1"];
+        let other: &[&str] = &[
+            "share/",
+            "share/man/",
+            "share/man/a.1",
+            "share/man/b.1",
+            "bin/",
+            "bin/x",
+        ];
+        // The whole directory goes to the chosen package; what else the other has stays.
+        assert_eq!(
+            contest(
+                &[
+                    (entry("aaa", 0), true, other),
+                    (entry("zzz", 0), false, man)
+                ],
+                &[("zzz", "share/man")]
+            ),
+            [
+                "share/man/a.1: zzz-1 over aaa-1 (preferred)",
+                "share/man/b.1: zzz-1 over aaa-1 (preferred)",
+                "share/man/a.1 -> ../../zzz-1/share/man/a.1",
+                "share/man/b.1 -> ../../zzz-1/share/man/b.1",
+                "bin/x -> ../aaa-1/bin/x",
+            ]
+        );
+        // A choice deeper inside wins there.
+        assert_eq!(
+            contest(
+                &[
+                    (entry("aaa", 0), true, other),
+                    (entry("zzz", 0), false, man)
+                ],
+                &[("zzz", "share/man"), ("aaa", "share/man/b.1")]
+            ),
+            [
+                "share/man/b.1: aaa-1 over zzz-1 (preferred)",
+                "share/man/a.1: zzz-1 over aaa-1 (preferred)",
+                "share/man/b.1 -> ../../aaa-1/share/man/b.1",
+                "share/man/a.1 -> ../../zzz-1/share/man/a.1",
+                "bin/x -> ../aaa-1/bin/x",
+            ]
+        );
     }
 }

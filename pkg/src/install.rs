@@ -1,14 +1,16 @@
 //! Changing what is installed: `add`, `del` and `upgrade`. Each resolves a new world,
-//! fetches what is missing, and switches to a new generation atomically.
+//! fetches what is missing, and switches to a new generation atomically. Also `prefer`,
+//! which changes only who keeps a contested exchange-directory path, and so is a new
+//! generation too (switched to, and rolled back, like any other).
 
 use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-use amber_core::generation::Generation;
+use amber_core::generation::{Generation, Preference};
 use amber_core::hash::{to_hex, Sha256Check};
 use amber_core::index::{Entry, Index};
-use amber_core::solve::{Mode, Pool};
+use amber_core::solve::{Mode, Pool, Source};
 use amber_core::version::{Dependency, PackageId};
 
 use crate::context::{Context, Report};
@@ -19,28 +21,58 @@ use crate::json::Json;
 use crate::repo::{self, Accepted};
 use crate::store::Store;
 
+/// What one argument of `add` (or `run -p`) asks for.
+pub enum Wanted {
+    /// A request: `busybox`, `busybox>=1.36`, `vim@edge`, `!dnsmasq`.
+    Request(Dependency),
+    /// A local image: an argument naming an existing file, or holding a `/`.
+    Local(String),
+}
+
+impl Wanted {
+    /// Reads an argument: a path to an existing file or anything with a `/` is a local
+    /// image, whatever its extension; the rest must be a request.
+    pub fn parse(argument: &str) -> Result<Wanted, Error> {
+        if argument.contains('/') || Path::new(argument).is_file() {
+            return Ok(Wanted::Local(argument.to_owned()));
+        }
+        Dependency::parse_request(argument)
+            .map(Wanted::Request)
+            .map_err(|error| {
+                Error::usage(format!(
+                    "{argument}: {error}; a package is NAME[@TAG][OP VERSION] (busybox, \
+                     busybox>=1.36, vim@edge, !dnsmasq), a local image an existing file or a \
+                     path with a / (./busybox.squashfs)"
+                ))
+            })
+    }
+}
+
 /// `pkg add NAME[CONSTRAINT]... | ./file.squashfs...`
 pub fn add(context: &Context, packages: &[String], allow_untrusted: bool) -> Result<Report, Error> {
     if packages.is_empty() {
         return Err(Error::usage("add: name at least one package"));
     }
-    let (files, names): (Vec<&String>, Vec<&String>) =
-        packages.iter().partition(|p| is_local_image(p));
     let mut requests = Vec::new();
-    for name in names {
-        requests.push(Dependency::parse(name).map_err(|e| Error::usage(format!("{name}: {e}")))?);
+    let mut files = Vec::new();
+    for argument in packages {
+        match Wanted::parse(argument)? {
+            Wanted::Request(request) => requests.push(request),
+            Wanted::Local(file) => files.push(file),
+        }
     }
     let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
     let current = store.current()?;
-    let indexes = if store.repositories()?.is_empty() && !files.is_empty() {
+    let cached = if store.repositories()?.is_empty() && !files.is_empty() {
         Vec::new()
     } else {
-        repo::load_indexes(&store, &context.arch, &context.clock)?
+        repo::read_indexes(&store)?
     };
+    let indexes = repo::accept(&store, &cached, &context.arch, &context.clock)?;
     // Local images become entries of their own little index, after their hash matched
     // a trusted index (or --allow-untrusted said to take them as they are).
     let mut local = Vec::new();
-    for file in files {
+    for file in &files {
         let entry = import_local(
             &store,
             &indexes,
@@ -65,6 +97,9 @@ pub fn add(context: &Context, packages: &[String], allow_untrusted: bool) -> Res
     let already: Vec<String> = requests
         .iter()
         .filter_map(|request| {
+            if request.conflict {
+                return None;
+            }
             let entry = current.packages.iter().find(|e| request.matches(&e.id()))?;
             current
                 .world
@@ -117,13 +152,17 @@ pub fn del(context: &Context, names: &[String]) -> Result<Report, Error> {
                     let needed_by: Vec<String> = current
                         .packages
                         .iter()
-                        .filter(|other| other.deps.iter().any(|d| entry.has_or_provides(&d.name)))
+                        .filter(|other| other.needs().any(|d| entry.has_or_provides(&d.name)))
                         .map(|other| other.id().to_string())
                         .collect();
-                    format!(
-                        "{name}: not requested by name; needed by {}",
-                        needed_by.join(", ")
-                    )
+                    if needed_by.is_empty() {
+                        format!("{name}: not requested by name; it comes with install_if")
+                    } else {
+                        format!(
+                            "{name}: not requested by name; needed by {}",
+                            needed_by.join(", ")
+                        )
+                    }
                 }
                 None => format!("{name}: not installed"),
             };
@@ -144,7 +183,8 @@ pub fn del(context: &Context, names: &[String]) -> Result<Report, Error> {
 pub fn upgrade(context: &Context) -> Result<Report, Error> {
     let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
     let current = store.current()?;
-    let indexes = repo::load_indexes(&store, &context.arch, &context.clock)?;
+    let cached = repo::read_indexes(&store)?;
+    let indexes = repo::accept(&store, &cached, &context.arch, &context.clock)?;
     let world = current.world.clone();
     change(
         context,
@@ -157,38 +197,39 @@ pub fn upgrade(context: &Context) -> Result<Report, Error> {
     )
 }
 
-/// Solve `world`, fetch what is missing, and switch to the new generation.
-fn change(
-    context: &Context,
+/// The candidates of a solve: local images first, then what is installed (its images
+/// are here and verified), then the repositories in their configured order, each
+/// under its tag. Returns the sources and, per source, the repository it is.
+pub fn sources<'a>(
+    local: Option<&'a Index>,
+    installed: &'a Index,
+    indexes: &'a [Accepted<'a>],
+) -> (Vec<Source<'a>>, Vec<Option<usize>>) {
+    let mut sources = Vec::new();
+    let mut repos = Vec::new();
+    if let Some(local) = local {
+        sources.push(Source::index(local, None));
+        repos.push(None);
+    }
+    sources.push(Source::index(installed, None));
+    repos.push(None);
+    for (at, accepted) in indexes.iter().enumerate() {
+        sources.push(Source::view(&accepted.index, accepted.tag));
+        repos.push(Some(at));
+    }
+    (sources, repos)
+}
+
+/// The images of `closure` the store lacks, as download jobs from the repository each
+/// came from; an image the store has must be the bytes its entry names.
+pub fn missing_images<'e>(
     store: &Store,
     current: &Generation,
-    world: Vec<Dependency>,
-    indexes: &[Accepted],
-    local: Option<&Index>,
-    mode: Mode,
-) -> Result<Report, Error> {
-    // Candidates: local images first, then what is installed (its images are here and
-    // verified), then the repositories in their configured order.
-    let installed_index = Index {
-        arch: context.arch.clone(),
-        serial: 0,
-        expires: 0,
-        packages: current.packages.clone(),
-        systems: Vec::new(),
-    };
-    let mut sources: Vec<&Index> = Vec::new();
-    sources.extend(local);
-    sources.push(&installed_index);
-    sources.extend(indexes.iter().map(|a| &a.index));
-    let installed: Vec<PackageId> = current.packages.iter().map(Entry::id).collect();
-    let pool = Pool::new(&sources);
-    let closure = pool
-        .solve(&world, &installed, mode)
-        .map_err(|e| Error::new(e.to_string()))?;
-
-    // Fetch the images not already in the store, from the repository each came from.
+    closure: &'e [(Entry, Option<usize>)],
+    indexes: &[Accepted<'_>],
+) -> Result<Vec<Job<'e>>, Error> {
     let mut jobs = Vec::new();
-    for entry in &closure {
+    for (entry, repo) in closure {
         let path = store.image_path(entry);
         if path.is_file() {
             // The image was verified, but perhaps against another entry for the same id
@@ -213,20 +254,49 @@ fn change(
             }
             continue;
         }
-        let repo = indexes
-            .iter()
-            .find(|a| a.index.packages.iter().any(|e| std::ptr::eq(e, *entry)))
-            .ok_or_else(|| {
-                Error::new(format!(
-                    "{}: image missing and no repository has it",
-                    entry.id()
-                ))
-            })?;
+        let repo = repo.and_then(|at| indexes.get(at)).ok_or_else(|| {
+            Error::new(format!(
+                "{}: image missing and no repository has it",
+                entry.id()
+            ))
+        })?;
         jobs.push(Job {
             entry,
-            locations: repo::locations(store, &repo.repo)?,
+            locations: repo::locations(store, repo.repo)?,
         });
     }
+    Ok(jobs)
+}
+
+/// Solve `world`, fetch what is missing, and switch to the new generation.
+fn change(
+    context: &Context,
+    store: &Store,
+    current: &Generation,
+    world: Vec<Dependency>,
+    indexes: &[Accepted<'_>],
+    local: Option<&Index>,
+    mode: Mode,
+) -> Result<Report, Error> {
+    let installed_index = Index {
+        arch: context.arch.clone(),
+        serial: 0,
+        expires: 0,
+        packages: current.packages.clone(),
+        systems: Vec::new(),
+    };
+    let (sources, repos) = sources(local, &installed_index, indexes);
+    let installed: Vec<PackageId> = current.packages.iter().map(Entry::id).collect();
+    let pool = Pool::with_sources(&sources);
+    let closure: Vec<(Entry, Option<usize>)> = pool
+        .solve(&world, &installed, mode)
+        .map_err(|e| Error::new(e.to_string()))?
+        .iter()
+        .map(|chosen| (chosen.to_entry(), repos[chosen.source()]))
+        .collect();
+
+    // Fetch the images not already in the store, from the repository each came from.
+    let jobs = missing_images(store, current, &closure, indexes)?;
     let fetched =
         match download::fetch_all(&jobs, &store.images_dir(), &context.arch, &context.limits) {
             Ok(fetched) => fetched,
@@ -240,18 +310,21 @@ fn change(
             }
         };
 
-    let number = store
-        .generation_numbers()?
-        .last()
-        .copied()
-        .unwrap_or(0)
-        .max(current.number)
-        + 1;
+    let number = next_number(store, current)?;
+    let packages: Vec<Entry> = closure.into_iter().map(|(entry, _)| entry).collect();
+    // A preference rides along with its package: gone when the package goes.
+    let preferences = current
+        .preferences
+        .iter()
+        .filter(|preference| packages.iter().any(|e| e.name == preference.name))
+        .cloned()
+        .collect();
     let next = Generation {
         number,
         parent: (current.number > 0).then_some(current.number),
         world,
-        packages: closure.iter().map(|e| (*e).clone()).collect(),
+        preferences,
+        packages,
     };
     let before = sorted_ids(&current.packages);
     let after = sorted_ids(&next.packages);
@@ -263,7 +336,11 @@ fn change(
         .iter()
         .filter(|id| after.binary_search(id).is_err())
         .collect();
-    if added.is_empty() && removed.is_empty() && next.world == current.world {
+    if added.is_empty()
+        && removed.is_empty()
+        && next.world == current.world
+        && next.preferences == current.preferences
+    {
         let json = Json::object([
             ("ok", Json::Bool(true)),
             ("generation", Json::Number(current.number)),
@@ -306,39 +383,37 @@ fn sorted_ids(entries: &[Entry]) -> Vec<String> {
     ids
 }
 
-/// Whether an `add` argument names a local image rather than a package.
-fn is_local_image(argument: &str) -> bool {
-    argument.ends_with(".squashfs") && argument.contains('/')
-}
-
 /// Copy a local image into the store. Its hash must match a trusted index entry before
 /// the image is opened at all; with `allow_untrusted`, its own meta is believed instead.
 fn import_local(
     store: &Store,
-    indexes: &[Accepted],
+    indexes: &[Accepted<'_>],
     path: &Path,
     arch: &str,
     allow_untrusted: bool,
 ) -> Result<Entry, Error> {
+    let metadata = fs::metadata(path).context(path.display())?;
+    if !metadata.is_file() {
+        return Err(Error::new(format!(
+            "{}: not a file (a local image is a package's .squashfs file)",
+            path.display()
+        )));
+    }
     let bytes_hash = crate::image::sha256(path)?;
-    let size = fs::metadata(path).context(path.display())?.len();
-    let trusted = indexes
-        .iter()
-        .flat_map(|a| a.index.packages.iter())
-        .find(|e| e.sha256 == bytes_hash && e.size == size)
-        .cloned();
+    let size = metadata.len();
+    let trusted = indexes.iter().find_map(|accepted| {
+        let index = &accepted.index;
+        index
+            .packages()
+            .iter()
+            .find(|e| e.sha256 == bytes_hash && e.size == size)
+            .map(|e| index.entry(e))
+    });
     let entry = match trusted {
         Some(entry) => entry,
         None if allow_untrusted => {
             let meta = crate::image::read_meta(path)?;
-            Entry {
-                name: meta.name,
-                version: meta.version,
-                size,
-                sha256: bytes_hash,
-                deps: meta.deps,
-                provides: meta.provides,
-            }
+            Entry::from_meta(&meta, size, bytes_hash)
         }
         None => {
             return Err(Error::new(format!(
@@ -380,4 +455,116 @@ fn import_local(
     }
     result.map_err(|e| e.context(path.display()))?;
     Ok(entry)
+}
+
+/// The number of the next generation: above every kept one and the current one.
+fn next_number(store: &Store, current: &Generation) -> Result<u64, Error> {
+    let highest = store.generation_numbers()?.last().copied().unwrap_or(0);
+    Ok(highest.max(current.number) + 1)
+}
+
+/// `pkg prefer NAME PATH`: the installed package NAME keeps PATH (and, for a directory,
+/// what it holds there) in the exchange directories, whoever else has it; with
+/// `forget`, NAME's choice of PATH is dropped. Either way a new generation.
+pub fn prefer(context: &Context, name: &str, path: &str, forget: bool) -> Result<Report, Error> {
+    let preference = Preference::new(name, path)
+        .map_err(|e| Error::usage(format!("prefer {name} {path}: {e}")))?;
+    let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
+    let current = store.current()?;
+    let mut preferences = current.preferences.clone();
+    let text = if forget {
+        let before = preferences.len();
+        preferences.retain(|p| *p != preference);
+        if preferences.len() == before {
+            return Err(Error::new(format!(
+                "{}: {name} was not preferred for it",
+                preference.path
+            )));
+        }
+        format!("{}: no longer preferred to {name}\n", preference.path)
+    } else {
+        let Some(entry) = current.package(name) else {
+            return Err(Error::new(format!("{name}: not installed")));
+        };
+        let archive = crate::image::open(&store.image_path(entry))?;
+        let mut cache = amber_core::squashfs::read::Cache::new();
+        if archive.lookup_path(&preference.path, &mut cache).is_err() {
+            return Err(Error::new(format!(
+                "{}: has no {}",
+                entry.id(),
+                preference.path
+            )));
+        }
+        if preferences.contains(&preference) {
+            let json = Json::object([
+                ("ok", Json::Bool(true)),
+                ("generation", Json::Number(current.number)),
+                ("changed", Json::Bool(false)),
+            ]);
+            return Ok(Report::new("nothing to do\n".into(), json));
+        }
+        preferences.retain(|p| p.path != preference.path);
+        preferences.push(preference.clone());
+        amber_core::sort::sort(&mut preferences);
+        format!("{}: preferred to {}\n", preference.path, entry.id())
+    };
+    let number = next_number(&store, &current)?;
+    let next = Generation {
+        number,
+        parent: (current.number > 0).then_some(current.number),
+        world: current.world.clone(),
+        preferences,
+        packages: current.packages.clone(),
+    };
+    store.commit(&next)?;
+    crate::notify::after_switch(&store, number)?;
+    let json = Json::object([
+        ("ok", Json::Bool(true)),
+        ("generation", Json::Number(number)),
+        ("changed", Json::Bool(true)),
+        ("path", Json::string(&preference.path)),
+        ("package", Json::string(name)),
+    ]);
+    Ok(Report::new(format!("{text}generation {number}\n"), json))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_are_requests_or_local_images() {
+        let render = |argument: &str| match Wanted::parse(argument) {
+            Ok(Wanted::Request(request)) => format!("request {request}"),
+            Ok(Wanted::Local(path)) => format!("local {path}"),
+            Err(error) => error.to_string(),
+        };
+        let table: &[(&str, &str)] = &[
+            ("busybox", "request busybox"),
+            ("busybox>=1.36", "request busybox>=1.36"),
+            ("vim@edge", "request vim@edge"),
+            ("!dnsmasq", "request !dnsmasq"),
+            ("so:libz.so.1", "request so:libz.so.1"),
+            ("./x.sqfs", "local ./x.sqfs"),
+            ("/tmp/x.squashfs", "local /tmp/x.squashfs"),
+            ("dir/x", "local dir/x"),
+            // An existing file, whatever it is called.
+            ("Cargo.toml", "local Cargo.toml"),
+            (
+                "X.sqfs",
+                "X.sqfs: dependency has an invalid package name; a package is \
+                 NAME[@TAG][OP VERSION] (busybox, busybox>=1.36, vim@edge, !dnsmasq), a local \
+                 image an existing file or a path with a / (./busybox.squashfs)",
+            ),
+            (
+                "foo==1",
+                "foo==1: dependency has an invalid operator (use = < <= > >= ~); a package \
+                 is NAME[@TAG][OP VERSION] (busybox, busybox>=1.36, vim@edge, !dnsmasq), a \
+                 local image an existing file or a path with a / (./busybox.squashfs)",
+            ),
+        ];
+        for (argument, expect) in table {
+            assert_eq!(render(argument), *expect, "{argument}");
+        }
+    }
 }

@@ -145,8 +145,9 @@ pub fn verify(context: &Context) -> Result<Report, Error> {
 }
 
 /// `pkg gc --keep N`: keep the newest N generations and the current one; remove the
-/// rest, then the images no kept generation uses. Generation files go first, so a crash
-/// never leaves a generation whose images are gone.
+/// rest, then the images no kept generation uses and no running `pkg run` leases.
+/// Generation files go first, so a crash never leaves a generation whose images are
+/// gone.
 pub fn gc(context: &Context, keep: u64) -> Result<Report, Error> {
     if keep == 0 {
         return Err(Error::usage("gc: --keep must be at least 1"));
@@ -169,6 +170,9 @@ pub fn gc(context: &Context, keep: u64) -> Result<Report, Error> {
         for entry in store.generation(number)?.packages {
             used.push(store.image_path(&entry));
         }
+    }
+    for image in store.leased_images()? {
+        used.push(store.images_dir().join(image));
     }
     let mut removed_images = Vec::new();
     let mut freed = 0;

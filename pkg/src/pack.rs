@@ -18,7 +18,7 @@ use amber_core::meta::Meta;
 use amber_core::squashfs::write::{
     write_image, Contents, DirId, FileId, Options, Sink, Tree, WriteError,
 };
-use amber_core::version::{is_valid_name, Dependency, Version};
+use amber_core::version::{is_valid_name, Dependency, Provide, Version};
 
 use crate::args::PackArgs;
 use crate::context::Report;
@@ -140,7 +140,7 @@ fn check_args(args: &PackArgs) -> Result<Meta, Error> {
             Dependency::parse(dep).map_err(|error| Error::argument("--dep", Some(dep), error))?;
         if deps
             .iter()
-            .any(|seen: &Dependency| seen.name == parsed.name)
+            .any(|seen: &Dependency| seen.name == parsed.name && seen.conflict == parsed.conflict)
         {
             return Err(Error::argument(
                 "--dep",
@@ -150,17 +150,43 @@ fn check_args(args: &PackArgs) -> Result<Meta, Error> {
         }
         deps.push(parsed);
     }
-    for name in &args.provides {
-        if !is_valid_name(name) {
+    let mut provides: Vec<Provide> = Vec::new();
+    for text in &args.provides {
+        let provide = Provide::parse(text)
+            .map_err(|error| Error::argument("--provides", Some(text), error))?;
+        if provides.iter().any(|seen| seen.name == provide.name) {
+            return Err(Error::argument("--provides", Some(text), "given twice"));
+        }
+        provides.push(provide);
+    }
+    let provider_priority = match args.provider_priority {
+        None => 0,
+        Some(priority) => u16::try_from(priority)
+            .ok()
+            .filter(|&priority| priority > 0)
+            .ok_or_else(|| {
+                Error::argument(
+                    "--provider-priority",
+                    Some(&priority.to_string()),
+                    "not a number from 1 to 65535",
+                )
+            })?,
+    };
+    let mut install_if: Vec<Dependency> = Vec::new();
+    for text in &args.install_if {
+        let parsed = Dependency::parse(text)
+            .map_err(|error| Error::argument("--install-if", Some(text), error))?;
+        if parsed.conflict {
             return Err(Error::argument(
-                "--provides",
-                Some(name),
-                "invalid package name",
+                "--install-if",
+                Some(text),
+                "takes no conflict (!NAME)",
             ));
         }
-        if args.provides.iter().filter(|other| *other == name).count() > 1 {
-            return Err(Error::argument("--provides", Some(name), "given twice"));
+        if install_if.iter().any(|seen| seen.name == parsed.name) {
+            return Err(Error::argument("--install-if", Some(text), "given twice"));
         }
+        install_if.push(parsed);
     }
     // A newline would split the meta line and shift the blame below to the wrong option.
     for (option, text) in [
@@ -188,7 +214,9 @@ fn check_args(args: &PackArgs) -> Result<Meta, Error> {
         version,
         arch: args.arch.clone(),
         deps,
-        provides: args.provides.clone(),
+        provides,
+        provider_priority,
+        install_if,
         description: args.description.clone(),
         license: args.license.clone(),
         size: 0,
@@ -196,24 +224,31 @@ fn check_args(args: &PackArgs) -> Result<Meta, Error> {
     };
     // The meta parser is the one authority on what a valid file is (description and
     // license rules included): what pack writes must read back as the same thing.
-    match Meta::parse(&meta.to_text()) {
+    let text = meta.to_text();
+    match Meta::parse(&text) {
         Ok(parsed) if parsed == meta => Ok(meta),
         Ok(_) => Err(Error::new("package metadata does not read back as written")),
         Err(error) => {
-            // Name the option the offending line came from.
-            const OPTIONS: [&str; 9] = [
-                "--name",
-                "--version",
-                "--arch",
-                "--dep",
-                "--provides",
-                "--description",
-                "--license",
-                "size",
-                "--recipe-hash",
+            // Name the option the offending line came from, by the line's key.
+            const OPTIONS: [(&str, &str); 10] = [
+                ("name", "--name"),
+                ("version", "--version"),
+                ("arch", "--arch"),
+                ("deps", "--dep"),
+                ("provides", "--provides"),
+                ("provider_priority", "--provider-priority"),
+                ("install_if", "--install-if"),
+                ("description", "--description"),
+                ("license", "--license"),
+                ("recipe", "--recipe-hash"),
             ];
-            match error.line.checked_sub(1).and_then(|line| OPTIONS.get(line)) {
-                Some(option) => Err(Error::argument(option, None, error.reason)),
+            let key = error
+                .line
+                .checked_sub(1)
+                .and_then(|line| text.lines().nth(line))
+                .and_then(|line| line.split(' ').next());
+            match OPTIONS.iter().find(|(known, _)| Some(*known) == key) {
+                Some((_, option)) => Err(Error::argument(option, None, error.reason)),
                 None => Err(Error::new(format!("package metadata: {error}"))),
             }
         }
@@ -421,6 +456,8 @@ mod tests {
             arch: "x86_64".into(),
             dep: vec!["musl>=1.2.4".into()],
             provides: vec!["sh".into()],
+            provider_priority: None,
+            install_if: Vec::new(),
             description: "The Swiss army knife".into(),
             license: "GPL-2.0-only".into(),
             recipe_hash: String::new(),
@@ -452,7 +489,22 @@ mod tests {
         assert_eq!(meta.name, "busybox");
         assert_eq!(meta.version.as_str(), "1.36.1-r2");
         assert_eq!(meta.deps.len(), 1);
-        assert_eq!(meta.provides, ["sh"]);
+        assert_eq!(meta.provides, [Provide::any("sh")]);
+        let mut full = args();
+        full.dep.push("!toybox".into());
+        full.provides.push("cmd:vi=1.36.1-r2".into());
+        full.provider_priority = Some(10);
+        full.install_if = vec!["base".into(), "lang>=2".into()];
+        let meta = check_args(&full).unwrap();
+        assert_eq!(
+            meta.to_text().lines().skip(3).take(4).collect::<Vec<_>>(),
+            [
+                "deps musl>=1.2.4,!toybox",
+                "provides sh,cmd:vi=1.36.1-r2",
+                "provider_priority 10",
+                "install_if base,lang>=2"
+            ]
+        );
     }
 
     #[test]
@@ -468,6 +520,32 @@ mod tests {
             (|a| a.dep = vec!["musl>>1".into()], "--dep"),
             (|a| a.dep = vec!["musl".into(), "musl>=1".into()], "--dep"),
             (|a| a.provides = vec!["Sh".into()], "--provides"),
+            (|a| a.provides = vec!["busybox".into()], "--provides"),
+            (|a| a.provides = vec!["sh>=1".into()], "--provides"),
+            (
+                |a| a.provides = vec!["sh=1".into(), "sh".into()],
+                "--provides",
+            ),
+            (|a| a.dep = vec!["!busybox".into()], "--dep"),
+            (|a| a.dep = vec!["musl".into(), "!musl".into()], "--dep"),
+            (|a| a.install_if = vec!["busybox".into()], "--install-if"),
+            (|a| a.install_if = vec!["!x".into()], "--install-if"),
+            (
+                |a| a.install_if = vec!["x".into(), "x>=1".into()],
+                "--install-if",
+            ),
+            (
+                |a| {
+                    a.provides.clear();
+                    a.provider_priority = Some(3);
+                },
+                "--provider-priority",
+            ),
+            (|a| a.provider_priority = Some(0), "--provider-priority"),
+            (
+                |a| a.provider_priority = Some(70_000),
+                "--provider-priority",
+            ),
             (
                 |a| a.provides = vec!["sh".into(), "sh".into()],
                 "--provides",

@@ -26,8 +26,17 @@ fn entry_json(entry: &Entry, explicit: Option<bool>) -> Json {
         ),
         (
             "provides".to_owned(),
-            Json::strings(entry.provides.iter().cloned()),
+            Json::strings(entry.provides.iter().map(|p| p.to_string())),
         ),
+        (
+            "provider_priority".to_owned(),
+            Json::Number(u64::from(entry.provider_priority)),
+        ),
+        (
+            "install_if".to_owned(),
+            Json::strings(entry.install_if.iter().map(|d| d.to_string())),
+        ),
+        ("description".to_owned(), Json::string(&entry.description)),
     ];
     if let Some(explicit) = explicit {
         pairs.push(("explicit".to_owned(), Json::Bool(explicit)));
@@ -66,20 +75,31 @@ pub fn info(context: &Context, name: &str) -> Result<Report, Error> {
     let store = Store::open_reading(&context.root);
     let current = store.current()?;
     let installed = current.package(name);
-    let available: Vec<Entry> = match repo::load_indexes(&store, &context.arch, &context.clock) {
-        Ok(indexes) => indexes
-            .iter()
-            .flat_map(|a| a.index.find(name).cloned().collect::<Vec<_>>())
-            .collect(),
-        Err(_) => Vec::new(),
-    };
-    let Some(shown) = installed.or(available.last()) else {
+    // The repositories are a bonus here: without them, the installed package still shows.
+    let cached = repo::read_indexes(&store).unwrap_or_default();
+    let available: Vec<(Entry, Option<String>)> =
+        match repo::accept(&store, &cached, &context.arch, &context.clock) {
+            Ok(indexes) => indexes
+                .iter()
+                .flat_map(|accepted| {
+                    let index = &accepted.index;
+                    index
+                        .packages()
+                        .iter()
+                        .filter(|entry| entry.name == name)
+                        .map(|entry| (index.entry(entry), accepted.tag.map(str::to_owned)))
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+    let Some(shown) = installed.or(available.last().map(|(entry, _)| entry)) else {
         return Err(Error::new(format!(
             "{name}: no such package installed or available"
         )));
     };
     let mut text = format!("{}\n", shown.id());
-    let mut description = String::new();
+    let mut description = shown.description.clone();
     let mut license = String::new();
     if let Some(entry) = installed {
         if let Ok(meta) = crate::image::read_meta(&store.image_path(entry)) {
@@ -93,31 +113,62 @@ pub fn info(context: &Context, name: &str) -> Result<Report, Error> {
     if !license.is_empty() {
         let _ = writeln!(text, "  license: {license}");
     }
+    let pinned = current
+        .world
+        .iter()
+        .find(|request| request.name == name)
+        .and_then(|request| request.tag.as_deref());
     let _ = writeln!(
         text,
         "  installed: {}",
         installed.map_or("no".to_owned(), |e| format!(
-            "{}{}",
+            "{}{}{}",
             e.version,
             if current.is_explicit(e) {
                 ""
             } else {
                 " (dependency)"
-            }
+            },
+            pinned.map_or(String::new(), |tag| format!(" (pinned to @{tag})"))
         ))
     );
-    let deps: Vec<String> = shown.deps.iter().map(|d| d.to_string()).collect();
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "-".to_owned()
+        } else {
+            items.join(", ")
+        }
+    };
     let _ = writeln!(
         text,
         "  depends: {}",
-        if deps.is_empty() {
-            "-".into()
-        } else {
-            deps.join(", ")
-        }
+        list(shown.needs().map(|d| d.to_string()).collect())
     );
+    let conflicts: Vec<String> = shown
+        .deps
+        .iter()
+        .filter(|d| d.conflict)
+        .map(|d| d.to_string())
+        .collect();
+    if !conflicts.is_empty() {
+        let _ = writeln!(text, "  conflicts: {}", list(conflicts));
+    }
     if !shown.provides.is_empty() {
-        let _ = writeln!(text, "  provides: {}", shown.provides.join(", "));
+        let _ = writeln!(
+            text,
+            "  provides: {}",
+            list(shown.provides.iter().map(|p| p.to_string()).collect())
+        );
+    }
+    if shown.provider_priority > 0 {
+        let _ = writeln!(text, "  provider priority: {}", shown.provider_priority);
+    }
+    if !shown.install_if.is_empty() {
+        let _ = writeln!(
+            text,
+            "  install_if: {}",
+            list(shown.install_if.iter().map(|d| d.to_string()).collect())
+        );
     }
     let _ = writeln!(
         text,
@@ -125,7 +176,13 @@ pub fn info(context: &Context, name: &str) -> Result<Report, Error> {
         shown.size,
         to_hex(&shown.sha256)
     );
-    let versions: Vec<String> = available.iter().map(|e| e.version.to_string()).collect();
+    let versions: Vec<String> = available
+        .iter()
+        .map(|(entry, tag)| match tag {
+            Some(tag) => format!("{}@{tag}", entry.version),
+            None => entry.version.to_string(),
+        })
+        .collect();
     if !versions.is_empty() {
         let _ = writeln!(text, "  available: {}", versions.join(", "));
     }
@@ -145,43 +202,65 @@ pub fn info(context: &Context, name: &str) -> Result<Report, Error> {
     ))
 }
 
-/// `pkg search WORD`: the newest version of every package whose name or provides
-/// contain WORD.
+/// `pkg search WORD`: the newest version of every package whose name, provides or
+/// description contain WORD (the description ignoring ASCII case: Unicode's case
+/// tables would cost the device binary more than they give), with its description.
 pub fn search(context: &Context, word: &str) -> Result<Report, Error> {
     let store = Store::open_reading(&context.root);
     let current = store.current()?;
-    let indexes = repo::load_indexes(&store, &context.arch, &context.clock)?;
-    let mut found: Vec<&Entry> = Vec::new();
-    for entry in indexes.iter().flat_map(|a| a.index.packages.iter()) {
-        let hit = entry.name.contains(word) || entry.provides.iter().any(|p| p.contains(word));
-        if !hit {
-            continue;
-        }
-        match found.iter_mut().find(|e| e.name == entry.name) {
-            Some(slot) if slot.version < entry.version => *slot = entry,
-            Some(_) => {}
-            None => found.push(entry),
+    let cached = repo::read_indexes(&store)?;
+    let indexes = repo::accept(&store, &cached, &context.arch, &context.clock)?;
+    // (index, entry) of the newest version of each name found.
+    let mut found: Vec<(usize, &amber_core::index::EntryView<'_>)> = Vec::new();
+    for (at, accepted) in indexes.iter().enumerate() {
+        let index = &accepted.index;
+        for entry in index.packages() {
+            let hit = entry.name.contains(word)
+                || index.provides(entry).iter().any(|p| p.name.contains(word))
+                || contains_ignoring_case(entry.description, word);
+            if !hit {
+                continue;
+            }
+            match found.iter_mut().find(|(_, seen)| seen.name == entry.name) {
+                Some(slot)
+                    if amber_core::version::compare(slot.1.version, entry.version).is_lt() =>
+                {
+                    *slot = (at, entry);
+                }
+                Some(_) => {}
+                None => found.push((at, entry)),
+            }
         }
     }
-    amber_core::sort::sort_by(&mut found, |a, b| a.name.cmp(&b.name));
+    amber_core::sort::sort_by(&mut found, |a, b| a.1.name.cmp(b.1.name));
     let mut text = String::new();
     let mut items = Vec::new();
-    for entry in found {
+    for (at, view) in found {
+        let entry = indexes[at].index.entry(view);
         let installed = current.package(&entry.name).map(|e| e.version.to_string());
-        let _ = writeln!(
-            text,
-            "{}{}",
-            entry.id(),
-            installed
-                .as_ref()
-                .map_or(String::new(), |v| format!(" (installed: {v})"))
-        );
-        items.push(entry_json(entry, None));
+        let _ = write!(text, "{}", entry.id());
+        if !entry.description.is_empty() {
+            let _ = write!(text, " - {}", entry.description);
+        }
+        if let Some(version) = &installed {
+            let _ = write!(text, " (installed: {version})");
+        }
+        text.push('\n');
+        items.push(entry_json(&entry, None));
     }
     Ok(Report::new(
         text,
         Json::object([("ok", Json::Bool(true)), ("packages", Json::Array(items))]),
     ))
+}
+
+/// Whether `text` contains `word`, ASCII letters compared without case.
+fn contains_ignoring_case(text: &str, word: &str) -> bool {
+    let (text, word) = (text.as_bytes(), word.as_bytes());
+    word.is_empty()
+        || text
+            .windows(word.len())
+            .any(|window| window.eq_ignore_ascii_case(word))
 }
 
 /// `pkg which PATH`: the installed packages holding PATH, looked up in the images.
@@ -233,7 +312,7 @@ pub fn which(context: &Context, path: &str) -> Result<Report, Error> {
 }
 
 /// `pkg info --conflicts`: the exchange-directory paths several installed packages
-/// want, and which one wins (the same rule the mounted store applies).
+/// want, which one wins and by which rule (the same rule the mounted store applies).
 pub fn conflicts(context: &Context) -> Result<Report, Error> {
     let store = Store::open(&context.root);
     let current = store.current()?;
@@ -245,6 +324,7 @@ pub fn conflicts(context: &Context) -> Result<Report, Error> {
     let mut cache = Cache::new();
     let tree = crate::exchange::build_for(
         packages,
+        &current.preferences,
         |entry| {
             crate::image::open(&store.image_path(entry))
                 .ok()
@@ -257,13 +337,14 @@ pub fn conflicts(context: &Context) -> Result<Report, Error> {
     for conflict in &tree.conflicts {
         let _ = writeln!(
             text,
-            "{}: {} wins over {}",
-            conflict.path, conflict.winner, conflict.loser
+            "{}: {} wins over {} ({})",
+            conflict.path, conflict.winner, conflict.loser, conflict.reason
         );
         items.push(Json::object([
             ("path", Json::string(&conflict.path)),
             ("winner", Json::string(&conflict.winner)),
             ("loser", Json::string(&conflict.loser)),
+            ("reason", Json::string(conflict.reason.word())),
         ]));
     }
     if items.is_empty() {

@@ -29,10 +29,81 @@ const UNTRUSTED_COMMENT: &str = "signature from amber pkg repo index";
 const DEFAULT_LIFETIME: u64 = 30 * 24 * 3600;
 
 /// `pkg repo index DIR --secret-key F [--serial N] [--expires UNIX]`: read every image's
-/// `.pkg/meta`, hash the image, and write the signed index. DIR is `<repo>/<arch>` and
-/// its name is the architecture; every image must say the same.
+/// `.pkg/meta`, hash the image, and write the signed index. DIR is a repository root,
+/// whose every `<arch>/` directory with images is indexed, or one `<repo>/<arch>`
+/// directory, whose name is the architecture; every image must say the same. A
+/// directory with no images (nor system releases), directly or in an `<arch>/` below,
+/// is refused: an empty index is never what was meant.
 pub fn run(args: &RepoIndexArgs) -> Result<Report, Error> {
     let dir = &args.dir;
+    let key_text = std::fs::read_to_string(&args.secret_key).context(args.secret_key.display())?;
+    let secret = SecretKey::parse_file(&key_text).context(args.secret_key.display())?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let serial = args.serial.unwrap_or(now);
+    let expires = args.expires.unwrap_or(now + DEFAULT_LIFETIME);
+    let arch_dirs: Vec<std::path::PathBuf> = if !holds_releases(dir)? {
+        // A repository root: its architecture directories that hold images.
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).context(dir.display())?.flatten() {
+            let path = entry.path();
+            let is_arch = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .is_some_and(is_valid_arch);
+            if is_arch && path.is_dir() && holds_releases(&path)? {
+                found.push(path);
+            }
+        }
+        found.sort();
+        if found.is_empty() {
+            return Err(Error::new(format!(
+                "{}: no images here, nor in an <arch>/ directory below it (expected \
+                 <repo>/<arch>/<name>-<version>.squashfs)",
+                dir.display()
+            )));
+        }
+        found
+    } else {
+        vec![dir.clone()]
+    };
+    let mut text = String::new();
+    for arch_dir in arch_dirs {
+        let index = index_arch(&arch_dir, serial, expires)?;
+        write_signed_index(&arch_dir, &index, &secret, &trusted_comment(now, serial))?;
+        text.push_str(&format!(
+            "{}: {} packages, {} system releases, serial {serial}, expires {expires}\n",
+            arch_dir.join(INDEX_FILE).display(),
+            index.packages.len(),
+            index.systems.len()
+        ));
+    }
+    crate::stdout::write(&text).context("stdout")?;
+    Ok(Report::empty())
+}
+
+/// Whether a directory is a `<repo>/<arch>` one: it holds images, or system releases
+/// in its `system/` (a release may be published before any package).
+fn holds_releases(dir: &Path) -> Result<bool, Error> {
+    Ok(!images_in(dir)?.is_empty() || dir.join(SYSTEM_DIR).is_dir())
+}
+
+/// The images in a directory, sorted.
+fn images_in(dir: &Path) -> Result<Vec<std::path::PathBuf>, Error> {
+    let mut images: Vec<_> = std::fs::read_dir(dir)
+        .context(dir.display())?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "squashfs") && path.is_file())
+        .collect();
+    images.sort();
+    Ok(images)
+}
+
+/// The index of one `<repo>/<arch>` directory, from its images.
+fn index_arch(dir: &Path, serial: u64, expires: u64) -> Result<Index, Error> {
     let arch = dir
         .file_name()
         .and_then(|name| name.to_str())
@@ -44,23 +115,8 @@ pub fn run(args: &RepoIndexArgs) -> Result<Report, Error> {
             ))
         })?
         .to_owned();
-    let key_text = std::fs::read_to_string(&args.secret_key).context(args.secret_key.display())?;
-    let secret = SecretKey::parse_file(&key_text).context(args.secret_key.display())?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let serial = args.serial.unwrap_or(now);
-    let expires = args.expires.unwrap_or(now + DEFAULT_LIFETIME);
     let mut packages = Vec::new();
-    let mut images: Vec<_> = std::fs::read_dir(dir)
-        .context(dir.display())?
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|e| e == "squashfs"))
-        .collect();
-    images.sort();
-    for path in images {
+    for path in images_in(dir)? {
         let meta = crate::image::read_meta(&path)?;
         let size = std::fs::metadata(&path).context(path.display())?.len();
         let entry = Entry::from_meta(&meta, size, crate::image::sha256(&path)?);
@@ -78,22 +134,13 @@ pub fn run(args: &RepoIndexArgs) -> Result<Report, Error> {
         packages.push(entry);
     }
     let systems = systems(dir)?;
-    let index = Index {
+    Ok(Index {
         arch,
         serial,
         expires,
         packages,
         systems,
-    };
-    write_signed_index(dir, &index, &secret, &trusted_comment(now, serial))?;
-    let line = format!(
-        "{}: {} packages, {} system releases, serial {serial}, expires {expires}\n",
-        dir.join(INDEX_FILE).display(),
-        index.packages.len(),
-        index.systems.len()
-    );
-    crate::stdout::write(&line).context("stdout")?;
-    Ok(Report::empty())
+    })
 }
 
 /// The system releases in `<dir>/system/` (DESIGN §11): each file `BOARD-VERSION`, hashed,

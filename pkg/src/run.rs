@@ -1,24 +1,53 @@
-//! `pkg run -p NAME... -- COMMAND`: run a command where the exchange directories show
-//! only the closure of the named packages (static-distro's `withpkgs`).
+//! `pkg run -p NAME[CONSTRAINT]... -- COMMAND`: run a command in an environment of
+//! exactly the closure of the named packages (static-distro's `withpkgs`).
 //!
-//! In a private mount namespace, a tmpfs is mounted over each exchange directory of the
-//! mounted store and filled with the closure's symlinks, merged by the same rule as the
-//! store's; then COMMAND replaces pkg, so its exit code is the command's.
+//! The closure is solved against the kept generations and the repositories, as `add`
+//! would; what the store lacks is fetched and verified into `images/`, but no world or
+//! generation changes, so `gc` may remove it later. While the command runs, a lease
+//! (`Store::lease`) keeps `gc` from removing the images it uses.
+//!
+//! The view: in a private mount namespace a tmpfs covers the store's mount point (the
+//! one the mounted store answers `mountpoint` with; `<root>/run` when no store is
+//! mounted for the root or its control socket is root's only), and in it
+//! - `<id>/` for each package of the closure: the mounted store's own `/ro/<id>/`
+//!   bound in when it shows that package, else the image unpacked into the tmpfs
+//!   (SquashFS cannot be mounted by a user, and FUSE needs `/dev/fuse`, which is often
+//!   root's only: unpacking is the one way that works for everyone; it happens only
+//!   here, in memory that goes with the namespace);
+//! - the exchange directories (`bin`, `lib`, ...) with only the closure's symlinks,
+//!   merged by the store's rule.
+//!
+//! `PATH` starts with the view's `bin` and `sbin`; then COMMAND replaces pkg, so its
+//! exit code is the command's.
+//!
+//! No root is needed where the kernel lets users make user namespaces: pkg then enters
+//! a new user namespace (its own uid and gid mapped to themselves) with its mount
+//! namespace, so the mounts are its own and the command runs with the user's rights.
+//! Where it does not (`user.max_user_namespaces` is 0, Debian's
+//! `kernel.unprivileged_userns_clone` is 0, or a security module refuses), `pkg run`
+//! says so in one line and needs root.
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use amber_core::index::{Entry, Index};
 use amber_core::solve::{Mode, Pool};
-use amber_core::squashfs::read::Cache;
-use amber_core::version::Dependency;
+use amber_core::squashfs::read::{Archive, Cache, DirEntry, Inode, Kind};
+use amber_core::squashfs::ReadAt;
+use amber_core::version::{Dependency, PackageId};
 
 use crate::context::{Context, Report};
 use crate::error::{Context as _, Error};
 use crate::exchange::{self, NodeKind, Tree};
+use crate::install::{self, Wanted};
+use crate::repo;
 use crate::store::Store;
+
+/// The deepest directory unpacked; deeper entries are an error (an image may be hostile).
+const MAX_DEPTH: usize = 32;
 
 pub fn run(context: &Context, packages: &[String], command: &[String]) -> Result<Report, Error> {
     if packages.is_empty() {
@@ -29,47 +58,83 @@ pub fn run(context: &Context, packages: &[String], command: &[String]) -> Result
     };
     let mut requests = Vec::new();
     for name in packages {
-        requests.push(Dependency::parse(name).map_err(|e| Error::usage(format!("{name}: {e}")))?);
-    }
-    let store = Store::open(&context.root);
-    let current = store.current()?;
-    // Candidates: every package of every kept generation; their images are all here.
-    // Each id once, sorted by id, the newest generation's entry kept (a sorted list
-    // rather than a map: one map type fewer in the device binary).
-    let mut candidates: Vec<(String, Entry)> = Vec::new();
-    for number in store.generation_numbers()? {
-        for entry in store.generation(number)?.packages {
-            let id = entry.id().to_string();
-            match candidates.binary_search_by(|(known, _)| known.cmp(&id)) {
-                Ok(at) => candidates[at].1 = entry,
-                Err(at) => candidates.insert(at, (id, entry)),
+        match Wanted::parse(name)? {
+            Wanted::Request(request) => requests.push(request),
+            Wanted::Local(path) => {
+                return Err(Error::usage(format!(
+                    "{path}: run takes packages, not local images (pkg add them first)"
+                )))
             }
         }
     }
-    let index = Index {
-        arch: context.arch.clone(),
-        serial: 0,
-        expires: 0,
-        packages: candidates.into_iter().map(|(_, entry)| entry).collect(),
-        systems: Vec::new(),
-    };
-    let installed: Vec<_> = current.packages.iter().map(|e| e.id()).collect();
-    let closure = Pool::new(&[&index])
-        .solve(&requests, &installed, Mode::Keep)
-        .map_err(|e| Error::new(e.to_string()))?;
+    let store = Store::open(&context.root);
+    let current = store.current()?;
+    let closure = solve(context, &store, &current, &requests)?;
 
-    let mountpoint = crate::mount::ask(&context.root, "mountpoint", Duration::from_secs(10))?
-        .ok_or_else(|| {
-            Error::new(format!(
-                "no store is mounted for {}: start one with `pkg store mount`",
-                context.root.display()
-            ))
-        })?;
-    let mountpoint = Path::new(&mountpoint);
+    // Fetch what the store lacks, and lease the images outside the current generation
+    // so that gc keeps them while the command runs.
+    let outside: Vec<String> = closure
+        .iter()
+        .filter(|(entry, _)| {
+            !current
+                .packages
+                .iter()
+                .any(|e| e.name == entry.name && e.version == entry.version)
+        })
+        .map(|(entry, _)| entry.file_name())
+        .collect();
+    let lease = if outside.is_empty() {
+        None
+    } else {
+        let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
+        let cached = repo::read_indexes(&store).unwrap_or_default();
+        let indexes = repo::accept(&store, &cached, &context.arch, &context.clock)?;
+        let jobs = install::missing_images(&store, &current, &closure, &indexes)?;
+        crate::download::fetch_all(&jobs, &store.images_dir(), &context.arch, &context.limits)?;
+        Some(store.lease(&outside)?)
+    };
+
+    let mounted = crate::mount::ask(&context.root, "mountpoint", Duration::from_secs(10))?;
+    let mountpoint = match &mounted {
+        Some(mountpoint) => PathBuf::from(mountpoint),
+        None => {
+            let dir = context.root.join("run");
+            std::fs::create_dir_all(&dir).context(dir.display())?;
+            dir
+        }
+    };
+    enter_namespace()?;
+    // The packages the mounted store shows, opened in the new namespace (a bind mount's
+    // source must be in it) before the tmpfs covers them.
+    let mut shown = Vec::new();
+    if mounted.is_some() {
+        for (entry, _) in closure.iter() {
+            if current.packages.iter().any(|e| e.id() == entry.id()) {
+                if let Ok(fd) = open_path(&mountpoint.join(entry.id().to_string())) {
+                    shown.push((entry.id(), fd));
+                }
+            }
+        }
+    }
+    mount_tmpfs(&mountpoint)?;
+    for (entry, _) in closure.iter() {
+        let id = entry.id();
+        let target = mountpoint.join(id.to_string());
+        std::fs::create_dir(&target).context(target.display())?;
+        match shown.iter().find(|(shown_id, _)| *shown_id == id) {
+            Some((_, fd)) => bind(&format!("/proc/self/fd/{fd}"), &target)?,
+            None => unpack(&store.image_path(entry), &target)
+                .map_err(|e| e.context(format!("run: unpacking {id}")))?,
+        }
+    }
     let explicit = |name: &str| requests.iter().any(|r| r.name == name);
     let mut cache = Cache::new();
     let tree = exchange::build_for(
-        closure.iter().map(|e| (*e, explicit(&e.name))).collect(),
+        closure
+            .iter()
+            .map(|(entry, _)| (entry, explicit(&entry.name)))
+            .collect(),
+        &current.preferences,
         |entry| {
             crate::image::open(&store.image_path(entry))
                 .ok()
@@ -77,49 +142,159 @@ pub fn run(context: &Context, packages: &[String], command: &[String]) -> Result
         },
         &mut cache,
     );
-
-    private_namespace()?;
     for dir in exchange::DIRS {
         let target = mountpoint.join(dir);
-        mount_tmpfs(&target)?;
+        std::fs::create_dir(&target).context(target.display())?;
         let node = tree.child(0, dir.as_bytes()).unwrap_or(0);
         populate(&tree, node, &target)?;
     }
+    let mut path = std::ffi::OsString::from(mountpoint.join("bin"));
+    path.push(":");
+    path.push(mountpoint.join("sbin"));
+    if let Some(old) = std::env::var_os("PATH") {
+        path.push(":");
+        path.push(old);
+    }
+    if let Some(lease) = lease {
+        lease.keep_across_exec()?;
+    }
+    // Set in pkg's own environment, which the command inherits: pkg runs no other
+    // thread now, and a Command's own environment map costs the device binary 4 KB.
+    std::env::set_var("PATH", path);
     let error = std::process::Command::new(program).args(arguments).exec();
     Err(Error::new(format!("{program}: {error}")))
 }
 
-/// Enter a new mount namespace whose mounts do not propagate back.
-fn private_namespace() -> Result<(), Error> {
-    // SAFETY: unshare and mount take no pointers to our memory but the static strings.
-    unsafe {
-        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+/// The closure, each package with the repository (by position) it comes from.
+type Closure = Vec<(Entry, Option<usize>)>;
+
+/// Solve `requests` against every package of every kept generation (their images are
+/// here) and the repositories.
+fn solve(
+    context: &Context,
+    store: &Store,
+    current: &amber_core::generation::Generation,
+    requests: &[Dependency],
+) -> Result<Closure, Error> {
+    // Each id once, sorted by id, the newest generation's entry kept (a sorted list
+    // rather than a map: one map type fewer in the device binary).
+    let mut kept: Vec<(String, Entry)> = Vec::new();
+    for number in store.generation_numbers()? {
+        for entry in store.generation(number)?.packages {
+            let id = entry.id().to_string();
+            match kept.binary_search_by(|(known, _)| known.cmp(&id)) {
+                Ok(at) => kept[at].1 = entry,
+                Err(at) => kept.insert(at, (id, entry)),
+            }
+        }
+    }
+    let kept = Index {
+        arch: context.arch.clone(),
+        serial: 0,
+        expires: 0,
+        packages: kept.into_iter().map(|(_, entry)| entry).collect(),
+        systems: Vec::new(),
+    };
+    // Repositories are optional here: what the store holds may be enough.
+    let cached = match store.repositories()?.is_empty() {
+        true => Vec::new(),
+        false => repo::read_indexes(store)?,
+    };
+    let indexes = repo::accept(store, &cached, &context.arch, &context.clock)?;
+    let (sources, repos) = install::sources(None, &kept, &indexes);
+    let installed: Vec<PackageId> = current.packages.iter().map(Entry::id).collect();
+    let closure = Pool::with_sources(&sources)
+        .solve(requests, &installed, Mode::Keep)
+        .map_err(|e| Error::new(e.to_string()))?;
+    Ok(closure
+        .iter()
+        .map(|chosen| (chosen.to_entry(), repos[chosen.source()]))
+        .collect())
+}
+
+fn c_path(path: &Path) -> Result<CString, Error> {
+    CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::new(format!("run: {}: path contains NUL", path.display())))
+}
+
+/// A descriptor of a directory that only names it (O_PATH), for a bind mount later.
+fn open_path(path: &Path) -> Result<i32, Error> {
+    let name = c_path(path)?;
+    // SAFETY: `name` is a valid NUL-terminated string for the call's duration. The
+    // descriptor is close-on-exec, so the command never inherits it.
+    let fd = unsafe {
+        libc::open(
+            name.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::new(format!(
+            "{}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(fd)
+}
+
+/// Enter a new mount namespace whose mounts do not propagate back; as a user, inside
+/// a new user namespace that maps the user's own uid and gid to themselves.
+fn enter_namespace() -> Result<(), Error> {
+    // SAFETY: geteuid, getuid and getgid have no preconditions and touch no memory.
+    let (euid, uid, gid) = unsafe { (libc::geteuid(), libc::getuid(), libc::getgid()) };
+    let flags = if euid == 0 {
+        libc::CLONE_NEWNS
+    } else {
+        libc::CLONE_NEWUSER | libc::CLONE_NEWNS
+    };
+    // SAFETY: unshare takes no pointers; pkg has no other thread running (the downloads
+    // are joined), as a new user namespace requires.
+    if unsafe { libc::unshare(flags) } != 0 {
+        let error = std::io::Error::last_os_error();
+        if euid != 0 {
             return Err(Error::new(format!(
-                "run: cannot make a mount namespace: {}",
-                std::io::Error::last_os_error()
+                "run: this kernel lets no user make a user namespace ({error}); \
+                 pkg run needs root here"
             )));
         }
-        let root = c"/";
-        if libc::mount(
+        return Err(Error::new(format!(
+            "run: cannot make a mount namespace: {error}"
+        )));
+    }
+    if euid != 0 {
+        // The user's own ids only: setgroups must be denied before a user may map
+        // its group.
+        for (file, text) in [
+            ("/proc/self/setgroups", "deny".to_owned()),
+            ("/proc/self/uid_map", format!("{uid} {uid} 1")),
+            ("/proc/self/gid_map", format!("{gid} {gid} 1")),
+        ] {
+            std::fs::write(file, text)
+                .map_err(|e| Error::new(format!("run: {file}: {e}; pkg run needs root here")))?;
+        }
+    }
+    // SAFETY: mount with a static NUL-terminated path and null pointers for the rest.
+    let status = unsafe {
+        libc::mount(
             std::ptr::null(),
-            root.as_ptr(),
+            c"/".as_ptr(),
             std::ptr::null(),
             libc::MS_REC | libc::MS_PRIVATE,
             std::ptr::null(),
-        ) != 0
-        {
-            return Err(Error::new(format!(
-                "run: cannot make mounts private: {}",
-                std::io::Error::last_os_error()
-            )));
-        }
+        )
+    };
+    if status != 0 {
+        return Err(Error::new(format!(
+            "run: cannot make mounts private: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     Ok(())
 }
 
 fn mount_tmpfs(target: &Path) -> Result<(), Error> {
-    let path = CString::new(target.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::new("run: path contains NUL"))?;
+    let path = c_path(target)?;
     let options = c"mode=0755";
     // SAFETY: all pointers are valid NUL-terminated strings for the call's duration.
     let status = unsafe {
@@ -141,6 +316,119 @@ fn mount_tmpfs(target: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Bind `source` (a path, `/proc/self/fd/N` included) onto `target`.
+fn bind(source: &str, target: &Path) -> Result<(), Error> {
+    let from = CString::new(source).map_err(|_| Error::new("run: path contains NUL"))?;
+    let to = c_path(target)?;
+    // SAFETY: both pointers are valid NUL-terminated strings for the call's duration.
+    let status = unsafe {
+        libc::mount(
+            from.as_ptr(),
+            to.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        )
+    };
+    if status != 0 {
+        return Err(Error::new(format!(
+            "run: cannot show {} at {}: {}",
+            source,
+            target.display(),
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
+}
+
+/// Unpack a verified image into `into`: directories, files (permission bits without
+/// set-id bits) and symlinks as they are; nothing else is made.
+fn unpack(image: &Path, into: &Path) -> Result<(), Error> {
+    let archive = crate::image::open(image)?;
+    let mut cache = Cache::new();
+    let root = archive
+        .root(&mut cache)
+        .map_err(|e| Error::new(format!("{}: {e}", image.display())))?;
+    unpack_dir(&archive, &root, into, 0, &mut cache).map_err(|e| e.context(image.display()))
+}
+
+fn unpack_dir<R: ReadAt>(
+    archive: &Archive<R>,
+    dir: &Inode,
+    path: &Path,
+    depth: usize,
+    cache: &mut Cache,
+) -> Result<(), Error> {
+    if depth > MAX_DEPTH {
+        return Err(Error::new(format!(
+            "{}: nested deeper than {MAX_DEPTH} directories",
+            path.display()
+        )));
+    }
+    let fail = |e: &dyn std::fmt::Display| Error::new(format!("{}: {e}", path.display()));
+    // The listing first: the reader's entries borrow it, and unpacking needs the cache.
+    let mut entries: Vec<(Vec<u8>, u64, Kind, u32)> = Vec::new();
+    archive
+        .read_dir(dir, 0, cache, |entry| {
+            entries.push((
+                entry.name.to_vec(),
+                entry.reference,
+                entry.kind,
+                entry.inode_number,
+            ));
+            true
+        })
+        .map_err(|e| fail(&e))?;
+    for (name, reference, kind, inode_number) in entries {
+        let listed = DirEntry {
+            name: &name,
+            reference,
+            kind,
+            inode_number,
+            offset: 0,
+        };
+        let inode = archive
+            .entry_inode(dir, &listed, cache)
+            .map_err(|e| fail(&e))?;
+        let target = path.join(OsStr::from_bytes(&name));
+        match inode.kind {
+            Kind::Dir => {
+                std::fs::create_dir(&target).context(target.display())?;
+                unpack_dir(archive, &inode, &target, depth + 1, cache)?;
+            }
+            Kind::File => {
+                let mut file = crate::durable::create_new(&target)?;
+                let mut buffer = vec![0u8; 128 * 1024];
+                let mut offset = 0;
+                loop {
+                    let n = archive
+                        .read(&inode, offset, &mut buffer, cache)
+                        .map_err(|e| fail(&e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    std::io::Write::write_all(&mut file, &buffer[..n]).context(target.display())?;
+                    offset += n as u64;
+                }
+                let mode = u32::from(inode.mode) & 0o777;
+                std::fs::set_permissions(
+                    &target,
+                    std::os::unix::fs::PermissionsExt::from_mode(mode),
+                )
+                .context(target.display())?;
+            }
+            Kind::Symlink => {
+                let link = archive.read_link(&inode, cache).map_err(|e| fail(&e))?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&link), &target)
+                    .context(target.display())?;
+            }
+            // pkg pack makes none of these; an image from elsewhere may.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Create the directories and symlinks below `node` in `dir`.
 fn populate(tree: &Tree, node: u32, dir: &Path) -> Result<(), Error> {
     let NodeKind::Dir(children) = &tree.nodes[node as usize].kind else {
@@ -150,7 +438,7 @@ fn populate(tree: &Tree, node: u32, dir: &Path) -> Result<(), Error> {
         return Ok(());
     }
     for &child in children {
-        let name = <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(tree.name(child));
+        let name = OsStr::from_bytes(tree.name(child));
         let path = dir.join(name);
         match &tree.nodes[child as usize].kind {
             NodeKind::Dir(_) => {

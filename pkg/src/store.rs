@@ -4,13 +4,15 @@
 //! ```text
 //! <root>/lock                     held by the one pkg command that may write
 //! <root>/keys/<KEYID>.pub         trusted minisign public keys
-//! <root>/repos                    one repository per line: URL [MIRROR-URL]...
+//! <root>/repos                    one repository per line: [@TAG] URL [MIRROR-URL]...
 //! <root>/images/<id>.squashfs     verified images, never modified once renamed in
 //! <root>/indexes/<repo>/index     the last index accepted from each repository,
 //! <root>/indexes/<repo>/index.minisig   with its signature (verified again on use)
 //! <root>/state/generations/<N>    generation N: the world and the resolved packages
 //! <root>/state/current            the number of the current generation
 //! <root>/state/serials            the highest serial accepted per repository
+//! <root>/leases/run-<pid>         the images a running `pkg run` uses, one a line;
+//!                                 flocked by it, so `gc` keeps them
 //! ```
 //!
 //! Every write goes through [`crate::durable`]: temp file, fsync, rename, fsync dir.
@@ -23,6 +25,7 @@ use amber_core::generation::Generation;
 use amber_core::hash::{sha256, to_hex};
 use amber_core::index::Entry;
 use amber_core::minisign::PublicKey;
+use amber_core::version::is_valid_tag;
 
 use crate::durable;
 use crate::error::{Context, Error};
@@ -102,6 +105,10 @@ impl Store {
         self.state_dir().join("current")
     }
 
+    fn leases_dir(&self) -> PathBuf {
+        self.root.join("leases")
+    }
+
     /// The image file of a package.
     pub fn image_path(&self, entry: &Entry) -> PathBuf {
         self.images_dir().join(entry.file_name())
@@ -121,6 +128,7 @@ impl Store {
             self.images_dir(),
             self.state_dir(),
             self.generations_dir(),
+            self.leases_dir(),
         ];
         if let Ok(entries) = fs::read_dir(self.root.join("indexes")) {
             dirs.extend(entries.flatten().map(|e| e.path()));
@@ -180,31 +188,126 @@ impl Store {
 
     // Repositories.
 
-    /// The configured repositories, each a list of URLs: the first names the
-    /// repository (its serial is kept under that name), the others are mirrors.
-    pub fn repositories(&self) -> Result<Vec<Vec<String>>, Error> {
+    /// The configured repositories: each a list of URLs (the first names the
+    /// repository, and its serial is kept under that name; the others are mirrors)
+    /// and the tag it was added with, if any. A line is `[@TAG] URL [MIRROR]...`.
+    pub fn repositories(&self) -> Result<Vec<Repository>, Error> {
         let path = self.repos_file();
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::new(format!("{}: {e}", path.display()))),
         };
-        Ok(text
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty() && !line.starts_with('#'))
-            .map(|line| line.split_whitespace().map(str::to_owned).collect())
-            .collect())
+        let mut repositories = Vec::new();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let mut words = line.split_whitespace().peekable();
+            let tag = match words.peek().and_then(|word| word.strip_prefix('@')) {
+                Some(tag) if is_valid_tag(tag) => {
+                    let tag = tag.to_owned();
+                    words.next();
+                    Some(tag)
+                }
+                Some(_) => {
+                    return Err(Error::new(format!(
+                        "{} line {}: not a valid @TAG",
+                        path.display(),
+                        number + 1
+                    )))
+                }
+                None => None,
+            };
+            let urls: Vec<String> = words.map(str::to_owned).collect();
+            if urls.is_empty() {
+                return Err(Error::new(format!(
+                    "{} line {}: a tag without a URL",
+                    path.display(),
+                    number + 1
+                )));
+            }
+            repositories.push(Repository { urls, tag });
+        }
+        Ok(repositories)
     }
 
     /// Replace the repository list.
-    pub fn set_repositories(&self, repos: &[Vec<String>]) -> Result<(), Error> {
+    pub fn set_repositories(&self, repos: &[Repository]) -> Result<(), Error> {
         let mut text = String::new();
-        for urls in repos {
-            text.push_str(&urls.join(" "));
+        for repository in repos {
+            if let Some(tag) = &repository.tag {
+                let _ = write!(text, "@{tag} ");
+            }
+            text.push_str(&repository.urls.join(" "));
             text.push('\n');
         }
         durable::write_atomic(&self.repos_file(), text.as_bytes())
+    }
+
+    // Leases.
+
+    /// Record that this process uses `images` (file names in `images/`) until it
+    /// ends, so `gc` keeps them: a file in `leases/` with the names, locked with
+    /// flock(2) for as long as the returned lease (or a program it is handed to
+    /// across exec) holds it open. Call it with the store lock held, as `gc` checks
+    /// leases with the store lock held: then a lease is either seen or its images
+    /// are not fetched yet.
+    pub fn lease(&self, images: &[String]) -> Result<Lease, Error> {
+        let dir = self.leases_dir();
+        durable::create_dir_all_durable(&dir)?;
+        let path = dir.join(format!("run-{}", std::process::id()));
+        let temp = durable::temp_path(&path);
+        let mut text = String::new();
+        for image in images {
+            text.push_str(image);
+            text.push('\n');
+        }
+        let result = (|| {
+            let mut file = durable::create_new(&temp)?;
+            std::io::Write::write_all(&mut file, text.as_bytes()).context(temp.display())?;
+            // Locked before it is renamed into place: gc never sees it unlocked while
+            // its owner lives.
+            file.try_lock()
+                .map_err(|e| Error::new(format!("{}: {e}", temp.display())))?;
+            durable::rename_durable(&temp, &path)?;
+            Ok(Lease {
+                file,
+                path: path.clone(),
+            })
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
+    /// The images the running `pkg run` commands use. A lease whose owner is gone
+    /// (nobody holds its lock) is removed on the way.
+    pub fn leased_images(&self) -> Result<Vec<String>, Error> {
+        let mut images = Vec::new();
+        for path in sorted_files(&self.leases_dir(), "")? {
+            let Ok(file) = fs::File::open(&path) else {
+                continue;
+            };
+            match file.try_lock() {
+                // Nobody holds it: its command has ended.
+                Ok(()) => {
+                    durable::remove_durable(&path)?;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    let text = fs::read_to_string(&path).context(path.display())?;
+                    images.extend(text.lines().map(str::to_owned));
+                }
+                Err(std::fs::TryLockError::Error(error)) => {
+                    return Err(Error::new(format!("{}: {error}", path.display())))
+                }
+            }
+        }
+        amber_core::sort::sort(&mut images);
+        images.dedup();
+        Ok(images)
     }
 
     // Serials.
@@ -342,6 +445,48 @@ impl Store {
     /// The image files present, by file name.
     pub fn image_files(&self) -> Result<Vec<PathBuf>, Error> {
         sorted_files(&self.images_dir(), ".squashfs")
+    }
+}
+
+/// A configured repository (see [`Store::repositories`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    /// The repository's own URL first, then its mirrors.
+    pub urls: Vec<String>,
+    /// `edge` for a repository added with `--tag edge`.
+    pub tag: Option<String>,
+}
+
+impl Repository {
+    /// The URL that names the repository.
+    pub fn url(&self) -> &str {
+        self.urls.first().map_or("", String::as_str)
+    }
+}
+
+/// A running `pkg run`'s hold on its images (see [`Store::lease`]).
+pub struct Lease {
+    file: fs::File,
+    path: PathBuf,
+}
+
+impl Lease {
+    /// Keep the lease through exec(2): the descriptor stays open in the program that
+    /// replaces this one, and the lease ends when it (and every child it handed the
+    /// descriptor to) has exited.
+    pub fn keep_across_exec(self) -> Result<(), Error> {
+        use std::os::fd::IntoRawFd;
+        let fd = self.file.into_raw_fd();
+        // SAFETY: fcntl on a descriptor this process owns; F_SETFD with 0 only clears
+        // its close-on-exec flag.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
+            return Err(Error::new(format!(
+                "{}: {}",
+                self.path.display(),
+                std::io::Error::last_os_error()
+            )));
+        }
+        Ok(())
     }
 }
 

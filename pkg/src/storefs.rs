@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use amber_core::generation::Preference;
 use amber_core::index::Entry;
 use amber_core::squashfs::read::{Archive, Cache, Error as ReadError, Inode, Kind};
 use fuser::{
@@ -251,7 +252,7 @@ impl Inner {
             visible.push((id.clone(), slot));
         }
 
-        let tree = self.exchange_tree(&shown, &visible);
+        let tree = self.exchange_tree(&shown, &visible, &current.preferences);
         let base = self
             .next_base
             .fetch_add(tree.nodes.len() as u64 + 1, Ordering::SeqCst);
@@ -295,7 +296,8 @@ impl Inner {
     }
 
     /// The exchange tree of generation `current`, whose packages `shown` are sorted by
-    /// id, each with whether it was asked for explicitly, and their slots in `visible`.
+    /// id, each with whether it was asked for explicitly, and their slots in `visible`;
+    /// `preferences` are its `prefer` choices.
     ///
     /// The listings of the images shown before and still shown are kept; only the
     /// images new to this generation are opened and listed. The tree is then the last
@@ -303,7 +305,12 @@ impl Inner {
     /// of new packages merged in), or, where that would not give the same tree, merged
     /// afresh in priority order from the recorded listings: the same tree as merged
     /// from the images themselves either way.
-    fn exchange_tree(&self, shown: &[(String, &Entry, bool)], visible: &[(String, u32)]) -> Tree {
+    fn exchange_tree(
+        &self,
+        shown: &[(String, &Entry, bool)],
+        visible: &[(String, u32)],
+        preferences: &[Preference],
+    ) -> Tree {
         let mut listings = lock(&self.listings);
         for listed in listings.iter_mut() {
             listed.shown = None;
@@ -355,7 +362,7 @@ impl Inner {
                     };
                     packages.push((listed.id.as_str(), &listed.recorded, change));
                 }
-                last.update(&packages)
+                last.update(&packages, preferences)
             })
         };
         let tree = tree.unwrap_or_else(|| {
@@ -363,11 +370,9 @@ impl Inner {
                 .iter()
                 .map(|(_, e, explicit)| (*e, *explicit))
                 .collect();
-            exchange::build_from(packages, |tree, entry| {
-                let id = entry.id().to_string();
-                match listed_position(&listings, &id) {
-                    Ok(found) => tree.add(id, &mut &listings[found].recorded),
-                    Err(_) => tree.add_unlisted(id),
+            exchange::assemble(packages, preferences, &mut |entry, merge| {
+                if let Ok(found) = listed_position(&listings, &entry.id().to_string()) {
+                    merge(&mut &listings[found].recorded);
                 }
             })
         });

@@ -213,7 +213,7 @@ fn pack_writes_an_image_with_the_tree_and_its_meta() {
     assert_eq!(meta.arch, "x86_64");
     let deps: Vec<String> = meta.deps.iter().map(|dep| dep.to_string()).collect();
     assert_eq!(deps, ["musl>=1.2.4", "zlib"]);
-    assert_eq!(meta.provides, ["hi"]);
+    assert_eq!(meta.provides, [amber_core::version::Provide::any("hi")]);
     assert_eq!(meta.description, "Says hello");
     assert_eq!(meta.license, "MIT");
     assert_eq!(meta.size, payload);

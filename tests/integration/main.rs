@@ -3,6 +3,8 @@
 mod json;
 mod pkg_client;
 mod pkg_crash;
+mod pkg_relations;
+mod pkg_run;
 mod pkg_security;
 mod store;
 mod store_reload;

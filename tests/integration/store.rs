@@ -590,6 +590,7 @@ fn store_conflicts_resolve_by_rule_every_time() {
         &[("bin/sh", b"busybox sh\n"), ("bin/ls", b"busybox ls\n")],
     );
     repo.package("ash", "1.36.1-r2", &[], &[("bin/sh", b"ash sh\n")]);
+    // The newest version of all, which no longer decides anything.
     repo.package(
         "toybox",
         "2.0-r0",
@@ -606,33 +607,57 @@ fn store_conflicts_resolve_by_rule_every_time() {
         &["toybox"],
         &[("bin/app", b"app\n"), ("share/doc/sh.txt", b"app doc\n")],
     );
+    // A provider with a priority, and one of the same name without.
+    repo.pack(
+        "mksh",
+        "59-r0",
+        &["--provides", "shell", "--provider-priority", "10"],
+        &[("bin/sh", b"mksh sh\n")],
+    );
+    repo.pack(
+        "dash",
+        "0.5-r0",
+        &["--provides", "shell"],
+        &[("bin/sh", b"dash sh\n")],
+    );
+    repo.package(
+        "script",
+        "1.0-r0",
+        &["mksh", "dash"],
+        &[("bin/script", b"script\n")],
+    );
     repo.index(1, future());
 
-    // All asked for by name: the newest version wins; between equal versions, the name.
+    // All asked for by name, no priorities: the name decides, not the versions of
+    // different packages (toybox's 2.0 is the newest).
     let device = device_for(&temp, "device", &repo);
     device.ok(&["add", "busybox", "ash", "toybox"]);
     let store = Mounted::start(&device, &temp.join("mnt"), &[]);
     assert_eq!(
         fs::read_to_string(store.join("bin/sh")).unwrap(),
-        "toybox sh\n"
+        "ash sh\n"
     );
     assert_eq!(
         fs::read_link(store.join("bin/sh")).unwrap(),
-        Path::new("../toybox-2.0-r0/bin/sh")
+        Path::new("../ash-1.36.1-r2/bin/sh")
     );
     assert_eq!(
         fs::read_to_string(store.join("bin/ls")).unwrap(),
         "busybox ls\n"
     );
-    let conflicts = device.ok(&["info", "--conflicts"]);
+    let by_name = "nothing else decides: the name that sorts first";
     assert_eq!(
-        conflicts,
-        "bin/sh: toybox-2.0-r0 wins over ash-1.36.1-r2\n\
-         bin/sh: toybox-2.0-r0 wins over busybox-1.36.1-r2\n"
+        device.ok(&["info", "--conflicts"]),
+        format!(
+            "bin/sh: ash-1.36.1-r2 wins over busybox-1.36.1-r2 ({by_name})\n\
+             bin/sh: ash-1.36.1-r2 wins over toybox-2.0-r0 ({by_name})\n"
+        )
     );
     let json = device.ok(&["--json", "info", "--conflicts"]);
     assert!(
-        json.contains(r#""path":"bin/sh""#) && json.contains(r#""winner":"toybox-2.0-r0""#),
+        json.contains(r#""path":"bin/sh""#)
+            && json.contains(r#""winner":"ash-1.36.1-r2""#)
+            && json.contains(r#""reason":"name""#),
         "{json}"
     );
 
@@ -651,18 +676,82 @@ fn store_conflicts_resolve_by_rule_every_time() {
     assert_eq!(exchange_state(&other, &other_store), first);
     drop(other_store);
 
-    // Without the newest, equal versions fall back to the name: ash before busybox.
+    // The user's choice beats everything, is a generation of its own, and is shown.
+    let before = device.current().unwrap();
+    let chosen = device.ok(&["prefer", "toybox", "/bin/sh"]);
+    assert!(
+        chosen.starts_with("bin/sh: preferred to toybox-2.0-r0\n"),
+        "{chosen}"
+    );
+    assert_eq!(device.current(), Some(before + 1));
+    assert_eq!(
+        fs::read_to_string(store.join("bin/sh")).unwrap(),
+        "toybox sh\n"
+    );
+    let preferred = "preferred with pkg prefer";
+    assert_eq!(
+        device.ok(&["info", "--conflicts"]),
+        format!(
+            "bin/sh: toybox-2.0-r0 wins over ash-1.36.1-r2 ({preferred})\n\
+             bin/sh: toybox-2.0-r0 wins over busybox-1.36.1-r2 ({preferred})\n"
+        )
+    );
+    assert_eq!(
+        device.ok(&["prefer", "toybox", "bin/sh"]),
+        "nothing to do\n"
+    );
+    // Bad choices are one line each, and change nothing.
+    let snapshot = device.snapshot();
+    assert_eq!(
+        device.fails(&["prefer", "toybox", "/bin/nosuch"]),
+        "pkg: toybox-2.0-r0: has no bin/nosuch"
+    );
+    assert_eq!(
+        device.fails(&["prefer", "app", "/bin/sh"]),
+        "pkg: app: not installed"
+    );
+    assert_eq!(
+        device.fails_usage(&["prefer", "toybox", "/usr/bin/sh"]),
+        "pkg: prefer toybox /usr/bin/sh: a preferred path must lie inside an exchange \
+         directory (bin/vi, /ro/bin/vi, /bin/vi)"
+    );
+    assert_eq!(
+        device.fails(&["prefer", "--forget", "ash", "/bin/sh"]),
+        "pkg: bin/sh: ash was not preferred for it"
+    );
+    assert!(snapshot.diff(&device.snapshot()).is_empty());
+    // Rolled back like any generation, and forgotten.
+    device.ok(&["rollback"]);
+    assert_eq!(
+        fs::read_to_string(store.join("bin/sh")).unwrap(),
+        "ash sh\n"
+    );
+    device.ok(&["prefer", "toybox", "/ro/bin/sh"]);
+    assert_eq!(
+        fs::read_to_string(store.join("bin/sh")).unwrap(),
+        "toybox sh\n"
+    );
+    device.ok(&["prefer", "--forget", "toybox", "bin/sh"]);
+    assert_eq!(
+        fs::read_to_string(store.join("bin/sh")).unwrap(),
+        "ash sh\n"
+    );
+    // A choice goes with its package.
+    device.ok(&["prefer", "toybox", "/bin/sh"]);
     device.ok(&["del", "toybox"]);
     assert_eq!(
         fs::read_to_string(store.join("bin/sh")).unwrap(),
         "ash sh\n"
     );
+    device.ok(&["add", "toybox"]);
     assert_eq!(
-        device.ok(&["info", "--conflicts"]),
-        "bin/sh: ash-1.36.1-r2 wins over busybox-1.36.1-r2\n"
+        fs::read_to_string(store.join("bin/sh")).unwrap(),
+        "ash sh\n"
     );
+    device.ok(&["del", "toybox"]);
 
-    // Asked for by name beats newer: toybox only comes as app's dependency now.
+    // Asked for by name beats pulled in: toybox only comes as app's dependency now,
+    // and loses to busybox though the name would have it first.
     device.ok(&["del", "ash"]);
     device.ok(&["add", "app"]);
     assert_eq!(
@@ -677,14 +766,29 @@ fn store_conflicts_resolve_by_rule_every_time() {
         fs::read_to_string(store.join("share/doc/sh.txt")).unwrap(),
         "app doc\n"
     );
+    let requested = "requested by name, the other only needed";
     assert_eq!(
         device.ok(&["info", "--conflicts"]),
-        "bin/sh: busybox-1.36.1-r2 wins over toybox-2.0-r0\n\
-         share/doc/sh.txt: app-1.0-r0 wins over toybox-2.0-r0\n"
+        format!(
+            "bin/sh: busybox-1.36.1-r2 wins over toybox-2.0-r0 ({requested})\n\
+             share/doc/sh.txt: app-1.0-r0 wins over toybox-2.0-r0 ({requested})\n"
+        )
     );
     device.ok(&["del", "app", "busybox"]);
     assert_eq!(device.ok(&["info", "--conflicts"]), "no conflicts\n");
     assert_eq!(names(&store.join("bin")), Vec::<String>::new());
+
+    // Between two dependencies, the higher provider_priority: mksh over dash, whose
+    // name sorts first.
+    device.ok(&["add", "script"]);
+    assert_eq!(
+        fs::read_to_string(store.join("bin/sh")).unwrap(),
+        "mksh sh\n"
+    );
+    assert_eq!(
+        device.ok(&["info", "--conflicts"]),
+        "bin/sh: mksh-59-r0 wins over dash-0.5-r0 (provider_priority 10 over 0)\n"
+    );
 }
 
 #[test]
@@ -739,9 +843,20 @@ fn store_run_sees_only_the_closure() {
         String::from_utf8_lossy(&output.stdout),
         "b\nc\ndata\nc data\n"
     );
-    // Package directories stay visible; only the exchange directories are narrowed.
-    let output = run(&["b"], &format!("ls {mnt}/a-1.0-r0/bin"));
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "a\n");
+    // Exactly the closure: its package directories (from the mounted store), none other.
+    let output = run(&["a"], &format!("ls {mnt}"));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "a-1.0-r0\nbin\netc\ninclude\nlib\nlib-1.0-r0\nsbin\nshare\nsvc\n"
+    );
+    let output = run(&["b"], &format!("ls {mnt}/a-1.0-r0 || echo gone"));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "gone\n");
+    // The view's bin comes first on PATH.
+    let output = run(&["a"], "echo $PATH");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).starts_with(&format!("{mnt}/bin:{mnt}/sbin:")),
+        "{output:?}"
+    );
 
     // The exit code is the command's.
     assert_eq!(run(&["a"], "exit 7").status.code(), Some(7));

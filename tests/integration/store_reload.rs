@@ -198,8 +198,15 @@ fn store_reload_updates_the_exchange_dirs_as_a_fresh_mount_shows_them() {
     device.ok(&["add", "ash", "dash", "user"]);
     device.ok(&["add", "tool-alt"]);
     let view = check_against_fresh(&temp, &device, &store, "conflicts");
-    assert!(view.contains(&"bin/sh -> ../dash-2.0-r0/bin/sh".to_owned()));
+    // Both asked for, neither with a priority: the name decides, not the version.
+    assert!(view.contains(&"bin/sh -> ../ash-1.0-r0/bin/sh".to_owned()));
     assert!(view.contains(&"bin/tool -> ../tool-alt-1.0-r0/bin/tool".to_owned()));
+
+    // The user's choice: a generation that changes only the preferences is merged
+    // afresh (from the recorded listings), never updated.
+    device.ok(&["prefer", "dash", "/bin/sh"]);
+    let view = check_against_fresh(&temp, &device, &store, "prefer");
+    assert!(view.contains(&"bin/sh -> ../dash-2.0-r0/bin/sh".to_owned()));
 
     // More packages beside the conflicts, which they do not touch.
     for i in 20..30 {
@@ -260,7 +267,7 @@ fn store_reload_updates_the_exchange_dirs_as_a_fresh_mount_shows_them() {
     let view = check_against_fresh(&temp, &device, &store, "rollback");
     assert!(view.contains(&"share/doc/p10/".to_owned()));
 
-    // The shell that won bin/sh goes: the other one has it now.
+    // The shell that won bin/sh goes, and its choice with it: the other one has it now.
     device.ok(&["del", "dash"]);
     let view = check_against_fresh(&temp, &device, &store, "shell");
     assert!(view.contains(&"bin/sh -> ../ash-1.0-r0/bin/sh".to_owned()));

@@ -94,6 +94,22 @@ impl Repo {
         deps: &[&str],
         files: &[(&str, &[u8])],
     ) -> PathBuf {
+        let mut options = Vec::new();
+        for dep in deps {
+            options.extend(["--dep", dep]);
+        }
+        self.pack(name, version, &options, files)
+    }
+
+    /// Pack a package with any further `pkg pack` options (`--provides X`,
+    /// `--install-if Y`, ...); returns the image path.
+    pub fn pack(
+        &self,
+        name: &str,
+        version: &str,
+        options: &[&str],
+        files: &[(&str, &[u8])],
+    ) -> PathBuf {
         let tree = self.work.join(format!("{name}-{version}"));
         let _ = std::fs::remove_dir_all(&tree);
         std::fs::create_dir_all(&tree).unwrap();
@@ -111,11 +127,46 @@ impl Repo {
             image.to_str().unwrap(),
         ]);
         command.args(["--name", name, "--version", version, "--arch", ARCH]);
-        for dep in deps {
-            command.args(["--dep", dep]);
-        }
+        command.args(options);
         run_ok(&mut command);
         image
+    }
+
+    /// Pack a package holding the program `bin/NAME` (a script saying its id, mode
+    /// 0755) with further `pkg pack` options.
+    pub fn program(&self, name: &str, version: &str, options: &[&str]) -> PathBuf {
+        let tree = self.work.join(format!("{name}-{version}"));
+        let _ = std::fs::remove_dir_all(&tree);
+        let program = tree.join("bin").join(name);
+        std::fs::create_dir_all(program.parent().unwrap()).unwrap();
+        std::fs::write(&program, format!("#!/bin/sh\necho {name}-{version}\n")).unwrap();
+        let mut permissions = std::fs::metadata(&program).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut permissions, 0o755);
+        std::fs::set_permissions(&program, permissions).unwrap();
+        let image = self.arch_dir().join(format!("{name}-{version}.squashfs"));
+        let mut command = Command::new(pkg_binary());
+        command.args([
+            "pack",
+            tree.to_str().unwrap(),
+            "-o",
+            image.to_str().unwrap(),
+        ]);
+        command.args(["--name", name, "--version", version, "--arch", ARCH]);
+        command.args(options);
+        run_ok(&mut command);
+        image
+    }
+
+    /// Pack a small package holding `bin/NAME` (saying its id) with further `pkg pack`
+    /// options.
+    pub fn simple_with(&self, name: &str, version: &str, options: &[&str]) -> PathBuf {
+        let contents = format!("#!/bin/sh\necho {name}-{version}\n");
+        self.pack(
+            name,
+            version,
+            options,
+            &[(&format!("bin/{name}"), contents.as_bytes())],
+        )
     }
 
     /// Pack a small package holding `bin/NAME` (saying its id) into the repository.

@@ -192,13 +192,14 @@ fn offered(
     board: &str,
 ) -> Result<Option<(String, System)>, Error> {
     let mut best: Option<(String, System)> = None;
-    for accepted in repo::load_indexes(store, &context.arch, &context.clock)? {
+    let cached = repo::read_indexes(store)?;
+    for accepted in repo::accept(store, &cached, &context.arch, &context.clock)? {
         if let Some(system) = accepted.index.newest_system(board) {
             if best
                 .as_ref()
                 .is_none_or(|(_, known)| system.version > known.version)
             {
-                best = Some((accepted.repo.clone(), system.clone()));
+                best = Some((accepted.repo.to_owned(), system.clone()));
             }
         }
     }
