@@ -147,7 +147,8 @@ fn on_disk(esp: &Path) -> Result<Vec<OnDisk>, Error> {
             systems.push(OnDisk { entry, name });
         }
     }
-    systems.sort_by(|a, b| b.entry.version.cmp(&a.entry.version));
+    // The device's one small stable sort, not another instance of the standard library's.
+    amber_core::sort::sort_by(&mut systems, |a, b| b.entry.version.cmp(&a.entry.version));
     Ok(systems)
 }
 
