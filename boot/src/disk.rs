@@ -162,8 +162,11 @@ pub fn fat_label(sector: &[u8]) -> Option<&[u8]> {
 /// (`/boot`), read-write: the EFI system partition, where the systems are.
 pub fn mount_boot(data: &Path, label: &str, at: &Path) -> Option<PathBuf> {
     let name = data.file_name()?.to_str()?;
-    // /sys/class/block/vda2 is a link to .../block/vda/vda2: the disk is its parent.
-    let partition = std::fs::canonicalize(Path::new("/sys/class/block").join(name)).ok()?;
+    // /sys/class/block/vda2 is a link to ../../devices/.../block/vda/vda2: the disk is
+    // its parent. Followed from /sys/class/block rather than canonicalized, which would
+    // link musl's realpath for this alone.
+    let class = Path::new("/sys/class/block");
+    let partition = class.join(std::fs::read_link(class.join(name)).ok()?);
     let disk = partition.parent()?;
     let disk_name = disk.file_name()?.to_str()?.to_owned();
     let mut partitions: Vec<String> = std::fs::read_dir(disk)

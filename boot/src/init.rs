@@ -36,7 +36,9 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         boot();
     }
     match args.get(1..) {
+        #[cfg(feature = "test-root")]
         Some([flag, root]) if flag == "--root" => supervise_for_test(Path::new(root), false),
+        #[cfg(feature = "test-root")]
         Some([flag, root, store]) if flag == "--root" && store == "--store" => {
             supervise_for_test(Path::new(root), true)
         }
@@ -257,6 +259,7 @@ fn report_plan(
     check
 }
 
+#[cfg(feature = "test-root")]
 fn supervise_for_test(root: &Path, with_store: bool) -> ExitCode {
     let root = match std::env::current_dir() {
         Ok(current) => current.join(root),

@@ -140,6 +140,7 @@ pub fn boot_time() -> Duration {
 }
 
 /// Become the parent of orphaned descendants, as PID 1 is; used when supervising for tests.
+#[cfg(feature = "test-root")]
 pub fn become_subreaper() -> io::Result<()> {
     // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer argument, no pointers.
     check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong) })?;

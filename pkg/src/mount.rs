@@ -335,9 +335,7 @@ fn amber_mount_device(mountpoint: &Path) -> Option<String> {
         Some(parent) => parent,
         None => Path::new("/"),
     };
-    let canonical = std::fs::canonicalize(parent)
-        .ok()?
-        .join(mountpoint.file_name().unwrap_or_default());
+    let canonical = canonical(parent)?.join(mountpoint.file_name().unwrap_or_default());
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     mountinfo.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(' ').collect();
@@ -350,6 +348,19 @@ fn amber_mount_device(mountpoint: &Path) -> Option<String> {
             && fields.get(separator + 2) == Some(&"amber");
         ours.then(|| fields.get(2).map(|d| d.to_string())).flatten()
     })
+}
+
+/// `path` with every link and `..` resolved, as the kernel names the directory it opens
+/// (mountinfo reads /proc anyway): less code than `fs::canonicalize`, musl's realpath.
+fn canonical(path: &Path) -> Option<PathBuf> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(path)
+        .ok()?;
+    std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd())).ok()
 }
 
 /// Readahead of the store's files, in KiB.

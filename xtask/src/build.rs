@@ -97,6 +97,8 @@ fn cross_build(board: &Board, target_dir: &str, extra: &[&str]) -> Result<PathBu
             PACKAGE,
             "--bin",
             BINARY,
+            // Without the host tests' `init --root DIR` (boot's feature test-root).
+            "--no-default-features",
             "--target",
             &board.rust_target,
             "--target-dir",

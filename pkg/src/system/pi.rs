@@ -161,7 +161,7 @@ pub fn write(
     here: &Here,
     repo_url: &str,
     system: &System,
-) -> Result<(u8, u128), Error> {
+) -> Result<(u8, u64), Error> {
     let running = here.running_slot()?;
     let target = pi::other(running);
     if let Some(slot) = here
@@ -212,7 +212,7 @@ pub fn write(
     );
     here.write_slots(&slots)?;
     here.write_autoboot(running, target)?;
-    Ok((target, started.elapsed().as_millis()))
+    Ok((target, started.elapsed().as_millis() as u64))
 }
 
 fn fetch(
