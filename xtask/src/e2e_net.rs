@@ -75,6 +75,20 @@ impl Net {
                 .join("clock")
                 .join(arch.name());
             create_dir(&dir)?;
+            // One image, since an empty index is refused: the small test package.
+            let packages = Path::new(crate::recipes::REPO_DIR).join(arch.name());
+            let hello = std::fs::read_dir(&packages)
+                .map_err(|e| format!("{}: {e}", packages.display()))?
+                .flatten()
+                .map(|entry| entry.file_name())
+                .find(|name| {
+                    name.to_str().is_some_and(|name| {
+                        name.starts_with("hello-") && name.ends_with(".squashfs")
+                    })
+                })
+                .ok_or_else(|| format!("{}: no hello image", packages.display()))?;
+            std::fs::copy(packages.join(&hello), dir.join(&hello))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
             crate::cmd::Cmd::new(path_str(&pkg)?)
                 .args(["repo", "index", path_str(&dir)?])
                 .args(["--secret-key", path_str(&key.secret)?])
