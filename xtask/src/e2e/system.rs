@@ -421,6 +421,8 @@ struct Repo {
     root: PathBuf,
     arch_dir: PathBuf,
     serial: u64,
+    /// The board whose releases it offers (`system/BOARD-VERSION`).
+    board: String,
 }
 
 impl Repo {
@@ -447,6 +449,7 @@ impl Repo {
             root: root.to_path_buf(),
             arch_dir,
             serial: now(),
+            board: board.name.clone(),
         })
     }
 
@@ -507,14 +510,7 @@ impl Repo {
             std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
         create_dir(&dir)?;
-        let board = self
-            .root
-            .parent()
-            .and_then(|p| p.parent())
-            .and_then(|p| p.file_name())
-            .and_then(|n| n.to_str())
-            .ok_or("the test directory names the board")?
-            .to_owned();
+        let board = &self.board;
         for (version, uki, rollout) in releases {
             let target = dir.join(format!("{board}-{version}"));
             crate::util::copy(uki, &target)?;
@@ -536,14 +532,7 @@ impl Repo {
 
     /// Flip a byte of an offered release after the index was signed.
     fn tamper(&self, version: &str) -> Result<(), String> {
-        let board = self
-            .root
-            .parent()
-            .and_then(|p| p.parent())
-            .and_then(|p| p.file_name())
-            .and_then(|n| n.to_str())
-            .ok_or("the test directory names the board")?
-            .to_owned();
+        let board = &self.board;
         let path = self
             .arch_dir
             .join("system")
