@@ -6,7 +6,8 @@ use crate::util::{create_dir, path_str, sha256_file, write};
 use std::path::Path;
 
 /// Sign the index again when an image changed, when there is none, when it expires
-/// within a week, or when another key signed it (`key_stamp` remembers the SHA-256 of
+/// within a week, when the pkg that writes it is newer than it, or when another key
+/// signed it (`key_stamp` remembers the SHA-256 of
 /// the secret key file that did). The serial only grows, as devices refuse an older one.
 pub fn refresh(
     pkg: &Path,
@@ -29,7 +30,18 @@ pub fn refresh(
     };
     let fresh = field("expires").is_some_and(|expires| expires > now + 7 * 24 * 3600)
         && repo.join("index.minisig").is_file();
-    if fresh && same_key && !changed && old.as_deref().is_some_and(|text| lists_images(repo, text))
+    // A pkg built since may write the index differently (a field the images' meta has
+    // and an older pkg left out), and pkg checks an image's meta against its entry.
+    let modified = |path: &Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let same_writer = matches!(
+        (modified(pkg), modified(&repo.join("index"))),
+        (Some(program), Some(index)) if program <= index
+    );
+    if fresh
+        && same_key
+        && same_writer
+        && !changed
+        && old.as_deref().is_some_and(|text| lists_images(repo, text))
     {
         return Ok(());
     }
