@@ -396,6 +396,9 @@ fn print_report(report: &Report) {
     }
 }
 
+/// What each command line ends with, so its status is printed after its output.
+const STATUS_ECHO: &str = "echo \"exit $?\"";
+
 /// Where the echo of `line` ends in `text` when the terminal broke it across lines:
 /// the characters of `line` in order, whitespace aside. None when they are not all
 /// there in order (a console line came in between).
@@ -871,7 +874,7 @@ impl Shell {
         timeout: Duration,
     ) -> Result<(i32, String), String> {
         eprintln!("    {PROMPT}{line}");
-        let line = format!("{line}; echo \"exit $?\"");
+        let line = format!("{line}; {STATUS_ECHO}");
         let line = line.as_str();
         self.guest.send(&format!("{line}\n"))?;
         let text = self
@@ -886,7 +889,12 @@ impl Shell {
             None => match echo_end(&text, line) {
                 // The terminal wrapped a long line as it echoed it.
                 Some(at) => &text[at..],
-                None => text.split_once('\n').map_or("", |(_, rest)| rest),
+                // A console line came into the echo: it ends with the status's echo
+                // (the status itself is printed without `echo `).
+                None => match text.find(STATUS_ECHO) {
+                    Some(at) => &text[at + STATUS_ECHO.len()..],
+                    None => text.split_once('\n').map_or("", |(_, rest)| rest),
+                },
             },
         };
         let mut status = 0;

@@ -301,9 +301,16 @@ pub fn memory_runs_out(shell: &mut Shell, report: &mut Report) -> Result<(), Str
     shell.ok("echo 'BEGIN{s=\"x\"; while(1) s=s s}' > /tmp/glut.awk")?;
     shell.ok("echo \"command /bin/sh -c 'awk -f /tmp/glut.awk'\" > /tmp/glut")?;
     shell.ok("mv /tmp/glut /etc/amber/svc/glut && svc rescan")?;
-    shell.ok(
-        "n=0; until svc status glut | grep -q restarts; do sleep 1; n=$((n+1)); [ $n -lt 200 ] || break; done",
+    // Filling 256 MiB under TCG takes minutes: the wait outlasts a command's timeout.
+    let (status, output) = shell.command(
+        "n=0; until svc status glut | grep -q restarts; do sleep 1; n=$((n+1)); [ $n -lt 240 ] || break; done",
+        Duration::from_secs(300),
     )?;
+    if status != 0 {
+        return Err(shell.failure(&format!(
+            "waiting for glut's restart: exit {status}: {output}"
+        )));
+    }
     let status = shell.ok("svc status glut")?;
     let log = shell.ok("svc log glut | grep OOM || true")?;
     shell.ok("rm /etc/amber/svc/glut && svc rescan")?;
