@@ -292,47 +292,6 @@ pub fn tasks_max_holds(shell: &mut Shell, report: &mut Report) -> Result<(), Str
     Ok(())
 }
 
-/// With memory gone (a service without a memory-max doubling a string until the kernel
-/// has no more), the OOM killer takes that service, never init, the store or the console
-/// shell; the service is restarted by its policy and says why.
-pub fn memory_runs_out(shell: &mut Shell, report: &mut Report) -> Result<(), String> {
-    let store = unit_pid(shell, "store")?;
-    let console = unit_pid(shell, "console")?;
-    shell.ok("echo 'BEGIN{s=\"x\"; while(1) s=s s}' > /tmp/glut.awk")?;
-    shell.ok("echo \"command /bin/sh -c 'awk -f /tmp/glut.awk'\" > /tmp/glut")?;
-    shell.ok("mv /tmp/glut /etc/amber/svc/glut && svc rescan")?;
-    // Filling 256 MiB under TCG takes minutes: the wait outlasts a command's timeout.
-    let (status, output) = shell.command(
-        "n=0; until svc status glut | grep -q restarts; do sleep 1; n=$((n+1)); [ $n -lt 240 ] || break; done",
-        Duration::from_secs(300),
-    )?;
-    if status != 0 {
-        return Err(shell.failure(&format!(
-            "waiting for glut's restart: exit {status}: {output}"
-        )));
-    }
-    let status = shell.ok("svc status glut")?;
-    let log = shell.ok("svc log glut | grep OOM || true")?;
-    shell.ok("rm /etc/amber/svc/glut && svc rescan")?;
-    let hello = shell.ok("/bin/hello")?;
-    let after = (unit_pid(shell, "store")?, unit_pid(shell, "console")?);
-    if !status.contains("restarts")
-        || !log.contains("by the kernel's OOM killer")
-        || after != (store, console)
-        || !hello.contains("Hello from amber!")
-    {
-        return Err(shell.failure(&format!(
-            "out of memory: the service was not the one killed and restarted, or init, the store (pid {store}, now {}) or the console (pid {console}, now {}) were:\n{status}\n{log}",
-            after.0, after.1
-        )));
-    }
-    report.field.push(format!(
-        "memory ran out (no memory-max): {}; store pid {store} and console pid {console} unchanged, /bin/hello runs",
-        line_with(&log, "OOM")
-    ));
-    Ok(())
-}
-
 /// With /data full, `pkg add` fails with one line and nothing is lost.
 pub fn disk_full(shell: &mut Shell, report: &mut Report) -> Result<(), String> {
     let before = shell.ok("pkg list")?;
