@@ -70,6 +70,35 @@ pub enum Plan {
     FellBack(String),
 }
 
+/// The record `pkg system upgrade` leaves for the next boots
+/// (`/data/pkg/state/system-pending`): `to VERSION`, `from VERSION` and a `service NAME`
+/// line for each service that ran then. A missing or unreadable one is empty.
+struct Pending {
+    to: Option<String>,
+    services: Vec<String>,
+    from: Option<String>,
+}
+
+impl Pending {
+    fn read(path: &Path) -> Pending {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(key))
+                .map(str::to_owned)
+        };
+        Pending {
+            to: value("to "),
+            from: value("from "),
+            services: text
+                .lines()
+                .filter_map(|line| line.strip_prefix("service "))
+                .map(str::to_owned)
+                .collect(),
+        }
+    }
+}
+
 /// Decide for this boot: `esp` mounted, the running `version`, the store's pending file.
 pub fn plan(
     esp: &Path,
@@ -77,20 +106,7 @@ pub fn plan(
     pending_file: &Path,
     script: &Path,
 ) -> (Plan, Option<Check>) {
-    let pending = fs::read_to_string(pending_file).unwrap_or_default();
-    let to = pending
-        .lines()
-        .find_map(|line| line.strip_prefix("to "))
-        .map(str::to_owned);
-    let services: Vec<String> = pending
-        .lines()
-        .filter_map(|line| line.strip_prefix("service "))
-        .map(str::to_owned)
-        .collect();
-    let from = pending
-        .lines()
-        .find_map(|line| line.strip_prefix("from "))
-        .map(str::to_owned);
+    let Pending { to, services, from } = Pending::read(pending_file);
     let Some(file) = running_file(esp, version) else {
         return (Plan::Nothing, None);
     };
@@ -281,20 +297,7 @@ pub fn plan_pi(
     pending_file: &Path,
     script: &Path,
 ) -> (Plan, Option<Check>) {
-    let pending = fs::read_to_string(pending_file).unwrap_or_default();
-    let to = pending
-        .lines()
-        .find_map(|line| line.strip_prefix("to "))
-        .map(str::to_owned);
-    let services: Vec<String> = pending
-        .lines()
-        .filter_map(|line| line.strip_prefix("service "))
-        .map(str::to_owned)
-        .collect();
-    let from = pending
-        .lines()
-        .find_map(|line| line.strip_prefix("from "))
-        .map(str::to_owned);
+    let Pending { to, services, from } = Pending::read(pending_file);
     let slots = pi::parse_slots(&fs::read_to_string(boot.join(PI_SLOTS)).unwrap_or_default());
     let running = slot_dirs.iter().find_map(|(slot, dir)| {
         let said = fs::read_to_string(dir.join(PI_VERSION)).unwrap_or_default();
