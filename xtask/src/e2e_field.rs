@@ -372,11 +372,13 @@ pub fn watchdog_resets_a_hang(
         .guest
         .expect(qemu::HANDOVER, Duration::from_secs(240))?;
     let reset_after = hung.elapsed();
+    // `amber: boot: after ...`; the boot partition's line (`amber: boot: /dev/sda1
+    // mounted at /boot`) comes first.
     shell
         .guest
-        .expect("amber: boot: ", Duration::from_secs(120))?;
+        .expect("amber: boot: after ", Duration::from_secs(120))?;
     let reason = shell.guest.until("\n", Duration::from_secs(10))?;
-    let reason = reason.trim().to_owned();
+    let reason = format!("after {}", reason.trim());
     let mut shell = shell.resync(report)?;
     shell.ok(&format!("rm {TEST_HOOKS}"))?;
     let last_words = shell.ok("svc log kernel | grep -c 'boot before' || true")?;
