@@ -398,6 +398,10 @@ fn print_report(report: &Report) {
 
 /// What each command line ends with, so its status is printed after its output.
 const STATUS_ECHO: &str = "echo \"exit $?\"";
+/// A line printed before each command's output, and the command that prints it,
+/// quoted so that its echo is not the line.
+const OUTPUT_MARK: &str = "@@output";
+const OUTPUT_MARK_ECHO: &str = "echo '@@''output'";
 /// How [`STATUS_ECHO`] ends.
 const STATUS_END: &str = "$?\"";
 
@@ -875,7 +879,7 @@ impl Shell {
         timeout: Duration,
     ) -> Result<(i32, String), String> {
         eprintln!("    {PROMPT}{line}");
-        let line = format!("{line}; {STATUS_ECHO}");
+        let line = format!("{OUTPUT_MARK_ECHO}; {line}; {STATUS_ECHO}");
         let line = line.as_str();
         self.guest.send(&format!("{line}\n"))?;
         let text = self
@@ -885,16 +889,28 @@ impl Shell {
             .replace('\r', "");
         // The terminal echoes the line first; should a kernel message have split the
         // echo, its first line is dropped all the same.
-        let after_echo = match text.find(line) {
-            Some(at) => &text[at + line.len()..],
-            None => match echo_end(&text, line) {
-                // The terminal wrapped a long line as it echoed it.
-                Some(at) => &text[at..],
-                // A console line came into the echo: the echo still ends with the
-                // status's `$?"`, which the output has not.
-                None => match text.find(STATUS_END) {
-                    Some(at) => &text[at + STATUS_END.len()..],
-                    None => text.split_once('\n').map_or("", |(_, rest)| rest),
+        // The output starts after the marker's own line; the echo of the command line
+        // has the marker quoted, so it is not that line. Only if no such line came (a
+        // console line in it) is the echo looked for.
+        let marked = text
+            .match_indices(OUTPUT_MARK)
+            .find(|(at, _)| {
+                text[..*at].ends_with('\n') && text[at + OUTPUT_MARK.len()..].starts_with('\n')
+            })
+            .map(|(at, _)| at + OUTPUT_MARK.len());
+        let after_echo = match marked {
+            Some(at) => &text[at..],
+            None => match text.find(line) {
+                Some(at) => &text[at + line.len()..],
+                None => match echo_end(&text, line) {
+                    // The terminal wrapped a long line as it echoed it.
+                    Some(at) => &text[at..],
+                    // A console line came into the echo: the echo still ends with the
+                    // status's `$?"`, which the output has not.
+                    None => match text.find(STATUS_END) {
+                        Some(at) => &text[at + STATUS_END.len()..],
+                        None => text.split_once('\n').map_or("", |(_, rest)| rest),
+                    },
                 },
             },
         };

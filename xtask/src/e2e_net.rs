@@ -213,6 +213,8 @@ pub fn first_boot(shell: &mut Shell, report: &mut Report) -> Result<(), String> 
 /// Boot 1 of a board on the test LAN: the clock by SNTP, a lease renewed, settings
 /// applied without a reboot.
 pub fn test_lan(shell: &mut Shell, net: &Net, report: &mut Report) -> Result<(), String> {
+    // The board before this one left the LAN's server silent (its second boot's step).
+    net.lan.set_silent(false);
     let clock = shell.ok("svc status clock")?;
     shell.expect_output("svc status clock", &clock, "not synchronised")?;
     let rtc = shell.ok("date -u +%s")?;
