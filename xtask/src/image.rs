@@ -1007,7 +1007,11 @@ fn make_fat_of(
     // The volume id comes from the board and label, so rebuilds give the same bytes.
     let guid = gpt::derived_guid(&format!("{}/fat/{label}", board.name));
     let volume_id: String = guid[..4].iter().map(|b| format!("{b:02x}")).collect();
+    // FAT16 is the Pi's small first partition (a few MiB): one sector a cluster keeps
+    // it above FAT16's least number of clusters, which larger clusters fall under.
+    let cluster: &[&str] = if bits == "16" { &["-s", "1"] } else { &[] };
     Cmd::new("mkfs.vfat")
+        .args(cluster)
         .args([
             "--invariant",
             "-F",
