@@ -24,7 +24,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use amber_core::system::pi::{self, SlotState};
-use amber_core::system::{BootEntry, BootState, TEMP_PREFIX};
+use amber_core::system::{BootEntry, BootState};
 use amber_core::version::Version;
 
 /// How long after `amber: ready` the check runs: services that crash at start have
@@ -136,22 +136,10 @@ pub fn plan(
 /// ESP's `EFI/Linux`, or a Pi slot's top directory), so a half-written release never
 /// takes the room the next upgrade needs. Returns how many files went.
 pub fn remove_temporary_files(partition: &Path) -> usize {
-    let mut removed = 0;
-    for dir in [partition.join(LINUX_DIR), partition.to_path_buf()] {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let temporary = entry
-                .file_name()
-                .as_encoded_bytes()
-                .starts_with(TEMP_PREFIX.as_bytes());
-            if temporary && fs::remove_file(entry.path()).is_ok() {
-                removed += 1;
-            }
-        }
-    }
-    removed
+    [partition.join(LINUX_DIR), partition.to_path_buf()]
+        .iter()
+        .map(|dir| amber_pkg::durable::clean_temp_files(dir).unwrap_or(0))
+        .sum()
 }
 
 /// The ESP file of the system `version`: `amber-VERSION.efi` or with a counter.

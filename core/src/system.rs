@@ -32,10 +32,6 @@ use crate::version::{Version, VersionError};
 /// The longest board name accepted, in bytes.
 pub const MAX_BOARD_LEN: usize = 64;
 
-/// The name prefix of a file still being written (`pkg` writes to `.tmp-…` and renames
-/// when it is complete). What a power cut leaves of one is removed at the next boot.
-pub const TEMP_PREFIX: &str = ".tmp-";
-
 /// One system release of the index.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct System {

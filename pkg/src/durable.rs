@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use crate::error::{Context, Error};
 
 /// Prefix of every temporary file pkg writes; the next command removes leftovers.
-pub const TEMP_PREFIX: &str = amber_core::system::TEMP_PREFIX;
+pub const TEMP_PREFIX: &str = ".tmp-";
 
 /// A unique temporary path in the same directory as `target`, so rename is atomic.
 pub fn temp_path(target: &Path) -> PathBuf {
