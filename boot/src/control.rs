@@ -541,7 +541,7 @@ fn follow(socket: &Path, request: &Request) -> ExitCode {
                     .ok_or_else(|| io::Error::other("init sent an answer that is not one"));
             }
             if streaming {
-                if amber_pkg::stdout::write(&String::from_utf8_lossy(&buffer[..count])).is_err() {
+                if amber_base::stdout::write(&String::from_utf8_lossy(&buffer[..count])).is_err() {
                     return Ok(None);
                 }
                 continue;
@@ -549,7 +549,7 @@ fn follow(socket: &Path, request: &Request) -> ExitCode {
             head.extend_from_slice(&buffer[..count]);
             if let Some(rest) = head.strip_prefix(b"ok\n") {
                 streaming = true;
-                if amber_pkg::stdout::write(&String::from_utf8_lossy(rest)).is_err() {
+                if amber_base::stdout::write(&String::from_utf8_lossy(rest)).is_err() {
                     return Ok(None);
                 }
             }
@@ -593,9 +593,9 @@ fn usage(command: &str, message: &str, help: &str) -> ExitCode {
 }
 
 /// Print `text` on standard output, where a closed reader is the normal end of the
-/// output (`svc status | head -1` exits 0; see `amber_pkg::stdout`).
+/// output (`svc status | head -1` exits 0; see `amber_base::stdout`).
 fn print(command: &str, text: &str) -> ExitCode {
-    match amber_pkg::stdout::write(text) {
+    match amber_base::stdout::write(text) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("{command}: stdout: {error}");

@@ -17,6 +17,8 @@
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
+use amber_core::random::Random;
+
 pub const SERVER_PORT: u16 = 67;
 pub const CLIENT_PORT: u16 = 68;
 
@@ -243,7 +245,7 @@ pub struct Client {
     mac: [u8; 6],
     state: State,
     xid: u32,
-    random: u64,
+    random: Random,
     /// When the current exchange began (the `secs` field counts from it).
     began: Duration,
     tries: u32,
@@ -268,7 +270,7 @@ impl Client {
             mac,
             state: State::Init,
             xid: 0,
-            random: seed | 1,
+            random: Random::new(seed),
             began: Duration::ZERO,
             tries: 0,
             next: None,
@@ -294,14 +296,6 @@ impl Client {
         self.next
     }
 
-    /// xorshift64*: transaction ids and the ±1 s of retransmission jitter.
-    fn next_random(&mut self) -> u64 {
-        self.random ^= self.random >> 12;
-        self.random ^= self.random << 25;
-        self.random ^= self.random >> 27;
-        self.random.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
     fn log(&self, actions: &mut Vec<Action>, message: std::fmt::Arguments) {
         actions.push(Action::Log(format!("dhcp {}: {message}", self.name)));
     }
@@ -309,7 +303,7 @@ impl Client {
     /// The delay before retransmission number `tries` (1, 2, ...): 4, 8, ... 64 s, ±1 s.
     fn backoff(&mut self, tries: u32) -> Duration {
         let base = (FIRST_DELAY << tries.saturating_sub(1).min(4)).min(MAX_DELAY);
-        let jitter = self.next_random() % 2001;
+        let jitter = self.random.next_u64() % 2001;
         Duration::from_millis(base * 1000 + jitter - 1000)
     }
 
@@ -337,7 +331,7 @@ impl Client {
 
     fn discover(&mut self, now: Duration, actions: &mut Vec<Action>) {
         self.state = State::Selecting;
-        self.xid = self.next_random() as u32;
+        self.xid = self.random.next_u64() as u32;
         self.began = now;
         self.tries = 0;
         self.offer = None;
@@ -468,7 +462,7 @@ impl Client {
                 };
                 if state != self.state {
                     self.state = state;
-                    self.xid = self.next_random() as u32;
+                    self.xid = self.random.next_u64() as u32;
                     self.began = now;
                     self.asked = now;
                     self.tries = 0;
@@ -596,7 +590,7 @@ impl Client {
     pub fn release(&mut self, now: Duration) -> Vec<Action> {
         let mut actions = Vec::new();
         if let Some((lease, _)) = self.lease.take() {
-            self.xid = self.next_random() as u32;
+            self.xid = self.random.next_u64() as u32;
             let message = Request {
                 ciaddr: lease.address,
                 server: Some(lease.server),
@@ -999,7 +993,7 @@ mod tests {
     /// the lease.
     #[test]
     fn hostile_replies() {
-        let mut random = amber_testkit::Random::new(17);
+        let mut random = Random::new(17);
         for round in 0..4000 {
             let mut client = bound(60 + round % 7);
             let mut now = secs(1);

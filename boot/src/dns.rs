@@ -316,7 +316,7 @@ mod tests {
     /// its own id, at most 512 bytes.
     #[test]
     fn hostile_messages() {
-        let mut random = amber_testkit::Random::new(53);
+        let mut random = amber_core::random::Random::new(53);
         let message = query("repo.amber.test");
         for round in 0..20_000 {
             let mut bytes = match random.below(3) {

@@ -138,7 +138,7 @@ pub fn plan(
 pub fn remove_temporary_files(partition: &Path) -> usize {
     [partition.join(LINUX_DIR), partition.to_path_buf()]
         .iter()
-        .map(|dir| amber_pkg::durable::clean_temp_files(dir).unwrap_or(0))
+        .map(|dir| amber_base::durable::clean_temp_files(dir).unwrap_or(0))
         .sum()
 }
 

@@ -41,7 +41,7 @@ fn fail(message: &str) -> ExitCode {
 }
 
 fn print(text: &str) -> ExitCode {
-    match amber_pkg::stdout::write(text) {
+    match amber_base::stdout::write(text) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => fail(&format!("stdout: {error}")),
     }
@@ -93,7 +93,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 fn other(command: &str, rest: &[String]) -> ExitCode {
     match (command, rest) {
         ("reset", []) => {
-            if let Err(error) = amber_pkg::durable::remove_durable(Path::new(DATA_FILE)) {
+            if let Err(error) = amber_base::durable::remove_durable(Path::new(DATA_FILE)) {
                 return fail(&error.to_string());
             }
             apply()
@@ -151,9 +151,9 @@ fn save(config: &Config) -> ExitCode {
     let path = Path::new(DATA_FILE);
     let written = path
         .parent()
-        .map_or(Ok(()), amber_pkg::durable::create_dir_all_durable)
+        .map_or(Ok(()), amber_base::durable::create_dir_all_durable)
         .and_then(|()| {
-            amber_pkg::durable::write_atomic(path, format!("{HEADER}{text}").as_bytes())
+            amber_base::durable::write_atomic(path, format!("{HEADER}{text}").as_bytes())
         });
     if let Err(error) = written {
         return fail(&error.to_string());

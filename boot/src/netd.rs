@@ -370,7 +370,7 @@ impl Daemon {
         }
         if resolv != self.resolv {
             if let Err(error) =
-                amber_pkg::durable::write_atomic(RESOLV_CONF.as_ref(), resolv.as_bytes())
+                amber_base::durable::write_atomic(RESOLV_CONF.as_ref(), resolv.as_bytes())
             {
                 self.lines.push(format!("{RESOLV_CONF}: {error}"));
             }
@@ -381,7 +381,7 @@ impl Daemon {
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            let _ = amber_pkg::durable::write_atomic(path, ntp.as_bytes());
+            let _ = amber_base::durable::write_atomic(path, ntp.as_bytes());
             // The clock asks the new servers at once (at its start it reads them).
             if self.ntp != "\0" {
                 restart("clock");

@@ -2,7 +2,7 @@
 //! the last good time kept on /data, and the clock raised to it at boot.
 //!
 //! Policy (ARCHITECTURE.md, "Time without a clock"): the clock is never set below the
-//! last good time ([`amber_pkg::repo::CLOCK_FILE`]). At boot init raises a clock that is
+//! last good time ([`amber_pkg::CLOCK_FILE`]). At boot init raises a clock that is
 //! behind it (an RTC without a battery, or none) to it; SNTP answers that would set the
 //! clock below it are refused. The time is stored when SNTP first sets the clock, then
 //! at most hourly, and when the service stops: a few small writes a day, not one a
@@ -21,7 +21,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use amber_pkg::repo::CLOCK_FILE;
+use amber_pkg::CLOCK_FILE;
 
 use crate::{netconfig, status, sys};
 
@@ -148,7 +148,7 @@ pub fn utc(seconds: i64) -> String {
 /// The last good time stored on /data, in unix seconds.
 pub fn stored() -> Option<i64> {
     let text = std::fs::read_to_string(CLOCK_FILE).ok()?;
-    amber_pkg::repo::stored_time(&text).map(|seconds| seconds as i64)
+    amber_pkg::stored_time(&text).map(|seconds| seconds as i64)
 }
 
 fn store(seconds: i64) {
@@ -156,7 +156,7 @@ fn store(seconds: i64) {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Err(error) = amber_pkg::durable::write_atomic(path, format!("{seconds}\n").as_bytes()) {
+    if let Err(error) = amber_base::durable::write_atomic(path, format!("{seconds}\n").as_bytes()) {
         status::print(&format!("cannot store the time: {error}"));
     }
 }

@@ -11,7 +11,7 @@ pub const DIR: &str = "/run/amber/status";
 pub fn write(name: &str, text: &str) {
     let dir = Path::new(DIR);
     let _ = std::fs::create_dir_all(dir);
-    let _ = amber_pkg::durable::write_atomic(&dir.join(name), format!("{text}\n").as_bytes());
+    let _ = amber_base::durable::write_atomic(&dir.join(name), format!("{text}\n").as_bytes());
 }
 
 /// The status line of `name` under `dir`, if its process wrote one.

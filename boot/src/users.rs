@@ -257,7 +257,7 @@ impl Table {
                 let _ = std::fs::create_dir_all(parent);
             }
             // Without room on /data the ids hold for this boot only.
-            if let Err(error) = amber_pkg::durable::write_atomic(&places.ids, text.as_bytes()) {
+            if let Err(error) = amber_base::durable::write_atomic(&places.ids, text.as_bytes()) {
                 report(format!("users: {error}"));
             }
         }

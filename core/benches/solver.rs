@@ -74,15 +74,16 @@ const PARSE_RUNS: usize = 5;
 const RUNS: usize = 15;
 const GOAL_MS: f64 = 50.0;
 
-/// A xorshift64* generator: small, fast, and the same on every machine.
-struct Random(u64);
+/// Index content drawn from the one deterministic generator.
+struct Random(amber_core::random::Random);
 
 impl Random {
+    fn new(seed: u64) -> Random {
+        Random(amber_core::random::Random::new(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        self.0.next_u64()
     }
 
     /// A number in `0..bound`.
@@ -134,7 +135,7 @@ impl Name {
 /// The ordinary background: `packages` packages as described in the module
 /// documentation. With 10,000 packages it is the repository of the `easy` cases.
 fn background(packages: usize) -> Vec<Entry> {
-    let mut random = Random(0x00c0_ffee_d00d_f00d);
+    let mut random = Random::new(0x00c0_ffee_d00d_f00d);
     // Names and versions first, so dependencies can point at real versions.
     let mut names: Vec<Name> = Vec::new();
     let mut count = 0;
@@ -264,7 +265,7 @@ fn background(packages: usize) -> Vec<Entry> {
 
 /// The 200 requests of the `easy` cases: distinct names drawn from the background.
 fn background_request(background: &[Entry]) -> Vec<Dependency> {
-    let mut random = Random(0x5eed_0000_0000_0200);
+    let mut random = Random::new(0x5eed_0000_0000_0200);
     let mut request: Vec<Dependency> = Vec::new();
     while request.len() < REQUEST {
         let entry = &background[random.below(background.len())];
@@ -289,7 +290,7 @@ struct Structure {
 impl Structure {
     fn new() -> Structure {
         Structure {
-            random: Random(0x0ad0_e125_a121_0000),
+            random: Random::new(0x0ad0_e125_a121_0000),
             entries: Vec::new(),
         }
     }

@@ -27,10 +27,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use amber_core::random::Random;
 use amber_core::squashfs::read::{Archive, Cache, Inode, Kind};
 use amber_core::squashfs::write::{write_image, Contents, FileId, Options, Sink, Tree};
 use amber_core::squashfs::{ReadAt, ReadError};
-use amber_testkit::Random;
 
 /// Bump when the generator changes, so an old tree is rebuilt.
 const TREE_VERSION: &str = "amber squashfs bench tree v2";

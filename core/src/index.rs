@@ -214,7 +214,7 @@ pub enum IndexErrorReason {
     EmptyList(&'static str),
     /// `provider_priority` is not a decimal from 1 to 65535.
     BadPriority,
-    /// The description is longer than [`crate::meta::MAX_DESCRIPTION_LEN`].
+    /// The description is longer than [`crate::line::MAX_DESCRIPTION_LEN`].
     DescriptionTooLong,
     /// The package's relations contradict each other.
     Contradiction(Contradiction),
@@ -661,7 +661,7 @@ fn parse_line<'t>(
         if description.is_empty() {
             return Err(IndexErrorReason::EmptyList("description"));
         }
-        if description.len() > crate::meta::MAX_DESCRIPTION_LEN {
+        if description.len() > crate::line::MAX_DESCRIPTION_LEN {
             return Err(IndexErrorReason::DescriptionTooLong);
         }
         entry.description = description;
@@ -687,7 +687,7 @@ fn parse_line<'t>(
 impl Index {
     /// Writes the index in its one canonical form, packages sorted. Entries are
     /// written as they are; an index built from [`parse`] or from valid
-    /// [`Meta`](crate::meta::Meta)s without two equal ids parses back to an equal value.
+    /// package metadata (`.pkg/meta`) without two equal ids parses back to an equal value.
     pub fn write(&self) -> String {
         let mut sorted: Vec<&Entry> = self.packages.iter().collect();
         sorted.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.version.cmp(&b.version)));

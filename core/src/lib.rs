@@ -16,6 +16,7 @@ pub mod index;
 pub mod line;
 pub mod meta;
 pub mod minisign;
+pub mod random;
 pub mod solve;
 pub mod sort;
 pub mod squashfs;

@@ -14,6 +14,9 @@ use crate::version::{
 /// The longest architecture name accepted, in bytes.
 pub const MAX_ARCH_LEN: usize = 32;
 
+/// The longest description accepted, in bytes, in an index line and in `.pkg/meta`.
+pub const MAX_DESCRIPTION_LEN: usize = 1024;
+
 /// Reports whether `arch` is a valid architecture name such as `aarch64` or `x86_64`.
 pub fn is_valid_arch(arch: &str) -> bool {
     !arch.is_empty()
@@ -505,15 +508,12 @@ mod tests {
         let pieces = [
             "a", " ", "  ", "\t", "\u{7f}", "\u{85}", "é", "\u{a0}", "~", "\r", "abcdefgh",
         ];
-        let mut random = 0x1234_5678_9abc_def1u64;
+        let mut random = crate::random::Random::new(0x1234_5678_9abc_def1);
         for _ in 0..20_000 {
             let mut line = String::new();
-            for _ in 0..(random % 7) {
-                random ^= random << 13;
-                random ^= random >> 7;
-                random ^= random << 17;
-                line.push_str(pieces[(random % pieces.len() as u64) as usize]);
-                line.push_str(&"x".repeat((random >> 8) as usize % 9));
+            for _ in 0..random.below(7) {
+                line.push_str(pieces[random.index(pieces.len())]);
+                line.push_str(&"x".repeat(random.index(9)));
             }
             assert_eq!(check_line_shape(&line), plain(&line), "{line:?}");
         }

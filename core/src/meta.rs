@@ -56,8 +56,7 @@ use crate::line::{
 };
 use crate::version::{is_valid_name, Dependency, PackageId, Provide, Version, VersionError};
 
-/// The longest description accepted, in bytes.
-pub const MAX_DESCRIPTION_LEN: usize = 1024;
+use crate::line::MAX_DESCRIPTION_LEN;
 
 /// The longest license expression accepted, in bytes.
 pub const MAX_LICENSE_LEN: usize = 256;

@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use amber_core::random::Random;
 use amber_core::squashfs::format::{self, Superblock, SUPERBLOCK_SIZE};
 use amber_core::squashfs::read::{Archive, Cache, CheckLimits, Error, Inode, Kind};
-use amber_testkit::Random;
 
 #[path = "../../fuzz/walk.rs"]
 mod walk;

@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use amber_core::random::Random;
 use amber_core::squashfs::read::{Archive, Cache, CheckLimits, Kind};
 use amber_core::squashfs::write::{
     write_image, Contents, FileId, Options, Sink, Summary, Tree, TreeError,
 };
 use amber_core::squashfs::{ReadAt, ReadError};
-use amber_testkit::Random;
 
 /// This process's directory under cargo's per-target temp directory. Several test
 /// processes may run at once (and mount images), so each works in its own directory,

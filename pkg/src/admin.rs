@@ -1,5 +1,7 @@
 //! Configuring trust and sources: `key add|list|del` and `repo add|list|del`.
 
+#![forbid(unsafe_code)]
+
 use amber_core::minisign::PublicKey;
 
 use crate::args::{KeyCommand, RepoCommand};

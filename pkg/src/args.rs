@@ -3,6 +3,8 @@
 //! conversions are generated from these (`parser.rs`); the structs only hold what was
 //! parsed, and `cli.rs` runs them.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 use crate::parser::{command, subcommands};

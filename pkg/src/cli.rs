@@ -3,13 +3,15 @@
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage error (DESIGN §6).
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsString;
 use std::process::ExitCode;
 
 use crate::args::{
     Args, Command, RepoArgs, RepoCommand, StoreArgs, StoreCommand, SystemArgs, SystemCommand,
 };
-use crate::context::Context;
+use crate::context::{Context, Report};
 use crate::error::{Context as _, Error};
 use crate::json::Json;
 use crate::parser::{parse, Early};
@@ -72,16 +74,7 @@ fn run(args: Args) -> Result<(), Error> {
         },
         Command::Store(StoreArgs {
             command: StoreCommand::Mount(mount),
-        }) => crate::mount::mount(
-            &context,
-            &mount.mountpoint,
-            mount.foreground,
-            crate::storefs::Options {
-                max_open: mount.max_open,
-                threads: mount.threads,
-                ..crate::storefs::Options::default()
-            },
-        ),
+        }) => store_mount(&context, &mount),
         Command::Run(run) => crate::run::run(&context, &run.package, &run.command),
         Command::System(SystemArgs { command }) => match command {
             SystemCommand::Status(_) => crate::system::status(&context),
@@ -138,4 +131,32 @@ fn run(args: Args) -> Result<(), Error> {
             Err(error)
         }
     }
+}
+
+/// `pkg store mount`: run the store (amber-store), and report where it went.
+fn store_mount(context: &Context, mount: &crate::args::StoreMountArgs) -> Result<Report, Error> {
+    let options = amber_store::Options {
+        max_open: mount.max_open,
+        threads: mount.threads,
+        ..amber_store::Options::default()
+    };
+    let mounted = crate::mount::mount(&context.root, &mount.mountpoint, mount.foreground, options)?;
+    Ok(match mounted {
+        None => Report::empty(),
+        Some(mounted) => Report::new(
+            format!(
+                "store mounted on {} (pid {})\n",
+                mounted.mountpoint.display(),
+                mounted.pid
+            ),
+            Json::object([
+                ("ok", Json::Bool(true)),
+                (
+                    "mountpoint",
+                    Json::string(mounted.mountpoint.display().to_string()),
+                ),
+                ("pid", Json::Number(u64::from(mounted.pid))),
+            ]),
+        ),
+    })
 }

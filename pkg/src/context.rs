@@ -1,6 +1,8 @@
 //! What every command is given (the checked command line and the environment) and
 //! what it returns (a report printed as text or as one JSON document).
 
+#![forbid(unsafe_code)]
+
 use std::cell::Cell;
 use std::path::PathBuf;
 

@@ -10,6 +10,8 @@
 //! before it got its name; a failed or killed download leaves at most temporary files
 //! the next command removes.
 
+#![forbid(unsafe_code)]
+
 use std::fs;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};

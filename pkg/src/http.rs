@@ -12,6 +12,8 @@
 //! Hashes are never taken from the transport: the caller hashes what it writes.
 //! `https://` needs the `tls` feature (ureq with rustls), which the device build leaves out.
 
+#![forbid(unsafe_code)]
+
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};

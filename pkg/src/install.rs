@@ -3,6 +3,8 @@
 //! which changes only who keeps a contested exchange-directory path, and so is a new
 //! generation too (switched to, and rolled back, like any other).
 
+#![forbid(unsafe_code)]
+
 use std::fs;
 use std::io::Read;
 use std::path::Path;

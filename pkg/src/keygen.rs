@@ -3,6 +3,8 @@
 //! The secret key is written unencrypted (as `minisign -G -W` does) with mode 0600, since
 //! repositories are signed by scripts that cannot type a password.
 
+#![forbid(unsafe_code)]
+
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;

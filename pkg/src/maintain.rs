@@ -1,5 +1,7 @@
 //! Keeping the store healthy: `update`, `verify`, `gc` and `rollback`.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 
 use amber_core::hash::to_hex;

@@ -1,6 +1,8 @@
 //! Telling a mounted FUSE store that the current generation changed, and waiting until
 //! it shows the new one, so `pkg add` returns only when the package is visible.
 
+#![forbid(unsafe_code)]
+
 use std::time::Duration;
 
 use crate::error::Error;
@@ -9,15 +11,7 @@ use crate::store::Store;
 /// Called after every switch of the current generation (and after gc). Without a store
 /// mounted on this root there is nobody to tell.
 pub fn after_switch(store: &Store, generation: u64) -> Result<(), Error> {
-    match crate::mount::ask(store.root(), "reload", Duration::from_secs(60))? {
-        None => {}
-        Some(answer) if answer == format!("ok {generation}") => {}
-        Some(answer) => {
-            return Err(Error::new(format!(
-                "generation {generation} is current, but the mounted store answered {answer:?}"
-            )))
-        }
-    }
+    amber_store::mount::reload(store.root(), generation)?;
     rescan_services();
     Ok(())
 }

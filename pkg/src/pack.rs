@@ -6,6 +6,8 @@
 //! refused), and the image is written to a temporary file next to OUT, fsynced and
 //! renamed into place, so OUT is either the old file or the whole new one.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};

@@ -9,6 +9,8 @@
 //! positionals not listed. argh's derived parsers took about 20 KB of the device binary;
 //! one parser over tables takes a few.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 
 /// What a command accepts, in the order its help lists it.

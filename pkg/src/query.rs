@@ -1,6 +1,8 @@
 //! Questions about packages: `list`, `info`, `search` and `which`. They read the store
 //! and never change it; `which` answers from the images themselves, mounted or not.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 
 use amber_core::hash::to_hex;

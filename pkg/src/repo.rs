@@ -14,6 +14,8 @@
 //! parses the index as a view of its text (`amber_core::index::IndexView`), which
 //! copies nothing: a command pays for a 10,000-package index in milliseconds.
 
+#![forbid(unsafe_code)]
+
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;

@@ -4,6 +4,8 @@
 //! in minisign's style that also carries the serial, so `minisign -V` shows which index
 //! a signature belongs to.
 
+#![forbid(unsafe_code)]
+
 use std::path::Path;
 
 use amber_core::index::{Entry, Index};

@@ -27,11 +27,12 @@
 //! `kernel.unprivileged_userns_clone` is 0, or a security module refuses), `pkg run`
 //! says so in one line and needs root.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use amber_core::index::{Entry, Index};
 use amber_core::solve::{Mode, Pool};
@@ -94,9 +95,9 @@ pub fn run(context: &Context, packages: &[String], command: &[String]) -> Result
         Some(store.lease(&outside)?)
     };
 
-    let mounted = crate::mount::ask(&context.root, "mountpoint", Duration::from_secs(10))?;
+    let mounted = amber_store::mount::mountpoint(&context.root)?;
     let mountpoint = match &mounted {
-        Some(mountpoint) => PathBuf::from(mountpoint),
+        Some(mountpoint) => mountpoint.clone(),
         None => {
             let dir = context.root.join("run");
             std::fs::create_dir_all(&dir).context(dir.display())?;
@@ -218,40 +219,18 @@ fn c_path(path: &Path) -> Result<CString, Error> {
 }
 
 /// A descriptor of a directory that only names it (O_PATH), for a bind mount later.
+/// It is close-on-exec, so the command never inherits it.
 fn open_path(path: &Path) -> Result<i32, Error> {
-    let name = c_path(path)?;
-    // SAFETY: `name` is a valid NUL-terminated string for the call's duration. The
-    // descriptor is close-on-exec, so the command never inherits it.
-    let fd = unsafe {
-        libc::open(
-            name.as_ptr(),
-            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(Error::new(format!(
-            "{}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(fd)
+    crate::sys::open_path_dir(&c_path(path)?)
+        .map_err(|e| Error::new(format!("{}: {e}", path.display())))
 }
 
 /// Enter a new mount namespace whose mounts do not propagate back; as a user, inside
 /// a new user namespace that maps the user's own uid and gid to themselves.
 fn enter_namespace() -> Result<(), Error> {
-    // SAFETY: geteuid, getuid and getgid have no preconditions and touch no memory.
-    let (euid, uid, gid) = unsafe { (libc::geteuid(), libc::getuid(), libc::getgid()) };
-    let flags = if euid == 0 {
-        libc::CLONE_NEWNS
-    } else {
-        libc::CLONE_NEWUSER | libc::CLONE_NEWNS
-    };
-    // SAFETY: unshare takes no pointers; pkg has no other thread running (the downloads
-    // are joined), as a new user namespace requires.
-    if unsafe { libc::unshare(flags) } != 0 {
-        let error = std::io::Error::last_os_error();
+    let (euid, uid, gid) = crate::sys::ids();
+    // pkg has no other thread running here (the downloads are joined).
+    if let Err(error) = crate::sys::unshare(euid != 0) {
         if euid != 0 {
             return Err(Error::new(format!(
                 "run: this kernel lets no user make a user namespace ({error}); \
@@ -274,71 +253,29 @@ fn enter_namespace() -> Result<(), Error> {
                 .map_err(|e| Error::new(format!("run: {file}: {e}; pkg run needs root here")))?;
         }
     }
-    // SAFETY: mount with a static NUL-terminated path and null pointers for the rest.
-    let status = unsafe {
-        libc::mount(
-            std::ptr::null(),
-            c"/".as_ptr(),
-            std::ptr::null(),
-            libc::MS_REC | libc::MS_PRIVATE,
-            std::ptr::null(),
-        )
-    };
-    if status != 0 {
-        return Err(Error::new(format!(
-            "run: cannot make mounts private: {}",
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(())
+    crate::sys::make_mounts_private()
+        .map_err(|e| Error::new(format!("run: cannot make mounts private: {e}")))
 }
 
 fn mount_tmpfs(target: &Path) -> Result<(), Error> {
-    let path = c_path(target)?;
-    let options = c"mode=0755";
-    // SAFETY: all pointers are valid NUL-terminated strings for the call's duration.
-    let status = unsafe {
-        libc::mount(
-            c"amber-run".as_ptr(),
-            path.as_ptr(),
-            c"tmpfs".as_ptr(),
-            libc::MS_NOSUID | libc::MS_NODEV,
-            options.as_ptr().cast(),
-        )
-    };
-    if status != 0 {
-        return Err(Error::new(format!(
-            "run: cannot mount a tmpfs on {}: {}",
-            target.display(),
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(())
+    crate::sys::mount_tmpfs(&c_path(target)?).map_err(|e| {
+        Error::new(format!(
+            "run: cannot mount a tmpfs on {}: {e}",
+            target.display()
+        ))
+    })
 }
 
 /// Bind `source` (a path, `/proc/self/fd/N` included) onto `target`.
 fn bind(source: &str, target: &Path) -> Result<(), Error> {
     let from = CString::new(source).map_err(|_| Error::new("run: path contains NUL"))?;
-    let to = c_path(target)?;
-    // SAFETY: both pointers are valid NUL-terminated strings for the call's duration.
-    let status = unsafe {
-        libc::mount(
-            from.as_ptr(),
-            to.as_ptr(),
-            std::ptr::null(),
-            libc::MS_BIND | libc::MS_REC,
-            std::ptr::null(),
-        )
-    };
-    if status != 0 {
-        return Err(Error::new(format!(
-            "run: cannot show {} at {}: {}",
+    crate::sys::bind(&from, &c_path(target)?).map_err(|e| {
+        Error::new(format!(
+            "run: cannot show {} at {}: {e}",
             source,
-            target.display(),
-            std::io::Error::last_os_error()
-        )));
-    }
-    Ok(())
+            target.display()
+        ))
+    })
 }
 
 /// Unpack a verified image into `into`: directories, files (permission bits without

@@ -1,5 +1,6 @@
-//! What every amber test crate shares: the rule for a test that cannot run here, and
-//! one deterministic random generator ([`Random`]).
+//! What every amber test crate shares: the rule for a test that cannot run here. (The
+//! one deterministic random generator is `amber_core::random::Random`: the DHCP client
+//! draws from it too.)
 //!
 //! A test that needs something this machine lacks (root, `/dev/fuse`, a peer tool such
 //! as `minisign` or `mksquashfs`) asks through [`require_root`], [`require_tool`] or
@@ -10,12 +11,10 @@
 //! - elsewhere, one notice line goes to stderr, and the skip is appended to the file
 //!   `$AMBER_SKIP_LOG` names, so `cargo xtask test` can count it at the end.
 //!
-//! It offers nothing else: no fixtures, no servers (those live with the tests that use
-//! them).
+//! Beside that rule it offers the one HTTP/1.1 file server the tests, the benchmarks and
+//! xtask share ([`http`]); fixtures live with the tests that use them.
 
-mod random;
-
-pub use random::Random;
+pub mod http;
 
 use std::io::Write;
 use std::path::Path;

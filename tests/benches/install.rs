@@ -14,8 +14,8 @@
 //! deterministically under `target/bench-install/payload`, with the same trees packed
 //! as `.deb` files by `dpkg-deb --build -Zgzip`, and reused by later runs). The pkg
 //! repository is packed, indexed and signed on every run by the host build and served
-//! over HTTP on 127.0.0.1 by a small server in this file (blocking accept, one thread
-//! per connection, `sendfile` through `std::io::copy`). Every side starts from a fresh
+//! over HTTP on 127.0.0.1 by the workspace's test server (`amber_testkit::http`: one
+//! thread per connection, `sendfile` through `std::io::copy`). Every side starts from a fresh
 //! store or directory after a `sync`, gets the same bytes from the same place, and the
 //! sides take turns (each run starts with another one); the median of the runs is
 //! reported. The sides:
@@ -68,8 +68,8 @@
 //! 500.
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -78,6 +78,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use amber_core::hash::{sha256, to_hex, Sha256Check};
+use amber_testkit::http::Server;
 
 /// Bump when the generator changes, so an old payload is rebuilt.
 const PAYLOAD_VERSION: &str = "amber install bench payload v1";
@@ -86,7 +87,7 @@ const PAYLOAD_BYTES: u64 = 20_000_000;
 const VERSION: &str = "1.0-r0";
 const DEB_VERSION: &str = "1.0-0";
 /// Connections of the floor: as many as pkg downloads over at once.
-const CONNECTIONS: usize = amber_pkg::download::PARALLEL;
+const CONNECTIONS: usize = amber_pkg::PARALLEL;
 /// The stores the one-package add goes to, by how many packages they hold.
 const STORE_SIZES: [usize; 3] = [10, 100, 500];
 /// Bump when the small packages' generator changes.
@@ -243,7 +244,7 @@ fn main() {
         .collect();
     let repo = build_repo(&host, &base.join("repo"), &packages);
     let server = Server::start(&base.join("repo"));
-    let url = format!("http://{}", server.address);
+    let url = server.url();
     println!(
         "payload: {PACKAGES} packages, {} files, {:.1} MB; images {:.1} MB; .debs {:.1} MB",
         payload.files,
@@ -280,7 +281,7 @@ fn main() {
         let scale = ensure_scale_payload(&base.join("scale-payload"));
         let scale_repo = build_repo(&host, &base.join("scale-repo"), &scale);
         let scale_server = Server::start(&base.join("scale-repo"));
-        let scale_url = format!("http://{}", scale_server.address);
+        let scale_url = scale_server.url();
         add_one_everywhere(
             &options,
             &binaries,
@@ -615,27 +616,21 @@ fn build_deb(spec: &Package, tree: &Path, staging: &Path, out: &Path) {
     fs::remove_dir_all(&stage).unwrap();
 }
 
-/// xorshift64*: deterministic, fast, good enough to look like compressed data.
-struct Random(u64);
+/// Fixture content (noise, text, machine code) drawn from the one deterministic
+/// generator.
+struct Random(amber_core::random::Random);
 
 impl Random {
     fn new(seed: u64) -> Random {
-        // splitmix64 of the seed, so nearby seeds start far apart; never zero.
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Random((z ^ (z >> 31)) | 1)
+        Random(amber_core::random::Random::new(seed))
     }
 
     fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
 
     fn below(&mut self, limit: u64) -> u64 {
-        self.next() % limit
+        self.0.below(limit)
     }
 
     /// Incompressible bytes, like an already compressed asset.
@@ -928,7 +923,7 @@ fn install_hundred(
                     install.pkg[index].push(result);
                 }
                 Side::Floor => {
-                    let result = measure_floor(server.address, &run_dir.join("floor"), repo);
+                    let result = measure_floor(server.address(), &run_dir.join("floor"), repo);
                     println!("run {}: floor {:.3} s", run + 1, seconds(result));
                     install.floor.push(result);
                 }
@@ -1783,80 +1778,6 @@ mod rusage {
                 max_rss_kib: usage.max_rss as u64,
             },
         )
-    }
-}
-
-// ---- the server -------------------------------------------------------------------
-
-/// A plain static file server on 127.0.0.1: blocking accept, a thread per connection,
-/// keep-alive unless the client asks to close, bodies sent with `std::io::copy` (which
-/// uses sendfile). It stays out of the way, so the client is what gets measured.
-struct Server {
-    address: SocketAddr,
-}
-
-impl Server {
-    fn start(root: &Path) -> Server {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        let root = root.to_path_buf();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let root = root.clone();
-                std::thread::spawn(move || serve(stream, &root));
-            }
-        });
-        Server { address }
-    }
-}
-
-fn serve(stream: TcpStream, root: &Path) {
-    let _ = stream.set_nodelay(true);
-    let Ok(mut writer) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut request = String::new();
-        if reader.read_line(&mut request).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut close = request.ends_with("HTTP/1.0\r\n");
-        loop {
-            let mut header = String::new();
-            if reader.read_line(&mut header).unwrap_or(0) == 0 {
-                return;
-            }
-            if header == "\r\n" || header == "\n" {
-                break;
-            }
-            let lower = header.to_ascii_lowercase();
-            if lower.starts_with("connection:") && lower.contains("close") {
-                close = true;
-            }
-        }
-        let path = request.split_whitespace().nth(1).unwrap_or("/");
-        let file = (!path.contains(".."))
-            .then(|| File::open(root.join(path.trim_start_matches('/'))).ok())
-            .flatten();
-        let connection = if close { "close" } else { "keep-alive" };
-        let sent = match file {
-            Some(mut file) => {
-                let length = file.metadata().map(|m| m.len()).unwrap_or(0);
-                write!(
-                    writer,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: {connection}\r\n\r\n"
-                )
-                .and_then(|()| std::io::copy(&mut file, &mut writer).map(|_| ()))
-            }
-            None => write!(
-                writer,
-                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: {connection}\r\n\r\n"
-            ),
-        };
-        if sent.is_err() || close {
-            return;
-        }
     }
 }
 

@@ -1327,7 +1327,7 @@ fn memory(host: &Pkg, device: Option<&Path>, base: &Path, image: &Path) {
         let done = trees.join(format!("{name}.done"));
         if !done.exists() {
             let _ = fs::remove_dir_all(&tree);
-            let mut random = Random(index as u64 + 1000);
+            let mut random = Random::new(index as u64 + 1000);
             write_file(&tree.join(format!("bin/{name}")), &random.text(20_000));
             write_file(
                 &tree.join(format!("lib/lib{name}.so.1")),
@@ -1449,30 +1449,21 @@ struct Payload {
     compressible: u64,
 }
 
-/// xorshift64: the same bytes for the same seed, on every machine.
-struct Random(u64);
+/// Payload content drawn from the one deterministic generator: the same bytes for the
+/// same seed, on every machine.
+struct Random(amber_core::random::Random);
 
 impl Random {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0 | 1;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
+    fn new(seed: u64) -> Random {
+        Random(amber_core::random::Random::new(seed))
     }
 
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.below(n)
     }
 
     fn noise(&mut self, len: usize) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(len + 8);
-        while bytes.len() < len {
-            bytes.extend_from_slice(&self.next().to_le_bytes());
-        }
-        bytes.truncate(len);
-        bytes
+        self.0.bytes(len)
     }
 
     /// Text-like bytes: words from a small vocabulary, numbers and newlines; deflate
@@ -1535,7 +1526,7 @@ fn write_file(path: &Path, bytes: &[u8]) {
 
 /// The payload's file list: (relative path, size, compressible) in generation order.
 fn payload_plan() -> Vec<(PathBuf, u64, u8)> {
-    let mut random = Random(0x5eed);
+    let mut random = Random::new(0x5eed);
     let mut plan = Vec::new();
     let mut total = 0u64;
     let mut index = 0u64;
@@ -1574,7 +1565,7 @@ fn ensure_payload(dir: &Path) -> Payload {
     let plan = payload_plan();
     if fs::read_to_string(&stamp).ok().as_deref() != Some(PAYLOAD_VERSION) {
         let _ = fs::remove_dir_all(dir);
-        let mut random = Random(0xda7a);
+        let mut random = Random::new(0xda7a);
         for (path, size, kind) in &plan {
             let size = *size as usize;
             let bytes = match kind {

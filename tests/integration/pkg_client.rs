@@ -5,8 +5,8 @@
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 
+use amber_testkit::http::{dead_url, Server};
 use amber_tests::fixture::{future, Device, Repo, Scene, ARCH};
-use amber_tests::server::{dead_url, Server};
 use amber_tests::TempDir;
 
 use crate::json;
@@ -270,7 +270,7 @@ fn json_output_parses_for_list_add_verify_and_errors() {
     // A failing update still prints one document.
     scene.server.set(
         &scene.path("index.minisig"),
-        amber_tests::server::Behavior::Status(500),
+        amber_testkit::http::Behavior::Status(500),
     );
     let (code, update) = parse(&["update"]);
     assert_eq!(code, Some(1));
@@ -569,7 +569,7 @@ fn mirror_takes_over_when_the_first_url_is_down() {
     device.ok(&["add", "a", "b"]);
     assert_eq!(device.installed(), ["a-1.0-r0", "b-1.0-r0", "lib-1.0-r0"]);
     let fetched: Vec<String> = mirror
-        .requests()
+        .paths()
         .into_iter()
         .filter(|p| p.ends_with(".squashfs"))
         .collect();
@@ -583,19 +583,19 @@ fn mirror_takes_over_when_the_first_url_is_down() {
     device.ok(&["update"]);
     mirror.set(
         &format!("/{ARCH}/b-1.0-r0.squashfs"),
-        amber_tests::server::Behavior::Status(500),
+        amber_testkit::http::Behavior::Status(500),
     );
     device.ok(&["add", "b"]);
     assert_eq!(device.installed(), ["b-1.0-r0"]);
-    assert_eq!(second.requests(), [format!("/{ARCH}/b-1.0-r0.squashfs")]);
+    assert_eq!(second.paths(), [format!("/{ARCH}/b-1.0-r0.squashfs")]);
     // With every mirror failing, the error names each.
     second.set(
         &format!("/{ARCH}/lib-1.0-r0.squashfs"),
-        amber_tests::server::Behavior::Status(404),
+        amber_testkit::http::Behavior::Status(404),
     );
     mirror.set(
         &format!("/{ARCH}/lib-1.0-r0.squashfs"),
-        amber_tests::server::Behavior::Status(500),
+        amber_testkit::http::Behavior::Status(500),
     );
     let before = device.snapshot();
     let line = device.fails(&["add", "lib"]);

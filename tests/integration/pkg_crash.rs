@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
+use amber_testkit::http::Server;
 use amber_tests::fixture::{future, Device, Repo};
-use amber_tests::server::Server;
 use amber_tests::TempDir;
 
 /// More failpoints than any of these commands passes; a loop reaching it is a bug.

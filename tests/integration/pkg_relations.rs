@@ -7,8 +7,8 @@
 
 use std::process::Command;
 
+use amber_testkit::http::Server;
 use amber_tests::fixture::{future, Device, Repo};
-use amber_tests::server::Server;
 use amber_tests::{pkg_binary, run, TempDir};
 
 /// The main repository: every kind of relation, described.

@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use amber_testkit::http::Server;
 use amber_tests::fixture::{future, Device, Repo};
-use amber_tests::server::Server;
 use amber_tests::{pkg_binary, run, run_ok, TempDir};
 
 const NOBODY: &str = "65534";

@@ -7,8 +7,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use amber_core::minisign::Signature;
+use amber_testkit::http::{Behavior, Server};
 use amber_tests::fixture::{future, now, Device, Repo, Scene, ARCH};
-use amber_tests::server::{Behavior, Server};
 use amber_tests::{run, run_ok, TempDir};
 
 /// Run a pkg command that must be refused: exit 1, one `pkg: ` line holding every
@@ -564,7 +564,7 @@ fn hostile_redirects_are_refused_and_a_plain_one_works() {
     );
     refused(device, &["add", "a"], &["HTTP 404"]);
     assert!(server
-        .requests()
+        .paths()
         .contains(&"/moved/a%0D%0AX-Injected:%201".to_owned()));
 
     // A plain redirect, to a path or a full URL on the same server, is followed.
@@ -576,7 +576,7 @@ fn hostile_redirects_are_refused_and_a_plain_one_works() {
     device.ok(&["add", "a"]);
     assert_eq!(device.installed(), ["a-1.0-r0"]);
     assert!(server
-        .requests()
+        .paths()
         .ends_with(&[image, "/hop-a".into(), "/moved/a.squashfs".into()]));
 }
 

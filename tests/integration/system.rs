@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
+use amber_testkit::http::Server;
 use amber_tests::fixture::{future, Device, Repo};
-use amber_tests::server::Server;
 use amber_tests::TempDir;
 
 const BOARD: &str = "test-board";

@@ -9,8 +9,8 @@ use std::process::{Command, Output};
 use amber_core::generation::Generation;
 use amber_core::hash::{sha256, to_hex};
 use amber_core::minisign::{self, PublicKey, SecretKey};
+use amber_testkit::http::Server;
 
-use crate::server::Server;
 use crate::{pkg_binary, run, run_ok, TempDir};
 
 /// The architecture the tests build and install for.
@@ -31,7 +31,7 @@ pub fn future() -> u64 {
 
 /// `len` bytes that do not compress, the same for the same `seed`.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    amber_testkit::Random::new(seed).bytes(len)
+    amber_core::random::Random::new(seed).bytes(len)
 }
 
 /// Copy a directory tree (files and directories only: a mounted store's control

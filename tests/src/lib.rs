@@ -1,9 +1,8 @@
 //! Helpers shared by the workspace integration tests: temporary directories, the path of
-//! the built `pkg` binary, running commands with their output captured, and a
-//! programmable HTTP server.
+//! the built `pkg` binary and running commands with their output captured. The HTTP
+//! server they talk to is `amber_testkit::http`.
 
 pub mod fixture;
-pub mod server;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

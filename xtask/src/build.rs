@@ -78,11 +78,27 @@ fn cross_build(board: &Board, target_dir: &str, extra: &[&str]) -> Result<PathBu
         // prints uses a derived Debug of a type with fields (`{:?}` at run time is on
         // strings, paths and fieldless enums, whose output is unchanged): ~5 KB.
         "-Zfmt-debug=shallow",
+        // The base is five crates (core, base, store, pkg, boot). A generic that several
+        // use is instantiated once, in the crate below, not again in each (~0.5 KB),
+        // and no function is inlined into another crate just because it is small
+        // (~0.5 KB): what one crate calls of another stays one copy.
+        "-Zshare-generics=y",
+        "-Zcross-crate-inline-threshold=never",
+        // Inline only where it pays at once (a call that costs more than the body):
+        // opt-level "z" still inlines functions of a few dozen instructions into every
+        // caller. About 8.5 KB on x86_64, 1 KB on aarch64; `cargo xtask bench install`
+        // measures what it costs pkg add (ARCHITECTURE.md, Size).
+        "-Cllvm-args=-inline-threshold=0",
     ];
     if board.arch == Arch::X86_64 {
         // Move repeated instruction sequences into shared functions. LLVM already does
         // this for aarch64 at opt-level "z"; for x86_64 it must be asked: ~11 KB.
         rustflags.push("-Cllvm-args=-enable-machine-outliner");
+        // A switch as compare-and-branch chains rather than a table of jumps: ~0.1 KB.
+        rustflags.push("-Cjump-tables=no");
+    } else {
+        // Outline again what the first outlining left repeated: ~1.4 KB.
+        rustflags.push("-Cllvm-args=-machine-outliner-reruns=2");
     }
     step(&format!(
         "device binary for {} (RUSTC_BOOTSTRAP=1 RUSTFLAGS=\"{}\")",

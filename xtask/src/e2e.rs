@@ -47,8 +47,8 @@ use crate::cmd::Cmd;
 use crate::image::{self, Disk};
 use crate::packages;
 use crate::qemu::{self, Boot, Console, Guest, Options};
-use crate::serve::{Server, Trickle};
 use crate::util::{create_dir, path_str, step};
+use amber_testkit::http::{Request, Server, Trickle};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -206,7 +206,7 @@ fn run_boards(named: &[String], steps: Steps) -> Result<usize, String> {
             packages::repository(arch)?;
         }
     }
-    let server = crate::serve::start(crate::recipes::REPO_DIR.into(), 0)?
+    let server = Server::bind(Path::new(crate::recipes::REPO_DIR), 0)?
         .ok_or("cannot start the repository server")?;
     let net = crate::e2e_net::Net::start(&boards)?;
     // The A/B updates on the qemu UEFI boards, each from a disk of its own: built
@@ -316,7 +316,7 @@ fn router_step(
     if let Some(board) = router_board.filter(|_| steps != Steps::Network) {
         let started = Instant::now();
         let mut report = Report::new("router (two qemu-x86_64 guests)");
-        crate::e2e_net::router(board, server.port, &mut report)
+        crate::e2e_net::router(board, server.port(), &mut report)
             .map_err(|e| format!("e2e: router: {e}"))?;
         report
             .timings
@@ -455,7 +455,7 @@ fn test_board(
     let boot = Boot { disk };
     let ssh_port = free_port()?;
     let options = Options {
-        repo_port: server.port,
+        repo_port: server.port(),
         snapshot: false,
         console: Console::Piped,
         host_forward: Some((ssh_port, 22)),
@@ -680,7 +680,7 @@ fn power_cut(
     name: &str,
     path: &str,
     rate: Option<u64>,
-    when: impl Fn(&crate::serve::Request) -> bool,
+    when: impl Fn(&Request) -> bool,
 ) -> Result<String, String> {
     server.set_trickle(rate.map(|bytes_per_second| Trickle {
         paths: vec![path.to_owned()],

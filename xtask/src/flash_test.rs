@@ -23,7 +23,6 @@ use crate::flash;
 use crate::gpt::{self, Layout};
 use crate::util::{create_dir, path_str, step};
 use amber_core::hash::to_hex;
-use amber_core::hash::Sha256Hasher;
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -541,32 +540,16 @@ fn read_at(path: &Path, offset: u64, length: u64) -> Result<Vec<u8>, String> {
 
 /// SHA-256 of a file's first `length` bytes, read here rather than by `flash`.
 fn hash_file(path: &Path, length: u64) -> Result<String, String> {
+    use std::io::Read;
     let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut hasher = Sha256Hasher::new();
-    let mut buffer = vec![0u8; 4 << 20];
-    let mut position = 0;
-    while position < length {
-        let piece = (length - position).min(buffer.len() as u64) as usize;
-        file.read_exact_at(&mut buffer[..piece], position)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        hasher.update(&buffer[..piece]);
-        position += piece as u64;
-    }
-    Ok(to_hex(&hasher.finish()))
+    let hash = amber_base::hash::sha256_read(file.take(length))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(to_hex(&hash))
 }
 
-/// Bytes from xorshift64: incompressible and never long runs of zeros.
+/// Incompressible bytes, without long runs of zeros.
 fn pseudo_random(seed: u64, length: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(length + 8);
-    while out.len() < length {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(length);
-    out
+    amber_core::random::Random::new(seed).bytes(length)
 }
 
 /// The number after `prefix` in `text`: `skipped 123 B` → 123.

@@ -33,7 +33,6 @@ mod recipe;
 mod recipes;
 mod recipes_test;
 mod run;
-mod serve;
 mod size;
 mod test;
 mod testlan;

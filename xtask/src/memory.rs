@@ -41,7 +41,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .filter(|board| board.qemu.is_some())
         .collect();
     crate::deps::ensure()?;
-    let server = crate::serve::start(crate::recipes::REPO_DIR.into(), 0)?
+    let server = amber_testkit::http::Server::bind(Path::new(crate::recipes::REPO_DIR), 0)?
         .ok_or("cannot start the repository server")?;
     let mut lines = Vec::new();
     for board in &boards {
@@ -55,7 +55,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let boot = Boot { disk };
         let most = board.qemu()?.memory_mib;
         let started = Instant::now();
-        let passes = |memory: u32| attempt(board, &boot, server.port, memory);
+        let passes = |memory: u32| attempt(board, &boot, server.port(), memory);
         if !passes(most) {
             return Err(format!(
                 "{}: fails at its own qemu.memory-mib of {most} MiB",

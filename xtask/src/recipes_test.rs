@@ -17,6 +17,7 @@
 use crate::board::Arch;
 use crate::recipes::{build, Settings};
 use crate::util::{create_dir, path_str, step, write};
+use amber_testkit::http::{Behavior, Server};
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -266,8 +267,6 @@ fn network(base: &Path, pkg: &Path) -> Result<(), String> {
 /// A recipe whose source is a tarball served by a local HTTP server: tampered bytes
 /// are refused and not cached, the genuine ones are unpacked and built.
 fn tarball(base: &Path, pkg: &Path) -> Result<(), String> {
-    use std::io::{Read, Write};
-    use std::sync::{Arc, Mutex};
     let settings = settings(base, "tarball")?;
     // The genuine tarball: test-repro's sources under one top-level directory.
     let top = base.join("tarball-src/test-tarball-1.0");
@@ -300,30 +299,10 @@ fn tarball(base: &Path, pkg: &Path) -> Result<(), String> {
     let mut tampered = genuine_bytes.clone();
     tampered.extend_from_slice(b"tampered");
 
-    let body = Arc::new(Mutex::new(tampered));
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot listen on 127.0.0.1: {e}"))?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
-    let served = Arc::clone(&body);
-    std::thread::spawn(move || {
-        for mut stream in listener.incoming().flatten() {
-            let mut request = Vec::new();
-            let mut buffer = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buffer) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buffer[..n]),
-                }
-            }
-            let bytes = served.lock().map(|b| b.clone()).unwrap_or_default();
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                bytes.len()
-            );
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(&bytes);
-        }
-    });
+    // The tarball's path answers the tampered bytes until cleared, then the genuine file.
+    let server = Server::bind(base, 0)?.ok_or("cannot start the tarball's server")?;
+    server.set("/test-tarball-1.0.tar.gz", Behavior::Body(tampered));
+    let port = server.port();
 
     let dir = settings.recipes_dir.join("test-tarball");
     create_dir(&dir)?;
@@ -358,7 +337,7 @@ fn tarball(base: &Path, pkg: &Path) -> Result<(), String> {
         !settings.work_dir.join("x86_64/test-tarball.log").exists(),
         "a tampered tarball got as far as a build",
     )?;
-    *body.lock().map_err(|_| "server lock")? = genuine_bytes;
+    server.clear();
     let built = build(&settings, pkg, ARCH, &names)?;
     expect(built[0].built, "the genuine tarball did not build")?;
     expect(

@@ -24,6 +24,7 @@ use crate::board::Board;
 use crate::image::{self, Disk};
 use crate::qemu::{self, Boot, Console, Guest, Options};
 use crate::util::step;
+use amber_testkit::http::Server;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -150,15 +151,17 @@ fn with_repo_server(board: &Board, mut options: Options) -> Result<Options, Stri
     // whatever target/repo/ holds when the guest asks.
     crate::packages::repository(board.arch)?;
     let root = PathBuf::from(crate::recipes::REPO_DIR);
-    match crate::serve::start(root, options.repo_port)? {
+    match Server::bind(&root, options.repo_port)? {
         Some(server) => {
-            options.repo_port = server.port;
+            options.repo_port = server.port();
             step(&format!(
                 "serving {}/ on 127.0.0.1:{} for the guest's http://{}/",
                 crate::recipes::REPO_DIR,
-                server.port,
+                server.port(),
                 qemu::REPO_GUEST_ADDRESS
-            ))
+            ));
+            // It serves the guest until xtask exits.
+            server.detach();
         }
         None => step(&format!(
             "127.0.0.1:{} is already served; the guest's http://{}/ goes there",

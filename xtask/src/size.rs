@@ -182,8 +182,9 @@ const PARTS: &[(&str, &str)] = &[
     ("amber_boot::users", "users and groups of the installed packages"),
     ("amber_boot::cgroup", "cgroup v2: memory-max, tasks-max"),
     ("amber_boot::watchdog", "the watchdog and why the board started"),
-    ("amber_pkg::storefs", "the FUSE store"),
-    ("amber_pkg::exchange", "the exchange directories"),
+    ("amber_store::storefs", "the FUSE store"),
+    ("amber_store::mount", "the store daemon: mount, control socket"),
+    ("amber_store::exchange", "the exchange directories and the conflict rule"),
     ("amber_pkg::http", "the HTTP client"),
     ("amber_pkg::install", "pkg add, del, upgrade"),
 ];

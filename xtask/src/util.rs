@@ -27,11 +27,9 @@ pub fn copy(from: &Path, to: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot copy {} to {}: {e}", from.display(), to.display()))
 }
 
-/// SHA-256 of a file as 64 hex digits (core's one hash of a stream).
+/// SHA-256 of a file as 64 hex digits (amber-base's one SHA-256 of a file).
 pub fn sha256_file(path: &Path) -> Result<String, String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    amber_core::hash::sha256_stream(|buffer| file.read(buffer))
+    amber_base::hash::sha256_file(path)
         .map(|hash| amber_core::hash::to_hex(&hash))
         .map_err(|e| format!("{}: {e}", path.display()))
 }

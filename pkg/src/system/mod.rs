@@ -33,6 +33,8 @@
 //! `/etc/amber/version`); `AMBER_SYSTEM_ROOT` (default `/`) puts them, and `boot/`,
 //! under another directory, for tests.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;

@@ -22,6 +22,8 @@
 //! the committed system and the update is never tried (init then reports that it did
 //! not come up). Pi A/B is not verified on hardware (README).
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write as _;

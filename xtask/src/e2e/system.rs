@@ -24,8 +24,8 @@ use crate::board::Board;
 use crate::cmd::Cmd;
 use crate::image::{self, Disk, Release, System};
 use crate::qemu::{Boot, Console, Options};
-use crate::serve::Trickle;
 use crate::util::{create_dir, path_str, step};
+use amber_testkit::http::{Server, Trickle};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -130,10 +130,9 @@ pub fn run(board: &Board, prepared: Prepared, report: &mut Report) -> Result<Mea
             .clone()
     };
 
-    let server = crate::serve::start(repo.root.clone(), 0)?
-        .ok_or("cannot start the A/B repository server")?;
+    let server = Server::bind(&repo.root, 0)?.ok_or("cannot start the A/B repository server")?;
     let options = Options {
-        repo_port: server.port,
+        repo_port: server.port(),
         snapshot: false,
         console: Console::Piped,
         host_forward: None,

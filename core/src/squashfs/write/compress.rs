@@ -302,15 +302,7 @@ mod tests {
         assert_eq!(decompress_to_vec_zlib(&output).unwrap(), text);
 
         // Bytes with no redundancy do not shrink and must be stored.
-        let mut state = 0x1234_5678_u32;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                state as u8
-            })
-            .collect();
+        let noise = crate::random::Random::new(0x1234_5678).bytes(4096);
         assert!(!compressor.compress(&noise, &mut output));
         assert!(!compressor.compress(&[], &mut output));
         assert!(!compressor.compress(&[7], &mut output));

@@ -1,6 +1,8 @@
 //! The one error type of pkg: a single line naming the thing and the reason, and its
 //! kind, which decides the exit code.
 
+#![forbid(unsafe_code)]
+
 use std::fmt;
 
 /// An error to print as `pkg: <message>` and exit with.

@@ -1,6 +1,8 @@
 //! Crash-safe file writes: write a temporary file, fsync it, rename it over the target,
 //! fsync the directory. A crash at any instant leaves the old or the new file, whole.
 
+#![forbid(unsafe_code)]
+
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -82,13 +84,8 @@ pub fn sync_dir(dir: &Path) -> Result<(), Error> {
 /// writeback and one journal commit for any number of files, where an fsync per file
 /// costs a journal commit each.
 pub fn sync_filesystem(dir: &Path) -> Result<(), Error> {
-    use std::os::fd::AsRawFd;
     let handle = File::open(dir).context(dir.display())?;
-    // SAFETY: syncfs only reads the descriptor, which `handle` keeps open.
-    if unsafe { libc::syncfs(handle.as_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error()).context(dir.display());
-    }
-    Ok(())
+    crate::sys::syncfs(&handle).context(dir.display())
 }
 
 /// Remove a file durably; a missing file is fine.

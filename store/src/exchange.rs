@@ -24,6 +24,8 @@
 //! merged afresh from the recorded listings, by the same rule. Either way the tree is
 //! the one a fresh merge of the images gives.
 
+#![forbid(unsafe_code)]
+
 use std::cell::Cell;
 
 use amber_core::generation::Preference;
@@ -1070,12 +1072,10 @@ mod tests {
         // Installed or not, and asked for explicitly or not (which comes first).
         let mut state: Vec<Option<bool>> = vec![None; specs.len()];
         let mut tree = Tree::empty();
-        let mut random = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut generator = amber_core::random::Random::new(0x9e37_79b9_7f4a_7c15);
         let mut updates = 0;
         for step in 0..600 {
-            random ^= random << 13;
-            random ^= random >> 7;
-            random ^= random << 17;
+            let random = generator.next_u64();
             let which = (random % specs.len() as u64) as usize;
             let before = state.clone();
             state[which] = match (state[which], random >> 32 & 3) {
@@ -1175,12 +1175,10 @@ mod tests {
         let mut state: Vec<Option<bool>> = vec![None; specs.len()];
         let mut chosen = [false; 7];
         let mut tree = Tree::empty();
-        let mut random = 0x2545_f491_4f6c_dd1d_u64;
+        let mut generator = amber_core::random::Random::new(0x2545_f491_4f6c_dd1d);
         let (mut updates, mut refused_for_choices) = (0, 0);
         for step in 0..1500 {
-            random ^= random << 13;
-            random ^= random >> 7;
-            random ^= random << 17;
+            let random = generator.next_u64();
             let before = state.clone();
             let before_preferences: Vec<Preference> = preferences(&choices, &chosen);
             if random >> 40 & 7 == 0 {

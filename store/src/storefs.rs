@@ -32,6 +32,8 @@
 //! listings only when a change touches a conflict. What still grows with the store is
 //! reading the generation file and copying the tree.
 
+#![forbid(unsafe_code)]
+
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
@@ -291,7 +293,7 @@ impl Inner {
             let _ = notifier.inval_inode(INodeNo(ROOT), 0, 0);
         }
         drop(current);
-        release_free_memory();
+        crate::sys::release_free_memory();
         Ok(current_number)
     }
 
@@ -499,7 +501,7 @@ impl Inner {
             };
             if !spare.is_empty() {
                 drop(spare);
-                release_free_memory();
+                crate::sys::release_free_memory();
             }
         }
         let limit = self.options.idle.as_millis() as u64;
@@ -845,17 +847,6 @@ fn read_errno(error: ReadError) -> Errno {
         ReadError::NotFound => Errno::ENOENT,
         ReadError::NotADirectory => Errno::ENOTDIR,
         _ => Errno::EIO,
-    }
-}
-
-/// Give the memory freed by a reload (listings of new images, the oldest tree) back to
-/// the system. glibc keeps freed memory inside its heap until asked; musl, the device's
-/// allocator, returns it by itself.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

@@ -3,6 +3,8 @@
 //! An advisory `flock` on `<root>/lock`. The kernel drops it when the process dies,
 //! so a killed command never leaves the store locked.
 
+#![forbid(unsafe_code)]
+
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::Path;

@@ -3,6 +3,8 @@
 //! pkg only ever writes JSON, never reads it, so a writer of a few dozen lines replaces a
 //! serialization framework in the device binary.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write;
 
 /// A JSON value built by the commands and printed once at the end.

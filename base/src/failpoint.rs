@@ -4,6 +4,8 @@
 //! Failpoints sit between every pair of durable steps. With the variable unset they cost
 //! one relaxed atomic load.
 
+#![forbid(unsafe_code)]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 

@@ -1,6 +1,12 @@
-//! One deterministic random generator for every test and benchmark: the same numbers for
-//! the same seed on every machine, so fixtures are the same each run and failures
-//! reproduce.
+//! The one deterministic random generator: the same numbers for the same seed on every
+//! machine. Tests and benchmarks use it so fixtures are the same each run and failures
+//! reproduce; the DHCP client draws its transaction ids and retransmission jitter from
+//! it, seeded at random in the daemon and fixed in its tests.
+
+#![forbid(unsafe_code)]
+
+use alloc::vec;
+use alloc::vec::Vec;
 
 /// xorshift64* (Vigna, 2016): small, fast, and good enough to look like compressed
 /// data. Not for anything that must be unpredictable.
@@ -59,6 +65,7 @@ impl Random {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::vec;
 
     #[test]
     fn the_same_seed_gives_the_same_numbers() {

@@ -8,6 +8,8 @@
 //! A killed store leaves a mount that answers ENOTCONN (SECURITY-TESTS item 24); mounting
 //! again first detaches it. SIGTERM, SIGINT and SIGHUP unmount cleanly.
 
+#![forbid(unsafe_code)]
+
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
@@ -19,9 +21,7 @@ use std::time::{Duration, Instant};
 
 use fuser::{Config, SessionACL};
 
-use crate::context::{Context, Report};
 use crate::error::{Context as _, Error};
-use crate::json::Json;
 use crate::storefs::{Inner, Options, StoreFs};
 
 /// The control socket of the store mounted for a root.
@@ -29,19 +29,29 @@ pub fn socket_path(root: &Path) -> PathBuf {
     root.join("store.sock")
 }
 
-/// `pkg store mount MOUNTPOINT [--foreground]`.
+/// A store started in the background by [`mount`].
+pub struct Mounted {
+    /// Where it is mounted, made absolute.
+    pub mountpoint: PathBuf,
+    /// The daemon's process id.
+    pub pid: u32,
+}
+
+/// `pkg store mount MOUNTPOINT [--foreground]`: mount the store of `root`. In the
+/// foreground this serves until unmounted and returns None; otherwise it starts the
+/// same command in the foreground in a new session and returns once it is mounted.
 pub fn mount(
-    context: &Context,
+    root: &Path,
     mountpoint: &Path,
     foreground: bool,
     options: Options,
-) -> Result<Report, Error> {
+) -> Result<Option<Mounted>, Error> {
     // The daemon answers `mountpoint` with this path, for commands run from anywhere.
     let mountpoint = &std::path::absolute(mountpoint).context(mountpoint.display())?;
-    if !context.root.is_dir() {
+    if !root.is_dir() {
         return Err(Error::new(format!(
             "{}: no store here (pkg commands create it)",
-            context.root.display()
+            root.display()
         )));
     }
     detach_if_dead(mountpoint)?;
@@ -59,16 +69,15 @@ pub fn mount(
     }
     // The store mounts /dev/fuse itself with mount(2), which only root may do: say so
     // in one line rather than through a daemon that fails.
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !crate::sys::is_root() {
         return Err(Error::new(format!(
             "{}: cannot mount: the store needs root",
             mountpoint.display()
         )));
     }
     if foreground {
-        serve(context, mountpoint, options)?;
-        return Ok(Report::empty());
+        serve(root, mountpoint, options)?;
+        return Ok(None);
     }
     // Start the same command in the foreground in a new session, and wait until the
     // mount is there (or the daemon has said why it is not).
@@ -77,7 +86,7 @@ pub fn mount(
     command
         .arg0("pkg")
         .arg("--root")
-        .arg(&context.root)
+        .arg(root)
         .args(["store", "mount"])
         .arg(mountpoint)
         .arg("--foreground")
@@ -85,13 +94,7 @@ pub fn mount(
         .args(["--threads", &options.threads.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    // SAFETY: setsid is async-signal-safe and touches no memory of this process.
-    unsafe {
-        command.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
+    crate::sys::in_new_session(&mut command);
     let mut child = command.spawn().context("cannot start the store")?;
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(20) {
@@ -101,15 +104,10 @@ pub fn mount(
             )));
         }
         if is_amber_mount(mountpoint) {
-            let pid = child.id();
-            return Ok(Report::new(
-                format!("store mounted on {} (pid {pid})\n", mountpoint.display()),
-                Json::object([
-                    ("ok", Json::Bool(true)),
-                    ("mountpoint", Json::string(mountpoint.display().to_string())),
-                    ("pid", Json::Number(u64::from(pid))),
-                ]),
-            ));
+            return Ok(Some(Mounted {
+                mountpoint: mountpoint.clone(),
+                pid: child.id(),
+            }));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -124,27 +122,20 @@ pub fn mount(
 }
 
 /// Run the store until it is unmounted or told to stop.
-fn serve(context: &Context, mountpoint: &Path, options: Options) -> Result<(), Error> {
+fn serve(root: &Path, mountpoint: &Path, options: Options) -> Result<(), Error> {
     // Block the stop signals before any thread starts, so every thread inherits the
     // mask and only the signal thread below receives them.
-    let signals = stop_signals();
+    let signals = crate::sys::StopSignals::block();
     // glibc's defaults cost the daemon about a megabyte it never uses: every thread that
     // allocates gets an arena keeping freed memory for itself, and once a big block was
     // freed (fuser's handshake buffer), the later 16 MiB request buffers come from the
     // heap, where calloc clears up to 128 KiB of each. One arena and a fixed mmap
     // threshold keep it small. The device's musl allocator has neither habit.
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator tunables; no other thread runs yet.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 1);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024);
-    }
-    // SAFETY: the set is initialized by stop_signals; a null old-set pointer is allowed.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &signals, std::ptr::null_mut()) };
+    crate::sys::tune_allocator();
 
     let threads = options.threads.max(1);
     let idle = options.idle;
-    let inner = Inner::new(context.root.clone(), options)?;
+    let inner = Inner::new(root.to_path_buf(), options)?;
     let mut config = Config::default();
     config.n_threads = Some(threads);
     config.clone_fd = true;
@@ -170,7 +161,7 @@ fn serve(context: &Context, mountpoint: &Path, options: Options) -> Result<(), E
     raise_readahead(mountpoint);
     let unmount_path = mountpoint.to_path_buf();
 
-    let socket = socket_path(&context.root);
+    let socket = socket_path(root);
     let _ = std::fs::remove_file(&socket);
     let listener = UnixListener::bind(&socket).context(socket.display())?;
     let _ = std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600));
@@ -185,9 +176,7 @@ fn serve(context: &Context, mountpoint: &Path, options: Options) -> Result<(), E
     });
 
     std::thread::spawn(move || {
-        let mut signal = 0;
-        // SAFETY: `signals` is a valid set and `signal` a valid out pointer.
-        unsafe { libc::sigwait(&signals, &mut signal) };
+        signals.wait();
         // The kernel then ends the connection, and `session.run` returns.
         let _ = unmount(&unmount_path);
     });
@@ -212,62 +201,16 @@ fn serve(context: &Context, mountpoint: &Path, options: Options) -> Result<(), E
 /// `fusermount3` helper for other users (the store runs as root: init starts it) and
 /// without its mount-option handling: about 10 KB of the device binary.
 fn mount_fuse(mountpoint: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
-    use std::os::fd::AsRawFd;
     let mode = std::fs::metadata(mountpoint)?.permissions().mode();
-    let device = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")?;
-    // SAFETY: getuid and getgid cannot fail and touch no memory.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-    let options = format!(
-        "fd={},rootmode={mode:o},user_id={uid},group_id={gid},default_permissions,allow_other",
-        device.as_raw_fd()
-    );
-    let path = path_c_string(mountpoint)?;
-    let options = std::ffi::CString::new(options).map_err(std::io::Error::other)?;
-    let flags = libc::MS_RDONLY | libc::MS_NODEV | libc::MS_NOSUID;
-    // SAFETY: every pointer is a valid NUL-terminated string for the call's duration.
-    let status = unsafe {
-        libc::mount(
-            c"amber".as_ptr(),
-            path.as_ptr(),
-            c"fuse".as_ptr(),
-            flags,
-            options.as_ptr().cast(),
-        )
-    };
-    if status != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(device.into())
+    let device = crate::sys::open_fuse_device()?;
+    crate::sys::mount_fuse(&device, mountpoint, mode)?;
+    Ok(device)
 }
 
 /// Unmount the store, which ends the FUSE connection, as fuser did: a plain umount(2),
 /// which fails while the mount is busy.
 fn unmount(mountpoint: &Path) -> std::io::Result<()> {
-    let path = path_c_string(mountpoint)?;
-    // SAFETY: `path` is a valid NUL-terminated string for the call's duration.
-    if unsafe { libc::umount2(path.as_ptr(), 0) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn path_c_string(path: &Path) -> std::io::Result<std::ffi::CString> {
-    std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)
-}
-
-fn stop_signals() -> libc::sigset_t {
-    // SAFETY: sigemptyset initializes the zeroed set; sigaddset takes valid signals.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::sigaddset(&mut set, signal);
-        }
-        set
-    }
+    crate::sys::unmount(mountpoint, false)
 }
 
 fn control_loop(listener: UnixListener, inner: &Inner, mountpoint: &Path) {
@@ -303,15 +246,10 @@ fn control_loop(listener: UnixListener, inner: &Inner, mountpoint: &Path) {
 fn detach_if_dead(mountpoint: &Path) -> Result<(), Error> {
     match std::fs::read_dir(mountpoint).and_then(|_| std::fs::metadata(mountpoint)) {
         Err(error) if error.raw_os_error() == Some(libc::ENOTCONN) => {
-            let path = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes())
-                .map_err(|_| Error::usage("mount point contains NUL"))?;
-            // SAFETY: `path` is a valid NUL-terminated string for the call's duration.
-            let status = unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
-            if status != 0 {
+            if let Err(error) = crate::sys::unmount(mountpoint, true) {
                 return Err(Error::new(format!(
-                    "{}: cannot detach the dead store: {}",
-                    mountpoint.display(),
-                    std::io::Error::last_os_error()
+                    "{}: cannot detach the dead store: {error}",
+                    mountpoint.display()
                 )));
             }
             eprintln!("pkg: detached the dead store from {}", mountpoint.display());
@@ -387,8 +325,25 @@ fn unescape(field: &str) -> String {
         .replace("\\134", "\\")
 }
 
+/// Tell the store mounted for `root` that generation `generation` is now current, and
+/// wait until it shows it. Without a store mounted for this root nobody is told.
+pub fn reload(root: &Path, generation: u64) -> Result<(), Error> {
+    match ask(root, "reload", Duration::from_secs(60))? {
+        None => Ok(()),
+        Some(answer) if answer == format!("ok {generation}") => Ok(()),
+        Some(answer) => Err(Error::new(format!(
+            "generation {generation} is current, but the mounted store answered {answer:?}"
+        ))),
+    }
+}
+
+/// Where the store of `root` is mounted; None when no store is running.
+pub fn mountpoint(root: &Path) -> Result<Option<PathBuf>, Error> {
+    Ok(ask(root, "mountpoint", Duration::from_secs(10))?.map(PathBuf::from))
+}
+
 /// Ask the store mounted for `root`; None when no store is running.
-pub fn ask(root: &Path, command: &str, timeout: Duration) -> Result<Option<String>, Error> {
+fn ask(root: &Path, command: &str, timeout: Duration) -> Result<Option<String>, Error> {
     let socket = socket_path(root);
     let stream = match std::os::unix::net::UnixStream::connect(&socket) {
         Ok(stream) => stream,

@@ -17,6 +17,8 @@
 //!
 //! Every write goes through [`crate::durable`]: temp file, fsync, rename, fsync dir.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -475,18 +477,8 @@ impl Lease {
     /// replaces this one, and the lease ends when it (and every child it handed the
     /// descriptor to) has exited.
     pub fn keep_across_exec(self) -> Result<(), Error> {
-        use std::os::fd::IntoRawFd;
-        let fd = self.file.into_raw_fd();
-        // SAFETY: fcntl on a descriptor this process owns; F_SETFD with 0 only clears
-        // its close-on-exec flag.
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
-            return Err(Error::new(format!(
-                "{}: {}",
-                self.path.display(),
-                std::io::Error::last_os_error()
-            )));
-        }
-        Ok(())
+        crate::sys::keep_open_across_exec(self.file.into())
+            .map_err(|e| Error::new(format!("{}: {e}", self.path.display())))
     }
 }
 

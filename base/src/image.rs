@@ -1,8 +1,9 @@
 //! Package images on disk: the SquashFS reader over a file, reading `.pkg/meta`, and
 //! hashing a whole image.
 
+#![forbid(unsafe_code)]
+
 use std::fs::File;
-use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -16,10 +17,9 @@ use crate::error::{Context, Error};
 /// The longest `.pkg/meta` accepted.
 const MAX_META: u64 = 64 * 1024;
 
-/// SHA-256 of a file, read piece by piece.
+/// SHA-256 of a file, as pkg reports a failure: with the file's name.
 pub fn sha256(path: &Path) -> Result<[u8; 32], Error> {
-    let mut file = File::open(path).context(path.display())?;
-    amber_core::hash::sha256_stream(|buffer| file.read(buffer)).context(path.display())
+    crate::hash::sha256_file(path).context(path.display())
 }
 
 /// An image file as a [`ReadAt`] source: positioned reads, safe from many threads.

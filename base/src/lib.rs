@@ -1,0 +1,25 @@
+//! amber-base: what the package manager (amber-pkg) and the FUSE store (amber-store)
+//! share, and nothing else.
+//!
+//! - [`store`]: the store directory's layout, the only code that knows its paths;
+//! - [`durable`]: writes that survive a power cut (temp file, fsync, rename, fsync dir);
+//! - [`lock`]: the store lock held by the one command that may write;
+//! - [`image`]: opening a package image;
+//! - [`hash`]: the one SHA-256 of a file;
+//! - [`error`]: the one-line error type and its exit codes;
+//! - [`json`]: the writer behind every command's `--json`;
+//! - [`stdout`]: standard output where a closed reader is the normal end;
+//! - [`failpoint`]: the crash tests' kill points.
+//!
+//! Every module but `sys` forbids `unsafe`; `sys` holds the system calls std lacks.
+
+pub mod durable;
+pub mod error;
+pub mod failpoint;
+pub mod hash;
+pub mod image;
+pub mod json;
+pub mod lock;
+pub mod stdout;
+pub mod store;
+mod sys;
