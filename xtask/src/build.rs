@@ -84,11 +84,6 @@ fn cross_build(board: &Board, target_dir: &str, extra: &[&str]) -> Result<PathBu
         // (~0.5 KB): what one crate calls of another stays one copy.
         "-Zshare-generics=y",
         "-Zcross-crate-inline-threshold=never",
-        // Inline only where it pays at once (a call that costs more than the body):
-        // opt-level "z" still inlines functions of a few dozen instructions into every
-        // caller. About 8.5 KB on x86_64, 1 KB on aarch64; `cargo xtask bench install`
-        // measures what it costs pkg add (ARCHITECTURE.md, Size).
-        "-Cllvm-args=-inline-threshold=0",
     ];
     if board.arch == Arch::X86_64 {
         // Move repeated instruction sequences into shared functions. LLVM already does
