@@ -545,6 +545,14 @@ fn make_room(dir: &Path, systems: &[OnDisk], running: &Version) -> Result<(), Er
 
 /// Stream the release from `location` into a temporary file in `dir`, hashing it as it
 /// comes; once it is whole and right, fsync, rename to `target`, fsync `dir`.
+///
+/// The file gets its full size first, made durable before a byte of the release is
+/// written. The ESP is FAT, which has no journal and allocates clusters as a file
+/// grows: a power cut while a file grows can leave its directory entry naming clusters
+/// the FAT on disk still calls free, and the kernel then remounts the ESP read-only as
+/// soon as the leftover is removed, so no later update could be written. Allocated at
+/// once and synced (the FAT before the directory entry), the file's metadata does not
+/// change while the release streams in; a power cut then leaves only data to discard.
 fn write_system(
     location: &Location,
     arch: &str,
@@ -556,6 +564,10 @@ fn write_system(
     let temp = durable::temp_path(target);
     let result = (|| {
         let mut file = durable::create_new(&temp)?;
+        file.set_len(system.size).context(temp.display())?;
+        file.sync_all().context(temp.display())?;
+        durable::sync_dir(dir)?;
+        crate::failpoint::hit("system:allocated");
         let mut check = Sha256Check::new(system.sha256, system.size);
         let relative = format!("{arch}/{}", system.path());
         location.fetch(&relative, limits, system.size, &mut |piece| {
