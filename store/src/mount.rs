@@ -202,9 +202,12 @@ fn serve(root: &Path, mountpoint: &Path, options: Options) -> Result<(), Error> 
 /// without its mount-option handling: about 10 KB of the device binary.
 fn mount_fuse(mountpoint: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
     let mode = std::fs::metadata(mountpoint)?.permissions().mode();
-    let device = crate::sys::open_fuse_device()?;
+    let device = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")?;
     crate::sys::mount_fuse(&device, mountpoint, mode)?;
-    Ok(device)
+    Ok(device.into())
 }
 
 /// Unmount the store, which ends the FUSE connection, as fuser did: a plain umount(2),

@@ -2,7 +2,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -116,13 +116,4 @@ pub fn unmount(mountpoint: &Path, detach: bool) -> io::Result<()> {
 
 fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)
-}
-
-/// Open /dev/fuse for a new connection.
-pub fn open_fuse_device() -> io::Result<OwnedFd> {
-    let device = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/fuse")?;
-    Ok(device.into())
 }
