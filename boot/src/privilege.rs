@@ -108,6 +108,10 @@ pub fn prepare(
         ids,
         capabilities,
         no_new_privs: definition.no_new_privs,
+        environment: match definition.env.is_empty() {
+            true => None,
+            false => Some(sys::Environment::new(&definition.env).map_err(|e| e.to_string())?),
+        },
     })
 }
 

@@ -627,9 +627,7 @@ impl Supervisor {
                     unit.oom_kills = cgroup::oom_kills(parent, &unit.name);
                 }
                 let mut command = Command::new(&definition.command[0]);
-                command
-                    .args(&definition.command[1..])
-                    .envs(definition.env.iter().map(|(name, value)| (name, value)));
+                command.args(&definition.command[1..]);
                 match confinement {
                     Ok(confinement) => {
                         sys::confine(&mut command, confinement);

@@ -277,6 +277,15 @@ fn independent_services_start_in_parallel() {
 }
 
 #[test]
+fn env_lines_are_set_over_inits_environment() {
+    // The last of two lines for one name wins; what init has and no line names is kept.
+    let service = "command /bin/sh -c 'echo \"greeting=$GREETING empty=[$EMPTY] home=$HOME\"; exec sleep 30'\nenv GREETING=hi EMPTY=\nenv GREETING=x=y\n";
+    let supervisor = Supervisor::start("env", &[("ro/svc", "greet", service)]);
+    let home = std::env::var("HOME").unwrap_or_default();
+    supervisor.wait_for_line(&format!("greet: greeting=x=y empty=[] home={home}"));
+}
+
+#[test]
 fn dependents_start_after_what_they_need() {
     let supervisor = Supervisor::start(
         "needs",
