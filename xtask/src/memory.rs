@@ -9,18 +9,23 @@
 //! (it reboots, and `-no-reboot` ends qemu) or a timeout passes. The memory is bisected
 //! in steps of 8 MiB between 32 MiB and the board's `qemu.memory-mib`.
 //!
+//! Each UEFI board's firmware is also bisected alone, with no disk and no network card
+//! (it passes when its boot manager runs), so the output shows how much of a board's
+//! memory is the firmware's own and how much the loader and the kernel add.
+//!
 //! The output says where the memory goes: the size of what the firmware loads (the
 //! UKI, or on a Pi board the kernel and initramfs), the kernel's own footprint once
 //! decompressed (its `init_size` on x86_64, `image_size` on arm64, from the image
 //! header), and the initramfs, unpacked and compressed.
 
 use crate::board::{Arch, Board, Firmware};
+use crate::cmd::Cmd;
 use crate::e2e::{Report, Shell};
 use crate::image::{self, Disk, System};
-use crate::qemu::{Boot, Console, Options};
-use crate::util::{create_dir, read, size, step};
+use crate::qemu::{Boot, Console, Guest, Options};
+use crate::util::{copy, create_dir, path_str, read, size, step};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// The granularity of the search.
 const STEP_MIB: u32 = 8;
@@ -53,7 +58,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let _ = std::fs::remove_file(directory.join("disk.img.efivars"));
         image::make_disk(board, &images, &disk)?;
         let boot = Boot { disk };
-        let most = board.qemu()?.memory_mib;
+        let qemu = board.qemu()?;
+        let most = qemu.memory_mib;
+        if board.firmware != Firmware::Uefi {
+            // qemu's raspi3b has the Pi 3's memory and no other: nothing to search.
+            lines.push(format!(
+                "{}: not measured: qemu's {} machine runs only with {most} MiB, and qemu cannot run the Pi firmware",
+                board.name, qemu.machine
+            ));
+            continue;
+        }
         let started = Instant::now();
         let passes = |memory: u32| attempt(board, &boot, server.port(), memory);
         if !passes(most) {
@@ -62,22 +76,18 @@ pub fn run(args: &[String]) -> Result<(), String> {
                 board.name
             ));
         }
-        // Invariant: `high` passes, `low` fails (or is the floor, untried).
-        let (mut low, mut high) = (FLOOR_MIB, most);
-        while high - low > STEP_MIB {
-            let middle = (low + (high - low) / 2) / STEP_MIB * STEP_MIB;
-            let middle = middle.max(low + STEP_MIB);
-            if passes(middle) {
-                high = middle;
-            } else {
-                low = middle;
-            }
-        }
+        let (low, high) = bisect(most, passes);
         lines.push(format!(
             "{}: boots by firmware and installs a package in {high} MiB; not in {low} MiB (goal 64 MiB: {}); searched in {:.0} s",
             board.name,
             if high <= 64 { "met" } else { "missed" },
             started.elapsed().as_secs_f64()
+        ));
+        let (firmware_low, firmware_high) =
+            bisect(high, |memory| firmware_alone(board, &directory, memory));
+        lines.push(format!(
+            "  the firmware alone (no disk, no network card) reaches its boot manager in {firmware_high} MiB, not in {firmware_low} MiB: the loader, the UKI and the kernel need the other {} MiB",
+            high - firmware_high
         ));
         lines.extend(breakdown(board, &images)?);
     }
@@ -86,6 +96,86 @@ pub fn run(args: &[String]) -> Result<(), String> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// The smallest memory in steps of [`STEP_MIB`] between [`FLOOR_MIB`] and `most` (which
+/// passes) at which `passes`: (the largest that failed, the smallest that passed).
+fn bisect(most: u32, mut passes: impl FnMut(u32) -> bool) -> (u32, u32) {
+    // Invariant: `high` passes, `low` fails (or is the floor, untried).
+    let (mut low, mut high) = (FLOOR_MIB, most);
+    while high - low > STEP_MIB {
+        let middle = (low + (high - low) / 2) / STEP_MIB * STEP_MIB;
+        let middle = middle.max(low + STEP_MIB);
+        if passes(middle) {
+            high = middle;
+        } else {
+            low = middle;
+        }
+    }
+    (low, high)
+}
+
+/// The board's UEFI firmware alone at `memory_mib`, with a fresh variable store and no
+/// disk or network card: passes when its boot manager runs (BdsDxe), fails on a CPU
+/// exception or when qemu ends or a minute passes first.
+fn firmware_alone(board: &Board, directory: &Path, memory_mib: u32) -> bool {
+    step(&format!(
+        "{}: the firmware alone in {memory_mib} MiB",
+        board.name
+    ));
+    let result = (|| -> Result<bool, String> {
+        let qemu = board.qemu()?;
+        let (code, template) = crate::qemu::uefi_firmware(board.arch);
+        let variables = directory.join("firmware-alone.efivars");
+        copy(Path::new(template), &variables)?;
+        let mut command = Cmd::new(board.arch.qemu_system())
+            .args(["-accel", "tcg", "-nodefaults", "-no-user-config"])
+            .args(["-display", "none", "-no-reboot", "-machine", &qemu.machine])
+            .args(["-m", &format!("{memory_mib}M")]);
+        if let Some(cpu) = &qemu.cpu {
+            command = command.args(["-cpu", cpu]);
+        }
+        for _ in 0..qemu.serial {
+            command = command.args(["-serial", "null"]);
+        }
+        let mut guest = Guest::spawn(
+            command
+                .args(["-serial", "stdio"])
+                .args([
+                    "-drive",
+                    &format!("if=pflash,format=raw,readonly=on,file={code}"),
+                ])
+                .args([
+                    "-drive",
+                    &format!("if=pflash,format=raw,file={}", path_str(&variables)?),
+                ]),
+            false,
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if guest.seen("BdsDxe") {
+                return Ok(true);
+            }
+            if guest.seen("Exception") {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(false)
+    })();
+    match result {
+        Ok(passed) => {
+            eprintln!(
+                "    {memory_mib} MiB: {}",
+                if passed { "passed" } else { "failed" }
+            );
+            passed
+        }
+        Err(error) => {
+            eprintln!("    {memory_mib} MiB: failed: {error}");
+            false
+        }
+    }
 }
 
 /// One boot at `memory_mib`: ready, then a package installed and run.

@@ -325,7 +325,12 @@ impl Guest {
             console: Console::Piped,
             ..options.clone()
         };
-        let mut child = command(board, boot, &options)?.spawn(Stdio::piped(), Stdio::piped())?;
+        Guest::spawn(command(board, boot, &options)?, echo)
+    }
+
+    /// Start a qemu command line whose console is its stdio (`-serial stdio`).
+    pub fn spawn(command: Cmd, echo: bool) -> Result<Guest, String> {
+        let mut child = command.spawn(Stdio::piped(), Stdio::piped())?;
         let started = Instant::now();
         let mut stdout = child.stdout.take().expect("stdout is piped");
         let (sender, output) = std::sync::mpsc::channel();
