@@ -19,11 +19,10 @@
 //! header), and the initramfs, unpacked and compressed.
 
 use crate::board::{Arch, Board, Firmware};
-use crate::cmd::Cmd;
 use crate::e2e::{Report, Shell};
 use crate::image::{self, Disk, System};
 use crate::qemu::{Boot, Console, Guest, Options};
-use crate::util::{copy, create_dir, path_str, read, size, step};
+use crate::util::{copy, create_dir, read, size, step};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -124,33 +123,12 @@ fn firmware_alone(board: &Board, directory: &Path, memory_mib: u32) -> bool {
         board.name
     ));
     let result = (|| -> Result<bool, String> {
-        let qemu = board.qemu()?;
-        let (code, template) = crate::qemu::uefi_firmware(board.arch);
+        let (_, template) = crate::qemu::uefi_firmware(board.arch);
         let variables = directory.join("firmware-alone.efivars");
         copy(Path::new(template), &variables)?;
-        let mut command = Cmd::new(board.arch.qemu_system())
-            .args(["-accel", "tcg", "-nodefaults", "-no-user-config"])
-            .args(["-display", "none", "-no-reboot", "-machine", &qemu.machine])
-            .args(["-m", &format!("{memory_mib}M")]);
-        if let Some(cpu) = &qemu.cpu {
-            command = command.args(["-cpu", cpu]);
-        }
-        for _ in 0..qemu.serial {
-            command = command.args(["-serial", "null"]);
-        }
-        let mut guest = Guest::spawn(
-            command
-                .args(["-serial", "stdio"])
-                .args([
-                    "-drive",
-                    &format!("if=pflash,format=raw,readonly=on,file={code}"),
-                ])
-                .args([
-                    "-drive",
-                    &format!("if=pflash,format=raw,file={}", path_str(&variables)?),
-                ]),
-            false,
-        )?;
+        let command = crate::qemu::machine(board, memory_mib, false, "stdio")?;
+        let command = crate::qemu::uefi_pflash(command, board.arch, &variables)?;
+        let mut guest = Guest::spawn(command, false)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if guest.seen("BdsDxe") {

@@ -161,47 +161,16 @@ pub fn command(board: &Board, boot: &Boot, options: &Options) -> Result<Cmd, Str
         Console::Terminal => "mon:stdio",
         Console::Piped => "stdio",
     };
-    let mut command = Cmd::new(board.arch.qemu_system())
-        .args([
-            "-accel",
-            "tcg",
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-        ])
-        .args(["-machine", &qemu.machine]);
-    if let Some(cpu) = &qemu.cpu {
-        command = command.args(["-cpu", cpu]);
-    }
-    command = command.args([
-        "-m",
-        &format!("{}M", options.memory_mib.unwrap_or(qemu.memory_mib)),
-    ]);
-    if !options.reboot {
-        // Reboots and panics (panic=-1 on the command line) end qemu, so a failed boot
-        // ends the run instead of looping.
-        command = command.arg("-no-reboot");
-    }
-    // The console is the machine's serial port `qemu.serial`; the ones before it go
-    // nowhere.
-    for _ in 0..qemu.serial {
-        command = command.args(["-serial", "null"]);
-    }
-    command = command.args(["-serial", console]);
+    let mut command = machine(
+        board,
+        options.memory_mib.unwrap_or(qemu.memory_mib),
+        options.reboot,
+        console,
+    )?;
     match &board.firmware {
         Firmware::Uefi => {
-            let (code, _) = uefi_firmware(board.arch);
             let variables = variable_store(board.arch, &boot.disk)?;
-            command = command
-                .args([
-                    "-drive",
-                    &format!("if=pflash,format=raw,readonly=on,file={code}"),
-                ])
-                .args([
-                    "-drive",
-                    &format!("if=pflash,format=raw,file={}", path_str(&variables)?),
-                ]);
+            command = uefi_pflash(command, board.arch, &variables)?;
         }
         Firmware::RaspberryPi(_) => {
             let (kernel, dtb, initramfs) = pi_boot_files(board, &boot.disk)?;
@@ -255,6 +224,52 @@ pub fn command(board: &Board, boot: &Boot, options: &Options) -> Result<Cmd, Str
             format!("{},netdev=n0", qemu.nic),
         ])
         .args(&options.extra))
+}
+
+/// qemu for the board's machine and CPU at `memory_mib`, its console the serial port
+/// `qemu.serial` on `console` (a `-serial` backend), and nothing attached yet.
+pub fn machine(board: &Board, memory_mib: u32, reboot: bool, console: &str) -> Result<Cmd, String> {
+    let qemu = board.qemu()?;
+    let mut command = Cmd::new(board.arch.qemu_system())
+        .args([
+            "-accel",
+            "tcg",
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+        ])
+        .args(["-machine", &qemu.machine]);
+    if let Some(cpu) = &qemu.cpu {
+        command = command.args(["-cpu", cpu]);
+    }
+    command = command.args(["-m", &format!("{}M", memory_mib)]);
+    if !reboot {
+        // Reboots and panics (panic=-1 on the command line) end qemu, so a failed boot
+        // ends the run instead of looping.
+        command = command.arg("-no-reboot");
+    }
+    // The console is the machine's serial port `qemu.serial`; the ones before it go
+    // nowhere.
+    for _ in 0..qemu.serial {
+        command = command.args(["-serial", "null"]);
+    }
+    command = command.args(["-serial", console]);
+    Ok(command)
+}
+
+/// The UEFI firmware's two flash drives: its code, read-only, and `variables`.
+pub fn uefi_pflash(command: Cmd, arch: Arch, variables: &Path) -> Result<Cmd, String> {
+    let (code, _) = uefi_firmware(arch);
+    Ok(command
+        .args([
+            "-drive",
+            &format!("if=pflash,format=raw,readonly=on,file={code}"),
+        ])
+        .args([
+            "-drive",
+            &format!("if=pflash,format=raw,file={}", path_str(variables)?),
+        ]))
 }
 
 /// The command line the Pi firmware would pass: the image's own cmdline.txt, read out
