@@ -1,7 +1,7 @@
 //! `cargo xtask bench memory [--board B]...`: the smallest memory each board boots in
 //! through its firmware and installs a package in (issue 14, DESIGN §10).
 //!
-//! For each board with a qemu machine, a disk is made once (in `target/bench-memory/B/`)
+//! For each UEFI board with a qemu machine, a disk is made once (in `target/bench-memory/B/`)
 //! and booted in qemu's snapshot mode, so every attempt starts from the same bytes.
 //! An attempt passes when the firmware, the loader and the kernel reach `amber: ready`
 //! and the console shell's `pkg update && pkg add greet && /bin/greet` succeeds over
@@ -13,10 +13,10 @@
 //! (it passes when its boot manager runs), so the output shows how much of a board's
 //! memory is the firmware's own and how much the loader and the kernel add.
 //!
-//! The output says where the memory goes: the size of what the firmware loads (the
-//! UKI, or on a Pi board the kernel and initramfs), the kernel's own footprint once
-//! decompressed (its `init_size` on x86_64, `image_size` on arm64, from the image
-//! header), and the initramfs, unpacked and compressed.
+//! The output says where the memory goes: the size of the UKI the firmware loads, the
+//! kernel's own footprint once decompressed (its `init_size` on x86_64, `image_size` on
+//! arm64, from the image header), and the initramfs, unpacked and compressed. The Pi
+//! boards are not searched: qemu's raspi3b runs only with the Pi 3's 1 GiB.
 
 use crate::board::{Arch, Board, Firmware};
 use crate::e2e::{Report, Shell};
@@ -49,14 +49,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
         .ok_or("cannot start the repository server")?;
     let mut lines = Vec::new();
     for board in &boards {
-        crate::packages::repository(board.arch)?;
-        let images = image::build(board, Disk::Skip)?;
-        let directory = Path::new("target/bench-memory").join(&board.name);
-        create_dir(&directory)?;
-        let disk = directory.join("disk.img");
-        let _ = std::fs::remove_file(directory.join("disk.img.efivars"));
-        image::make_disk(board, &images, &disk)?;
-        let boot = Boot { disk };
         let qemu = board.qemu()?;
         let most = qemu.memory_mib;
         if board.firmware != Firmware::Uefi {
@@ -67,6 +59,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
             ));
             continue;
         }
+        crate::packages::repository(board.arch)?;
+        let images = image::build(board, Disk::Skip)?;
+        let directory = Path::new("target/bench-memory").join(&board.name);
+        create_dir(&directory)?;
+        let disk = directory.join("disk.img");
+        let _ = std::fs::remove_file(directory.join("disk.img.efivars"));
+        image::make_disk(board, &images, &disk)?;
+        let boot = Boot { disk };
         let started = Instant::now();
         let passes = |memory: u32| attempt(board, &boot, server.port(), memory);
         if !passes(most) {
@@ -204,13 +204,13 @@ fn breakdown(board: &Board, images: &image::Images) -> Result<Vec<String>, Strin
             .get(16..24)
             .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])),
     };
-    let loaded = match &images.system {
-        System::Uki { uki, .. } => format!(
-            "the firmware loads the UKI, {} (systemd-boot reads the file into a buffer, then LoadImage copies it)",
-            size(crate::build::file_size(uki)?)
-        ),
-        System::RaspberryPi { .. } => "qemu loads the kernel and initramfs itself".to_owned(),
+    let System::Uki { uki, .. } = &images.system else {
+        return Err(format!("{}: not a UEFI image", board.name));
     };
+    let loaded = format!(
+        "the firmware loads the UKI, {} (systemd-boot reads the file into a buffer, then LoadImage copies it)",
+        size(crate::build::file_size(uki)?)
+    );
     let mut lines = vec![
         format!("  {loaded}"),
         format!(
@@ -226,11 +226,9 @@ fn breakdown(board: &Board, images: &image::Images) -> Result<Vec<String>, Strin
             images.modules.all().count()
         ),
     ];
-    if board.firmware == Firmware::Uefi {
-        lines.push(
-            "  the UEFI firmware itself keeps its own reservations (runtime services, ACPI, its pool) below all of this"
-                .to_owned(),
-        );
-    }
+    lines.push(
+        "  the UEFI firmware itself keeps its own reservations (runtime services, ACPI, its pool) below all of this"
+            .to_owned(),
+    );
     Ok(lines)
 }

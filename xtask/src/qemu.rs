@@ -243,7 +243,7 @@ pub fn machine(board: &Board, memory_mib: u32, reboot: bool, console: &str) -> R
     if let Some(cpu) = &qemu.cpu {
         command = command.args(["-cpu", cpu]);
     }
-    command = command.args(["-m", &format!("{}M", memory_mib)]);
+    command = command.args(["-m", &format!("{memory_mib}M")]);
     if !reboot {
         // Reboots and panics (panic=-1 on the command line) end qemu, so a failed boot
         // ends the run instead of looping.
