@@ -11,7 +11,11 @@
 //!
 //! Each UEFI board's firmware is also bisected alone, with no disk and no network card
 //! (it passes when its boot manager runs), so the output shows how much of a board's
-//! memory is the firmware's own and how much the loader and the kernel add.
+//! memory is the firmware's own and how much the loader and the kernel add. Where the
+//! loader and the kernel add more than a step, the kernel is also booted alone (the
+//! firmware loads it from qemu's `-kernel`, no loader, no UKI) at the two sizes around
+//! the limit and at the board's own memory: that tells memory used up from a boot that
+//! faults.
 //!
 //! The output says where the memory goes: the size of the UKI the firmware loads, the
 //! kernel's own footprint once decompressed (its `init_size` on x86_64, `image_size` on
@@ -88,6 +92,22 @@ pub fn run(args: &[String]) -> Result<(), String> {
             "  the firmware alone (no disk, no network card) reaches its boot manager in {firmware_high} MiB, not in {firmware_low} MiB: the loader, the UKI and the kernel need the other {} MiB",
             high - firmware_high
         ));
+        if high > firmware_high + STEP_MIB {
+            // Is the rest used up, or does the boot fault? The kernel alone, with no
+            // loader and no UKI, at the sizes around the limit answers it; at the
+            // board's own memory it shows that the probe itself boots.
+            let outcomes: Vec<String> = [low, high, most]
+                .iter()
+                .map(|&memory| {
+                    let outcome = kernel_alone(board, &images, &directory, memory);
+                    format!("{memory} MiB: {outcome}")
+                })
+                .collect();
+            lines.push(format!(
+                "  the kernel alone, loaded by the firmware from qemu's -kernel (no loader, no UKI): {}",
+                outcomes.join("; ")
+            ));
+        }
         lines.extend(breakdown(board, &images)?);
     }
     println!();
@@ -154,6 +174,57 @@ fn firmware_alone(board: &Board, directory: &Path, memory_mib: u32) -> bool {
             false
         }
     }
+}
+
+/// The board's kernel and initramfs given to its UEFI firmware by qemu's `-kernel` and
+/// `-initrd` at `memory_mib` (no disk, no network card): whether it reaches the
+/// initramfs's /init, or the CPU exception the firmware reported, or nothing in 90 s.
+fn kernel_alone(
+    board: &Board,
+    images: &image::Images,
+    directory: &Path,
+    memory_mib: u32,
+) -> String {
+    step(&format!(
+        "{}: the kernel alone in {memory_mib} MiB",
+        board.name
+    ));
+    let result = (|| -> Result<String, String> {
+        let (_, template) = crate::qemu::uefi_firmware(board.arch);
+        let variables = directory.join("kernel-alone.efivars");
+        copy(Path::new(template), &variables)?;
+        let command = crate::qemu::machine(board, memory_mib, false, "stdio")?;
+        let command = crate::qemu::uefi_pflash(command, board.arch, &variables)?
+            .args(["-kernel", crate::util::path_str(&images.kernel.vmlinuz)?])
+            .args(["-initrd", crate::util::path_str(&images.initramfs)?])
+            .args(["-append", &board.cmdline]);
+        let mut guest = Guest::spawn(command, false)?;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if guest.seen("Run /init as init process") {
+                return Ok("reaches /init".to_owned());
+            }
+            if guest.seen("Exception Type") {
+                std::thread::sleep(Duration::from_secs(1));
+                let tail = guest.last_lines(40);
+                let line = |key: &str| {
+                    tail.lines()
+                        .find_map(|l| l.split_once(key).map(|(_, rest)| rest.trim().to_owned()))
+                        .unwrap_or_default()
+                };
+                let kind = line("Exception Type - ");
+                let kind = kind.split("  ").next().unwrap_or_default().to_owned();
+                let rip = line("RIP  - ");
+                let rip = rip.split(',').next().unwrap_or_default().to_owned();
+                return Ok(format!("CPU exception {kind} at RIP {rip}"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok("nothing on the console in 90 s".to_owned())
+    })();
+    let outcome = result.unwrap_or_else(|error| format!("cannot start: {error}"));
+    eprintln!("    {memory_mib} MiB: {outcome}");
+    outcome
 }
 
 /// One boot at `memory_mib`: ready, then a package installed and run.
