@@ -1,7 +1,9 @@
-//! amber-base: what the package manager (amber-pkg) and the FUSE store (amber-store)
-//! share, and nothing else.
+//! amber-base: what the package manager (amber-pkg), the FUSE store (amber-store) and
+//! init (amber-boot) share, and nothing else.
 //!
 //! - [`store`]: the store directory's layout, the only code that knows its paths;
+//! - [`dns`]: host names to addresses (the stub resolver), and the DNS exchange the
+//!   device's forwarder shares;
 //! - [`durable`]: writes that survive a power cut (temp file, fsync, rename, fsync dir);
 //! - [`lock`]: the store lock held by the one command that may write;
 //! - [`image`]: opening a package image;
@@ -13,6 +15,7 @@
 //!
 //! Every module but `sys` forbids `unsafe`; `sys` holds the system calls std lacks.
 
+pub mod dns;
 pub mod durable;
 pub mod error;
 pub mod failpoint;
@@ -23,3 +26,5 @@ pub mod lock;
 pub mod stdout;
 pub mod store;
 mod sys;
+
+pub use sys::random_u64;

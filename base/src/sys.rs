@@ -23,3 +23,26 @@ pub fn keep_open_across_exec(fd: OwnedFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Random bytes from the kernel (getrandom(2)), as a number: DHCP transaction ids and
+/// DNS query ids. Early in boot the pool may not be initialised yet; then a value from
+/// the clocks, which is all an id needs not to repeat.
+pub fn random_u64() -> u64 {
+    let mut value = 0u64;
+    // SAFETY: the buffer is the 8 bytes of `value`; GRND_NONBLOCK never waits.
+    let got = unsafe { libc::getrandom((&mut value as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
+    if got != 8 {
+        let mut booted = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes only the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut booted) };
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let booted = (booted.tv_sec as u64).wrapping_mul(1_000_000_000) ^ booted.tv_nsec as u64;
+        value = since.as_nanos() as u64 ^ booted.rotate_left(32);
+    }
+    value
+}

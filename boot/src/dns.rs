@@ -1,9 +1,10 @@
 //! The device's DNS forwarder, on 127.0.0.53 port 53 (UDP), which /etc/resolv.conf
-//! names: musl's resolver (and so pkg, busybox and every package) asks it, and it asks
-//! the upstream servers over UDP or, for a `tcp:` server, over TCP (RFC 7766). On a
-//! network that carries only TCP (qemu's user network with `restrict=on` drops the
-//! guest's UDP), `dns tcp:ADDRESS` in the settings is all the device needs; musl itself
-//! falls back to TCP only after a truncated UDP answer, and has no `use-vc`.
+//! names: pkg's and the SNTP client's resolver (`amber_base::dns`) and musl's, in
+//! busybox and every package, ask it, and it asks the upstream servers over UDP or,
+//! for a `tcp:` server, over TCP (RFC 7766). On a network that carries only TCP
+//! (qemu's user network with `restrict=on` drops the guest's UDP), `dns tcp:ADDRESS`
+//! in the settings is all the device needs; musl itself falls back to TCP only after a
+//! truncated UDP answer, and has no `use-vc`.
 //!
 //! Each query goes out with a fresh random id from a fresh socket (so a fresh source
 //! port); an answer counts only when its id and question are the query's. The servers
@@ -18,8 +19,8 @@
 //! and timeouts: queries are rare on a device, and that is the least code (a dead server
 //! holds the loop up for 2 s, once: then the server that answered goes first).
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use amber_base::dns::{self, judge, question_end, Verdict};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
@@ -85,7 +86,7 @@ fn resolve(query: &[u8], servers: &[(SocketAddr, bool)], first: &mut usize) -> O
     for turn in 0..servers.len() {
         let at = (*first + turn) % servers.len();
         let (address, tcp) = servers[at];
-        let Some(reply) = ask(address, tcp, &message) else {
+        let Some(reply) = dns::ask(address, tcp, &message, SERVER_TIMEOUT) else {
             continue;
         };
         match judge(&message, &reply) {
@@ -108,56 +109,6 @@ fn resolve(query: &[u8], servers: &[(SocketAddr, bool)], first: &mut usize) -> O
     Some(answer)
 }
 
-/// One server's answer to `message` (or a SERVFAIL-like one), over UDP or TCP.
-fn ask(address: SocketAddr, tcp: bool, message: &[u8]) -> Option<Vec<u8>> {
-    if tcp {
-        let mut stream = TcpStream::connect_timeout(&address, SERVER_TIMEOUT).ok()?;
-        stream.set_read_timeout(Some(SERVER_TIMEOUT)).ok()?;
-        let mut request = (message.len() as u16).to_be_bytes().to_vec();
-        request.extend_from_slice(message);
-        stream.write_all(&request).ok()?;
-        let mut length = [0u8; 2];
-        stream.read_exact(&mut length).ok()?;
-        let mut reply = vec![0u8; u16::from_be_bytes(length) as usize];
-        stream.read_exact(&mut reply).ok()?;
-        return (!matches!(judge(message, &reply), Verdict::Ignore)).then_some(reply);
-    }
-    let socket = UdpSocket::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))).ok()?;
-    socket.connect(address).ok()?;
-    socket.set_read_timeout(Some(SERVER_TIMEOUT)).ok()?;
-    socket.send(message).ok()?;
-    let mut buffer = vec![0u8; 4096];
-    loop {
-        // Whatever else arrives on this port (a late or forged datagram) is skipped.
-        let count = socket.recv(&mut buffer).ok()?;
-        if !matches!(judge(message, &buffer[..count]), Verdict::Ignore) {
-            buffer.truncate(count);
-            return Some(buffer);
-        }
-    }
-}
-
-/// The end of the question section of a message with one question; None when it has
-/// no such question.
-fn question_end(message: &[u8]) -> Option<usize> {
-    if message.len() < 12 || message[4..6] != [0, 1] {
-        return None;
-    }
-    let mut at = 12;
-    loop {
-        let length = *message.get(at)? as usize;
-        if length == 0 {
-            break;
-        }
-        if length > 63 {
-            return None;
-        }
-        at += 1 + length;
-    }
-    let end = at + 5;
-    (end <= message.len()).then_some(end)
-}
-
 /// An answer with only the header and the question of `message` and this response
 /// code, or with TC set (`truncated`).
 fn short_answer(message: &[u8], rcode: u8, truncated: bool) -> Option<Vec<u8>> {
@@ -170,32 +121,10 @@ fn short_answer(message: &[u8], rcode: u8, truncated: bool) -> Option<Vec<u8>> {
     Some(answer)
 }
 
-enum Verdict {
-    Answer,
-    Fallback,
-    Ignore,
-}
-
-/// Whether `reply` answers `query`: its id and question, then its response code.
-fn judge(query: &[u8], reply: &[u8]) -> Verdict {
-    let Some(end) = question_end(query) else {
-        return Verdict::Ignore;
-    };
-    let same = reply.len() >= end
-        && reply[..2] == query[..2]
-        && reply[2] & 0x80 != 0
-        && reply[4..6] == [0, 1]
-        && reply[12..end].eq_ignore_ascii_case(&query[12..end]);
-    match reply.get(3).map(|b| b & 0x0f) {
-        _ if !same => Verdict::Ignore,
-        Some(0 | 3) => Verdict::Answer,
-        _ => Verdict::Fallback,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
 
     /// A query for `name` (type A) with id 0x1234.
     fn query(name: &str) -> Vec<u8> {
@@ -215,51 +144,6 @@ mod tests {
         answer[7] = 1;
         answer.extend(std::iter::repeat_n(0u8, extra));
         answer
-    }
-
-    #[test]
-    fn questions() {
-        let message = query("repo.amber.test");
-        assert_eq!(question_end(&message), Some(message.len()));
-        assert_eq!(question_end(&message[..message.len() - 1]), None);
-        let mut two = message.clone();
-        two[5] = 2;
-        assert_eq!(question_end(&two), None);
-        let mut long_label = message.clone();
-        long_label[12] = 64;
-        assert_eq!(question_end(&long_label), None);
-        assert_eq!(question_end(&[0; 11]), None);
-    }
-
-    #[test]
-    fn answers_are_judged() {
-        let message = query("repo.amber.test");
-        assert!(matches!(
-            judge(&message, &answer_to(&message, 0, 16)),
-            Verdict::Answer
-        ));
-        assert!(matches!(
-            judge(&message, &answer_to(&message, 3, 0)),
-            Verdict::Answer
-        ));
-        assert!(matches!(
-            judge(&message, &answer_to(&message, 2, 0)),
-            Verdict::Fallback
-        ));
-        assert!(matches!(
-            judge(&message, &answer_to(&message, 5, 0)),
-            Verdict::Fallback
-        ));
-        // The name's case may differ (0x20 randomisation); the name itself may not.
-        let upper = answer_to(&query("REPO.amber.test"), 0, 0);
-        assert!(matches!(judge(&message, &upper), Verdict::Answer));
-        let other = answer_to(&query("evil.amber.test"), 0, 0);
-        assert!(matches!(judge(&message, &other), Verdict::Ignore));
-        let mut wrong_id = answer_to(&message, 0, 0);
-        wrong_id[1] ^= 1;
-        assert!(matches!(judge(&message, &wrong_id), Verdict::Ignore));
-        // A query is not an answer.
-        assert!(matches!(judge(&message, &message), Verdict::Ignore));
     }
 
     #[test]

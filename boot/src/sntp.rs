@@ -10,12 +10,12 @@
 //! it.
 //!
 //! The servers are the settings' `ntp` list, then those DHCP gave (option 42, in
-//! [`NTP_FILE`], written by the network daemon). Host names are resolved through the
-//! system resolver. Each round asks the servers in order until one answers; then it
+//! [`NTP_FILE`], written by the network daemon). Host names are resolved by
+//! [`amber_base::dns::lookup`], as /etc/resolv.conf says. Each round asks the servers in order until one answers; then it
 //! waits [`POLL`], or after a round with no answer 4 s doubling to [`MAX_RETRY`].
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::ExitCode;
@@ -248,8 +248,8 @@ pub fn main() -> ExitCode {
         let mut failures = Vec::new();
         let mut sample = None;
         'servers: for server in &servers {
-            let addresses = match (server.as_str(), PORT).to_socket_addrs() {
-                Ok(addresses) => addresses.filter(SocketAddr::is_ipv4).collect(),
+            let addresses = match amber_base::dns::lookup(server, PORT) {
+                Ok(addresses) => addresses.into_iter().filter(SocketAddr::is_ipv4).collect(),
                 Err(error) => {
                     failures.push(format!("{server}: {error}"));
                     Vec::new()

@@ -551,21 +551,7 @@ pub fn set_clock(unix_nanos: i64) -> io::Result<()> {
     Ok(())
 }
 
-/// Random bytes from the kernel (getrandom(2)), as a number: DHCP transaction ids and
-/// DNS query ids. Early in boot the pool may not be initialised yet; then a value from
-/// the clocks, which is all an id needs not to repeat.
-pub fn random_u64() -> u64 {
-    let mut value = 0u64;
-    // SAFETY: the buffer is the 8 bytes of `value`; GRND_NONBLOCK never waits.
-    let got = unsafe { libc::getrandom((&mut value as *mut u64).cast(), 8, libc::GRND_NONBLOCK) };
-    if got != 8 {
-        let since = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        value = since.as_nanos() as u64 ^ (boot_time().as_nanos() as u64).rotate_left(32);
-    }
-    value
-}
+pub use amber_base::random_u64;
 
 fn set_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &[u8]) -> io::Result<()> {
     // SAFETY: the option value is a valid buffer of the length given.

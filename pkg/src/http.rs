@@ -15,7 +15,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
@@ -219,10 +219,8 @@ fn get_once(
 ) -> Result<Outcome, Error> {
     let fail = |what: &dyn std::fmt::Display| Error::new(format!("{url}: {what}"));
     let host = url.host.trim_start_matches('[').trim_end_matches(']');
-    let addresses: Vec<_> = (host, url.port)
-        .to_socket_addrs()
-        .map_err(|e| fail(&format_args!("cannot resolve {}: {e}", url.host)))?
-        .collect();
+    let addresses = amber_base::dns::lookup(host, url.port)
+        .map_err(|e| fail(&format_args!("cannot resolve {}: {e}", url.host)))?;
     let mut last_error = None;
     let mut stream = None;
     for address in addresses {
