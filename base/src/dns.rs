@@ -128,10 +128,10 @@ fn resolve(host: &str, hosts: &str, config: &Config) -> Result<Vec<IpAddr>, Stri
         return Ok(known);
     }
     for name in names_to_try(host, config) {
-        let found: Vec<IpAddr> = ask_servers(&name, config)?
-            .iter()
-            .flat_map(|answer| addresses(answer))
-            .collect();
+        let mut found = Vec::new();
+        for answer in ask_servers(&name, config)? {
+            found.append(&mut addresses(&answer));
+        }
         if !found.is_empty() {
             return Ok(found);
         }

@@ -562,7 +562,9 @@ impl Verifier {
     pub fn finish(self) -> Result<Verified, SignatureError> {
         let signature = ed25519::Signature::new(self.signature.signature);
         let data = match self.pending {
-            Pending::Prehashed(hash) => self.key.verify(hash.finalize(), &signature),
+            // As a slice, like the global signature below: one instantiation of
+            // ed25519's generic verify.
+            Pending::Prehashed(hash) => self.key.verify(&hash.finalize()[..], &signature),
             Pending::Legacy(state) => state.verify(),
             Pending::Invalid => Err(ed25519::Error::InvalidSignature),
         };
@@ -573,7 +575,7 @@ impl Verifier {
         global.extend_from_slice(self.signature.trusted_comment.as_bytes());
         self.key
             .verify(
-                &global,
+                &global[..],
                 &ed25519::Signature::new(self.signature.global_signature),
             )
             .map_err(|_| SignatureError::Global)?;

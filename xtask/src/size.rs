@@ -186,6 +186,7 @@ const PARTS: &[(&str, &str)] = &[
     ("amber_store::mount", "the store daemon: mount, control socket"),
     ("amber_store::exchange", "the exchange directories and the conflict rule"),
     ("amber_pkg::http", "the HTTP client"),
+    ("amber_base::dns", "the stub resolver: /etc/hosts, resolv.conf, A and AAAA over UDP and TCP"),
     ("amber_pkg::install", "pkg add, del, upgrade"),
 ];
 
