@@ -764,17 +764,7 @@ mod tests {
                     random.bytes(length)
                 }
             };
-            for _ in 0..random.below(4) {
-                if bytes.is_empty() {
-                    break;
-                }
-                let at = random.index(bytes.len());
-                match random.below(3) {
-                    0 => bytes[at] = random.below(256) as u8,
-                    1 => bytes.truncate(at),
-                    _ => bytes[at] ^= 1 << random.below(8),
-                }
-            }
+            random.damage(&mut bytes);
             if !matches!(judge(&message, &bytes), Verdict::Ignore) {
                 assert!(
                     bytes[12..message.len()].eq_ignore_ascii_case(&message[12..]),

@@ -195,9 +195,9 @@ mod tests {
         assert_eq!(answer[3] & 0x0f, 2);
     }
 
-    /// Broken queries from a client and broken replies from a server: nothing panics,
-    /// a reply for another question is never taken, and what goes back to a client is
-    /// its own id, at most 512 bytes.
+    /// Broken queries from a client: nothing panics, and what goes back to a client is
+    /// its own id, at most 512 bytes. (Replies are judged by amber-base's `dns`, and
+    /// tested there.)
     #[test]
     fn hostile_messages() {
         let mut random = amber_core::random::Random::new(53);
@@ -211,24 +211,7 @@ mod tests {
                     random.bytes(length)
                 }
             };
-            for _ in 0..random.below(4) {
-                if bytes.is_empty() {
-                    break;
-                }
-                let at = random.index(bytes.len());
-                match random.below(3) {
-                    0 => bytes[at] = random.below(256) as u8,
-                    1 => bytes.truncate(at),
-                    _ => bytes[at] ^= 1 << random.below(8),
-                }
-            }
-            if !matches!(judge(&message, &bytes), Verdict::Ignore) {
-                assert!(
-                    bytes[12..message.len()].eq_ignore_ascii_case(&message[12..]),
-                    "round {round}: a reply for another question taken"
-                );
-            }
-            let _ = judge(&bytes, &message);
+            random.damage(&mut bytes);
             let _ = short_answer(&bytes, 2, random.chance(50));
             if let Some(answer) = resolve(&bytes, &[], &mut 0) {
                 assert_eq!(answer[..2], bytes[..2], "round {round}");

@@ -54,6 +54,23 @@ impl Random {
         }
     }
 
+    /// Up to three random changes to `bytes` (a byte set, a cut, a bit flipped): what
+    /// a broken or hostile peer sends instead of a good message, for the tests of
+    /// parsers of the network's messages.
+    pub fn damage(&mut self, bytes: &mut Vec<u8>) {
+        for _ in 0..self.below(4) {
+            if bytes.is_empty() {
+                break;
+            }
+            let at = self.index(bytes.len());
+            match self.below(3) {
+                0 => bytes[at] = self.below(256) as u8,
+                1 => bytes.truncate(at),
+                _ => bytes[at] ^= 1 << self.below(8),
+            }
+        }
+    }
+
     /// `len` bytes of noise, as [`Random::fill`] makes them.
     pub fn bytes(&mut self, len: usize) -> Vec<u8> {
         let mut bytes = vec![0; len];
