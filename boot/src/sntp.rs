@@ -11,8 +11,9 @@
 //!
 //! The servers are the settings' `ntp` list, then those DHCP gave (option 42, in
 //! [`NTP_FILE`], written by the network daemon). Host names are resolved by
-//! [`amber_base::dns::lookup`], as /etc/resolv.conf says. Each round asks the servers in order until one answers; then it
-//! waits [`POLL`], or after a round with no answer 4 s doubling to [`MAX_RETRY`].
+//! [`amber_base::dns::lookup`], as /etc/resolv.conf says. Each round asks the servers
+//! in order until one answers; then it waits [`POLL`], or after a round with no answer
+//! 4 s doubling to [`MAX_RETRY`].
 
 use std::io;
 use std::net::{SocketAddr, UdpSocket};

@@ -134,6 +134,21 @@ fn bisect(most: u32, mut passes: impl FnMut(u32) -> bool) -> (u32, u32) {
     (low, high)
 }
 
+/// qemu with the board's machine and UEFI firmware at `memory_mib`, a fresh copy of the
+/// firmware's variable store (`NAME.efivars` in `directory`), and no disk or network card.
+fn bare_firmware(
+    board: &Board,
+    directory: &Path,
+    name: &str,
+    memory_mib: u32,
+) -> Result<crate::cmd::Cmd, String> {
+    let (_, template) = crate::qemu::uefi_firmware(board.arch);
+    let variables = directory.join(format!("{name}.efivars"));
+    copy(Path::new(template), &variables)?;
+    let command = crate::qemu::machine(board, memory_mib, false, "stdio")?;
+    crate::qemu::uefi_pflash(command, board.arch, &variables)
+}
+
 /// The board's UEFI firmware alone at `memory_mib`, with a fresh variable store and no
 /// disk or network card: passes when its boot manager runs (BdsDxe), fails on a CPU
 /// exception or when qemu ends or a minute passes first.
@@ -143,11 +158,7 @@ fn firmware_alone(board: &Board, directory: &Path, memory_mib: u32) -> bool {
         board.name
     ));
     let result = (|| -> Result<bool, String> {
-        let (_, template) = crate::qemu::uefi_firmware(board.arch);
-        let variables = directory.join("firmware-alone.efivars");
-        copy(Path::new(template), &variables)?;
-        let command = crate::qemu::machine(board, memory_mib, false, "stdio")?;
-        let command = crate::qemu::uefi_pflash(command, board.arch, &variables)?;
+        let command = bare_firmware(board, directory, "firmware-alone", memory_mib)?;
         let mut guest = Guest::spawn(command, false)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
@@ -190,11 +201,7 @@ fn kernel_alone(
         board.name
     ));
     let result = (|| -> Result<String, String> {
-        let (_, template) = crate::qemu::uefi_firmware(board.arch);
-        let variables = directory.join("kernel-alone.efivars");
-        copy(Path::new(template), &variables)?;
-        let command = crate::qemu::machine(board, memory_mib, false, "stdio")?;
-        let command = crate::qemu::uefi_pflash(command, board.arch, &variables)?
+        let command = bare_firmware(board, directory, "kernel-alone", memory_mib)?
             .args(["-kernel", crate::util::path_str(&images.kernel.vmlinuz)?])
             .args(["-initrd", crate::util::path_str(&images.initramfs)?])
             .args(["-append", &board.cmdline]);
