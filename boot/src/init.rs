@@ -83,7 +83,11 @@ fn boot() -> ! {
     );
     // The kernel asks for what it lacks (a file system, a crypto algorithm) through
     // the modprobe applet, which loads from the initramfs.
-    if let Err(error) = std::fs::write("/proc/sys/kernel/modprobe", "/amber/bin/modprobe\n") {
+    // A kernel built without loadable modules has no such file, and asks for nothing.
+    let modprobe = Path::new("/proc/sys/kernel/modprobe");
+    if !modprobe.exists() {
+        say!("modules: the kernel loads none (its drivers are built in)");
+    } else if let Err(error) = std::fs::write(modprobe, "/amber/bin/modprobe\n") {
         say!("modules: /proc/sys/kernel/modprobe: {error}");
     }
     let mut loader = modules::Loader::system();

@@ -115,6 +115,9 @@ pub enum KernelSource {
     /// A `.deb` file, or a directory laid out like one extracted (`boot/vmlinuz-*`,
     /// `lib/modules/<version>/`), relative to the workspace root unless absolute.
     Path(PathBuf),
+    /// Debian's kernel source built with this configuration fragment (`kbuild.rs`),
+    /// a path under `boards/`.
+    Build(PathBuf),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -222,6 +225,7 @@ struct RawBoard {
 struct RawKernel {
     package: Option<String>,
     path: Option<String>,
+    build: Option<String>,
     modules: Vec<String>,
     #[serde(default)]
     hardware_modules: Vec<String>,
@@ -352,8 +356,8 @@ fn check(name: &str, raw: RawBoard) -> Result<Board, String> {
             arch.name()
         ));
     }
-    let kernel = match (raw.kernel.package, raw.kernel.path) {
-        (Some(package), None) => {
+    let kernel = match (raw.kernel.package, raw.kernel.path, raw.kernel.build) {
+        (Some(package), None, None) => {
             if !is_debian_package_name(&package) {
                 return Err(format!(
                     "kernel.package `{package}` is not a Debian package name"
@@ -361,8 +365,21 @@ fn check(name: &str, raw: RawBoard) -> Result<Board, String> {
             }
             KernelSource::Debian(package)
         }
-        (None, Some(path)) => KernelSource::Path(PathBuf::from(path)),
-        _ => return Err("[kernel] needs exactly one of `package` and `path`".into()),
+        (None, Some(path), None) => KernelSource::Path(PathBuf::from(path)),
+        (None, None, Some(fragment)) => {
+            let relative = Path::new(&fragment);
+            if relative.is_absolute()
+                || relative
+                    .components()
+                    .any(|part| !matches!(part, std::path::Component::Normal(_)))
+            {
+                return Err(format!(
+                    "kernel.build `{fragment}` is not a relative path under {BOARDS_DIR}/"
+                ));
+            }
+            KernelSource::Build(Path::new(BOARDS_DIR).join(relative))
+        }
+        _ => return Err("[kernel] needs exactly one of `package`, `path` and `build`".into()),
     };
     let mut seen = Vec::new();
     let modules = module_names("kernel.modules", raw.kernel.modules, &mut seen)?;
@@ -797,6 +814,20 @@ serial = 1
     }
 
     #[test]
+    fn a_built_kernel_is_a_fragment_under_boards() {
+        let text = GOOD.replacen(
+            "package = \"linux-image-cloud-amd64\"",
+            "build = \"kernels/small.config\"",
+            1,
+        );
+        let board = parse("test", &text).unwrap();
+        assert_eq!(
+            board.kernel,
+            KernelSource::Build(PathBuf::from("boards/kernels/small.config"))
+        );
+    }
+
+    #[test]
     fn bad_boards_are_refused() {
         check_error("arch = ", "flavour = 1\narch = ", "unknown field `flavour`");
         check_error(
@@ -811,6 +842,16 @@ serial = 1
             "does not fit",
         );
         check_error("package =", "path = \"k\"\npackage =", "exactly one");
+        check_error(
+            "package =",
+            "build = \"k.config\"\npackage =",
+            "exactly one",
+        );
+        check_error(
+            "package = \"linux-image-cloud-amd64\"",
+            "build = \"../k.config\"",
+            "not a relative path under boards/",
+        );
         check_error("console=ttyS0 ", "", "must contain `console=ttyS0`");
         check_error("\"virtio-blk\"", "\"virtio_pci\"", "listed twice");
         check_error("10.0.2.15/24", "10.0.2.15", "needs a /prefix");
@@ -862,7 +903,15 @@ serial = 1
                 continue;
             };
             let text = std::fs::read_to_string(&path).unwrap();
-            parse(name, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let board = parse(name, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if let KernelSource::Build(fragment) = &board.kernel {
+                // The kernel configuration it builds is there and well formed.
+                let fragment = crate::cmd::workspace_root().join(fragment);
+                let text = std::fs::read_to_string(&fragment)
+                    .unwrap_or_else(|e| panic!("{}: {e}", fragment.display()));
+                crate::kbuild::parse_fragment(&text)
+                    .unwrap_or_else(|e| panic!("{}: {e}", fragment.display()));
+            }
             count += 1;
         }
         assert!(count >= 5, "{count} boards");

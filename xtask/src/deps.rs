@@ -67,6 +67,12 @@ const PACKAGES: &[(&str, &str)] = &[
     ("make", "make"),
     ("gcc", "gcc"),
     ("python3", "python3"),
+    // A board's own kernel (kbuild.rs): Kconfig's parsers, the build's calculator and
+    // objtool's ELF library.
+    ("flex", "flex"),
+    ("bison", "bison"),
+    ("bc", "bc"),
+    ("libelf-dev", "/usr/include/libelf.h"),
     // libFuzzer, which cargo-fuzz builds from C++ sources.
     ("g++", "g++"),
 ];

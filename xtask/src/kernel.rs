@@ -1,12 +1,13 @@
-//! The board's kernel: fetched as a Debian package through apt (or taken from a path),
-//! extracted and cached under `target/kernels/<board>/`.
+//! The board's kernel: fetched as a Debian package through apt (or taken from a path,
+//! or built from Debian's kernel source by [`crate::kbuild`]), extracted and cached
+//! under `target/kernels/<board>/`.
 //!
 //! apt runs with state of its own (see [`crate::debian`]), so fetching a foreign
 //! architecture's kernel needs neither root nor a change to the host's apt
 //! configuration. A cached kernel is reused while the board's kernel source
 //! stays the same; delete `target/kernels/<board>/` to fetch the newest again.
 
-use crate::board::{Board, KernelSource};
+use crate::board::{Arch, Board, KernelSource};
 use crate::util::{create_dir, step, write};
 use std::path::{Path, PathBuf};
 
@@ -45,6 +46,12 @@ pub fn prepare(board: &Board) -> Result<Kernel, String> {
     }
     create_dir(&cache)?;
     let (deb, directory) = match &board.kernel {
+        KernelSource::Build(fragment) => {
+            let origin = crate::kbuild::build(&board.name, board.arch, fragment, &tree)?;
+            let kernel = locate(&tree, origin)?;
+            write(&stamp, format!("{wanted}\n{}\n", kernel.origin).as_bytes())?;
+            return Ok(kernel);
+        }
         KernelSource::Debian(package) => (Some(download(board, package, &cache)?), None),
         KernelSource::Path(path) if path.extension().is_some_and(|ext| ext == "deb") => {
             (Some(path.clone()), None)
@@ -66,6 +73,12 @@ fn source_line(board: &Board) -> String {
     match &board.kernel {
         KernelSource::Debian(package) => format!("debian {} {package}", board.arch.debian()),
         KernelSource::Path(path) => format!("path {}", path.display()),
+        // The fragment's bytes, so that a changed configuration builds again.
+        KernelSource::Build(fragment) => format!(
+            "build {} {}",
+            fragment.display(),
+            crate::util::sha256_file(fragment).unwrap_or_default()
+        ),
     }
 }
 
@@ -88,11 +101,18 @@ fn download(board: &Board, package: &str, into: &Path) -> Result<PathBuf, String
 }
 
 fn download_newest(board: &Board, package: &str, into: &Path) -> Result<PathBuf, String> {
+    let name = follow_metapackage(board.arch, package, "linux-image-")?;
+    crate::debian::download(board.arch.debian(), "main", &name, into)
+}
+
+/// The versioned package a metapackage such as `linux-image-cloud-amd64` or
+/// `linux-source` stands for: the one dependency whose name starts with `prefix`,
+/// followed a few steps at most. A package that is not a metapackage is itself.
+pub fn follow_metapackage(arch: Arch, package: &str, prefix: &str) -> Result<String, String> {
+    crate::debian::ensure_lists(arch.debian(), "main")?;
     let mut name = package.to_owned();
-    // A metapackage such as linux-image-cloud-amd64 depends on exactly one versioned
-    // linux-image package; follow the chain a few steps at most.
     for _ in 0..4 {
-        let depends = crate::debian::apt("apt-cache", board.arch.debian(), "main")?
+        let depends = crate::debian::apt("apt-cache", arch.debian(), "main")?
             .args([
                 "depends",
                 "--no-recommends",
@@ -104,23 +124,23 @@ fn download_newest(board: &Board, package: &str, into: &Path) -> Result<PathBuf,
                 &name,
             ])
             .output()?;
-        let images: Vec<&str> = depends
+        let versioned: Vec<&str> = depends
             .lines()
             .filter_map(|line| line.trim().strip_prefix("Depends: "))
-            .filter(|dependency| dependency.starts_with("linux-image-"))
+            .filter(|dependency| dependency.starts_with(prefix))
             .collect();
-        match images.as_slice() {
+        match versioned.as_slice() {
             [] => break,
             [one] => name = (*one).to_owned(),
             _ => {
                 return Err(format!(
-                    "kernel package {name} depends on several kernel images: {}",
-                    images.join(", ")
+                    "package {name} depends on several {prefix}* packages: {}",
+                    versioned.join(", ")
                 ))
             }
         }
     }
-    crate::debian::download(board.arch.debian(), "main", &name, into)
+    Ok(name)
 }
 
 /// Find `boot/vmlinuz-<release>` and its `lib/modules/<release>/` in an extracted tree.

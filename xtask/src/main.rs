@@ -21,6 +21,7 @@ mod flash_test;
 mod gpt;
 mod image;
 mod initramfs;
+mod kbuild;
 mod kernel;
 mod keys;
 mod mbr;
