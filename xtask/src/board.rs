@@ -367,17 +367,10 @@ fn check(name: &str, raw: RawBoard) -> Result<Board, String> {
         }
         (None, Some(path), None) => KernelSource::Path(PathBuf::from(path)),
         (None, None, Some(fragment)) => {
-            let relative = Path::new(&fragment);
-            if relative.is_absolute()
-                || relative
-                    .components()
-                    .any(|part| !matches!(part, std::path::Component::Normal(_)))
-            {
-                return Err(format!(
-                    "kernel.build `{fragment}` is not a relative path under {BOARDS_DIR}/"
-                ));
-            }
-            KernelSource::Build(Path::new(BOARDS_DIR).join(relative))
+            crate::recipe::check_relative(&fragment).map_err(|_| {
+                format!("kernel.build `{fragment}` is not a relative path under {BOARDS_DIR}/")
+            })?;
+            KernelSource::Build(Path::new(BOARDS_DIR).join(fragment))
         }
         _ => return Err("[kernel] needs exactly one of `package`, `path` and `build`".into()),
     };

@@ -132,7 +132,7 @@ fn apply(config: &str, settings: &[Setting]) -> String {
 }
 
 /// Build the kernel of `fragment` from Debian's `linux-source` for `arch`, and lay it
-/// out in `tree` as an extracted kernel package is (`boot/vmlinuz-<release>`,
+/// out in `tree` (which must not exist yet) as an extracted kernel package is (`boot/vmlinuz-<release>`,
 /// `lib/modules/<release>/`); returns its origin line.
 pub fn build(board: &str, arch: Arch, fragment: &Path, tree: &Path) -> Result<String, String> {
     if arch != Arch::X86_64 {
@@ -188,9 +188,6 @@ pub fn build(board: &str, arch: Arch, fragment: &Path, tree: &Path) -> Result<St
     make().args(["-s", &format!("-j{jobs}"), "bzImage"]).run()?;
     let release = make().args(["-s", "kernelrelease"]).output()?;
     let release = release.trim();
-    if tree.exists() {
-        remove_tree(tree)?;
-    }
     let boot = tree.join("boot");
     create_dir(&boot)?;
     crate::util::copy(
@@ -201,13 +198,10 @@ pub fn build(board: &str, arch: Arch, fragment: &Path, tree: &Path) -> Result<St
     // No loadable modules: an empty module tree, and the list of what is built in.
     let modules = tree.join("lib/modules").join(release);
     create_dir(&modules.join("kernel"))?;
-    let builtin = out.join("modules.builtin");
-    let builtin = if builtin.is_file() {
-        read(&builtin)?
-    } else {
-        Vec::new()
-    };
-    write(&modules.join("modules.builtin"), &builtin)?;
+    crate::util::copy(
+        &out.join("modules.builtin"),
+        &modules.join("modules.builtin"),
+    )?;
     Ok(format!("{origin}, built with {}", fragment.display()))
 }
 

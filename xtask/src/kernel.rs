@@ -45,23 +45,18 @@ pub fn prepare(board: &Board) -> Result<Kernel, String> {
             .map_err(|e| format!("cannot clear {}: {e}", cache.display()))?;
     }
     create_dir(&cache)?;
-    let (deb, directory) = match &board.kernel {
-        KernelSource::Build(fragment) => {
-            let origin = crate::kbuild::build(&board.name, board.arch, fragment, &tree)?;
-            let kernel = locate(&tree, origin)?;
-            write(&stamp, format!("{wanted}\n{}\n", kernel.origin).as_bytes())?;
-            return Ok(kernel);
+    let (origin, tree) = match &board.kernel {
+        KernelSource::Build(fragment) => (
+            crate::kbuild::build(&board.name, board.arch, fragment, &tree)?,
+            tree,
+        ),
+        KernelSource::Debian(package) => {
+            crate::debian::unpack(&download(board, package, &cache)?, &tree)?
         }
-        KernelSource::Debian(package) => (Some(download(board, package, &cache)?), None),
         KernelSource::Path(path) if path.extension().is_some_and(|ext| ext == "deb") => {
-            (Some(path.clone()), None)
+            crate::debian::unpack(path, &tree)?
         }
-        KernelSource::Path(path) => (None, Some(path.clone())),
-    };
-    let (origin, tree) = match (deb, directory) {
-        (Some(deb), _) => crate::debian::unpack(&deb, &tree)?,
-        (None, Some(directory)) => (directory.display().to_string(), directory),
-        (None, None) => unreachable!("one of the two is always set"),
+        KernelSource::Path(directory) => (directory.display().to_string(), directory.clone()),
     };
     let kernel = locate(&tree, origin)?;
     write(&stamp, format!("{wanted}\n{}\n", kernel.origin).as_bytes())?;

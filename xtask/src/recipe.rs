@@ -423,7 +423,7 @@ fn check_build(raw: &RawBuild) -> Result<Build, String> {
 }
 
 /// A path inside the recipe directory (or the package): relative, no `..`.
-fn check_relative(path: &str) -> Result<(), String> {
+pub(crate) fn check_relative(path: &str) -> Result<(), String> {
     if path.is_empty() {
         return Err("empty".into());
     }
