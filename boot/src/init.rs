@@ -16,7 +16,8 @@ use std::time::Duration;
 use crate::cmdline::CommandLine;
 use crate::supervisor::{self, Backoff, Network, Shell, Store};
 use crate::{
-    cgroup, control, disk, health, log, modules, mounts, privilege, shutdown, sntp, status, sys,
+    cgroup, console, control, disk, health, log, modules, mounts, privilege, shutdown, sntp,
+    status, sys,
 };
 use crate::{users, watchdog};
 
@@ -155,6 +156,10 @@ fn boot() -> ! {
     // A clock behind the last good time on /data (no RTC, or a flat battery) starts
     // from that time instead.
     if let Some(line) = sntp::restore_at_boot() {
+        say!("{line}");
+    }
+    // From here on the console shell shares the console with the kernel.
+    if let Some(line) = console::quiet_kernel(&command_line) {
         say!("{line}");
     }
     let network = Network::Daemon {
