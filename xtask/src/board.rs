@@ -115,9 +115,13 @@ pub enum KernelSource {
     /// A `.deb` file, or a directory laid out like one extracted (`boot/vmlinuz-*`,
     /// `lib/modules/<version>/`), relative to the workspace root unless absolute.
     Path(PathBuf),
-    /// Debian's kernel source built with this configuration fragment (`kbuild.rs`),
-    /// a path under `boards/`.
-    Build(PathBuf),
+    /// Debian's kernel source built with a configuration fragment of the board's
+    /// (`kbuild.rs`), patched first with the patches named, in order; paths under
+    /// `boards/`.
+    Build {
+        fragment: PathBuf,
+        patches: Vec<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -183,11 +187,18 @@ pub struct Qemu {
     pub memory_mib: u32,
     pub disk: QemuDisk,
     /// The network card qemu gives the guest (`virtio-net-pci`, `e1000e`, `usb-net`),
-    /// with its options.
+    /// with its options (`virtio-net-pci,romfile=`); every card of the board's.
     pub nic: String,
     /// Which of the machine's serial ports is the console (0 = the first); the raspi3b's
     /// mini UART, where Debian's Pi images put the console, is its second.
     pub serial: u8,
+}
+
+impl Qemu {
+    /// The network card's device, without its options.
+    pub fn nic_model(&self) -> &str {
+        self.nic.split(',').next().unwrap_or_default()
+    }
 }
 
 /// How qemu attaches the disk image.
@@ -226,6 +237,8 @@ struct RawKernel {
     package: Option<String>,
     path: Option<String>,
     build: Option<String>,
+    #[serde(default)]
+    patches: Vec<String>,
     modules: Vec<String>,
     #[serde(default)]
     hardware_modules: Vec<String>,
@@ -367,13 +380,28 @@ fn check(name: &str, raw: RawBoard) -> Result<Board, String> {
         }
         (None, Some(path), None) => KernelSource::Path(PathBuf::from(path)),
         (None, None, Some(fragment)) => {
-            crate::recipe::check_relative(&fragment).map_err(|_| {
-                format!("kernel.build `{fragment}` is not a relative path under {BOARDS_DIR}/")
-            })?;
-            KernelSource::Build(Path::new(BOARDS_DIR).join(fragment))
+            let under_boards = |key: &str, path: &str| {
+                crate::recipe::check_relative(path)
+                    .map(|()| Path::new(BOARDS_DIR).join(path))
+                    .map_err(|_| {
+                        format!("kernel.{key} `{path}` is not a relative path under {BOARDS_DIR}/")
+                    })
+            };
+            KernelSource::Build {
+                fragment: under_boards("build", &fragment)?,
+                patches: raw
+                    .kernel
+                    .patches
+                    .iter()
+                    .map(|patch| under_boards("patches", patch))
+                    .collect::<Result<_, _>>()?,
+            }
         }
         _ => return Err("[kernel] needs exactly one of `package`, `path` and `build`".into()),
     };
+    if !raw.kernel.patches.is_empty() && !matches!(kernel, KernelSource::Build { .. }) {
+        return Err("kernel.patches apply to a kernel the board builds (`build`) only".into());
+    }
     let mut seen = Vec::new();
     let modules = module_names("kernel.modules", raw.kernel.modules, &mut seen)?;
     let hardware_modules = module_names(
@@ -816,7 +844,57 @@ serial = 1
         let board = parse("test", &text).unwrap();
         assert_eq!(
             board.kernel,
-            KernelSource::Build(PathBuf::from("boards/kernels/small.config"))
+            KernelSource::Build {
+                fragment: PathBuf::from("boards/kernels/small.config"),
+                patches: Vec::new(),
+            }
+        );
+        let patched = text.replacen(
+            "build = \"kernels/small.config\"",
+            "build = \"kernels/small.config\"\npatches = [\"kernels/a.patch\", \"kernels/b.patch\"]",
+            1,
+        );
+        let KernelSource::Build { patches, .. } = parse("test", &patched).unwrap().kernel else {
+            panic!("not a built kernel");
+        };
+        assert_eq!(
+            patches,
+            [
+                PathBuf::from("boards/kernels/a.patch"),
+                PathBuf::from("boards/kernels/b.patch")
+            ]
+        );
+        for (patches, why) in [
+            (
+                "patches = [\"../a.patch\"]",
+                "not a relative path under boards/",
+            ),
+            (
+                "patches = [\"/a.patch\"]",
+                "not a relative path under boards/",
+            ),
+        ] {
+            let bad = text.replacen(
+                "build = \"kernels/small.config\"",
+                &format!("build = \"kernels/small.config\"\n{patches}"),
+                1,
+            );
+            let error = parse("test", &bad).unwrap_err();
+            assert!(error.contains(why), "{patches}: {error}");
+        }
+        // A Debian kernel is not patched.
+        let error = parse(
+            "test",
+            &GOOD.replacen(
+                "package = \"linux-image-cloud-amd64\"",
+                "package = \"linux-image-cloud-amd64\"\npatches = [\"kernels/a.patch\"]",
+                1,
+            ),
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("apply to a kernel the board builds"),
+            "{error}"
         );
     }
 
@@ -897,13 +975,24 @@ serial = 1
             };
             let text = std::fs::read_to_string(&path).unwrap();
             let board = parse(name, &text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            if let KernelSource::Build(fragment) = &board.kernel {
-                // The kernel configuration it builds is there and well formed.
+            if let KernelSource::Build { fragment, patches } = &board.kernel {
+                // The kernel configuration it builds is there and well formed, and so
+                // are its patches.
                 let fragment = crate::cmd::workspace_root().join(fragment);
                 let text = std::fs::read_to_string(&fragment)
                     .unwrap_or_else(|e| panic!("{}: {e}", fragment.display()));
                 crate::kbuild::parse_fragment(&text)
                     .unwrap_or_else(|e| panic!("{}: {e}", fragment.display()));
+                for patch in patches {
+                    let patch = crate::cmd::workspace_root().join(patch);
+                    let text = std::fs::read_to_string(&patch)
+                        .unwrap_or_else(|e| panic!("{}: {e}", patch.display()));
+                    assert!(
+                        text.contains("\n+++ b/"),
+                        "{}: not a -p1 patch",
+                        patch.display()
+                    );
+                }
             }
             count += 1;
         }

@@ -460,7 +460,11 @@ fn test_board(
         console: Console::Piped,
         host_forward: Some((ssh_port, 22)),
         // The qemu boards also join the test LAN, with their RTC in 2001 (e2e_net.rs).
-        extra: if joins { net.qemu_args() } else { Vec::new() },
+        extra: if joins {
+            net.qemu_args(board)
+        } else {
+            Vec::new()
+        },
         memory_mib: None,
         reboot: false,
         netdev: None,

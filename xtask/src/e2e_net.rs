@@ -105,12 +105,17 @@ impl Net {
         board
             .qemu
             .as_ref()
-            .is_some_and(|qemu| qemu.nic == "virtio-net-pci")
+            .is_some_and(|qemu| qemu.nic_model() == "virtio-net-pci")
     }
 
-    /// qemu arguments for a board that joins: its RTC in 2001, its card on the test LAN.
-    pub fn qemu_args(&self) -> Vec<String> {
-        let mut args = self.lan.qemu_args();
+    /// qemu arguments for a board that joins: its RTC in 2001, a second card of its
+    /// model (and options) on the test LAN.
+    pub fn qemu_args(&self, board: &Board) -> Vec<String> {
+        let card = board
+            .qemu
+            .as_ref()
+            .map_or("virtio-net-pci", |qemu| &qemu.nic);
+        let mut args = self.lan.qemu_args(card);
         args.extend(["-rtc".into(), "base=2001-01-01".into()]);
         args
     }
@@ -369,7 +374,13 @@ pub fn router(board: &Board, repo_port: u16, report: &mut Report) -> Result<(), 
             "-netdev".into(),
             format!("socket,id=lan,listen=127.0.0.1:{lan_port}"),
             "-device".into(),
-            "virtio-net-pci,netdev=lan,mac=52:54:00:08:00:01".into(),
+            format!(
+                "{},netdev=lan,mac=52:54:00:08:00:01",
+                board
+                    .qemu
+                    .as_ref()
+                    .map_or("virtio-net-pci", |qemu| &qemu.nic)
+            ),
         ],
         memory_mib: None,
         reboot: false,

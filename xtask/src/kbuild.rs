@@ -131,10 +131,17 @@ fn apply(config: &str, settings: &[Setting]) -> String {
     out
 }
 
-/// Build the kernel of `fragment` from Debian's `linux-source` for `arch`, and lay it
-/// out in `tree` (which must not exist yet) as an extracted kernel package is (`boot/vmlinuz-<release>`,
-/// `lib/modules/<release>/`); returns its origin line.
-pub fn build(board: &str, arch: Arch, fragment: &Path, tree: &Path) -> Result<String, String> {
+/// Build the kernel of `fragment` from Debian's `linux-source` for `arch`, with
+/// `patches` applied in order, and lay it out in `tree` (which must not exist yet) as an
+/// extracted kernel package is (`boot/vmlinuz-<release>`, `lib/modules/<release>/`);
+/// returns its origin line.
+pub fn build(
+    board: &str,
+    arch: Arch,
+    fragment: &Path,
+    patches: &[PathBuf],
+    tree: &Path,
+) -> Result<String, String> {
     if arch != Arch::X86_64 {
         return Err(format!(
             "board {board}: a kernel of the board's own is built for x86_64 only; \
@@ -144,15 +151,20 @@ pub fn build(board: &str, arch: Arch, fragment: &Path, tree: &Path) -> Result<St
     let text = String::from_utf8(read(fragment)?)
         .map_err(|_| format!("{}: not UTF-8", fragment.display()))?;
     let settings = parse_fragment(&text).map_err(|e| format!("{}: {e}", fragment.display()))?;
-    let (origin, source) = source(arch)?;
+    let (origin, source) = source(arch, patches)?;
     let out = crate::util::absolute(&Path::new(BUILD_DIR).join(board))?;
-    // A build tree is reused only with the source it was built from.
+    // A build tree is reused only with the source (and patches) it was built from.
     let built_from = out.join(".amber-source");
-    if std::fs::read_to_string(&built_from).ok().as_deref() != Some(origin.as_str()) {
+    let source_line = format!("{origin} {}", source.display());
+    if std::fs::read_to_string(&built_from).ok().as_deref() != Some(source_line.as_str()) {
         remove_tree(&out)?;
         create_dir(&out)?;
-        write(&built_from, origin.as_bytes())?;
+        write(&built_from, source_line.as_bytes())?;
     }
+    let patched: String = patches
+        .iter()
+        .map(|patch| format!(", patched with {}", patch.display()))
+        .collect();
     let timestamp = source_date(&source)?;
     let source_dir = path_str(&source)?.to_owned();
     let out_dir = format!("O={}", path_str(&out)?);
@@ -165,7 +177,7 @@ pub fn build(board: &str, arch: Arch, fragment: &Path, tree: &Path) -> Result<St
             .env("KBUILD_BUILD_TIMESTAMP", &timestamp)
     };
     step(&format!(
-        "kernel for {board}: {origin} with {}",
+        "kernel for {board}: {origin} with {}{patched}",
         fragment.display()
     ));
     make().args(["-s", "tinyconfig"]).run()?;
@@ -202,11 +214,15 @@ pub fn build(board: &str, arch: Arch, fragment: &Path, tree: &Path) -> Result<St
         &out.join("modules.builtin"),
         &modules.join("modules.builtin"),
     )?;
-    Ok(format!("{origin}, built with {}", fragment.display()))
+    Ok(format!(
+        "{origin}, built with {}{patched}",
+        fragment.display()
+    ))
 }
 
-/// Fetch Debian's kernel source and unpack it once; returns its origin and directory.
-fn source(arch: Arch) -> Result<(String, PathBuf), String> {
+/// Fetch Debian's kernel source and unpack it once per set of patches (applied in
+/// order, the set named by its bytes); returns its origin and directory.
+fn source(arch: Arch, patches: &[PathBuf]) -> Result<(String, PathBuf), String> {
     let package = crate::kernel::follow_metapackage(arch, "linux-source", "linux-source-")?;
     let unpacked = crate::debian::unpacked(arch.debian(), &package, "main")?;
     let tarballs: Vec<PathBuf> = std::fs::read_dir(unpacked.tree.join("usr/src"))
@@ -222,7 +238,15 @@ fn source(arch: Arch) -> Result<(String, PathBuf), String> {
             tarballs.len()
         ));
     };
-    let version = unpacked.origin.replace(' ', "_");
+    let mut version = unpacked.origin.replace(' ', "_");
+    if !patches.is_empty() {
+        let hashes = patches
+            .iter()
+            .map(|patch| crate::util::sha256_file(patch))
+            .collect::<Result<Vec<_>, _>>()?;
+        let set = amber_core::hash::to_hex(&amber_core::hash::sha256(hashes.concat().as_bytes()));
+        version = format!("{version}+{}", &set[..16]);
+    }
     let root = crate::util::absolute(&Path::new(BUILD_DIR).join("source"))?;
     let dir = root.join(&version);
     let done = root.join(format!("{version}.unpacked"));
@@ -236,6 +260,9 @@ fn source(arch: Arch) -> Result<(String, PathBuf), String> {
             .args(["-xJf", path_str(tarball)?, "--strip-components=1", "-C"])
             .arg(path_str(&dir)?)
             .run()?;
+        for patch in patches {
+            crate::util::apply_patch(patch, &dir)?;
+        }
         write(&done, b"")?;
     }
     Ok((unpacked.origin, dir))

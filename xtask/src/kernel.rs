@@ -46,8 +46,8 @@ pub fn prepare(board: &Board) -> Result<Kernel, String> {
     }
     create_dir(&cache)?;
     let (origin, tree) = match &board.kernel {
-        KernelSource::Build(fragment) => (
-            crate::kbuild::build(&board.name, board.arch, fragment, &tree)?,
+        KernelSource::Build { fragment, patches } => (
+            crate::kbuild::build(&board.name, board.arch, fragment, patches, &tree)?,
             tree,
         ),
         KernelSource::Debian(package) => {
@@ -68,12 +68,18 @@ fn source_line(board: &Board) -> String {
     match &board.kernel {
         KernelSource::Debian(package) => format!("debian {} {package}", board.arch.debian()),
         KernelSource::Path(path) => format!("path {}", path.display()),
-        // The fragment's bytes, so that a changed configuration builds again.
-        KernelSource::Build(fragment) => format!(
-            "build {} {}",
-            fragment.display(),
-            crate::util::sha256_file(fragment).unwrap_or_default()
-        ),
+        // The fragment's and the patches' bytes, so that a change builds again.
+        KernelSource::Build { fragment, patches } => {
+            std::iter::once(fragment)
+                .chain(patches)
+                .fold("build".to_owned(), |line, file| {
+                    format!(
+                        "{line} {} {}",
+                        file.display(),
+                        crate::util::sha256_file(file).unwrap_or_default()
+                    )
+                })
+        }
     }
 }
 

@@ -96,7 +96,9 @@ pub fn run(args: &[String]) -> Result<(), String> {
             // Is the rest used up, or does the boot fault? The kernel alone, with no
             // loader and no UKI, at the sizes around the limit answers it; at the
             // board's own memory it shows that the probe itself boots.
-            let outcomes: Vec<String> = [low, high, most]
+            let mut sizes = vec![low, high, most];
+            sizes.dedup();
+            let outcomes: Vec<String> = sizes
                 .iter()
                 .map(|&memory| {
                     let outcome = kernel_alone(board, &images, &directory, memory);

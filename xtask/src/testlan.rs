@@ -75,13 +75,14 @@ impl TestLan {
         })
     }
 
-    /// The qemu arguments of a guest's card on this LAN.
-    pub fn qemu_args(&self) -> Vec<String> {
+    /// The qemu arguments of a guest's card on this LAN: `card` is its device and
+    /// options (`virtio-net-pci`, ...).
+    pub fn qemu_args(&self, card: &str) -> Vec<String> {
         vec![
             "-netdev".into(),
             format!("socket,id=testlan,connect=127.0.0.1:{}", self.port),
             "-device".into(),
-            format!("virtio-net-pci,netdev=testlan,mac={GUEST_MAC}"),
+            format!("{card},netdev=testlan,mac={GUEST_MAC}"),
         ]
     }
 

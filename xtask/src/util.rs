@@ -34,6 +34,24 @@ pub fn sha256_file(path: &Path) -> Result<String, String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Apply a `-p1` patch to the tree in `dir`: all of it or an error naming it.
+pub fn apply_patch(patch: &Path, dir: &Path) -> Result<(), String> {
+    let patch = std::fs::canonicalize(patch).map_err(|e| format!("{}: {e}", patch.display()))?;
+    Cmd::new("patch")
+        .args([
+            "-p1",
+            "--batch",
+            "--forward",
+            "--no-backup-if-mismatch",
+            "-i",
+        ])
+        .arg(path_str(&patch)?)
+        .current_dir(dir)
+        .output()
+        .map(drop)
+        .map_err(|e| format!("patch {} does not apply: {e}", patch.display()))
+}
+
 pub fn rename(from: &Path, to: &Path) -> Result<(), String> {
     std::fs::rename(from, to)
         .map_err(|e| format!("cannot rename {} to {}: {e}", from.display(), to.display()))

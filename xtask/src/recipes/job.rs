@@ -133,20 +133,7 @@ impl Job<'_> {
                 source.patches.iter().collect()
             };
             for patch in patches {
-                let patch_file = std::fs::canonicalize(self.loaded.dir.join(patch))
-                    .map_err(|e| format!("patch {patch}: {e}"))?;
-                Cmd::new("patch")
-                    .args([
-                        "-p1",
-                        "--batch",
-                        "--forward",
-                        "--no-backup-if-mismatch",
-                        "-i",
-                    ])
-                    .arg(path_str(&patch_file)?)
-                    .current_dir(&dir)
-                    .output()
-                    .map_err(|e| format!("patch {patch} does not apply: {e}"))?;
+                crate::util::apply_patch(&self.loaded.dir.join(patch), &dir)?;
             }
             if matches!(source.origin, Origin::Crate { .. }) {
                 vendor(&dir)?;
