@@ -111,11 +111,7 @@ impl Net {
     /// qemu arguments for a board that joins: its RTC in 2001, a second card of its
     /// model (and options) on the test LAN.
     pub fn qemu_args(&self, board: &Board) -> Vec<String> {
-        let card = board
-            .qemu
-            .as_ref()
-            .map_or("virtio-net-pci", |qemu| &qemu.nic);
-        let mut args = self.lan.qemu_args(card);
+        let mut args = self.lan.qemu_args(card(board));
         args.extend(["-rtc".into(), "base=2001-01-01".into()]);
         args
     }
@@ -349,6 +345,14 @@ pub fn second_boot(shell: &mut Shell, report: &mut Report) -> Result<(), String>
     Ok(())
 }
 
+/// The device (and options) of a second card for `board`: the same as its first.
+fn card(board: &Board) -> &str {
+    board
+        .qemu
+        .as_ref()
+        .map_or("virtio-net-pci", |qemu| &qemu.nic)
+}
+
 /// The router test: two guests of `board`, a LAN between them.
 pub fn router(board: &Board, repo_port: u16, report: &mut Report) -> Result<(), String> {
     let name = &board.name;
@@ -374,13 +378,7 @@ pub fn router(board: &Board, repo_port: u16, report: &mut Report) -> Result<(), 
             "-netdev".into(),
             format!("socket,id=lan,listen=127.0.0.1:{lan_port}"),
             "-device".into(),
-            format!(
-                "{},netdev=lan,mac=52:54:00:08:00:01",
-                board
-                    .qemu
-                    .as_ref()
-                    .map_or("virtio-net-pci", |qemu| &qemu.nic)
-            ),
+            format!("{},netdev=lan,mac=52:54:00:08:00:01", card(board)),
         ],
         memory_mib: None,
         reboot: false,
