@@ -15,6 +15,7 @@
 //! Every module but `sys` forbids `unsafe`; `sys` holds the system calls std lacks.
 
 pub mod exchange;
+mod fuse;
 pub mod mount;
 mod storefs;
 mod sys;

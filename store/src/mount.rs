@@ -19,10 +19,10 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fuser::{Config, SessionACL};
 
 use crate::error::{Context as _, Error};
-use crate::storefs::{Inner, Options, StoreFs};
+use crate::fuse;
+use crate::storefs::{Inner, Options, BLOCK_REQUEST, TTL_SECONDS};
 
 /// The control socket of the store mounted for a root.
 pub fn socket_path(root: &Path) -> PathBuf {
@@ -126,28 +126,29 @@ fn serve(root: &Path, mountpoint: &Path, options: Options) -> Result<(), Error> 
     // Block the stop signals before any thread starts, so every thread inherits the
     // mask and only the signal thread below receives them.
     let signals = crate::sys::StopSignals::block();
-    // glibc's defaults cost the daemon about a megabyte it never uses: every thread that
+    // glibc's defaults cost the daemon memory it never uses: every thread that
     // allocates gets an arena keeping freed memory for itself, and once a big block was
-    // freed (fuser's handshake buffer), the later 16 MiB request buffers come from the
-    // heap, where calloc clears up to 128 KiB of each. One arena and a fixed mmap
-    // threshold keep it small. The device's musl allocator has neither habit.
+    // freed the mmap threshold rises, so the later request buffers come from the heap,
+    // where they are cleared. One arena and a fixed mmap threshold keep it small. The
+    // device's musl allocator has neither habit.
     crate::sys::tune_allocator();
 
     let threads = options.threads.max(1);
     let idle = options.idle;
     let inner = Inner::new(root.to_path_buf(), options)?;
-    let mut config = Config::default();
-    config.n_threads = Some(threads);
-    config.clone_fd = true;
     let device = mount_fuse(mountpoint)
         .map_err(|e| Error::new(format!("{}: cannot mount: {e}", mountpoint.display())))?;
-    let session = fuser::Session::from_fd(
-        StoreFs::new(Arc::clone(&inner)),
-        device,
-        SessionACL::All,
-        config,
-    );
-    let session = match session {
+    let settings = fuse::Settings {
+        // The kernel offers its own readahead as the most; ask for all of it (raised
+        // further below once mounted).
+        max_readahead: 1024 * 1024,
+        // One data block per read request: the request size limit (max_pages) follows
+        // from it, so a readahead window is cut into block-sized requests the threads
+        // serve at once, each decompressed straight into its reply.
+        max_write: BLOCK_REQUEST,
+        ttl: TTL_SECONDS,
+    };
+    let session = match fuse::Session::handshake(device, &settings) {
         Ok(session) => session,
         Err(error) => {
             let _ = unmount(mountpoint);
@@ -186,7 +187,7 @@ fn serve(root: &Path, mountpoint: &Path, options: Options) -> Result<(), Error> 
         inner.generation(),
         mountpoint.display()
     );
-    let result = session.run();
+    let result = session.run(threads, inner.clone());
     // Ended by an unmount or by an error: in the second case the mount goes now.
     let _ = unmount(mountpoint);
     let _ = std::fs::remove_file(&socket);
@@ -197,20 +198,19 @@ fn serve(root: &Path, mountpoint: &Path, options: Options) -> Result<(), Error> 
 /// descriptor: type `fuse`, source `amber`, read-only, nodev, nosuid, checked by the
 /// kernel's permission rules and open to every user.
 ///
-/// This is fuser's own direct mount(2) for root, without its fallback to the setuid
-/// `fusermount3` helper for other users (the store runs as root: init starts it) and
-/// without its mount-option handling: about 10 KB of the device binary.
-fn mount_fuse(mountpoint: &Path) -> std::io::Result<std::os::fd::OwnedFd> {
+/// A direct mount(2), as root does it (the store runs as root: init starts it), without
+/// the setuid `fusermount3` helper FUSE libraries fall back to for other users.
+fn mount_fuse(mountpoint: &Path) -> std::io::Result<std::fs::File> {
     let mode = std::fs::metadata(mountpoint)?.permissions().mode();
     let device = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/fuse")?;
     crate::sys::mount_fuse(&device, mountpoint, mode)?;
-    Ok(device.into())
+    Ok(device)
 }
 
-/// Unmount the store, which ends the FUSE connection, as fuser did: a plain umount(2),
+/// Unmount the store, which ends the FUSE connection: a plain umount(2),
 /// which fails while the mount is busy.
 fn unmount(mountpoint: &Path) -> std::io::Result<()> {
     crate::sys::unmount(mountpoint, false)
@@ -281,7 +281,7 @@ fn amber_mount_device(mountpoint: &Path) -> Option<String> {
     mountinfo.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(' ').collect();
         let separator = fields.iter().position(|f| *f == "-")?;
-        // fuser mounts with mount(2) directly: type `fuse`, source `amber`.
+        // The store mounts with mount(2) directly: type `fuse`, source `amber`.
         let ours = fields.get(4).map(|p| unescape(p)) == Some(canonical.display().to_string())
             && fields
                 .get(separator + 1)

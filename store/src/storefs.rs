@@ -34,23 +34,17 @@
 
 #![forbid(unsafe_code)]
 
-use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use amber_core::generation::Preference;
 use amber_core::index::Entry;
 use amber_core::squashfs::read::{Archive, Cache, Error as ReadError, Inode, Kind};
-use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, Notifier, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, Request,
-};
 
 use crate::error::Error;
+use crate::fuse::{AddEntry, Errno, FileAttr, FileType, Notifier};
 use crate::exchange::{self, Change, ImageListing, NodeKind, Recorded, Tree};
 use crate::image::{self, ImageFile};
 use crate::store::Store;
@@ -65,9 +59,9 @@ const REFERENCE_MASK: u64 = (1 << SLOT_SHIFT) - 1;
 const ROOT_MARK: u64 = 0xFFFF;
 /// How long the kernel may cache names and attributes. Images never change, and the
 /// root and exchange directories are invalidated explicitly on every switch.
-const TTL: Duration = Duration::from_secs(24 * 3600);
+pub const TTL_SECONDS: u64 = 24 * 3600;
 /// The largest read request: the block size `pkg pack` writes (DESIGN §3).
-const BLOCK_REQUEST: u32 = 128 * 1024;
+pub const BLOCK_REQUEST: u32 = 128 * 1024;
 /// How many exchange trees are kept for walks that started before a switch.
 const KEPT_TREES: usize = 4;
 
@@ -139,10 +133,6 @@ impl Images {
         true
     }
 }
-
-/// Takes one directory entry: its inode, the offset after it, its type, its name and,
-/// for readdirplus, its attributes; returns true once the reply is full.
-type AddEntry<'a> = dyn FnMut(u64, u64, FileType, &[u8], Option<FileAttr>) -> bool + 'a;
 
 /// What one request works with: a decompression cache and the buffer its reply is
 /// read into.
@@ -286,11 +276,11 @@ impl Inner {
         if let Some(notifier) = lock(&self.notifier).as_ref() {
             // Errors mean the kernel had nothing cached under that name.
             for name in exchange::DIRS.iter().map(|d| d.to_string()).chain(removed) {
-                let _ = notifier.inval_entry(INodeNo(ROOT), OsStr::new(&name));
+                let _ = notifier.inval_entry(ROOT, name.as_bytes());
             }
             // The root's cached listing too: an entry invalidation only reaches it when
             // the kernel still holds a dentry of that name, and an added id has none.
-            let _ = notifier.inval_inode(INodeNo(ROOT), 0, 0);
+            let _ = notifier.inval_inode(ROOT);
         }
         drop(current);
         crate::sys::release_free_memory();
@@ -591,15 +581,11 @@ impl Inner {
     fn image_attr(&self, slot: u32, inode: &Inode, root: bool) -> Result<FileAttr, Errno> {
         let reference = if root { ROOT_MARK } else { inode.reference };
         let ino = Self::image_ino(slot, reference)?;
-        let time = UNIX_EPOCH + Duration::from_secs(u64::from(inode.mtime));
         Ok(FileAttr {
-            ino: INodeNo(ino),
+            ino,
             size: inode.size,
             blocks: inode.size.div_ceil(512),
-            atime: time,
-            mtime: time,
-            ctime: time,
-            crtime: time,
+            mtime: u64::from(inode.mtime),
             kind: file_type(inode.kind),
             perm: inode.mode & 0o7777,
             nlink: inode.nlink,
@@ -607,12 +593,24 @@ impl Inner {
             gid: inode.gid,
             rdev: inode.rdev,
             blksize: 128 * 1024,
-            flags: 0,
         })
     }
 
-    // Operations, each returning a Result the trait methods turn into replies.
+    /// The bytes of the images the current generation shows, for statfs.
+    fn shown_bytes(&self) -> u64 {
+        read(&self.view)
+            .visible
+            .iter()
+            .filter_map(|(id, _)| {
+                let path = self.root.join("images").join(format!("{id}.squashfs"));
+                std::fs::metadata(path).ok().map(|m| m.len())
+            })
+            .sum()
+    }
+}
 
+/// The operations, each returning a Result the session turns into a reply.
+impl crate::fuse::Filesystem for Inner {
     fn lookup(&self, parent: u64, name: &[u8]) -> Result<FileAttr, Errno> {
         if parent == ROOT {
             let (tree, base) = self.current_tree();
@@ -669,7 +667,7 @@ impl Inner {
         ino: u64,
         offset: u64,
         size: u32,
-        deliver: impl FnOnce(&[u8]),
+        deliver: &mut dyn FnMut(&[u8]),
     ) -> Result<(), Errno> {
         let (_, archive, inode) = self.image_inode(ino)?;
         if inode.kind != Kind::File {
@@ -713,7 +711,7 @@ impl Inner {
                 for &child in children {
                     let attr = tree_attr(&tree, base, child);
                     entries.push((
-                        attr.ino.0,
+                        attr.ino,
                         FileType::Directory,
                         tree.name(child).to_vec(),
                         Some(attr),
@@ -738,7 +736,7 @@ impl Inner {
             ];
             for &child in children {
                 let attr = tree_attr(&tree, base, child);
-                entries.push((attr.ino.0, attr.kind, tree.name(child).to_vec(), Some(attr)));
+                entries.push((attr.ino, attr.kind, tree.name(child).to_vec(), Some(attr)));
             }
             return emit(entries, offset, add);
         }
@@ -776,6 +774,10 @@ impl Inner {
         })
         .map_err(read_errno)
     }
+
+    fn used_bytes(&self) -> u64 {
+        self.shown_bytes()
+    }
 }
 
 /// Emit synthetic entries from `offset` (entry i has offset i + 1).
@@ -810,23 +812,7 @@ fn tree_attr(tree: &Tree, base: u64, index: u32) -> FileAttr {
 }
 
 fn dir_attr(ino: u64) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(ino),
-        size: 0,
-        blocks: 0,
-        atime: UNIX_EPOCH,
-        mtime: UNIX_EPOCH,
-        ctime: UNIX_EPOCH,
-        crtime: UNIX_EPOCH,
-        kind: FileType::Directory,
-        perm: 0o755,
-        nlink: 2,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
-        blksize: 4096,
-        flags: 0,
-    }
+    FileAttr::directory(ino)
 }
 
 fn file_type(kind: Kind) -> FileType {
@@ -876,207 +862,4 @@ fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// The fuser filesystem: turns [`Inner`]'s results into replies.
-pub struct StoreFs {
-    inner: Arc<Inner>,
-    /// The kernel opens files, and directories, without asking when told ENOSYS once
-    /// (FUSE_NO_OPEN_SUPPORT, FUSE_NO_OPENDIR_SUPPORT): no OPEN, FLUSH or RELEASE round
-    /// trip per file, and the data and listings are kept cached across opens, as the
-    /// flags given below would ask. Images never change, so there is nothing to check.
-    no_open: bool,
-    no_opendir: bool,
-}
-
-impl StoreFs {
-    pub fn new(inner: Arc<Inner>) -> StoreFs {
-        StoreFs {
-            inner,
-            no_open: false,
-            no_opendir: false,
-        }
-    }
-}
-
-impl Filesystem for StoreFs {
-    fn init(&mut self, _request: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        // The kernel offers its own readahead as the most; ask for all of it (mount.rs
-        // raises it further once mounted).
-        if let Err(most) = config.set_max_readahead(1024 * 1024) {
-            let _ = config.set_max_readahead(most);
-        }
-        // One data block per read request: fuser derives the request size limit
-        // (max_pages) from this, so a readahead window is cut into block-sized requests
-        // the threads serve at once, each decompressed straight into its reply.
-        let _ = config.set_max_write(BLOCK_REQUEST);
-        let wanted = InitFlags::FUSE_CACHE_SYMLINKS
-            | InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_PARALLEL_DIROPS;
-        for flag in wanted.iter() {
-            let _ = config.add_capabilities(flag);
-        }
-        let offered = config.capabilities();
-        self.no_open = offered.contains(InitFlags::FUSE_NO_OPEN_SUPPORT);
-        self.no_opendir = offered.contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
-        Ok(())
-    }
-
-    fn lookup(&self, _request: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.inner.lookup(parent.0, name.as_bytes()) {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
-            Err(errno) => reply.error(errno),
-        }
-    }
-
-    fn getattr(&self, _request: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.inner.getattr(ino.0) {
-            Ok(attr) => reply.attr(&TTL, &attr),
-            Err(errno) => reply.error(errno),
-        }
-    }
-
-    fn readlink(&self, _request: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.inner.readlink(ino.0) {
-            Ok(target) => reply.data(&target),
-            Err(errno) => reply.error(errno),
-        }
-    }
-
-    fn open(&self, _request: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
-            return reply.error(Errno::EROFS);
-        }
-        if self.no_open {
-            // The mount is read-only, so the kernel refuses writers itself from now on.
-            return reply.error(Errno::ENOSYS);
-        }
-        match self.inner.getattr(ino.0) {
-            // Images never change, so the page cache may keep their data across opens.
-            Ok(attr) if attr.kind == FileType::RegularFile => {
-                reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE)
-            }
-            Ok(_) => reply.error(Errno::EISDIR),
-            Err(errno) => reply.error(errno),
-        }
-    }
-
-    fn read(
-        &self,
-        _request: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: OpenFlags,
-        _lock_owner: Option<fuser::LockOwner>,
-        reply: ReplyData,
-    ) {
-        let mut reply = Some(reply);
-        let result = self.inner.read(ino.0, offset, size, |data| {
-            if let Some(reply) = reply.take() {
-                reply.data(data);
-            }
-        });
-        if let (Err(errno), Some(reply)) = (result, reply) {
-            reply.error(errno);
-        }
-    }
-
-    fn flush(
-        &self,
-        _request: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: fuser::LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        // Nothing to write back: the kernel stops sending FLUSH after this answer.
-        reply.error(Errno::ENOSYS);
-    }
-
-    fn opendir(&self, _request: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if self.no_opendir {
-            return reply.error(Errno::ENOSYS);
-        }
-        reply.opened(
-            FileHandle(0),
-            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
-        )
-    }
-
-    fn readdir(
-        &self,
-        _request: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
-        let result = self.inner.readdir(
-            ino.0,
-            offset,
-            &mut |ino, next, kind, name, _| {
-                reply.add(INodeNo(ino), next, kind, OsStr::from_bytes(name))
-            },
-            false,
-        );
-        match result {
-            Ok(()) => reply.ok(),
-            Err(errno) => reply.error(errno),
-        }
-    }
-
-    fn readdirplus(
-        &self,
-        _request: &Request,
-        ino: INodeNo,
-        _fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectoryPlus,
-    ) {
-        let result = self.inner.readdir(
-            ino.0,
-            offset,
-            &mut |ino, next, kind, name, attr| {
-                // Entries listed without attributes ("." and "..", the image roots)
-                // get placeholders the kernel must not cache.
-                let ttl = if attr.is_some() { TTL } else { Duration::ZERO };
-                let attr = attr.unwrap_or(FileAttr {
-                    kind,
-                    ..dir_attr(ino)
-                });
-                reply.add(
-                    INodeNo(ino),
-                    next,
-                    OsStr::from_bytes(name),
-                    &ttl,
-                    &attr,
-                    Generation(0),
-                )
-            },
-            true,
-        );
-        match result {
-            Ok(()) => reply.ok(),
-            Err(errno) => reply.error(errno),
-        }
-    }
-
-    fn statfs(&self, _request: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let bytes: u64 = read(&self.inner.view)
-            .visible
-            .iter()
-            .filter_map(|(id, _)| {
-                let path = self
-                    .inner
-                    .root
-                    .join("images")
-                    .join(format!("{id}.squashfs"));
-                std::fs::metadata(path).ok().map(|m| m.len())
-            })
-            .sum();
-        reply.statfs(bytes.div_ceil(4096), 0, 0, 0, 0, 4096, 255, 4096);
-    }
 }

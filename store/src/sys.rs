@@ -117,3 +117,29 @@ pub fn unmount(mountpoint: &Path, detach: bool) -> io::Result<()> {
 fn c_path(path: &Path) -> io::Result<CString> {
     CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)
 }
+
+/// The size of a memory page, which FUSE's `max_pages` counts in.
+pub fn page_size() -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u32::try_from(size).ok().filter(|&size| size > 0).unwrap_or(4096)
+}
+
+/// FUSE_DEV_IOC_CLONE, `_IOR(229, 0, uint32_t)`: make a new /dev/fuse descriptor read
+/// requests of the connection `session`'s descriptor belongs to (Linux 4.5).
+const FUSE_DEV_IOC_CLONE: u32 = (2 << 30) | (4 << 16) | (229 << 8);
+
+/// A second descriptor of the FUSE connection `session`, from which another thread
+/// reads requests of its own.
+pub fn clone_fuse(session: &impl AsRawFd) -> io::Result<std::fs::File> {
+    let device = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")?;
+    let mut source = session.as_raw_fd() as u32;
+    // SAFETY: both descriptors are open; the ioctl reads one u32 through the pointer.
+    if unsafe { libc::ioctl(device.as_raw_fd(), FUSE_DEV_IOC_CLONE as _, &mut source) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(device)
+}
