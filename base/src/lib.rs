@@ -11,9 +11,11 @@
 //! - [`error`]: the one-line error type and its exit codes;
 //! - [`json`]: the writer behind every command's `--json`;
 //! - [`stdout`]: standard output where a closed reader is the normal end;
-//! - [`failpoint`]: the crash tests' kill points.
+//! - [`failpoint`]: the crash tests' kill points;
+//! - [`process`]: starting programs (fork and exec) and waiting for them.
 //!
-//! Every module but `sys` forbids `unsafe`; `sys` holds the system calls std lacks.
+//! Every module but `sys` and `process` forbids `unsafe`; `sys` holds the system calls
+//! std lacks, `process` the steps between fork and exec.
 
 pub mod dns;
 pub mod durable;
@@ -23,6 +25,7 @@ pub mod hash;
 pub mod image;
 pub mod json;
 pub mod lock;
+pub mod process;
 pub mod stdout;
 pub mod store;
 mod sys;

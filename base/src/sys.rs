@@ -46,3 +46,32 @@ pub fn random_u64() -> u64 {
     }
     value
 }
+
+/// waitpid(2) for `pid`: its status word once it has ended; with `block` false, None
+/// while it runs.
+pub fn wait_pid(pid: i32, block: bool) -> io::Result<Option<i32>> {
+    let mut status = 0;
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: `status` is a valid out pointer for the call's duration.
+        match unsafe { libc::waitpid(pid, &mut status, flags) } {
+            0 => return Ok(None),
+            found if found > 0 => return Ok(Some(status)),
+            _ => {
+                let error = io::Error::last_os_error();
+                if error.kind() != io::ErrorKind::Interrupted {
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+/// kill(2).
+pub fn kill(pid: i32, signal: i32) -> io::Result<()> {
+    // SAFETY: kill takes integers and touches no memory.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,11 +1,10 @@
 //! The console shell: `/bin/sh` (from a package such as busybox) on the console, as a
 //! session leader whose controlling terminal is the console, so job control and Ctrl-C work.
 
+use amber_base::process::Command;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::cmdline::CommandLine;
 use crate::sys;

@@ -17,10 +17,10 @@
 //! again; a boot of the previous system after a new one used up its tries is reported
 //! once and its record removed.
 
+use amber_base::process::Command;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use amber_core::system::pi::{self, SlotState};

@@ -12,12 +12,11 @@
 //! starts once everything it needs is ready; a service is ready while it runs, except a
 //! `restart never` one, which is ready once it exited with status 0 (a one-shot task).
 
+use amber_base::process::{Command, Stdio};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::control::{Answer, Request, Server};
@@ -373,11 +372,11 @@ pub fn human(duration: Duration) -> String {
 fn spawn_piped(command: &mut Command) -> io::Result<(i32, File)> {
     let (read, write) = sys::pipe()?;
     command
-        .stdin(Stdio::null())
+        .stdin(Stdio::Null)
         .stdout(write.try_clone()?)
         .stderr(write)
         .current_dir("/")
-        .process_group(0);
+        .new_process_group();
     sys::unblock_signals_in_child(command);
     let child = command.spawn()?;
     Ok((child.id() as i32, read))

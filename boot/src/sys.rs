@@ -1,6 +1,7 @@
 //! Thin, safe wrappers around the Linux system calls init needs; all of the crate's
 //! `unsafe` lives in this file.
 
+use amber_base::process::Command;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
@@ -8,9 +9,7 @@ use std::net::{Ipv4Addr, UdpSocket};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 pub use libc::{

@@ -31,7 +31,6 @@
 
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 
 use amber_core::index::{Entry, Index};
@@ -162,7 +161,9 @@ pub fn run(context: &Context, packages: &[String], command: &[String]) -> Result
     // Set in pkg's own environment, which the command inherits: pkg runs no other
     // thread now, and a Command's own environment map costs the device binary 4 KB.
     std::env::set_var("PATH", path);
-    let error = std::process::Command::new(program).args(arguments).exec();
+    let error = amber_base::process::Command::new(program)
+        .args(arguments)
+        .exec();
     Err(Error::new(format!("{program}: {error}")))
 }
 

@@ -158,11 +158,15 @@ pub trait Filesystem: Send + Sync {
     fn getattr(&self, ino: u64) -> Result<FileAttr, Errno>;
     fn readlink(&self, ino: u64) -> Result<Vec<u8>, Errno>;
     /// Read up to `size` bytes at `offset` and give them to `deliver` once.
-    fn read(&self, ino: u64, offset: u64, size: u32, deliver: &mut dyn FnMut(&[u8]))
-        -> Result<(), Errno>;
+    fn read(
+        &self,
+        ino: u64,
+        offset: u64,
+        size: u32,
+        deliver: &mut dyn FnMut(&[u8]),
+    ) -> Result<(), Errno>;
     /// List a directory from `offset` until `add` says the reply is full.
-    fn readdir(&self, ino: u64, offset: u64, add: &mut AddEntry, plus: bool)
-        -> Result<(), Errno>;
+    fn readdir(&self, ino: u64, offset: u64, add: &mut AddEntry, plus: bool) -> Result<(), Errno>;
     /// The bytes the filesystem's content takes, for statfs.
     fn used_bytes(&self) -> u64;
 }
@@ -233,10 +237,7 @@ impl Session {
                 | PARALLEL_DIROPS;
             let page = crate::sys::page_size();
             let max_pages = (settings.max_write.max(max_readahead) - 1) / page + 1;
-            put_u32s(
-                &mut out,
-                &[MAJOR, MINOR, max_readahead, wanted & offered],
-            );
+            put_u32s(&mut out, &[MAJOR, MINOR, max_readahead, wanted & offered]);
             // max_background 16, congestion_threshold 12 (the kernel's own defaults).
             put_u32s(&mut out, &[16 | (12 << 16), settings.max_write, 1]);
             // max_pages, then map_alignment, flags2, max_stack_depth, unused: zero.
@@ -378,7 +379,13 @@ impl Session {
                             // image roots) get placeholders the kernel must not cache.
                             let (attr, ttl) = match attr {
                                 Some(attr) => (attr, ttl),
-                                None => (FileAttr { kind, ..FileAttr::directory(ino) }, 0),
+                                None => (
+                                    FileAttr {
+                                        kind,
+                                        ..FileAttr::directory(ino)
+                                    },
+                                    0,
+                                ),
                             };
                             put_entry(out, &attr, ttl);
                         }
@@ -606,7 +613,10 @@ mod tests {
         bytes[8..16].copy_from_slice(&9u64.to_ne_bytes());
         bytes[16..24].copy_from_slice(&1u64.to_ne_bytes());
         let request = Request::parse(&bytes).unwrap();
-        assert_eq!((request.opcode, request.unique, request.nodeid), (LOOKUP, 9, 1));
+        assert_eq!(
+            (request.opcode, request.unique, request.nodeid),
+            (LOOKUP, 9, 1)
+        );
         assert_eq!(request.body.len(), 8);
         assert!(Request::parse(&bytes[..47]).is_err());
         assert!(Request::parse(&bytes[..20]).is_err());

@@ -10,15 +10,13 @@
 
 #![forbid(unsafe_code)]
 
+use amber_base::process::{Command, Stdio};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
 
 use crate::error::{Context as _, Error};
 use crate::fuse;
@@ -92,8 +90,8 @@ pub fn mount(
         .arg("--foreground")
         .args(["--max-open", &options.max_open.to_string()])
         .args(["--threads", &options.threads.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        .stdin(Stdio::Null)
+        .stdout(Stdio::Null);
     crate::sys::in_new_session(&mut command);
     let mut child = command.spawn().context("cannot start the store")?;
     let started = Instant::now();

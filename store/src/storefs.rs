@@ -44,8 +44,8 @@ use amber_core::index::Entry;
 use amber_core::squashfs::read::{Archive, Cache, Error as ReadError, Inode, Kind};
 
 use crate::error::Error;
-use crate::fuse::{AddEntry, Errno, FileAttr, FileType, Notifier};
 use crate::exchange::{self, Change, ImageListing, NodeKind, Recorded, Tree};
+use crate::fuse::{AddEntry, Errno, FileAttr, FileType, Notifier};
 use crate::image::{self, ImageFile};
 use crate::store::Store;
 

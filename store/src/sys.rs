@@ -1,11 +1,10 @@
 //! The system calls the store makes that std does not wrap: the crate's only `unsafe`.
 
+use amber_base::process::Command;
 use std::ffi::CString;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Command;
 
 /// Whether this process runs as root (effective uid 0).
 pub fn is_root() -> bool {
@@ -122,7 +121,10 @@ fn c_path(path: &Path) -> io::Result<CString> {
 pub fn page_size() -> u32 {
     // SAFETY: sysconf has no preconditions.
     let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u32::try_from(size).ok().filter(|&size| size > 0).unwrap_or(4096)
+    u32::try_from(size)
+        .ok()
+        .filter(|&size| size > 0)
+        .unwrap_or(4096)
 }
 
 /// FUSE_DEV_IOC_CLONE, `_IOR(229, 0, uint32_t)`: make a new /dev/fuse descriptor read
