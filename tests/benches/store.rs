@@ -25,10 +25,10 @@
 //! pass. For a FUSE mount that is its backing device's
 //! `/sys/class/bdi/<major:minor>/read_ahead_kb`; the `max_readahead` a FUSE daemon
 //! answers at INIT only caps that value once, at INIT, and both daemons take the
-//! kernel's offer (the new device's 128 KiB: fuser's `set_max_readahead` cannot go
-//! above it, libfuse keeps it). For the kernel's mount it is the loop device's
-//! `/sys/block/loopN/queue/read_ahead_kb` and the bdi of the mount (the same device),
-//! put back after unmounting as it was before mounting, since a loop device outlives
+//! kernel's offer (the new device's 128 KiB: `store/src/fuse.rs` answers the smaller
+//! of its ask and the offer, libfuse keeps it). For the kernel's mount it is the loop
+//! device's `/sys/block/loopN/queue/read_ahead_kb` and the bdi of the mount (the same
+//! device), put back after unmounting as it was before mounting, since a loop device outlives
 //! its mount. The image file underneath is read through the host filesystem by all
 //! three alike; the bench prints that device's readahead and leaves it alone. These
 //! figures are the ones the goals are judged on. A second set measures each side as
@@ -430,7 +430,7 @@ impl System {
     /// What the side is, in a few words, for the report.
     fn what(&self) -> &'static str {
         match self {
-            System::Ours { .. } => "FUSE daemon `pkg store mount` (fuser, miniz_oxide)",
+            System::Ours { .. } => "FUSE daemon `pkg store mount` (own protocol code, miniz_oxide)",
             System::Squashfuse { .. } => "FUSE daemon squashfuse_ll (libfuse 3, zlib)",
             System::Kernel { .. } => "kernel squashfs on a loop device",
         }

@@ -183,6 +183,8 @@ const PARTS: &[(&str, &str)] = &[
     ("amber_boot::cgroup", "cgroup v2: memory-max, tasks-max"),
     ("amber_boot::watchdog", "the watchdog and why the board started"),
     ("amber_store::storefs", "the FUSE store"),
+    ("amber_store::fuse", "the FUSE kernel protocol: handshake, request loops, replies"),
+    ("amber_base::process", "starting programs: fork, the child's steps, exec, wait"),
     ("amber_store::mount", "the store daemon: mount, control socket"),
     ("amber_store::exchange", "the exchange directories and the conflict rule"),
     ("amber_pkg::http", "the HTTP client"),
