@@ -135,6 +135,7 @@ pub fn mount_data(wait: Duration, between: &mut dyn FnMut()) -> Option<PathBuf> 
 pub const ESP_LABEL: &str = "AMBER-ESP";
 /// The label of a Raspberry Pi's partition 1 (autoboot.txt); its boot partitions are
 /// `AMBER-A` and `AMBER-B`.
+#[cfg(feature = "raspberry-pi")]
 pub const PI_BOOT_LABEL: &str = "AMBER-BOOT";
 
 /// The volume label of a FAT12/16/32 boot sector, None when it is not FAT.

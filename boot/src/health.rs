@@ -23,6 +23,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+#[cfg(feature = "raspberry-pi")]
 use amber_core::system::pi::{self, SlotState};
 use amber_core::system::{BootEntry, BootState};
 use amber_core::version::Version;
@@ -55,6 +56,7 @@ pub enum Target {
     /// On the ESP, as `file` (`amber-1.2+2-1.efi`).
     Uefi { esp: PathBuf, file: String },
     /// In Raspberry Pi boot partition `slot`, with partition 1 mounted at `boot`.
+    #[cfg(feature = "raspberry-pi")]
     RaspberryPi { boot: PathBuf, slot: u8 },
 }
 
@@ -189,6 +191,7 @@ impl Check {
     pub fn bless(&self) -> Result<String, String> {
         let (esp, file) = match &self.target {
             Target::Uefi { esp, file } => (esp, file),
+            #[cfg(feature = "raspberry-pi")]
             Target::RaspberryPi { boot, slot } => {
                 let said = pi_mark(boot, *slot, &self.version, SlotState::Good)?;
                 let _ = fs::remove_file(&self.pending_file);
@@ -259,6 +262,7 @@ impl Check {
     pub fn mark_bad(&self) -> Result<String, String> {
         let (esp, file) = match &self.target {
             Target::Uefi { esp, file } => (esp, file),
+            #[cfg(feature = "raspberry-pi")]
             Target::RaspberryPi { boot, slot } => {
                 return pi_mark(boot, *slot, &self.version, SlotState::Bad)
             }
@@ -278,6 +282,7 @@ impl Check {
 /// What a Raspberry Pi boot's facts say to do: the running system's boot partition
 /// (`amber-version` there says the running `version`), its state in `amber-slots`,
 /// and the pending record.
+#[cfg(feature = "raspberry-pi")]
 pub fn plan_pi(
     boot: &Path,
     slot_dirs: &[(u8, PathBuf)],
@@ -330,11 +335,15 @@ pub fn plan_pi(
 }
 
 /// The Pi's partition-1 files.
+#[cfg(feature = "raspberry-pi")]
 const PI_SLOTS: &str = "amber-slots";
+#[cfg(feature = "raspberry-pi")]
 const PI_AUTOBOOT: &str = "autoboot.txt";
+#[cfg(feature = "raspberry-pi")]
 const PI_VERSION: &str = "amber-version";
 
 /// Set `slot`'s state; a good one is committed in autoboot.txt too.
+#[cfg(feature = "raspberry-pi")]
 fn pi_mark(boot: &Path, slot: u8, version: &str, state: SlotState) -> Result<String, String> {
     let version = Version::parse(version).map_err(|e| format!("{version}: {e}"))?;
     let mut slots = pi::parse_slots(&fs::read_to_string(boot.join(PI_SLOTS)).unwrap_or_default());
@@ -352,6 +361,7 @@ fn pi_mark(boot: &Path, slot: u8, version: &str, state: SlotState) -> Result<Str
 }
 
 /// Replace a file durably: a temporary beside it, fsync, rename, fsync the directory.
+#[cfg(feature = "raspberry-pi")]
 fn write_durable(path: &Path, bytes: &[u8]) -> Result<(), String> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let temp = path.with_extension("new");
@@ -510,6 +520,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "raspberry-pi")]
     fn a_pi_system_being_tried_is_committed_or_marked_bad() {
         let root = esp(&[]);
         let boot = root.join("boot");

@@ -232,6 +232,7 @@ fn boot_partitions(data: &Path) -> Option<health::Check> {
         let (plan, check) = health::plan(boot, version, &pending, script);
         return report_plan(plan, check, version, &pending);
     }
+    #[cfg(feature = "raspberry-pi")]
     if disk::mount_boot(data, disk::PI_BOOT_LABEL, boot).is_some() {
         let mut slots = Vec::new();
         for (slot, label) in [(2u8, "AMBER-A"), (3, "AMBER-B")] {

@@ -121,6 +121,11 @@ fn cross_build(board: &Board, target_dir: &str, extra: &[&str]) -> Result<PathBu
         rustflags.join(" ")
     ));
     let mut profile: Vec<&str> = Vec::new();
+    if board.arch == Arch::Aarch64 {
+        // The Raspberry Pi's boot partitions (init's health check, `pkg system`). Every
+        // Pi board is aarch64, so the x86_64 binary leaves them out: ~9 KB.
+        profile.extend(["--features", "raspberry-pi"]);
+    }
     if board.arch == Arch::X86_64 {
         // SHA-256 at the size-first opt-level, not the workspace's 3: ~7.4 KB. x86_64's
         // hash runs on the CPU's SHA extensions wherever they exist (Intel Goldmont

@@ -34,6 +34,11 @@
 //! under another directory, for tests.
 
 #![forbid(unsafe_code)]
+// Without Raspberry Pi support a firmware match has only its UEFI arm.
+#![cfg_attr(
+    not(feature = "raspberry-pi"),
+    allow(clippy::infallible_destructuring_match)
+)]
 
 use std::fmt::Write as _;
 use std::fs;
@@ -51,6 +56,7 @@ use crate::json::Json;
 use crate::repo::{self, Location};
 use crate::store::Store;
 
+#[cfg(feature = "raspberry-pi")]
 mod pi;
 
 /// Where the ESP's systems are, under the ESP.
@@ -95,12 +101,19 @@ fn here() -> Result<Firmware, Error> {
         }));
     }
     if boot.join("autoboot.txt").is_file() {
+        #[cfg(feature = "raspberry-pi")]
         return Ok(Firmware::RaspberryPi(pi::Here {
             boot,
             run: root.join("run/amber"),
             board,
             running,
         }));
+        #[cfg(not(feature = "raspberry-pi"))]
+        return Err(Error::new(format!(
+            "{}: a Raspberry Pi's partition 1, and this {} build of amber has no Raspberry Pi support",
+            boot.display(),
+            std::env::consts::ARCH
+        )));
     }
     Err(Error::new(format!(
         "{}: neither {LINUX_DIR} (an EFI system partition) nor autoboot.txt (a Raspberry Pi's partition 1) is there",
@@ -111,6 +124,7 @@ fn here() -> Result<Firmware, Error> {
 /// How this device boots, and where its systems are.
 enum Firmware {
     Uefi(Here),
+    #[cfg(feature = "raspberry-pi")]
     RaspberryPi(pi::Here),
 }
 
@@ -118,6 +132,7 @@ impl Firmware {
     fn board(&self) -> &str {
         match self {
             Firmware::Uefi(here) => &here.board,
+            #[cfg(feature = "raspberry-pi")]
             Firmware::RaspberryPi(here) => &here.board,
         }
     }
@@ -125,6 +140,7 @@ impl Firmware {
     fn running(&self) -> &Version {
         match self {
             Firmware::Uefi(here) => &here.running,
+            #[cfg(feature = "raspberry-pi")]
             Firmware::RaspberryPi(here) => &here.running,
         }
     }
@@ -254,6 +270,7 @@ pub fn status(context: &Context) -> Result<Report, Error> {
     let (offer_text, offer) = offer_status(context, &store, firmware.board(), firmware.running())?;
     let here = match firmware {
         Firmware::Uefi(here) => here,
+        #[cfg(feature = "raspberry-pi")]
         Firmware::RaspberryPi(here) => return pi::status(&here, offer, &offer_text),
     };
     let systems = on_disk(&here.esp)?;
@@ -378,6 +395,7 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
     }
     let systems = match &firmware {
         Firmware::Uefi(here) => on_disk(&here.esp)?,
+        #[cfg(feature = "raspberry-pi")]
         Firmware::RaspberryPi(_) => Vec::new(),
     };
     if let Some(current) = systems.iter().find(|s| s.entry.version == running) {
@@ -426,6 +444,7 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
     }
     let here = match firmware {
         Firmware::Uefi(here) => here,
+        #[cfg(feature = "raspberry-pi")]
         Firmware::RaspberryPi(here) => {
             let (partition, took) = pi::write(context, &store, &here, &repo_url, &system)?;
             record_pending(&store, &running, &system.version)?;
@@ -677,6 +696,7 @@ fn rename_running(here: &Here, running: &OnDisk, entry: &BootEntry) -> Result<St
 pub fn mark_good(context: &Context) -> Result<Report, Error> {
     let here = match here()? {
         Firmware::Uefi(here) => here,
+        #[cfg(feature = "raspberry-pi")]
         Firmware::RaspberryPi(here) => {
             let text = pi::mark_good(&here)?;
             let _ = fs::remove_file(Store::open_reading(&context.root).root().join(PENDING_FILE));
@@ -706,6 +726,7 @@ pub fn mark_good(context: &Context) -> Result<Report, Error> {
 pub fn mark_bad(_context: &Context) -> Result<Report, Error> {
     let here = match here()? {
         Firmware::Uefi(here) => here,
+        #[cfg(feature = "raspberry-pi")]
         Firmware::RaspberryPi(here) => {
             return Ok(marked(pi::mark_bad(&here)?, &here.running, "bad"))
         }
@@ -735,6 +756,7 @@ pub fn mark_bad(_context: &Context) -> Result<Report, Error> {
 pub fn rollback(context: &Context) -> Result<Report, Error> {
     let here = match here()? {
         Firmware::Uefi(here) => here,
+        #[cfg(feature = "raspberry-pi")]
         Firmware::RaspberryPi(here) => {
             return Ok(marked(pi::rollback(&here)?, &here.running, "bad"))
         }
@@ -763,6 +785,7 @@ pub fn rollback(context: &Context) -> Result<Report, Error> {
 }
 
 /// The report of a mark on the Pi boards.
+#[cfg(feature = "raspberry-pi")]
 fn marked(text: String, running: &Version, state: &str) -> Report {
     Report::new(
         text,
