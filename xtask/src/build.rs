@@ -103,6 +103,21 @@ fn cross_build(board: &Board, target_dir: &str, extra: &[&str]) -> Result<PathBu
         // access to a stack slot past 127 bytes takes a 4-byte displacement instead of
         // one: ~17 KB. The hot loops (SHA-256, inflate, the FUSE reads) are unchanged.
         rustflags.push("-Cllvm-args=-inline-max-stacksize=256");
+        // A copy of a known size over 16 bytes (a String, a Vec, every struct moved by
+        // value) as `rep movsb` (2 bytes, with its three registers set) rather than up to
+        // four pairs of 16-byte loads and stores, which is what opt-level "z" allows by
+        // default: ~10.2 KB. Short `rep movsb` starts slower on CPUs without fast short
+        // rep mov (FSRM), but the loops the device spends its time in (inflate, SHA-256,
+        // the FUSE replies) move no structs per byte, and `cargo xtask bench install`
+        // showed no difference beyond run-to-run noise.
+        rustflags.push("-Cllvm-args=-max-store-memcpy=1");
+        // The same for fills of a known size: ~0.2 KB.
+        rustflags.push("-Cllvm-args=-max-store-memset=1");
+        // SimplifyCFG hoists the instructions both arms of a branch start with: ~0.7 KB.
+        rustflags.push("-Cllvm-args=-hoist-common-insts");
+        // The register allocator places the copies around a split live range for size,
+        // not speed: ~0.8 KB.
+        rustflags.push("-Cllvm-args=-split-spill-mode=size");
     } else {
         // Outline again what the first outlining left repeated: ~1.4 KB.
         rustflags.push("-Cllvm-args=-machine-outliner-reruns=2");
