@@ -1054,33 +1054,11 @@ impl Supervisor {
         let now = Instant::now();
 
         // Output first, so a service's last words are logged before its exit is.
-        let pipe_events = &fds[3..3 + self.pipes.len()];
-        let units = &mut self.units;
-        let status_dir = &self.config.status_dir;
-        let mut closed = Vec::new();
-        for (index, pipe) in self.pipes.iter_mut().enumerate() {
-            if pipe_events[index].revents == 0 {
-                continue;
-            }
-            let open = pipe.drain(&mut |name, line| {
-                output::echo(name, line);
-                let (level, text) = log::level_of(line.strip_suffix(b"\r").unwrap_or(line));
-                log::push(name, level, text);
-                if let Some(unit) = units.iter_mut().find(|unit| unit.name == name) {
-                    // The network daemon prints a line whenever its state changes.
-                    if matches!(unit.kind, Kind::Network(_)) {
-                        unit.up = status::read(status_dir, name)
-                            .is_some_and(|text| text.starts_with("up"));
-                    }
-                }
-            });
-            if !open {
-                closed.push(index);
-            }
-        }
-        for index in closed.into_iter().rev() {
-            self.pipes.swap_remove(index);
-        }
+        let ready: Vec<bool> = fds[3..3 + self.pipes.len()]
+            .iter()
+            .map(|fd| fd.revents != 0)
+            .collect();
+        self.drain_pipes(|index, _| ready[index]);
         if fds[2].revents != 0 {
             if let Some(kernel) = &mut self.kernel {
                 kernel.read();
@@ -1126,10 +1104,44 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Log what the pipes `which` picks hold, and forget those every writer has closed.
+    fn drain_pipes(&mut self, which: impl Fn(usize, &str) -> bool) {
+        let units = &mut self.units;
+        let status_dir = &self.config.status_dir;
+        let mut closed = Vec::new();
+        for (index, pipe) in self.pipes.iter_mut().enumerate() {
+            if !which(index, &pipe.name) {
+                continue;
+            }
+            let open = pipe.drain(&mut |name, line| {
+                output::echo(name, line);
+                let (level, text) = log::level_of(line.strip_suffix(b"\r").unwrap_or(line));
+                log::push(name, level, text);
+                if let Some(unit) = units.iter_mut().find(|unit| unit.name == name) {
+                    // The network daemon prints a line whenever its state changes.
+                    if matches!(unit.kind, Kind::Network(_)) {
+                        unit.up = status::read(status_dir, name)
+                            .is_some_and(|text| text.starts_with("up"));
+                    }
+                }
+            });
+            if !open {
+                closed.push(index);
+            }
+        }
+        for index in closed.into_iter().rev() {
+            self.pipes.swap_remove(index);
+        }
+    }
+
     fn reap(&mut self, now: Instant) {
         while let Reaped::Child(pid, exit) = sys::reap_any() {
             // Anything else is an orphan that was reparented to us: reaping it is all.
             if let Some(index) = self.units.iter().position(|unit| unit.pid() == Some(pid)) {
+                // It may have written and exited after poll looked: its last words
+                // are in the pipe now, and go to the log before its exit does.
+                let name = self.units[index].name.clone();
+                self.drain_pipes(|_, pipe| pipe == name);
                 self.exited(index, now, Ok(exit));
             }
         }
