@@ -1058,7 +1058,7 @@ impl Supervisor {
             .iter()
             .map(|fd| fd.revents != 0)
             .collect();
-        self.drain_pipes(|index, _| ready[index]);
+        self.drain_pipes(&|index, _| ready[index]);
         if fds[2].revents != 0 {
             if let Some(kernel) = &mut self.kernel {
                 kernel.read();
@@ -1105,7 +1105,7 @@ impl Supervisor {
     }
 
     /// Log what the pipes `which` picks hold, and forget those every writer has closed.
-    fn drain_pipes(&mut self, which: impl Fn(usize, &str) -> bool) {
+    fn drain_pipes(&mut self, which: &dyn Fn(usize, &str) -> bool) {
         let units = &mut self.units;
         let status_dir = &self.config.status_dir;
         let mut closed = Vec::new();
@@ -1141,7 +1141,7 @@ impl Supervisor {
                 // It may have written and exited after poll looked: its last words
                 // are in the pipe now, and go to the log before its exit does.
                 let name = self.units[index].name.clone();
-                self.drain_pipes(|_, pipe| pipe == name);
+                self.drain_pipes(&|_, pipe| pipe == name);
                 self.exited(index, now, Ok(exit));
             }
         }

@@ -24,6 +24,7 @@ const BINARY: &str = "amber";
 pub fn run(args: &[String]) -> Result<(), String> {
     let args = Args::parse("build", args, &["--board"], &[])?;
     let board = args.board()?;
+    crate::deps::ensure()?;
     let binary = device_binary(&board)?;
     let bytes = file_size(&binary)?;
     let verdict = if bytes <= board.budget.binary_bytes {

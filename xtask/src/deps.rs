@@ -1,7 +1,7 @@
 //! Making sure the host has what the project needs, whatever the machine's history:
 //! the Rust toolchain's components and targets, cargo tools from crates.io, and Debian
-//! packages. `cargo xtask test`, `run`, `image` and `deps` call [`ensure`] before any
-//! work starts.
+//! packages. `cargo xtask test`, `build`, `size`, `run`, `image` and `deps` call
+//! [`ensure`] before any work starts.
 //!
 //! Nothing here trusts a toolchain file to have done its part: rustup installs a
 //! `rust-toolchain.toml`'s components only when it installs the toolchain itself, not

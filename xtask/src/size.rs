@@ -24,6 +24,7 @@ const DESIGN_BINARY_BYTES: u64 = 576 * 1024;
 pub fn run(args: &[String]) -> Result<(), String> {
     let args = Args::parse("size", args, &["--board"], &["--crates"])?;
     let board = args.board()?;
+    crate::deps::ensure()?;
     if args.flag("--crates") {
         print_crates(&board)?;
     }
