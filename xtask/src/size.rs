@@ -191,27 +191,78 @@ const PARTS: &[(&str, &str)] = &[
     ("amber_pkg::http", "the HTTP client"),
     ("amber_base::dns", "the stub resolver: /etc/hosts, resolv.conf, A and AAAA over UDP and TCP"),
     ("amber_pkg::install", "pkg add, del, upgrade"),
+    ("amber_pkg::system", "A/B system updates: pkg system status, upgrade, rollback, mark-good, mark-bad"),
+    ("amber_boot::health", "the health check of a new system, then blessing or falling back"),
+    ("amber_pkg::run", "pkg run: a command in a view of a package closure"),
+    ("amber_pkg::query", "pkg list, info, search, which"),
+    ("amber_pkg::repo", "repositories: fetching and accepting signed indexes"),
+    ("amber_pkg::maintain", "pkg update, verify, gc, rollback"),
+    ("amber_pkg::admin", "pkg key and pkg repo: trusted keys and sources"),
+    ("amber_pkg::parser", "the command-line parser and help"),
+    ("amber_pkg::args", "pkg's commands and their options"),
+    ("amber_pkg::cli", "pkg's main: one error line and the exit code"),
+    ("amber_pkg::context", "what every command gets, reports as text or JSON"),
+    ("amber_pkg::download", "parallel downloads, hashed and capped while streaming"),
+    ("amber_pkg::notify", "telling the mounted store of a new generation"),
+    ("amber_base::store", "the store's layout: images, generations, keys, repositories"),
+    ("amber_base::image", "package images: the SquashFS reader over a file, .pkg/meta"),
+    ("amber_base::durable", "crash-safe writes: temporary file, fsync, rename"),
+    ("amber_base::json", "the JSON writer of --json"),
+    ("amber_base::lock", "the store lock"),
+    ("amber_base::error", "pkg's error type"),
+    ("amber_base::failpoint", "failpoints of the crash tests"),
+    ("amber_base::stdout", "standard output that stops quietly at EPIPE"),
+    ("amber_boot::service", "service files: the format and the directories"),
+    ("amber_boot::init", "PID 1: early mounts, modules, /data, then the supervisor"),
+    ("amber_boot::mounts", "the kernel filesystems and the mount table"),
+    ("amber_boot::shutdown", "stopping, unmounting, sync, power off or reboot"),
+    ("amber_boot::console", "the console shell"),
+    ("amber_boot::cmdline", "the kernel command line"),
+    ("amber_boot::output", "service output to the console and the log"),
+    ("amber_boot::sys", "Linux system calls init needs"),
+    ("amber_base::sys", "system calls std does not wrap"),
+    ("amber_store::sys", "system calls std does not wrap"),
+    ("amber_pkg::sys", "system calls std does not wrap (pkg run's namespace)"),
+    ("amber_core::solve", "the dependency solver and its explanations"),
+    ("amber_core::squashfs", "the SquashFS reader: checks, lookups, inflate, block cache"),
+    ("amber_core::index", "the repository index format"),
+    ("amber_core::version", "names, versions, constraints, apk's ordering"),
+    ("amber_core::meta", "the .pkg/meta format"),
+    ("amber_core::generation", "the generation format: world and packages"),
+    ("amber_core::line", "what the line formats share"),
+    ("amber_core::minisign", "minisign keys and signatures"),
+    ("amber_core::system", "system releases of the index, rollout waves, ESP names"),
+    ("amber_core::sort", "the one small stable sort"),
+    ("amber_core::blake2b", "BLAKE2b, minisign's prehash"),
+    ("amber_core::hash", "SHA-256 checks of images, hex"),
+    ("amber_core::base64", "base64 of minisign's lines"),
+    ("amber_core::random", "the deterministic random generator"),
+    ("amber_boot (crate root)", "small helpers: say, sorting, printing"),
 ];
 
 /// The module of a device crate's symbol (`amber_boot::modules::Loader::load` →
-/// `amber_boot::modules`), or None for other crates.
+/// `amber_boot::modules`), or None for crates outside the base.
 fn part_of(symbol: &str) -> Option<String> {
     let crate_name = crate_of(symbol);
     // The device binary's own crate is amber-boot, whose binary target is `amber`.
     let shown = match crate_name.as_str() {
         "amber" => "amber_boot",
-        "amber_core" => return None,
         name if name.starts_with("amber_") => name,
         _ => return None,
     };
     let start = symbol.find(crate_name.as_str())?;
-    let rest = &symbol[start + crate_name.len()..];
+    let rest = &symbol[start + crate_name.len()..].strip_prefix("::")?;
     let module = rest
-        .strip_prefix("::")?
         .split("::")
         .next()?
         .split(['<', ' ', '>', '('])
         .next()?;
+    // A function of the crate's root (`amber::say`, `amber::sort_small::<T>`) is in no
+    // module: nothing but its generic arguments follows its name.
+    let after = &rest[module.len()..];
+    if after.is_empty() || after.starts_with("::<") || after.starts_with(['>', ' ']) {
+        return Some(format!("{shown} (crate root)"));
+    }
     Some(format!("{shown}::{module}"))
 }
 
@@ -249,7 +300,22 @@ mod tests {
             part_of("amber::modules::glob_match").as_deref(),
             Some("amber_boot::modules")
         );
-        assert_eq!(part_of("amber_core::index::parse"), None);
+        assert_eq!(
+            part_of("amber::sort_small::<(alloc::string::String, u32)>").as_deref(),
+            Some("amber_boot (crate root)")
+        );
+        assert_eq!(
+            part_of("amber::say").as_deref(),
+            Some("amber_boot (crate root)")
+        );
+        assert_eq!(
+            part_of("<amber::supervisor::Supervisor>::wait").as_deref(),
+            Some("amber_boot::supervisor")
+        );
+        assert_eq!(
+            part_of("amber_core::index::parse").as_deref(),
+            Some("amber_core::index")
+        );
         assert_eq!(part_of("memcpy"), None);
     }
 
