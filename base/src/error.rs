@@ -6,8 +6,16 @@
 use std::fmt;
 
 /// An error to print as `pkg: <message>` and exit with.
+///
+/// Boxed, so that a `Result<T, Error>` is T and one pointer: `Result<(), Error>` comes
+/// back in a register and `?` tests it against zero, where the message and kind
+/// inline took a 32-byte return slot and a 64-bit niche compare at every call (the
+/// box cost an allocation only when something has already failed).
 #[derive(Debug)]
-pub struct Error {
+pub struct Error(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     message: String,
     kind: Kind,
 }
@@ -31,18 +39,16 @@ pub enum Kind {
 impl Error {
     /// A failure: exit code 1.
     pub fn new(message: impl Into<String>) -> Error {
-        Error {
-            message: message.into(),
-            kind: Kind::Failed,
-        }
+        Error::of(message.into(), Kind::Failed)
+    }
+
+    fn of(message: String, kind: Kind) -> Error {
+        Error(Box::new(Inner { message, kind }))
     }
 
     /// A usage error: exit code 2.
     pub fn usage(message: impl Into<String>) -> Error {
-        Error {
-            message: message.into(),
-            kind: Kind::Usage,
-        }
+        Error::of(message.into(), Kind::Usage)
     }
 
     /// A refused value: `--name "Hello": invalid package name`, or without the value,
@@ -53,10 +59,7 @@ impl Error {
             Some(value) => format!("{name} {value:?}: {reason}"),
             None => format!("{name}: {reason}"),
         };
-        Error {
-            message,
-            kind: Kind::Argument(name),
-        }
+        Error::of(message, Kind::Argument(name))
     }
 
     /// Prefix the message with what was being worked on: `busybox-1.36.1-r2: sha256 mismatch`.
@@ -64,20 +67,18 @@ impl Error {
         self.context_dyn(&what)
     }
 
-    fn context_dyn(self, what: &dyn fmt::Display) -> Error {
-        Error {
-            message: format!("{what}: {}", self.message),
-            kind: self.kind,
-        }
+    fn context_dyn(mut self, what: &dyn fmt::Display) -> Error {
+        self.0.message = format!("{what}: {}", self.0.message);
+        self
     }
 
     pub fn kind(&self) -> Kind {
-        self.kind
+        self.0.kind
     }
 
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
-        match self.kind {
+        match self.0.kind {
             Kind::Usage => 2,
             _ => 1,
         }
@@ -86,7 +87,7 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.0.message)
     }
 }
 
