@@ -59,7 +59,7 @@ pub fn create_new(path: &Path) -> Result<File, Error> {
 pub fn rename_durable(from: &Path, to: &Path) -> Result<(), Error> {
     if let Err(error) = fs::rename(from, to) {
         let _ = fs::remove_file(from);
-        return Err(Error::new(format!("{}: {error}", to.display())));
+        return Err(Error::from_args(format_args!("{}: {error}", to.display())));
     }
     sync_parent(to)
 }
@@ -93,7 +93,10 @@ pub fn remove_durable(path: &Path) -> Result<(), Error> {
     match fs::remove_file(path) {
         Ok(()) => sync_parent(path),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(error) => Err(Error::new(format!("{}: {error}", path.display()))),
+        Err(error) => Err(Error::from_args(format_args!(
+            "{}: {error}",
+            path.display()
+        ))),
     }
 }
 
@@ -102,7 +105,7 @@ pub fn clean_temp_files(dir: &Path) -> Result<usize, Error> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(error) => return Err(Error::new(format!("{}: {error}", dir.display()))),
+        Err(error) => return Err(Error::from_args(format_args!("{}: {error}", dir.display()))),
     };
     let mut removed = 0;
     for entry in entries {
@@ -132,7 +135,7 @@ pub fn create_dir_all_durable(dir: &Path) -> Result<(), Error> {
     match fs::create_dir(dir) {
         Ok(()) => sync_parent(dir),
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-        Err(error) => Err(Error::new(format!("{}: {error}", dir.display()))),
+        Err(error) => Err(Error::from_args(format_args!("{}: {error}", dir.display()))),
     }
 }
 

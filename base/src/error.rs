@@ -42,6 +42,12 @@ impl Error {
         Error::of(message.into(), Kind::Failed)
     }
 
+    /// A failure with a formatted message: `Error::from_args(format_args!(...))` is
+    /// `Error::from_args(format_args!(...))` in one call instead of two at every place.
+    pub fn from_args(message: fmt::Arguments<'_>) -> Error {
+        Error::of(fmt::format(message), Kind::Failed)
+    }
+
     fn of(message: String, kind: Kind) -> Error {
         Error(Box::new(Inner { message, kind }))
     }
@@ -107,5 +113,5 @@ impl<T, E: fmt::Display> Context<T> for Result<T, E> {
 /// The message of [`Context::context`], formatted once for every type of error and
 /// thing it names rather than once per pair of them.
 fn with_context(what: &dyn fmt::Display, error: &dyn fmt::Display) -> Error {
-    Error::new(format!("{what}: {error}"))
+    Error::from_args(format_args!("{what}: {error}"))
 }

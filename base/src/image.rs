@@ -49,7 +49,7 @@ impl ReadAt for ImageFile {
 /// Open an image file as an archive.
 pub fn open(path: &Path) -> Result<Archive<ImageFile>, Error> {
     let source = ImageFile::open(path)?;
-    Archive::open(source).map_err(|e| Error::new(format!("{}: {e}", path.display())))
+    Archive::open(source).map_err(|e| Error::from_args(format_args!("{}: {e}", path.display())))
 }
 
 /// Read a whole regular file from an archive, refusing more than `max` bytes.
@@ -87,8 +87,9 @@ pub fn read_meta(path: &Path) -> Result<Meta, Error> {
 
 /// Read and parse the `.pkg/meta` of an opened image.
 fn meta_of(archive: &Archive<ImageFile>, path: &Path, cache: &mut Cache) -> Result<Meta, Error> {
-    let fail =
-        |e: &dyn std::fmt::Display| Error::new(format!("{}: .pkg/meta: {e}", path.display()));
+    let fail = |e: &dyn std::fmt::Display| {
+        Error::from_args(format_args!("{}: .pkg/meta: {e}", path.display()))
+    };
     let inode = archive
         .lookup_path(".pkg/meta", cache)
         .map_err(|e| fail(&e))?;
@@ -120,6 +121,6 @@ pub fn accept(path: &Path, entry: &Entry, arch: &str, cache: &mut Cache) -> Resu
     };
     archive
         .check(cache, &limits)
-        .map_err(|e| Error::new(format!("malformed image: {e}")))?;
+        .map_err(|e| Error::from_args(format_args!("malformed image: {e}")))?;
     Ok(meta)
 }

@@ -34,7 +34,7 @@ impl StoreLock {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
                 let holder = holder.trim();
                 if !wait {
-                    return Err(Error::new(format!(
+                    return Err(Error::from_args(format_args!(
                         "{}: another pkg command (pid {holder}) is using the store",
                         root.display()
                     )));
@@ -43,7 +43,10 @@ impl StoreLock {
                 file.lock().context(path.display())?;
             }
             Err(TryLockError::Error(error)) => {
-                return Err(Error::new(format!("{}: {error}", path.display())))
+                return Err(Error::from_args(format_args!(
+                    "{}: {error}",
+                    path.display()
+                )))
             }
         }
         // The pid is only informative, for the message above; no fsync needed.

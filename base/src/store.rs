@@ -164,7 +164,7 @@ impl Store {
             // trusted: only the first would ever be tried.
             return match PublicKey::parse_file(&text) {
                 Ok(existing) if existing.key == key.key => Ok(false),
-                _ => Err(Error::new(format!(
+                _ => Err(Error::from_args(format_args!(
                     "key {}: a different key with this id is already trusted",
                     key.key_id_hex()
                 ))),
@@ -198,7 +198,7 @@ impl Store {
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::new(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(Error::from_args(format_args!("{}: {e}", path.display()))),
         };
         let mut repositories = Vec::new();
         for (number, line) in text.lines().enumerate() {
@@ -214,7 +214,7 @@ impl Store {
                     Some(tag)
                 }
                 Some(_) => {
-                    return Err(Error::new(format!(
+                    return Err(Error::from_args(format_args!(
                         "{} line {}: not a valid @TAG",
                         path.display(),
                         number + 1
@@ -224,7 +224,7 @@ impl Store {
             };
             let urls: Vec<String> = words.map(str::to_owned).collect();
             if urls.is_empty() {
-                return Err(Error::new(format!(
+                return Err(Error::from_args(format_args!(
                     "{} line {}: a tag without a URL",
                     path.display(),
                     number + 1
@@ -272,7 +272,7 @@ impl Store {
             // Locked before it is renamed into place: gc never sees it unlocked while
             // its owner lives.
             file.try_lock()
-                .map_err(|e| Error::new(format!("{}: {e}", temp.display())))?;
+                .map_err(|e| Error::from_args(format_args!("{}: {e}", temp.display())))?;
             durable::rename_durable(&temp, &path)?;
             Ok(Lease {
                 file,
@@ -303,7 +303,10 @@ impl Store {
                     images.extend(text.lines().map(str::to_owned));
                 }
                 Err(std::fs::TryLockError::Error(error)) => {
-                    return Err(Error::new(format!("{}: {error}", path.display())))
+                    return Err(Error::from_args(format_args!(
+                        "{}: {error}",
+                        path.display()
+                    )))
                 }
             }
         }
@@ -322,7 +325,7 @@ impl Store {
         let text = match fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::new(format!("{}: {e}", path.display()))),
+            Err(e) => return Err(Error::from_args(format_args!("{}: {e}", path.display()))),
         };
         let mut serials = Vec::new();
         for (number, line) in text.lines().enumerate() {
@@ -330,7 +333,7 @@ impl Store {
                 .rsplit_once(' ')
                 .and_then(|(url, serial)| Some((url, serial.parse::<u64>().ok()?)));
             let Some((url, serial)) = parsed else {
-                return Err(Error::new(format!(
+                return Err(Error::from_args(format_args!(
                     "{} line {}: not `URL SERIAL`",
                     path.display(),
                     number + 1
@@ -369,7 +372,7 @@ impl Store {
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::new(format!("{}: {e}", dir.display()))),
+            Err(e) => return Err(Error::from_args(format_args!("{}: {e}", dir.display()))),
         };
         let mut numbers: Vec<u64> = entries
             .flatten()
@@ -385,7 +388,7 @@ impl Store {
         let text = fs::read_to_string(&path).context(path.display())?;
         let generation = Generation::parse(&text).context(path.display())?;
         if generation.number != number {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "{}: says it is generation {}",
                 path.display(),
                 generation.number
@@ -398,13 +401,11 @@ impl Store {
     pub fn current_number(&self) -> Result<Option<u64>, Error> {
         let path = self.current_file();
         match fs::read_to_string(&path) {
-            Ok(text) => text
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| Error::new(format!("{}: not a generation number", path.display()))),
+            Ok(text) => text.trim().parse().map(Some).map_err(|_| {
+                Error::from_args(format_args!("{}: not a generation number", path.display()))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::new(format!("{}: {e}", path.display()))),
+            Err(e) => Err(Error::from_args(format_args!("{}: {e}", path.display()))),
         }
     }
 
@@ -422,7 +423,7 @@ impl Store {
         for entry in &generation.packages {
             let path = self.image_path(entry);
             if !path.is_file() {
-                return Err(Error::new(format!(
+                return Err(Error::from_args(format_args!(
                     "{}: image missing, refusing to switch",
                     entry.id()
                 )));
@@ -478,7 +479,7 @@ impl Lease {
     /// descriptor to) has exited.
     pub fn keep_across_exec(self) -> Result<(), Error> {
         crate::sys::keep_open_across_exec(self.file.into())
-            .map_err(|e| Error::new(format!("{}: {e}", self.path.display())))
+            .map_err(|e| Error::from_args(format_args!("{}: {e}", self.path.display())))
     }
 }
 
@@ -495,7 +496,7 @@ fn sorted_files(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, Error> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::new(format!("{}: {e}", dir.display()))),
+        Err(e) => return Err(Error::from_args(format_args!("{}: {e}", dir.display()))),
     };
     let mut files = Vec::new();
     for entry in entries {

@@ -49,7 +49,7 @@ pub fn key(context: &Context, command: KeyCommand) -> Result<Report, Error> {
                 .map_err(|e| Error::usage(format!("{}: {e}", del.id)))?;
             let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
             if !store.remove_key(&id)? {
-                return Err(Error::new(format!("key {id}: not trusted")));
+                return Err(Error::from_args(format_args!("key {id}: not trusted")));
             }
             Ok(Report::new(
                 format!("no longer trusting key {id}\n"),
@@ -78,7 +78,10 @@ pub fn repo(context: &Context, command: RepoCommand) -> Result<Report, Error> {
             let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
             let mut repos = store.repositories()?;
             if repos.iter().any(|r| r.url() == urls[0]) {
-                return Err(Error::new(format!("{}: already a repository", urls[0])));
+                return Err(Error::from_args(format_args!(
+                    "{}: already a repository",
+                    urls[0]
+                )));
             }
             let repository = Repository {
                 urls: urls.clone(),
@@ -125,7 +128,7 @@ pub fn repo(context: &Context, command: RepoCommand) -> Result<Report, Error> {
             let before = repos.len();
             repos.retain(|r| r.url() != url);
             if repos.len() == before {
-                return Err(Error::new(format!("{url}: not a repository")));
+                return Err(Error::from_args(format_args!("{url}: not a repository")));
             }
             store.set_repositories(&repos)?;
             Ok(Report::new(

@@ -155,7 +155,10 @@ fn fetch_one(
     if failures.is_empty() {
         failures.push("no location to fetch from".into());
     }
-    Err(Error::new(format!("{id}: {}", failures.join("; "))))
+    Err(Error::from_args(format_args!(
+        "{id}: {}",
+        failures.join("; ")
+    )))
 }
 
 fn fetch_from(

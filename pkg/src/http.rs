@@ -190,14 +190,16 @@ pub fn get(
             Outcome::Body(length) => return Ok(length),
             Outcome::Redirect(location) => {
                 if visited.len() > limits.max_redirects {
-                    return Err(Error::new(format!("{url}: too many redirects")));
+                    return Err(Error::from_args(format_args!("{url}: too many redirects")));
                 }
                 let next = url
                     .join(&location)
-                    .map_err(|reason| Error::new(format!("{url}: {reason}")))?;
+                    .map_err(|reason| Error::from_args(format_args!("{url}: {reason}")))?;
                 let shown = next.to_string();
                 if visited.contains(&shown) {
-                    return Err(Error::new(format!("{url}: redirect loop to {shown}")));
+                    return Err(Error::from_args(format_args!(
+                        "{url}: redirect loop to {shown}"
+                    )));
                 }
                 visited.push(shown);
                 url = next;
@@ -217,7 +219,7 @@ fn get_once(
     max_body: u64,
     sink: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
 ) -> Result<Outcome, Error> {
-    let fail = |what: &dyn std::fmt::Display| Error::new(format!("{url}: {what}"));
+    let fail = |what: &dyn std::fmt::Display| Error::from_args(format_args!("{url}: {what}"));
     let host = url.host.trim_start_matches('[').trim_end_matches(']');
     let addresses = amber_base::dns::lookup(host, url.port)
         .map_err(|e| fail(&format_args!("cannot resolve {}: {e}", url.host)))?;
@@ -451,7 +453,7 @@ impl Body {
     ) -> Result<(), Error> {
         self.seen += bytes.len() as u64;
         if self.seen > self.max_body {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "body is longer than the {} bytes expected",
                 self.max_body
             )));
@@ -481,7 +483,7 @@ impl Body {
             let n = self.fill(&mut buffer[..want])?;
             if n == 0 {
                 return match length {
-                    Some(length) => Err(Error::new(format!(
+                    Some(length) => Err(Error::from_args(format_args!(
                         "connection closed after {} of {length} bytes",
                         self.seen
                     ))),
@@ -524,17 +526,19 @@ impl Body {
                 || size_text.len() > 15
                 || !size_text.bytes().all(|b| b.is_ascii_hexdigit())
             {
-                return Err(Error::new(format!("bad chunk size {size_text:?}")));
+                return Err(Error::from_args(format_args!(
+                    "bad chunk size {size_text:?}"
+                )));
             }
             let mut left = u64::from_str_radix(size_text, 16)
-                .map_err(|_| Error::new(format!("bad chunk size {size_text:?}")))?;
+                .map_err(|_| Error::from_args(format_args!("bad chunk size {size_text:?}")))?;
             if left == 0 {
                 // Trailers, then the blank line.
                 while !self.read_line()?.is_empty() {}
                 return Ok(self.seen);
             }
             if self.seen.saturating_add(left) > self.max_body {
-                return Err(Error::new(format!(
+                return Err(Error::from_args(format_args!(
                     "body is longer than the {} bytes expected",
                     self.max_body
                 )));
@@ -575,14 +579,14 @@ fn get_tls(
     let mut response = agent
         .get(&shown)
         .call()
-        .map_err(|e| Error::new(format!("{shown}: {e}")))?;
+        .map_err(|e| Error::from_args(format_args!("{shown}: {e}")))?;
     let mut reader = response.body_mut().with_config().limit(max_body).reader();
     let mut buffer = vec![0u8; 64 * 1024];
     let mut seen = 0u64;
     loop {
         let n = reader
             .read(&mut buffer)
-            .map_err(|e| Error::new(format!("{shown}: {e}")))?;
+            .map_err(|e| Error::from_args(format_args!("{shown}: {e}")))?;
         if n == 0 {
             return Ok(seen);
         }
@@ -598,7 +602,7 @@ fn get_tls(
     _max_body: u64,
     _sink: &mut dyn FnMut(&[u8]) -> Result<(), Error>,
 ) -> Result<u64, Error> {
-    Err(Error::new(format!(
+    Err(Error::from_args(format_args!(
         "{url}: https is not in this build of pkg (build with the `tls` feature); \
          repositories are signed, so http is safe to use"
     )))

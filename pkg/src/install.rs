@@ -247,7 +247,7 @@ pub fn missing_images<'e>(
                 .take_while(|e| e.name == entry.name)
                 .any(|e| e.version == entry.version && e.sha256 == entry.sha256);
             if !vouched && crate::image::sha256(&path)? != entry.sha256 {
-                return Err(Error::new(format!(
+                return Err(Error::from_args(format_args!(
                     "{}: the store holds other bytes for this version than the index lists \
                      (was it rebuilt?); pkg gc can remove the old image once no kept \
                      generation uses it",
@@ -257,7 +257,7 @@ pub fn missing_images<'e>(
             continue;
         }
         let repo = repo.and_then(|at| indexes.get(at)).ok_or_else(|| {
-            Error::new(format!(
+            Error::from_args(format_args!(
                 "{}: image missing and no repository has it",
                 entry.id()
             ))
@@ -396,7 +396,7 @@ fn import_local(
 ) -> Result<Entry, Error> {
     let metadata = fs::metadata(path).context(path.display())?;
     if !metadata.is_file() {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "{}: not a file (a local image is a package's .squashfs file)",
             path.display()
         )));
@@ -418,7 +418,7 @@ fn import_local(
             Entry::from_meta(&meta, size, bytes_hash)
         }
         None => {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "{}: no trusted index lists an image with sha256 {}; \
                  use --allow-untrusted to install it anyway",
                 path.display(),
@@ -478,7 +478,7 @@ pub fn prefer(context: &Context, name: &str, path: &str, forget: bool) -> Result
         let before = preferences.len();
         preferences.retain(|p| *p != preference);
         if preferences.len() == before {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "{}: {name} was not preferred for it",
                 preference.path
             )));
@@ -486,12 +486,12 @@ pub fn prefer(context: &Context, name: &str, path: &str, forget: bool) -> Result
         format!("{}: no longer preferred to {name}\n", preference.path)
     } else {
         let Some(entry) = current.package(name) else {
-            return Err(Error::new(format!("{name}: not installed")));
+            return Err(Error::from_args(format_args!("{name}: not installed")));
         };
         let archive = crate::image::open(&store.image_path(entry))?;
         let mut cache = amber_core::squashfs::read::Cache::new();
         if archive.lookup_path(&preference.path, &mut cache).is_err() {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "{}: has no {}",
                 entry.id(),
                 preference.path

@@ -29,7 +29,7 @@ pub fn run(args: &KeygenArgs) -> Result<Report, Error> {
     if !args.force {
         for path in [&args.secret_key, &args.public_key] {
             if fs::symlink_metadata(path).is_ok() {
-                return Err(Error::new(format!(
+                return Err(Error::from_args(format_args!(
                     "{}: already exists (use --force to overwrite)",
                     path.display()
                 )));
@@ -87,12 +87,12 @@ fn write_key(path: &Path, contents: &[u8], mode: u32, force: bool) -> Result<(),
         } else {
             let linked = fs::hard_link(&temp, path).map_err(|error| {
                 if error.kind() == std::io::ErrorKind::AlreadyExists {
-                    Error::new(format!(
+                    Error::from_args(format_args!(
                         "{}: already exists (use --force to overwrite)",
                         path.display()
                     ))
                 } else {
-                    Error::new(format!("{}: {error}", path.display()))
+                    Error::from_args(format_args!("{}: {error}", path.display()))
                 }
             });
             let _ = fs::remove_file(&temp);

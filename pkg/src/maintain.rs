@@ -123,7 +123,7 @@ pub fn verify(context: &Context) -> Result<Report, Error> {
         }
     }
     if !bad.is_empty() {
-        let error = Error::new(format!(
+        let error = Error::from_args(format_args!(
             "verify: {} of {} images are damaged",
             bad.len(),
             checked.len()
@@ -223,7 +223,7 @@ pub fn rollback(context: &Context) -> Result<Report, Error> {
         .map_err(|e| e.context("rollback: the previous generation is gone (removed by gc?)"))?;
     for entry in &previous.packages {
         if !store.image_path(entry).is_file() {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "rollback: {} is gone from the store (removed by gc?)",
                 entry.id()
             )));

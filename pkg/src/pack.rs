@@ -43,12 +43,12 @@ pub fn run(args: &PackArgs) -> Result<Report, Error> {
     let meta_dir = scan
         .tree
         .add_dir(root, META_DIR.as_bytes(), 0o755)
-        .map_err(|error| Error::new(format!("{}: {error}", args.dir.display())))?;
+        .map_err(|error| Error::from_args(format_args!("{}: {error}", args.dir.display())))?;
     let text = meta.to_text().into_bytes();
     let meta_file = scan
         .tree
         .add_file(meta_dir, META_FILE.as_bytes(), 0o644, text.len() as u64)
-        .map_err(|error| Error::new(format!("{}: {error}", args.dir.display())))?;
+        .map_err(|error| Error::from_args(format_args!("{}: {error}", args.dir.display())))?;
     debug_assert_eq!(meta_file.index(), scan.sources.len());
     scan.sources.push(Source::Memory(text));
 
@@ -70,12 +70,12 @@ pub fn run(args: &PackArgs) -> Result<Report, Error> {
                         Source::Disk(path) => path.display().to_string(),
                         Source::Memory(_) => format!("{META_DIR}/{META_FILE}"),
                     };
-                    Error::new(format!("{path}: {error}"))
+                    Error::from_args(format_args!("{path}: {error}"))
                 }
                 WriteError::Sink(error) => {
-                    Error::new(format!("{}: {error}", args.output.display()))
+                    Error::from_args(format_args!("{}: {error}", args.output.display()))
                 }
-                other => Error::new(format!("{}: {other}", args.output.display())),
+                other => Error::from_args(format_args!("{}: {other}", args.output.display())),
             })
     })?;
     let line = format!("wrote {} ({size} bytes)\n", args.output.display());
@@ -251,7 +251,7 @@ fn check_args(args: &PackArgs) -> Result<Meta, Error> {
                 .and_then(|line| line.split(' ').next());
             match OPTIONS.iter().find(|(known, _)| Some(*known) == key) {
                 Some((_, option)) => Err(Error::argument(option, None, error.reason)),
-                None => Err(Error::new(format!("package metadata: {error}"))),
+                None => Err(Error::from_args(format_args!("package metadata: {error}"))),
             }
         }
     }
@@ -261,7 +261,10 @@ fn check_args(args: &PackArgs) -> Result<Meta, Error> {
 fn check_output(dir: &Path, output: &Path) -> Result<(), Error> {
     let dir = fs::canonicalize(dir).context(dir.display())?;
     if !dir.is_dir() {
-        return Err(Error::new(format!("{}: not a directory", dir.display())));
+        return Err(Error::from_args(format_args!(
+            "{}: not a directory",
+            dir.display()
+        )));
     }
     let parent = match output.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -269,7 +272,7 @@ fn check_output(dir: &Path, output: &Path) -> Result<(), Error> {
     };
     let parent = fs::canonicalize(parent).context(parent.display())?;
     if parent.starts_with(&dir) {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "{}: the image would be written inside the directory being packed",
             output.display()
         )));
@@ -296,7 +299,7 @@ struct Scan {
 fn scan(dir: &Path) -> Result<Scan, Error> {
     let reserved = dir.join(META_DIR);
     if fs::symlink_metadata(&reserved).is_ok() {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "{}: already exists; pack writes {META_DIR}/{META_FILE} itself",
             reserved.display()
         )));
@@ -335,13 +338,13 @@ fn scan(dir: &Path) -> Result<Scan, Error> {
                     scan.sources.push(Source::Disk(path.clone()));
                 })
             } else {
-                return Err(Error::new(format!(
+                return Err(Error::from_args(format_args!(
                     "{}: {} cannot go in a package (only files, directories and symlinks)",
                     path.display(),
                     describe(kind)
                 )));
             };
-            added.map_err(|error| Error::new(format!("{}: {error}", path.display())))?;
+            added.map_err(|error| Error::from_args(format_args!("{}: {error}", path.display())))?;
         }
     }
     Ok(scan)
@@ -420,17 +423,19 @@ fn write_output<T>(
     write: impl FnOnce(&mut FileSink) -> Result<T, Error>,
 ) -> Result<T, Error> {
     if output.file_name().is_none() {
-        return Err(Error::new(format!("{}: not a file name", output.display())));
+        return Err(Error::from_args(format_args!(
+            "{}: not a file name",
+            output.display()
+        )));
     }
     let temp = durable::temp_path(output);
     let file = durable::create_new(&temp)?;
     let result = (|| {
         let mut sink = FileSink(BufWriter::with_capacity(1 << 20, file));
         let value = write(&mut sink)?;
-        let file = sink
-            .0
-            .into_inner()
-            .map_err(|error| Error::new(format!("{}: {}", temp.display(), error.error())))?;
+        let file = sink.0.into_inner().map_err(|error| {
+            Error::from_args(format_args!("{}: {}", temp.display(), error.error()))
+        })?;
         file.set_permissions(fs::Permissions::from_mode(0o644))
             .context(temp.display())?;
         file.sync_all().context(temp.display())?;

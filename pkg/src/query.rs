@@ -96,7 +96,7 @@ pub fn info(context: &Context, name: &str) -> Result<Report, Error> {
             Err(_) => Vec::new(),
         };
     let Some(shown) = installed.or(available.last().map(|(entry, _)| entry)) else {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "{name}: no such package installed or available"
         )));
     };
@@ -296,11 +296,13 @@ pub fn which(context: &Context, path: &str) -> Result<Report, Error> {
         match archive.lookup_path(inner, &mut cache) {
             Ok(_) => owners.push(entry.id().to_string()),
             Err(ReadError::NotFound) | Err(ReadError::NotADirectory) => {}
-            Err(error) => return Err(Error::new(format!("{}: {error}", entry.id()))),
+            Err(error) => return Err(Error::from_args(format_args!("{}: {error}", entry.id()))),
         }
     }
     if owners.is_empty() {
-        return Err(Error::new(format!("{path}: no installed package has it")));
+        return Err(Error::from_args(format_args!(
+            "{path}: no installed package has it"
+        )));
     }
     let text = owners.iter().map(|id| format!("{id}\n")).collect();
     Ok(Report::new(

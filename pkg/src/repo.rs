@@ -77,7 +77,7 @@ impl Location {
                 let mut file = File::open(&path).context(path.display())?;
                 let length = file.metadata().context(path.display())?.len();
                 if length > max {
-                    return Err(Error::new(format!(
+                    return Err(Error::from_args(format_args!(
                         "{}: {length} bytes, more than the {max} expected",
                         path.display()
                     )));
@@ -91,7 +91,7 @@ impl Location {
                     }
                     seen += n as u64;
                     if seen > max {
-                        return Err(Error::new(format!(
+                        return Err(Error::from_args(format_args!(
                             "{}: grew past the {max} bytes expected",
                             path.display()
                         )));
@@ -215,13 +215,13 @@ pub fn check_index<'t>(
     let text = std::str::from_utf8(index_bytes).map_err(|_| Error::new("index is not UTF-8"))?;
     let index = index::parse_view(text).map_err(|e| Error::new(e.to_string()))?;
     if index.arch != arch {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "index is for {}, this device is {arch}",
             index.arch
         )));
     }
     if index.expires < clock.effective() {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "index expired at {} (now {}{}); refusing a frozen repository",
             index.expires,
             clock.effective(),
@@ -269,14 +269,14 @@ pub fn update_one(
             let index = check_index(keys, &bytes, &signature, arch, clock)?;
             if let Some(known) = known {
                 if index.serial < known {
-                    return Err(Error::new(format!(
+                    return Err(Error::from_args(format_args!(
                         "serial {} is lower than {known}, already accepted: refusing a rollback",
                         index.serial
                     )));
                 }
                 let same_bytes = cached.as_ref().is_some_and(|(_, b)| *b == bytes);
                 if index.serial == known && !same_bytes && cached.is_some() {
-                    return Err(Error::new(format!(
+                    return Err(Error::from_args(format_args!(
                         "serial {known} was already accepted with other contents",
                     )));
                 }
@@ -350,9 +350,14 @@ fn read_cache(store: &Store, repo: &str) -> Result<Option<CacheFile>, Error> {
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::new(format!("{}: {e}", path.display()))),
+        Err(e) => return Err(Error::from_args(format_args!("{}: {e}", path.display()))),
     };
-    let corrupt = || Error::new(format!("{}: corrupt cache, run pkg update", path.display()));
+    let corrupt = || {
+        Error::from_args(format_args!(
+            "{}: corrupt cache, run pkg update",
+            path.display()
+        ))
+    };
     let newline = bytes.iter().position(|&b| b == b'\n').ok_or_else(corrupt)?;
     let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| corrupt())?;
     let length: usize = header
@@ -380,7 +385,9 @@ pub fn read_indexes(store: &Store) -> Result<Vec<Cached>, Error> {
     for repository in store.repositories()? {
         let repo = repository.url();
         let Some((signature, index)) = read_cache(store, repo)? else {
-            return Err(Error::new(format!("{repo}: no index yet, run pkg update")));
+            return Err(Error::from_args(format_args!(
+                "{repo}: no index yet, run pkg update"
+            )));
         };
         cached.push(Cached {
             repository,
@@ -421,7 +428,7 @@ pub fn locations(store: &Store, repo: &str) -> Result<Vec<Location>, Error> {
     let repository = repos
         .iter()
         .find(|repository| repository.url() == repo)
-        .ok_or_else(|| Error::new(format!("{repo}: not a configured repository")))?;
+        .ok_or_else(|| Error::from_args(format_args!("{repo}: not a configured repository")))?;
     repository
         .urls
         .iter()

@@ -61,7 +61,7 @@ pub fn run(args: &RepoIndexArgs) -> Result<Report, Error> {
         }
         found.sort();
         if found.is_empty() {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "{}: no images here, nor in an <arch>/ directory below it (expected \
                  <repo>/<arch>/<name>-<version>.squashfs)",
                 dir.display()
@@ -124,7 +124,7 @@ fn index_arch(dir: &Path, serial: u64, expires: u64) -> Result<Index, Error> {
         let entry = Entry::from_meta(&meta, size, crate::image::sha256(&path)?);
         let expected = entry.file_name();
         if path.file_name().and_then(|n| n.to_str()) != Some(expected.as_str()) {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "{}: its meta says {}, so it must be named {expected}",
                 path.display(),
                 entry.id()
@@ -132,7 +132,7 @@ fn index_arch(dir: &Path, serial: u64, expires: u64) -> Result<Index, Error> {
         }
         entry
             .check_meta(&arch, &meta)
-            .map_err(|e| Error::new(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::from_args(format_args!("{}: {e}", path.display())))?;
         packages.push(entry);
     }
     let systems = systems(dir)?;
@@ -170,7 +170,7 @@ fn systems(dir: &Path) -> Result<Vec<System>, Error> {
             .and_then(|name| name.to_str())
             .unwrap_or("");
         let (board, version) = amber_core::system::split_file_name(name).ok_or_else(|| {
-            Error::new(format!(
+            Error::from_args(format_args!(
                 "{}: a system release is named BOARD-VERSION (qemu-x86_64-1.2)",
                 path.display()
             ))
@@ -178,9 +178,14 @@ fn systems(dir: &Path) -> Result<Vec<System>, Error> {
         let rollout_file = path.with_file_name(format!("{name}.rollout"));
         let rollout = match std::fs::read_to_string(&rollout_file) {
             Ok(text) => amber_core::system::parse_waves(text.trim())
-                .map_err(|e| Error::new(format!("{}: {e}", rollout_file.display())))?,
+                .map_err(|e| Error::from_args(format_args!("{}: {e}", rollout_file.display())))?,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(error) => return Err(Error::new(format!("{}: {error}", rollout_file.display()))),
+            Err(error) => {
+                return Err(Error::from_args(format_args!(
+                    "{}: {error}",
+                    rollout_file.display()
+                )))
+            }
         };
         systems.push(System {
             board: board.to_owned(),
@@ -219,9 +224,9 @@ pub fn write_signed_index(
         UNTRUSTED_COMMENT,
         true,
     )
-    .map_err(|error| Error::new(format!("trusted comment: {error}")))?;
+    .map_err(|error| Error::from_args(format_args!("trusted comment: {error}")))?;
     minisign::verify(&[secret.public_key()], text.as_bytes(), &signature)
-        .map_err(|error| Error::new(format!("signature self-check failed: {error}")))?;
+        .map_err(|error| Error::from_args(format_args!("signature self-check failed: {error}")))?;
     durable::write_atomic(&dir.join(INDEX_FILE), text.as_bytes())?;
     durable::write_atomic(&dir.join(SIGNATURE_FILE), signature.as_bytes())?;
     Ok(())

@@ -164,7 +164,7 @@ pub fn run(context: &Context, packages: &[String], command: &[String]) -> Result
     let error = amber_base::process::Command::new(program)
         .args(arguments)
         .exec();
-    Err(Error::new(format!("{program}: {error}")))
+    Err(Error::from_args(format_args!("{program}: {error}")))
 }
 
 /// The closure, each package with the repository (by position) it comes from.
@@ -216,14 +216,14 @@ fn solve(
 
 fn c_path(path: &Path) -> Result<CString, Error> {
     CString::new(path.as_os_str().as_encoded_bytes())
-        .map_err(|_| Error::new(format!("run: {}: path contains NUL", path.display())))
+        .map_err(|_| Error::from_args(format_args!("run: {}: path contains NUL", path.display())))
 }
 
 /// A descriptor of a directory that only names it (O_PATH), for a bind mount later.
 /// It is close-on-exec, so the command never inherits it.
 fn open_path(path: &Path) -> Result<i32, Error> {
     crate::sys::open_path_dir(&c_path(path)?)
-        .map_err(|e| Error::new(format!("{}: {e}", path.display())))
+        .map_err(|e| Error::from_args(format_args!("{}: {e}", path.display())))
 }
 
 /// Enter a new mount namespace whose mounts do not propagate back; as a user, inside
@@ -233,12 +233,12 @@ fn enter_namespace() -> Result<(), Error> {
     // pkg has no other thread running here (the downloads are joined).
     if let Err(error) = crate::sys::unshare(euid != 0) {
         if euid != 0 {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "run: this kernel lets no user make a user namespace ({error}); \
                  pkg run needs root here"
             )));
         }
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "run: cannot make a mount namespace: {error}"
         )));
     }
@@ -250,17 +250,18 @@ fn enter_namespace() -> Result<(), Error> {
             ("/proc/self/uid_map", format!("{uid} {uid} 1")),
             ("/proc/self/gid_map", format!("{gid} {gid} 1")),
         ] {
-            std::fs::write(file, text)
-                .map_err(|e| Error::new(format!("run: {file}: {e}; pkg run needs root here")))?;
+            std::fs::write(file, text).map_err(|e| {
+                Error::from_args(format_args!("run: {file}: {e}; pkg run needs root here"))
+            })?;
         }
     }
     crate::sys::make_mounts_private()
-        .map_err(|e| Error::new(format!("run: cannot make mounts private: {e}")))
+        .map_err(|e| Error::from_args(format_args!("run: cannot make mounts private: {e}")))
 }
 
 fn mount_tmpfs(target: &Path) -> Result<(), Error> {
     crate::sys::mount_tmpfs(&c_path(target)?).map_err(|e| {
-        Error::new(format!(
+        Error::from_args(format_args!(
             "run: cannot mount a tmpfs on {}: {e}",
             target.display()
         ))
@@ -271,7 +272,7 @@ fn mount_tmpfs(target: &Path) -> Result<(), Error> {
 fn bind(source: &str, target: &Path) -> Result<(), Error> {
     let from = CString::new(source).map_err(|_| Error::new("run: path contains NUL"))?;
     crate::sys::bind(&from, &c_path(target)?).map_err(|e| {
-        Error::new(format!(
+        Error::from_args(format_args!(
             "run: cannot show {} at {}: {e}",
             source,
             target.display()
@@ -286,7 +287,7 @@ fn unpack(image: &Path, into: &Path) -> Result<(), Error> {
     let mut cache = Cache::new();
     let root = archive
         .root(&mut cache)
-        .map_err(|e| Error::new(format!("{}: {e}", image.display())))?;
+        .map_err(|e| Error::from_args(format_args!("{}: {e}", image.display())))?;
     unpack_dir(&archive, &root, into, 0, &mut cache).map_err(|e| e.context(image.display()))
 }
 
@@ -298,12 +299,13 @@ fn unpack_dir<R: ReadAt>(
     cache: &mut Cache,
 ) -> Result<(), Error> {
     if depth > MAX_DEPTH {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "{}: nested deeper than {MAX_DEPTH} directories",
             path.display()
         )));
     }
-    let fail = |e: &dyn std::fmt::Display| Error::new(format!("{}: {e}", path.display()));
+    let fail =
+        |e: &dyn std::fmt::Display| Error::from_args(format_args!("{}: {e}", path.display()));
     // The listing first: the reader's entries borrow it, and unpacking needs the cache.
     let mut entries: Vec<(Vec<u8>, u64, Kind, u32)> = Vec::new();
     archive

@@ -47,20 +47,20 @@ pub fn mount(
     // The daemon answers `mountpoint` with this path, for commands run from anywhere.
     let mountpoint = &std::path::absolute(mountpoint).context(mountpoint.display())?;
     if !root.is_dir() {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "{}: no store here (pkg commands create it)",
             root.display()
         )));
     }
     detach_if_dead(mountpoint)?;
     if is_amber_mount(mountpoint) {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "{}: a store is already mounted here",
             mountpoint.display()
         )));
     }
     if !mountpoint.is_dir() {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "{}: not a directory",
             mountpoint.display()
         )));
@@ -68,7 +68,7 @@ pub fn mount(
     // The store mounts /dev/fuse itself with mount(2), which only root may do: say so
     // in one line rather than through a daemon that fails.
     if !crate::sys::is_root() {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "{}: cannot mount: the store needs root",
             mountpoint.display()
         )));
@@ -97,7 +97,7 @@ pub fn mount(
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(20) {
         if let Some(status) = child.try_wait().context("store")? {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "the store exited ({status}) before mounting"
             )));
         }
@@ -113,7 +113,7 @@ pub fn mount(
     let _ = child.wait();
     // Killed after mounting after all: leave no dead mount behind.
     let _ = detach_if_dead(mountpoint);
-    Err(Error::new(format!(
+    Err(Error::from_args(format_args!(
         "{}: the store did not mount in time",
         mountpoint.display()
     )))
@@ -134,8 +134,9 @@ fn serve(root: &Path, mountpoint: &Path, options: Options) -> Result<(), Error> 
     let threads = options.threads.max(1);
     let idle = options.idle;
     let inner = Inner::new(root.to_path_buf(), options)?;
-    let device = mount_fuse(mountpoint)
-        .map_err(|e| Error::new(format!("{}: cannot mount: {e}", mountpoint.display())))?;
+    let device = mount_fuse(mountpoint).map_err(|e| {
+        Error::from_args(format_args!("{}: cannot mount: {e}", mountpoint.display()))
+    })?;
     let settings = fuse::Settings {
         // The kernel offers its own readahead as the most; ask for all of it (raised
         // further below once mounted).
@@ -150,7 +151,7 @@ fn serve(root: &Path, mountpoint: &Path, options: Options) -> Result<(), Error> 
         Ok(session) => session,
         Err(error) => {
             let _ = unmount(mountpoint);
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "{}: cannot mount: {error}",
                 mountpoint.display()
             )));
@@ -189,7 +190,7 @@ fn serve(root: &Path, mountpoint: &Path, options: Options) -> Result<(), Error> 
     // Ended by an unmount or by an error: in the second case the mount goes now.
     let _ = unmount(mountpoint);
     let _ = std::fs::remove_file(&socket);
-    result.map_err(|e| Error::new(format!("store: {e}")))
+    result.map_err(|e| Error::from_args(format_args!("store: {e}")))
 }
 
 /// Mount a FUSE filesystem at `mountpoint` and return the connection's /dev/fuse
@@ -248,7 +249,7 @@ fn detach_if_dead(mountpoint: &Path) -> Result<(), Error> {
     match std::fs::read_dir(mountpoint).and_then(|_| std::fs::metadata(mountpoint)) {
         Err(error) if error.raw_os_error() == Some(libc::ENOTCONN) => {
             if let Err(error) = crate::sys::unmount(mountpoint, true) {
-                return Err(Error::new(format!(
+                return Err(Error::from_args(format_args!(
                     "{}: cannot detach the dead store: {error}",
                     mountpoint.display()
                 )));
@@ -332,7 +333,7 @@ pub fn reload(root: &Path, generation: u64) -> Result<(), Error> {
     match ask(root, "reload", Duration::from_secs(60))? {
         None => Ok(()),
         Some(answer) if answer == format!("ok {generation}") => Ok(()),
-        Some(answer) => Err(Error::new(format!(
+        Some(answer) => Err(Error::from_args(format_args!(
             "generation {generation} is current, but the mounted store answered {answer:?}"
         ))),
     }
@@ -361,6 +362,6 @@ fn ask(root: &Path, command: &str, timeout: Duration) -> Result<Option<String>, 
     let mut answer = String::new();
     BufReader::new(&stream)
         .read_line(&mut answer)
-        .map_err(|e| Error::new(format!("the mounted store did not answer: {e}")))?;
+        .map_err(|e| Error::from_args(format_args!("the mounted store did not answer: {e}")))?;
     Ok(Some(answer.trim_end().to_owned()))
 }

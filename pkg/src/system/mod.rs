@@ -82,7 +82,7 @@ fn here() -> Result<Firmware, Error> {
         fs::read_to_string(&path)
             .map(|text| text.trim().to_owned())
             .map_err(|e| {
-                Error::new(format!(
+                Error::from_args(format_args!(
                     "{}: {e} (pkg system runs on an amber device)",
                     path.display()
                 ))
@@ -91,7 +91,7 @@ fn here() -> Result<Firmware, Error> {
     let board = read("board")?;
     let version = read("version")?;
     let running = Version::parse(&version)
-        .map_err(|e| Error::new(format!("/etc/amber/version {version:?}: {e}")))?;
+        .map_err(|e| Error::from_args(format_args!("/etc/amber/version {version:?}: {e}")))?;
     let boot = root.join("boot");
     if boot.join(LINUX_DIR).is_dir() {
         return Ok(Firmware::Uefi(Here {
@@ -109,13 +109,13 @@ fn here() -> Result<Firmware, Error> {
             running,
         }));
         #[cfg(not(feature = "raspberry-pi"))]
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "{}: a Raspberry Pi's partition 1, and this {} build of amber has no Raspberry Pi support",
             boot.display(),
             std::env::consts::ARCH
         )));
     }
-    Err(Error::new(format!(
+    Err(Error::from_args(format_args!(
         "{}: neither {LINUX_DIR} (an EFI system partition) nor autoboot.txt (a Raspberry Pi's partition 1) is there",
         boot.display()
     )))
@@ -373,7 +373,7 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
     let board = firmware.board().to_owned();
     let running = firmware.running().clone();
     let Some((repo_url, system)) = offered(context, &store, &board)? else {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "no repository offers a system for board {board}"
         )));
     };
@@ -389,7 +389,7 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
         );
     }
     if system.version < running && !options.allow_downgrade {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "system {version} is older than the running {running}; --allow-downgrade installs it"
         )));
     }
@@ -400,14 +400,14 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
     };
     if let Some(current) = systems.iter().find(|s| s.entry.version == running) {
         if let BootState::Trying(_) = current.entry.state() {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "the running system {running} is still being tried (init checks it 10 s after ready); upgrade once it is good, or `pkg system mark-good`"
             )));
         }
     }
     if let Some(known) = systems.iter().find(|s| s.entry.version == system.version) {
         if known.entry.state() == BootState::Bad {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "system {version} failed here before ({}); not trying it again",
                 known.name
             )));
@@ -500,7 +500,7 @@ pub fn upgrade(context: &Context, options: &Upgrade) -> Result<Report, Error> {
         }
     }
     if !written {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "system {version}: {}",
             failures.join("; ")
         )));
@@ -653,9 +653,9 @@ fn ask_init(request: &str) -> Result<String, Error> {
     stream.read_to_string(&mut answer).context(&socket)?;
     match answer.split_once('\n') {
         Some(("ok", rest)) => Ok(rest.to_owned()),
-        Some((_, rest)) => Err(Error::new(format!("init: {}", rest.trim()))),
+        Some((_, rest)) => Err(Error::from_args(format_args!("init: {}", rest.trim()))),
         None if answer == "ok" => Ok(String::new()),
-        None => Err(Error::new(format!("init: {}", answer.trim()))),
+        None => Err(Error::from_args(format_args!("init: {}", answer.trim()))),
     }
 }
 
@@ -676,7 +676,7 @@ fn running_entry(here: &Here) -> Result<OnDisk, Error> {
         .into_iter()
         .find(|system| system.entry.version == here.running)
         .ok_or_else(|| {
-            Error::new(format!(
+            Error::from_args(format_args!(
                 "the running system {} is not on the ESP",
                 here.running
             ))

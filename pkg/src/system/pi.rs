@@ -73,7 +73,7 @@ impl Here {
         let path = self.boot.join(AUTOBOOT);
         let text = fs::read_to_string(&path).context(path.display())?;
         pi::committed(&text).ok_or_else(|| {
-            Error::new(format!(
+            Error::from_args(format_args!(
                 "{}: names no boot partition 2 or 3",
                 path.display()
             ))
@@ -172,7 +172,7 @@ pub fn write(
         .find(|slot| slot.version == system.version)
     {
         if slot.state == SlotState::Bad {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "system {} failed here before; not trying it again",
                 system.version
             )));
@@ -196,7 +196,7 @@ pub fn write(
         }
     }
     if !fetched {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "system {}: {}",
             system.version,
             failures.join("; ")
@@ -245,7 +245,7 @@ fn unpack(release: &Path, dir: &Path, version: &Version) -> Result<(), Error> {
     let mut cache = Cache::new();
     let root = archive
         .root(&mut cache)
-        .map_err(|e| Error::new(format!("{}: {e}", release.display())))?;
+        .map_err(|e| Error::from_args(format_args!("{}: {e}", release.display())))?;
     let mut entries: Vec<(String, u64, Kind)> = Vec::new();
     archive
         .read_dir(&root, 0, &mut cache, |entry| {
@@ -256,9 +256,9 @@ fn unpack(release: &Path, dir: &Path, version: &Version) -> Result<(), Error> {
             ));
             true
         })
-        .map_err(|e| Error::new(format!("{}: {e}", release.display())))?;
+        .map_err(|e| Error::from_args(format_args!("{}: {e}", release.display())))?;
     if !entries.iter().any(|(name, _, _)| name == VERSION_FILE) {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "{}: no {VERSION_FILE}: not a boot partition's files",
             release.display()
         )));
@@ -276,9 +276,9 @@ fn unpack(release: &Path, dir: &Path, version: &Version) -> Result<(), Error> {
     let mut write_one = |name: &str, reference: u64| -> Result<(), Error> {
         let inode = archive
             .inode(reference, &mut cache)
-            .map_err(|e| Error::new(format!("{name}: {e}")))?;
+            .map_err(|e| Error::from_args(format_args!("{name}: {e}")))?;
         let bytes = crate::image::read_file(&archive, &inode, MAX_FILE, &mut cache)
-            .map_err(|e| Error::new(format!("{}: {name}: {e}", release.display())))?;
+            .map_err(|e| Error::from_args(format_args!("{}: {name}: {e}", release.display())))?;
         let path = dir.join(name);
         let mut file = fs::File::create(&path).context(path.display())?;
         file.write_all(&bytes).context(path.display())?;
@@ -286,7 +286,7 @@ fn unpack(release: &Path, dir: &Path, version: &Version) -> Result<(), Error> {
     };
     for (name, reference, kind) in &entries {
         if *kind != Kind::File {
-            return Err(Error::new(format!(
+            return Err(Error::from_args(format_args!(
                 "{}: {name} is not a plain file",
                 release.display()
             )));
@@ -304,7 +304,7 @@ fn unpack(release: &Path, dir: &Path, version: &Version) -> Result<(), Error> {
     durable::sync_dir(dir)?;
     let written = fs::read_to_string(dir.join(VERSION_FILE)).unwrap_or_default();
     if Version::parse(written.trim()).ok().as_ref() != Some(version) {
-        return Err(Error::new(format!(
+        return Err(Error::from_args(format_args!(
             "{}: its {VERSION_FILE} says {}, the index {version}",
             release.display(),
             written.trim()
