@@ -514,12 +514,22 @@ impl Inner {
     /// decompression they serve (fresh buffers are cleared and faulted in); the idle
     /// closer gives the spare ones back when the store goes quiet.
     fn with_workspace<T>(&self, f: impl FnOnce(&mut Workspace) -> T) -> T {
+        // The pool's work is in two plain functions, not in each closure's copy.
+        let mut workspace = self.take_workspace();
+        let result = f(&mut workspace);
+        self.give_back(workspace);
+        result
+    }
+
+    fn take_workspace(&self) -> Workspace {
         self.busy.store(true, Ordering::Relaxed);
-        let mut workspace = lock(&self.workspaces).pop().unwrap_or_else(|| Workspace {
+        lock(&self.workspaces).pop().unwrap_or_else(|| Workspace {
             cache: Cache::with_limits(8, 1),
             reply: Vec::new(),
-        });
-        let result = f(&mut workspace);
+        })
+    }
+
+    fn give_back(&self, mut workspace: Workspace) {
         // A request bigger than a block (a kernel that ignores max_pages) is served,
         // but its buffer is not kept.
         if workspace.reply.capacity() > BLOCK_REQUEST as usize {
@@ -529,7 +539,6 @@ impl Inner {
         if workspaces.len() < self.options.threads.max(1) {
             workspaces.push(workspace);
         }
-        result
     }
 
     /// Run `f` with a decompression cache from the shared pool.
