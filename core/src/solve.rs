@@ -2022,7 +2022,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
             self.provider_options(name, mask, prefer, options);
             if options.len() == start {
                 return Status::Broken(self.dead_end(Vec::new(), || {
-                    self.untagged_failure(position, name, unprovided)
+                    self.untagged_failure(position, name, &unprovided)
                 }));
             }
             return Status::Open;
@@ -2052,7 +2052,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
         self.versioned_options(requirement.key, name, mask, prefer, options);
         if options.len() == start {
             return Status::Broken(self.dead_end(Vec::new(), || {
-                self.untagged_failure(position, name, || SolveError::NoMatchingVersion {
+                self.untagged_failure(position, name, &|| SolveError::NoMatchingVersion {
                     dependency: Box::new(dependency.dependency()),
                     available: self.available(name),
                     via: Box::new(self.via(position)),
@@ -2068,7 +2068,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
         &self,
         position: u32,
         name: NameId,
-        otherwise: impl FnOnce() -> SolveError,
+        otherwise: &dyn Fn() -> SolveError,
     ) -> SolveError {
         let pool = self.pool;
         let slot = &pool.slots[name as usize];
