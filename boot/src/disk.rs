@@ -53,13 +53,8 @@ fn skipped(name: &str) -> bool {
 /// The first device (in name order) of `class_dir` (/sys/class/block) whose node in
 /// `dev_dir` (/dev) carries the ext label `label`.
 pub fn find(class_dir: &Path, dev_dir: &Path, label: &str) -> Option<PathBuf> {
-    let mut names: Vec<String> = std::fs::read_dir(class_dir)
-        .ok()?
-        .flatten()
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|name| !skipped(name))
-        .collect();
-    crate::sort_small(&mut names);
+    let mut names = crate::dir_names(class_dir).ok()?;
+    names.retain(|name| !skipped(name));
     names
         .into_iter()
         .map(|name| dev_dir.join(name))
@@ -170,13 +165,8 @@ pub fn mount_boot(data: &Path, label: &str, at: &Path) -> Option<PathBuf> {
     let partition = class.join(std::fs::read_link(class.join(name)).ok()?);
     let disk = partition.parent()?;
     let disk_name = disk.file_name()?.to_str()?.to_owned();
-    let mut partitions: Vec<String> = std::fs::read_dir(disk)
-        .ok()?
-        .flatten()
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter(|entry| entry.starts_with(&disk_name) && entry != &disk_name)
-        .collect();
-    crate::sort_small(&mut partitions);
+    let mut partitions = crate::dir_names(disk).ok()?;
+    partitions.retain(|entry| entry.starts_with(&disk_name) && *entry != disk_name);
     let device = partitions
         .into_iter()
         .map(|part| PathBuf::from("/dev").join(part))

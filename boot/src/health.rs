@@ -147,10 +147,9 @@ pub fn remove_temporary_files(partition: &Path) -> usize {
 /// The ESP file of the system `version`: `amber-VERSION.efi` or with a counter.
 fn running_file(esp: &Path, version: &str) -> Option<String> {
     let version = Version::parse(version).ok()?;
-    fs::read_dir(esp.join(LINUX_DIR))
+    crate::dir_names(&esp.join(LINUX_DIR))
         .ok()?
-        .flatten()
-        .filter_map(|entry| entry.file_name().into_string().ok())
+        .into_iter()
         .find(|name| BootEntry::parse(name).is_some_and(|entry| entry.version == version))
 }
 
@@ -202,10 +201,9 @@ impl Check {
         let good = format!("amber-{}.efi", self.version);
         rename(&dir, file, &good)?;
         let ours = Version::parse(&self.version).map_err(|e| format!("{}: {e}", self.version))?;
-        let mut others: Vec<(Version, String)> = fs::read_dir(&dir)
+        let mut others: Vec<(Version, String)> = crate::dir_names(&dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?
-            .flatten()
-            .filter_map(|entry| entry.file_name().into_string().ok())
+            .into_iter()
             .filter(|name| *name != good)
             .filter_map(|name| Some((version_of(&name)?, name)))
             .collect();

@@ -56,6 +56,17 @@ fn sort_small<T: PartialOrd>(items: &mut [T]) {
     }
 }
 
+/// The names in `dir` that are UTF-8, sorted; entries that cannot be read are left
+/// out. (One copy of the directory walk for the callers, instead of one each.)
+fn dir_names(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .collect();
+    sort_small(&mut names);
+    Ok(names)
+}
+
 /// A `say!` line: on the console, and in init's log (where there is one).
 fn say(message: std::fmt::Arguments) {
     let text = message.to_string();

@@ -212,15 +212,10 @@ impl Table {
     /// through `report`; a declaration that cannot be read is left out.
     #[inline(never)]
     pub fn refresh(&mut self, places: &Places, report: &mut dyn FnMut(String)) {
-        let Ok(entries) = std::fs::read_dir(&places.packages) else {
+        let Ok(mut packages) = crate::dir_names(&places.packages) else {
             return;
         };
-        let mut packages: Vec<String> = entries
-            .flatten()
-            .filter_map(|entry| entry.file_name().into_string().ok())
-            .filter(|name| is_package_id(name))
-            .collect();
-        crate::sort_small(&mut packages);
+        packages.retain(|name| is_package_id(name));
         if packages == self.packages && !self.users.is_empty() {
             return;
         }
