@@ -22,7 +22,7 @@ pub fn walk(data: &[u8]) -> Result<CheckSummary, Error> {
     let mut buf = [0u8; 1000];
     for _ in 0..1000 {
         let mut next = None;
-        archive.read_dir(&root, offset, &mut cache, |entry| {
+        archive.read_dir(&root, offset, &mut cache, &mut |entry| {
             let mut name = [0u8; 256];
             name[..entry.name.len()].copy_from_slice(entry.name);
             next = Some((

@@ -225,7 +225,7 @@ fn list<R: amber_core::squashfs::ReadAt>(
 ) -> Vec<(Vec<u8>, u64, Kind, u32, u64)> {
     let mut entries = Vec::new();
     archive
-        .read_dir(dir, 0, cache, |entry| {
+        .read_dir(dir, 0, cache, &mut |entry| {
             entries.push((
                 entry.name.to_vec(),
                 entry.reference,
@@ -542,7 +542,7 @@ fn read_dir_resumes_at_every_offset() {
             loop {
                 let mut got = None;
                 archive
-                    .read_dir(&dir, offset, &mut cache, |entry| {
+                    .read_dir(&dir, offset, &mut cache, &mut |entry| {
                         got = Some((
                             entry.name.to_vec(),
                             entry.reference,
@@ -562,7 +562,7 @@ fn read_dir_resumes_at_every_offset() {
             for start in [1, 2, 3] {
                 let mut first = None;
                 archive
-                    .read_dir(&dir, start, &mut cache, |entry| {
+                    .read_dir(&dir, start, &mut cache, &mut |entry| {
                         first = Some(entry.name.to_vec());
                         false
                     })

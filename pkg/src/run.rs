@@ -309,7 +309,7 @@ fn unpack_dir<R: ReadAt>(
     // The listing first: the reader's entries borrow it, and unpacking needs the cache.
     let mut entries: Vec<(Vec<u8>, u64, Kind, u32)> = Vec::new();
     archive
-        .read_dir(dir, 0, cache, |entry| {
+        .read_dir(dir, 0, cache, &mut |entry| {
             entries.push((
                 entry.name.to_vec(),
                 entry.reference,

@@ -636,7 +636,7 @@ impl<R: ReadAt> Listing for ImageListing<'_, R> {
             return None;
         }
         let mut entries = Vec::new();
-        let result = self.archive.read_dir(&dir, 0, self.cache, |entry| {
+        let result = self.archive.read_dir(&dir, 0, self.cache, &mut |entry| {
             entries.push((entry.name.to_vec(), entry.kind == Kind::Dir));
             entries.len() < 1 << 16
         });

@@ -248,7 +248,7 @@ fn unpack(release: &Path, dir: &Path, version: &Version) -> Result<(), Error> {
         .map_err(|e| Error::from_args(format_args!("{}: {e}", release.display())))?;
     let mut entries: Vec<(String, u64, Kind)> = Vec::new();
     archive
-        .read_dir(&root, 0, &mut cache, |entry| {
+        .read_dir(&root, 0, &mut cache, &mut |entry| {
             entries.push((
                 String::from_utf8_lossy(entry.name).into_owned(),
                 entry.reference,

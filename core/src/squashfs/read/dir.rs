@@ -231,7 +231,7 @@ impl<R: ReadAt> Archive<R> {
         if target > u64::from(reader.listing) {
             return Err(Error::BadOffset);
         }
-        if let Some(jump) = self.index_jump(dir, cache, |index, _| u64::from(index) <= target)? {
+        if let Some(jump) = self.index_jump(dir, cache, &|index, _| u64::from(index) <= target)? {
             reader.jump(self, dir, &jump);
         }
         while u64::from(reader.consumed) < target {
@@ -252,7 +252,7 @@ impl<R: ReadAt> Archive<R> {
         dir: &Inode,
         offset: u64,
         cache: &mut Cache,
-        mut each: impl FnMut(DirEntry<'_>) -> bool,
+        each: &mut dyn FnMut(DirEntry<'_>) -> bool,
     ) -> Result<(), Error> {
         let mut reader = self.dir_reader(dir, offset, cache)?;
         while let Some(entry) = reader.next(self, cache)? {
@@ -276,7 +276,7 @@ impl<R: ReadAt> Archive<R> {
         if !format::is_valid_name(name) {
             return Ok(None);
         }
-        if let Some(jump) = self.index_jump(dir, cache, |_, index_name| index_name <= name)? {
+        if let Some(jump) = self.index_jump(dir, cache, &|_, index_name| index_name <= name)? {
             reader.jump(self, dir, &jump);
         }
         let (reference, kind, number) = loop {
@@ -313,7 +313,7 @@ impl<R: ReadAt> Archive<R> {
         &self,
         dir: &Inode,
         cache: &mut Cache,
-        accept: impl Fn(u32, &[u8]) -> bool,
+        accept: &dyn Fn(u32, &[u8]) -> bool,
     ) -> Result<Option<Jump>, Error> {
         let mut cursor = IndexCursor::new(dir)?;
         let mut best = None;
