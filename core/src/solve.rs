@@ -1683,7 +1683,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
     }
 
     /// A dead end depending on `levels`, explained by `explain` if it is the first.
-    fn dead_end(&self, levels: Vec<Level>, explain: impl FnOnce() -> SolveError) -> DeadEnd {
+    fn dead_end(&self, levels: Vec<Level>, explain: &dyn Fn() -> SolveError) -> DeadEnd {
         (
             self.first_failure.is_none().then(|| Box::new(explain())),
             levels,
@@ -1992,7 +1992,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                 if options.is_empty() {
                     // Its own triggers held when it was pushed; a version of the name
                     // always qualifies unless its tags are not allowed.
-                    return Status::Broken(self.dead_end(Vec::new(), || {
+                    return Status::Broken(self.dead_end(Vec::new(), &|| {
                         SolveError::OnlyTagged {
                             dependency: Box::new(Dependency::any(self.pool.name_text(watcher))),
                             tags: self
@@ -2011,7 +2011,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
             via: Box::new(self.via(position)),
         };
         let Some(name) = need.name else {
-            return Status::Broken(self.dead_end(Vec::new(), unprovided));
+            return Status::Broken(self.dead_end(Vec::new(), &unprovided));
         };
         let state = &self.states[name as usize];
         let start = options.len();
@@ -2021,7 +2021,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
             }
             self.provider_options(name, mask, prefer, options);
             if options.len() == start {
-                return Status::Broken(self.dead_end(Vec::new(), || {
+                return Status::Broken(self.dead_end(Vec::new(), &|| {
                     self.untagged_failure(position, name, &unprovided)
                 }));
             }
@@ -2034,7 +2034,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                 return Status::Satisfied;
             }
             let levels = self.blame(requirement.key, name, mask, holder);
-            return Status::Broken(self.dead_end(levels, || SolveError::Conflict {
+            return Status::Broken(self.dead_end(levels, &|| SolveError::Conflict {
                 wanted: Box::new(self.claim(position)),
                 blocker: Box::new(self.blocker(requirement.key, name, holder)),
             }));
@@ -2044,14 +2044,14 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
             for &holder in &state.shared {
                 add_level(&mut levels, self.level_of(holder));
             }
-            return Status::Broken(self.dead_end(levels, || SolveError::Conflict {
+            return Status::Broken(self.dead_end(levels, &|| SolveError::Conflict {
                 wanted: Box::new(self.claim(position)),
                 blocker: Box::new(Blocker::Chosen(self.pool.id(shared), self.via_of(shared))),
             }));
         }
         self.versioned_options(requirement.key, name, mask, prefer, options);
         if options.len() == start {
-            return Status::Broken(self.dead_end(Vec::new(), || {
+            return Status::Broken(self.dead_end(Vec::new(), &|| {
                 self.untagged_failure(position, name, &|| SolveError::NoMatchingVersion {
                     dependency: Box::new(dependency.dependency()),
                     available: self.available(name),
@@ -2315,7 +2315,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                 for other in self.holders(hold.name) {
                     add_level(&mut levels, self.level_of(other));
                 }
-                return Err(self.dead_end(levels, || {
+                return Err(self.dead_end(levels, &|| {
                     if own && pool.name_of(holder) == record.name {
                         // Another version of this package is in already, and it
                         // does not provide what is needed here.
@@ -2344,7 +2344,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                 if restriction.source != NONE {
                     add_level(&mut levels, self.level_of(restriction.source));
                 }
-                return Err(self.dead_end(levels, || {
+                return Err(self.dead_end(levels, &|| {
                     if restriction.need.conflict {
                         self.conflicts_error(
                             restriction,
@@ -2375,7 +2375,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                 if dependency.conflict {
                     continue;
                 }
-                return Err(self.dead_end(Vec::new(), || SolveError::NothingProvides {
+                return Err(self.dead_end(Vec::new(), &|| SolveError::NothingProvides {
                     dependency: Box::new(dependency.dependency()),
                     via: Box::new(via()),
                 }));
@@ -2389,7 +2389,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                     if hit {
                         let mut levels = Vec::new();
                         add_level(&mut levels, self.level_of(holder));
-                        return Err(self.dead_end(levels, || SolveError::Conflicts {
+                        return Err(self.dead_end(levels, &|| SolveError::Conflicts {
                             package: Box::new(self.wanted_for(candidate, requirement)),
                             other: Box::new(self.wanted(holder)),
                         }));
@@ -2409,11 +2409,13 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                 if slot != NONE && self.allows(key, slot) {
                     continue;
                 }
-                return Err(self.dead_end(Vec::new(), || SolveError::NoMatchingVersion {
-                    dependency: Box::new(dependency.dependency()),
-                    available: self.available(name),
-                    via: Box::new(via()),
-                }));
+                return Err(
+                    self.dead_end(Vec::new(), &|| SolveError::NoMatchingVersion {
+                        dependency: Box::new(dependency.dependency()),
+                        available: self.available(name),
+                        via: Box::new(via()),
+                    }),
+                );
             }
             let state = &self.states[name as usize];
             if state.holder != NONE {
@@ -2423,7 +2425,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                     continue;
                 }
                 let levels = self.blame(key, name, mask, holder);
-                return Err(self.dead_end(levels, || SolveError::Conflict {
+                return Err(self.dead_end(levels, &|| SolveError::Conflict {
                     wanted: Box::new(wanted()),
                     blocker: Box::new(self.blocker(key, name, holder)),
                 }));
@@ -2433,7 +2435,7 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                 for &holder in &state.shared {
                     add_level(&mut levels, self.level_of(holder));
                 }
-                return Err(self.dead_end(levels, || SolveError::Conflict {
+                return Err(self.dead_end(levels, &|| SolveError::Conflict {
                     wanted: Box::new(wanted()),
                     blocker: Box::new(Blocker::Chosen(pool.id(shared), self.via_of(shared))),
                 }));
@@ -2446,14 +2448,16 @@ impl<'p, 'a: 'r, 'r> Search<'p, 'a, 'r> {
                 .allowed_slots(key, name)
                 .find(|&slot| self.tag_allows(pool.exclusive[slot as usize].candidate, mask));
             let Some(first_allowed) = first_allowed else {
-                return Err(self.dead_end(Vec::new(), || SolveError::NoMatchingVersion {
-                    dependency: Box::new(dependency.dependency()),
-                    available: self.available(name),
-                    via: Box::new(via()),
-                }));
+                return Err(
+                    self.dead_end(Vec::new(), &|| SolveError::NoMatchingVersion {
+                        dependency: Box::new(dependency.dependency()),
+                        available: self.available(name),
+                        via: Box::new(via()),
+                    }),
+                );
             };
             let blocked = pool.exclusive[first_allowed as usize].candidate;
-            return Err(self.dead_end(levels, || {
+            return Err(self.dead_end(levels, &|| {
                 let restriction = self.states[name as usize]
                     .restrictions
                     .iter()
