@@ -15,21 +15,22 @@ pub enum Json {
     Number(u64),
     String(String),
     Array(Vec<Json>),
-    Object(Vec<(String, Json)>),
+    /// Keys are the commands' own field names, so they stay static text.
+    Object(Vec<(&'static str, Json)>),
 }
 
 impl Json {
     /// An object from key/value pairs, keeping their order.
-    pub fn object<const N: usize>(mut pairs: [(&str, Json); N]) -> Json {
+    pub fn object<const N: usize>(mut pairs: [(&'static str, Json); N]) -> Json {
         // The work is in one function for every N: this one is instantiated per size.
         Json::object_from(&mut pairs)
     }
 
-    fn object_from(pairs: &mut [(&str, Json)]) -> Json {
+    fn object_from(pairs: &mut [(&'static str, Json)]) -> Json {
         Json::Object(
             pairs
                 .iter_mut()
-                .map(|(key, value)| ((*key).to_owned(), std::mem::replace(value, Json::Null)))
+                .map(|(key, value)| (*key, std::mem::replace(value, Json::Null)))
                 .collect(),
         )
     }

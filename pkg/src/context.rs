@@ -59,9 +59,9 @@ impl Context {
     pub fn report_failure(&self, report: Report, error: &Error) {
         let json = match report.json {
             Json::Object(mut pairs) => {
-                pairs.retain(|(key, _)| key != "ok" && key != "error");
-                pairs.insert(0, ("ok".to_owned(), Json::Bool(false)));
-                pairs.push(("error".to_owned(), Json::string(error.to_string())));
+                pairs.retain(|(key, _)| *key != "ok" && *key != "error");
+                pairs.insert(0, ("ok", Json::Bool(false)));
+                pairs.push(("error", Json::string(error.to_string())));
                 Json::Object(pairs)
             }
             other => other,

@@ -17,31 +17,31 @@ use crate::store::Store;
 
 fn entry_json(entry: &Entry, explicit: Option<bool>) -> Json {
     let mut pairs = vec![
-        ("name".to_owned(), Json::string(&entry.name)),
-        ("version".to_owned(), Json::string(entry.version.as_str())),
-        ("id".to_owned(), Json::string(entry.id().to_string())),
-        ("size".to_owned(), Json::Number(entry.size)),
-        ("sha256".to_owned(), Json::string(to_hex(&entry.sha256))),
+        ("name", Json::string(&entry.name)),
+        ("version", Json::string(entry.version.as_str())),
+        ("id", Json::string(entry.id().to_string())),
+        ("size", Json::Number(entry.size)),
+        ("sha256", Json::string(to_hex(&entry.sha256))),
         (
-            "deps".to_owned(),
+            "deps",
             Json::strings(entry.deps.iter().map(|d| d.to_string())),
         ),
         (
-            "provides".to_owned(),
+            "provides",
             Json::strings(entry.provides.iter().map(|p| p.to_string())),
         ),
         (
-            "provider_priority".to_owned(),
+            "provider_priority",
             Json::Number(u64::from(entry.provider_priority)),
         ),
         (
-            "install_if".to_owned(),
+            "install_if",
             Json::strings(entry.install_if.iter().map(|d| d.to_string())),
         ),
-        ("description".to_owned(), Json::string(&entry.description)),
+        ("description", Json::string(&entry.description)),
     ];
     if let Some(explicit) = explicit {
-        pairs.push(("explicit".to_owned(), Json::Bool(explicit)));
+        pairs.push(("explicit", Json::Bool(explicit)));
     }
     Json::Object(pairs)
 }

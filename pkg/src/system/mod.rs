@@ -187,19 +187,13 @@ fn describe(entry: &BootEntry) -> String {
 
 fn entry_json(system: &OnDisk, running: &Version) -> Json {
     let mut pairs = vec![
-        (
-            "version".to_owned(),
-            Json::string(system.entry.version.to_string()),
-        ),
-        ("state".to_owned(), Json::string(state_word(&system.entry))),
-        (
-            "running".to_owned(),
-            Json::Bool(system.entry.version == *running),
-        ),
-        ("file".to_owned(), Json::string(system.name.clone())),
+        ("version", Json::string(system.entry.version.to_string())),
+        ("state", Json::string(state_word(&system.entry))),
+        ("running", Json::Bool(system.entry.version == *running)),
+        ("file", Json::string(system.name.clone())),
     ];
     if let BootState::Trying(left) = system.entry.state() {
-        pairs.push(("tries_left".to_owned(), Json::Number(left as u64)));
+        pairs.push(("tries_left", Json::Number(left as u64)));
     }
     Json::Object(pairs)
 }
