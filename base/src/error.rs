@@ -48,6 +48,11 @@ impl Error {
         Error::of(fmt::format(message), Kind::Failed)
     }
 
+    /// A usage error with a formatted message, as [`Error::from_args`] is for failures.
+    pub fn usage_args(message: fmt::Arguments<'_>) -> Error {
+        Error::of(fmt::format(message), Kind::Usage)
+    }
+
     fn of(message: String, kind: Kind) -> Error {
         Error(Box::new(Inner { message, kind }))
     }

@@ -114,7 +114,7 @@ pub fn accept(path: &Path, entry: &Entry, arch: &str, cache: &mut Cache) -> Resu
     let meta = meta_of(&archive, path, cache)?;
     entry
         .check_meta(arch, &meta)
-        .map_err(|e| Error::new(e.to_string()))?;
+        .map_err(|e| Error::from_args(format_args!("{e}")))?;
     let limits = CheckLimits {
         read_data: false,
         ..CheckLimits::default()

@@ -46,7 +46,7 @@ pub fn key(context: &Context, command: KeyCommand) -> Result<Report, Error> {
         KeyCommand::Del(del) => {
             let id = amber_core::minisign::parse_key_id_hex(&del.id)
                 .map(|id| amber_core::minisign::key_id_hex(&id))
-                .map_err(|e| Error::usage(format!("{}: {e}", del.id)))?;
+                .map_err(|e| Error::usage_args(format_args!("{}: {e}", del.id)))?;
             let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
             if !store.remove_key(&id)? {
                 return Err(Error::from_args(format_args!("key {id}: not trusted")));
@@ -69,7 +69,7 @@ pub fn repo(context: &Context, command: RepoCommand) -> Result<Report, Error> {
             }
             if let Some(tag) = &add.tag {
                 if !amber_core::version::is_valid_tag(tag) {
-                    return Err(Error::usage(format!(
+                    return Err(Error::usage_args(format_args!(
                         "--tag {tag:?}: invalid tag (expected [a-z0-9][a-z0-9._-]*, at most \
                          32 bytes)"
                     )));

@@ -204,7 +204,7 @@ fn fetch_from(
 }
 
 fn hash_error(error: HashError) -> Error {
-    Error::new(error.to_string())
+    Error::from_args(format_args!("{error}"))
 }
 
 /// The progress line: shown on stderr while stdout is a terminal, never otherwise.

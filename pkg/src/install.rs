@@ -41,7 +41,7 @@ impl Wanted {
         Dependency::parse_request(argument)
             .map(Wanted::Request)
             .map_err(|error| {
-                Error::usage(format!(
+                Error::usage_args(format_args!(
                     "{argument}: {error}; a package is NAME[@TAG][OP VERSION] (busybox, \
                      busybox>=1.36, vim@edge, !dnsmasq), a local image an existing file or a \
                      path with a / (./busybox.squashfs)"
@@ -84,7 +84,7 @@ pub fn add(context: &Context, packages: &[String], allow_untrusted: bool) -> Res
         )?;
         requests.push(
             Dependency::parse(&format!("{}={}", entry.name, entry.version))
-                .map_err(|e| Error::new(e.to_string()))?,
+                .map_err(|e| Error::from_args(format_args!("{e}")))?,
         );
         local.push(entry);
     }
@@ -292,7 +292,7 @@ fn change(
     let pool = Pool::with_sources(&sources);
     let closure: Vec<(Entry, Option<usize>)> = pool
         .solve(&world, &installed, mode)
-        .map_err(|e| Error::new(e.to_string()))?
+        .map_err(|e| Error::from_args(format_args!("{e}")))?
         .iter()
         .map(|chosen| (chosen.to_entry(), repos[chosen.source()]))
         .collect();
@@ -444,10 +444,12 @@ fn import_local(
             }
             check
                 .update(&buffer[..n])
-                .map_err(|e| Error::new(e.to_string()))?;
+                .map_err(|e| Error::from_args(format_args!("{e}")))?;
             std::io::Write::write_all(&mut output, &buffer[..n]).context(temp.display())?;
         }
-        check.finish().map_err(|e| Error::new(e.to_string()))?;
+        check
+            .finish()
+            .map_err(|e| Error::from_args(format_args!("{e}")))?;
         output.sync_all().context(temp.display())?;
         crate::image::accept(&temp, &entry, arch, &mut Default::default())?;
         durable::rename_durable(&temp, &target)
@@ -470,7 +472,7 @@ fn next_number(store: &Store, current: &Generation) -> Result<u64, Error> {
 /// `forget`, NAME's choice of PATH is dropped. Either way a new generation.
 pub fn prefer(context: &Context, name: &str, path: &str, forget: bool) -> Result<Report, Error> {
     let preference = Preference::new(name, path)
-        .map_err(|e| Error::usage(format!("prefer {name} {path}: {e}")))?;
+        .map_err(|e| Error::usage_args(format_args!("prefer {name} {path}: {e}")))?;
     let (store, _lock) = Store::open_locked(&context.root, context.wait)?;
     let current = store.current()?;
     let mut preferences = current.preferences.clone();

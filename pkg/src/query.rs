@@ -287,7 +287,7 @@ pub fn which(context: &Context, path: &str) -> Result<Report, Error> {
     };
     let inner = inner.trim_matches('/');
     if inner.is_empty() {
-        return Err(Error::usage(format!("{path}: name a file")));
+        return Err(Error::usage_args(format_args!("{path}: name a file")));
     }
     let mut owners = Vec::new();
     for entry in scope {

@@ -45,7 +45,7 @@ impl Location {
     pub fn parse(url: &str) -> Result<Location, Error> {
         let url = url.trim_end_matches('/');
         if url.starts_with("http://") || url.starts_with("https://") {
-            http::Url::parse(url).map_err(|e| Error::usage(format!("{url}: {e}")))?;
+            http::Url::parse(url).map_err(|e| Error::usage_args(format_args!("{url}: {e}")))?;
             Ok(Location::Http(url.to_owned()))
         } else if let Some(path) = url.strip_prefix("file://") {
             Ok(Location::Local(PathBuf::from(if path.is_empty() {
@@ -56,7 +56,7 @@ impl Location {
         } else if url.starts_with('/') || url.starts_with("./") || url.starts_with("../") {
             Ok(Location::Local(PathBuf::from(url)))
         } else {
-            Err(Error::usage(format!(
+            Err(Error::usage_args(format_args!(
                 "{url}: a repository is an http://, https:// or file:// URL, or a path"
             )))
         }
@@ -213,7 +213,7 @@ pub fn check_index<'t>(
         .map_err(|_| Error::new("signature: not a minisign signature file"))?;
     minisign::verify(keys, index_bytes, signature).context("signature")?;
     let text = std::str::from_utf8(index_bytes).map_err(|_| Error::new("index is not UTF-8"))?;
-    let index = index::parse_view(text).map_err(|e| Error::new(e.to_string()))?;
+    let index = index::parse_view(text).map_err(|e| Error::from_args(format_args!("{e}")))?;
     if index.arch != arch {
         return Err(Error::from_args(format_args!(
             "index is for {}, this device is {arch}",

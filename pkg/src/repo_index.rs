@@ -111,7 +111,7 @@ fn index_arch(dir: &Path, serial: u64, expires: u64) -> Result<Index, Error> {
         .and_then(|name| name.to_str())
         .filter(|name| is_valid_arch(name))
         .ok_or_else(|| {
-            Error::usage(format!(
+            Error::usage_args(format_args!(
                 "{}: name the <repo>/<arch> directory (x86_64, aarch64, ...)",
                 dir.display()
             ))

@@ -61,7 +61,7 @@ pub fn run(context: &Context, packages: &[String], command: &[String]) -> Result
         match Wanted::parse(name)? {
             Wanted::Request(request) => requests.push(request),
             Wanted::Local(path) => {
-                return Err(Error::usage(format!(
+                return Err(Error::usage_args(format_args!(
                     "{path}: run takes packages, not local images (pkg add them first)"
                 )))
             }
@@ -207,7 +207,7 @@ fn solve(
     let installed: Vec<PackageId> = current.packages.iter().map(Entry::id).collect();
     let closure = Pool::with_sources(&sources)
         .solve(requests, &installed, Mode::Keep)
-        .map_err(|e| Error::new(e.to_string()))?;
+        .map_err(|e| Error::from_args(format_args!("{e}")))?;
     Ok(closure
         .iter()
         .map(|chosen| (chosen.to_entry(), repos[chosen.source()]))

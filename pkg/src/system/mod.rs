@@ -602,7 +602,7 @@ fn write_system(
 }
 
 fn hash_error(error: HashError) -> Error {
-    Error::new(error.to_string())
+    Error::from_args(format_args!("{error}"))
 }
 
 /// Record, for init's health check after the reboot, which system this was and which

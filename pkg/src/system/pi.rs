@@ -231,11 +231,15 @@ fn fetch(
         limits,
         system.size,
         &mut |piece| {
-            check.update(piece).map_err(|e| Error::new(e.to_string()))?;
+            check
+                .update(piece)
+                .map_err(|e| Error::from_args(format_args!("{e}")))?;
             file.write_all(piece).context(to.display())
         },
     )?;
-    check.finish().map_err(|e| Error::new(e.to_string()))?;
+    check
+        .finish()
+        .map_err(|e| Error::from_args(format_args!("{e}")))?;
     file.sync_all().context(to.display())
 }
 
