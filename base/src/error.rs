@@ -43,7 +43,7 @@ impl Error {
     }
 
     /// A failure with a formatted message: `Error::from_args(format_args!(...))` is
-    /// `Error::from_args(format_args!(...))` in one call instead of two at every place.
+    /// `Error::new(format!(...))` in one call instead of two at every place.
     pub fn from_args(message: fmt::Arguments<'_>) -> Error {
         Error::of(fmt::format(message), Kind::Failed)
     }

@@ -1054,11 +1054,7 @@ impl Supervisor {
         let now = Instant::now();
 
         // Output first, so a service's last words are logged before its exit is.
-        let ready: Vec<bool> = fds[3..3 + self.pipes.len()]
-            .iter()
-            .map(|fd| fd.revents != 0)
-            .collect();
-        self.drain_pipes(&|index, _| ready[index]);
+        self.drain_pipes(&|index, _| fds[3 + index].revents != 0);
         if fds[2].revents != 0 {
             if let Some(kernel) = &mut self.kernel {
                 kernel.read();

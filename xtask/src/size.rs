@@ -288,35 +288,31 @@ mod tests {
 
     #[test]
     fn device_symbols_are_grouped_by_module() {
-        assert_eq!(
-            part_of("amber_boot::modules::Loader::load").as_deref(),
-            Some("amber_boot::modules")
-        );
-        assert_eq!(
-            part_of("<amber_pkg::http::Error as core::fmt::Display>::fmt").as_deref(),
-            Some("amber_pkg::http")
-        );
-        assert_eq!(
-            part_of("amber::modules::glob_match").as_deref(),
-            Some("amber_boot::modules")
-        );
-        assert_eq!(
-            part_of("amber::sort_small::<(alloc::string::String, u32)>").as_deref(),
-            Some("amber_boot (crate root)")
-        );
-        assert_eq!(
-            part_of("amber::say").as_deref(),
-            Some("amber_boot (crate root)")
-        );
-        assert_eq!(
-            part_of("<amber::supervisor::Supervisor>::wait").as_deref(),
-            Some("amber_boot::supervisor")
-        );
-        assert_eq!(
-            part_of("amber_core::index::parse").as_deref(),
-            Some("amber_core::index")
-        );
-        assert_eq!(part_of("memcpy"), None);
+        let cases = [
+            (
+                "amber_boot::modules::Loader::load",
+                Some("amber_boot::modules"),
+            ),
+            (
+                "<amber_pkg::http::Error as core::fmt::Display>::fmt",
+                Some("amber_pkg::http"),
+            ),
+            ("amber::modules::glob_match", Some("amber_boot::modules")),
+            (
+                "amber::sort_small::<(alloc::string::String, u32)>",
+                Some("amber_boot (crate root)"),
+            ),
+            ("amber::say", Some("amber_boot (crate root)")),
+            (
+                "<amber::supervisor::Supervisor>::wait",
+                Some("amber_boot::supervisor"),
+            ),
+            ("amber_core::index::parse", Some("amber_core::index")),
+            ("memcpy", None),
+        ];
+        for (symbol, part) in cases {
+            assert_eq!(part_of(symbol).as_deref(), part, "{symbol}");
+        }
     }
 
     #[test]
